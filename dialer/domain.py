@@ -1,0 +1,80 @@
+"""Vocabulary shared by every layer: roles, call states, outcomes.
+
+Pure data, no I/O: the persistence layer stores these values, the AMI
+tracker produces them and the web layer shows them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    VOLUNTEER = "volunteer"
+    ORGANIZER = "organizer"
+    ADMIN = "admin"
+
+
+class PhoneType(StrEnum):
+    MOBILE = "mobile"
+    LANDLINE = "landline"
+    WORK = "work"
+    OTHER = "other"
+
+
+class CampaignStatus(StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    CLOSED = "closed"
+
+
+class CallState(StrEnum):
+    """Lifecycle of one click-to-call, in the order a call normally goes."""
+
+    REQUESTED = "requested"
+    RINGING_VOLUNTEER = "ringing_volunteer"
+    VOLUNTEER_ANSWERED = "volunteer_answered"
+    RINGING_CONTACT = "ringing_contact"
+    TALKING = "talking"
+    ENDED = "ended"
+
+
+LIVE_CALL_STATES = frozenset(CallState) - {CallState.ENDED}
+
+
+class CallOutcome(StrEnum):
+    """Why an ended call ended, as far as the PBX can tell."""
+
+    COMPLETED = "completed"
+    CONTACT_BUSY = "contact_busy"
+    CONTACT_NO_ANSWER = "contact_no_answer"
+    CONTACT_CONGESTION = "contact_congestion"
+    CONTACT_REJECTED = "contact_rejected"
+    CONTACT_UNREACHABLE = "contact_unreachable"
+    VOLUNTEER_NO_ANSWER = "volunteer_no_answer"
+    VOLUNTEER_BUSY = "volunteer_busy"
+    VOLUNTEER_UNREACHABLE = "volunteer_unreachable"
+    FAILED = "failed"
+    HUNG_UP_BY_OPERATOR = "hung_up_by_operator"
+    HUNG_UP_BY_VOLUNTEER = "hung_up_by_volunteer"
+    # The worker lost track of the call (crash, PBX restart) and could not
+    # learn how it ended; flagged for a human to review.
+    LOST = "lost"
+
+
+class DispositionOutcome(StrEnum):
+    """The volunteer's answer to "how did it go?", the first question."""
+
+    REFUSED = "refused"
+    ABSENT = "absent"
+    ANSWERED = "answered"
+    CALL_BACK_LATER = "call_back_later"
+    WRONG_NUMBER = "wrong_number"
+    OTHER = "other"
+
+
+class TaskStatus(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    CANCELLED = "cancelled"

@@ -1,0 +1,70 @@
+"""Configuration from the environment (prefix ``DIALER_``) and ``.env``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import phonenumbers
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE_PATH = Path("dialer.sqlite3")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DIALER_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    database_url: SecretStr = Field(
+        default=SecretStr(f"sqlite+aiosqlite:///{DEFAULT_SQLITE_PATH}"),
+        description="SQLAlchemy async URL; sqlite+aiosqlite:///file or postgresql+asyncpg://...",
+    )
+    ami_host: str = "127.0.0.1"
+    ami_port: int = Field(default=5038, ge=1, le=65535)
+    ami_username: str = "dialer"
+    ami_secret: SecretStr = SecretStr("")
+    ami_action_timeout: float = Field(default=10.0, gt=0)
+    ami_ping_interval: float = Field(default=10.0, gt=0)
+    ami_ping_timeout: float = Field(default=5.0, gt=0)
+    ami_reconnect_max_delay: float = Field(default=30.0, gt=0)
+    ami_max_actions_in_flight: int = Field(default=64, ge=1)
+    mqtt_url: SecretStr = SecretStr("mqtt://127.0.0.1:1883")
+    mqtt_topic_prefix: str = "dialer"
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8080, ge=0, le=65535)
+    volunteer_channel: str = "PJSIP/{extension}"
+    outbound_context: str = "dialer-outbound"
+    default_region: str = "CA"
+    originate_timeout_ms: int = Field(default=30000, ge=5000)
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        region = value.upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown region {value!r}; use an ISO 3166 code such as CA or FR")
+        return region
+
+    @field_validator("volunteer_channel")
+    @classmethod
+    def _channel_template(cls, value: str) -> str:
+        if "{extension}" not in value:
+            raise ValueError("must contain the placeholder {extension}, e.g. PJSIP/{extension}")
+        return value
+
+    @property
+    def database_url_value(self) -> str:
+        return self.database_url.get_secret_value()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,241 @@
+"""The ``dialer`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from dialer import __version__
+from dialer.domain import Role
+from dialer.settings import Settings
+
+T = TypeVar("T")
+
+EXIT_ROWS_REJECTED = 3
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings = ctx.find_object(Settings)
+    if settings is None:
+        raise click.ClickException("settings not loaded")
+    return settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dialer")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """A self-hosted phone bank on your own Asterisk.
+
+    Settings come from DIALER_* environment variables and a .env file in
+    the current directory; see the README for the full list.
+    """
+    try:
+        ctx.obj = Settings()
+    except ValueError as error:
+        raise click.ClickException(f"invalid settings: {error}") from None
+
+
+@main.group()
+def db() -> None:
+    """Database schema migrations."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@click.pass_context
+def db_upgrade(ctx: click.Context, revision: str) -> None:
+    """Bring the database schema up to REVISION (default: the latest)."""
+    from dialer import db as database
+
+    database.upgrade(_settings(ctx).database_url_value, revision)
+    click.echo(f"database upgraded to {revision}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@click.pass_context
+def db_downgrade(ctx: click.Context, revision: str) -> None:
+    """Take the database schema back to REVISION ('base' removes every table)."""
+    from dialer import db as database
+
+    database.downgrade(_settings(ctx).database_url_value, revision)
+    click.echo(f"database downgraded to {revision}")
+
+
+@main.group()
+def user() -> None:
+    """Volunteers, organizers and admins."""
+
+
+@user.command("add")
+@click.argument("username")
+@click.option(
+    "--role",
+    type=click.Choice([role.value for role in Role]),
+    default=Role.VOLUNTEER.value,
+    show_default=True,
+)
+@click.option("--extension", help="The volunteer's SIP extension, e.g. 1001.")
+@click.option("--team", "teams", multiple=True, help="Team to join (repeatable; created if new).")
+@click.option("--name", "display_name", default="", help="Name shown to others.")
+@click.option("--email")
+@click.option("--language", help="Interface language, e.g. fr or en.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.pass_context
+def user_add(
+    ctx: click.Context,
+    username: str,
+    role: str,
+    extension: str | None,
+    teams: tuple[str, ...],
+    display_name: str,
+    email: str | None,
+    language: str | None,
+    password_stdin: bool,
+) -> None:
+    """Create a user.  Without --password-stdin a password is generated and shown once."""
+    from dialer.db import open_database
+    from dialer.passwords import WeakPassword, generate_password
+    from dialer.users import UserError, add_user
+
+    generated = not password_stdin
+    password = generate_password() if generated else sys.stdin.readline().rstrip("\r\n")
+
+    async def create() -> None:
+        async with open_database(_settings(ctx).database_url_value) as sessions:
+            async with sessions.begin() as session:
+                await add_user(
+                    session,
+                    username=username,
+                    password=password,
+                    role=Role(role),
+                    display_name=display_name,
+                    email=email,
+                    extension=extension,
+                    teams=teams,
+                    language=language,
+                )
+
+    try:
+        _run(create())
+    except (UserError, WeakPassword) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"created {role} {username}")
+    if generated:
+        click.echo(f"password: {password}")
+
+
+@main.command("import-contacts")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--campaign", "campaign_id", type=int, help="Add the contacts to this campaign.")
+@click.option(
+    "--assign-to",
+    help="Comma-separated usernames; contacts are shared out among them in turn.",
+)
+@click.option("--encoding", default="utf-8", show_default=True)
+@click.option("--region", help="Region for national numbers (default: DIALER_DEFAULT_REGION).")
+@click.option(
+    "--errors-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every rejected row (line, reason) to this CSV file.",
+)
+@click.pass_context
+def import_contacts_command(
+    ctx: click.Context,
+    file: Path,
+    campaign_id: int | None,
+    assign_to: str | None,
+    encoding: str,
+    region: str | None,
+    errors_file: Path | None,
+) -> None:
+    """Import contacts from a CSV FILE (headers mapped by name; see the README).
+
+    Exit status: 0 when every row went in, 3 when some rows were rejected
+    (the rest were imported), 1 when the file could not be imported at all.
+    """
+    import codecs
+    import csv
+
+    from dialer.db import open_database
+    from dialer.importer import ImportFileError, import_contacts
+
+    settings = _settings(ctx)
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise click.BadParameter(
+            f"unknown encoding {encoding!r}", param_hint="--encoding"
+        ) from None
+    names = [name.strip() for name in (assign_to or "").split(",") if name.strip()]
+    total_lines = file.read_bytes().count(b"\n")
+
+    async def run() -> Any:
+        async with open_database(settings.database_url_value) as sessions:
+            with click.progressbar(
+                length=max(total_lines, 1), label="importing", file=sys.stderr
+            ) as bar:
+                return await import_contacts(
+                    sessions,
+                    file,
+                    region=(region or settings.default_region).upper(),
+                    campaign_id=campaign_id,
+                    assign_to=names,
+                    encoding=encoding,
+                    progress=bar.update,
+                )
+
+    try:
+        report = _run(run())
+    except ImportFileError as error:
+        raise click.ClickException(f"{file}: {error}") from None
+    shown = report.errors[:50]
+    for row_error in shown:
+        click.echo(f"{file}:{row_error}", err=True)
+    if len(report.errors) > len(shown):
+        hint = "" if errors_file else "; use --errors-file to write them all"
+        click.echo(f"... and {len(report.errors) - len(shown)} more rejected rows{hint}", err=True)
+    if errors_file:
+        with errors_file.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["line", "reason"])
+            writer.writerows([row_error.line, row_error.reason] for row_error in report.errors)
+    if report.ignored_columns:
+        click.echo(f"ignored columns: {', '.join(report.ignored_columns)}", err=True)
+    click.echo(report.summary())
+    if report.rejected:
+        ctx.exit(EXIT_ROWS_REJECTED)
+
+
+@main.command("export-results")
+@click.option("--campaign", "campaign_id", type=int, required=True)
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def export_results_command(ctx: click.Context, campaign_id: int, file: Path) -> None:
+    """Write a campaign's call results and survey answers to a CSV FILE ('-' for stdout)."""
+    from dialer.db import open_database
+    from dialer.export import ExportError, export_results
+
+    async def run() -> int:
+        async with open_database(_settings(ctx).database_url_value) as sessions:
+            async with sessions() as session:
+                if str(file) == "-":
+                    return await export_results(session, campaign_id, sys.stdout)
+                with file.open("w", newline="", encoding="utf-8") as handle:
+                    return await export_results(session, campaign_id, handle)
+
+    try:
+        count = _run(run())
+    except ExportError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"exported {count} call(s) to {file}", err=True)

@@ -1,0 +1,89 @@
+"""Creating and finding users and teams."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dialer import audit
+from dialer.domain import Role
+from dialer.models import Team, TeamMember, User
+from dialer.passwords import hash_password
+
+_USERNAME = re.compile(r"[A-Za-z0-9_.@-]{2,100}\Z")
+_EXTENSION = re.compile(r"[0-9A-Za-z_-]{1,40}\Z")
+
+
+class UserError(ValueError):
+    pass
+
+
+def check_extension(extension: str) -> str:
+    # The extension ends up in the Originate's Channel header through the
+    # volunteer channel template, so only dial-string-safe characters pass.
+    if not _EXTENSION.match(extension):
+        raise UserError("a SIP extension may only use letters, digits, '_' and '-'")
+    return extension
+
+
+async def get_or_create_team(session: AsyncSession, name: str) -> Team:
+    team = await session.scalar(select(Team).where(Team.name == name))
+    if team is None:
+        team = Team(name=name)
+        session.add(team)
+        await session.flush()
+    return team
+
+
+async def add_user(
+    session: AsyncSession,
+    *,
+    username: str,
+    password: str,
+    role: Role = Role.VOLUNTEER,
+    display_name: str = "",
+    email: str | None = None,
+    extension: str | None = None,
+    teams: tuple[str, ...] = (),
+    language: str | None = None,
+    actor_label: str = "cli",
+) -> User:
+    if not _USERNAME.match(username):
+        raise UserError("a username is 2-100 letters, digits or . _ @ -")
+    if await session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise UserError(f"user {username!r} already exists")
+    if extension is not None:
+        check_extension(extension)
+        taken = await session.scalar(select(User.username).where(User.sip_extension == extension))
+        if taken is not None:
+            raise UserError(f"extension {extension} is already used by {taken}")
+    user = User(
+        username=username,
+        display_name=display_name or username,
+        email=email,
+        role=role,
+        password_hash=hash_password(password),
+        sip_extension=extension,
+        language=language,
+    )
+    session.add(user)
+    await session.flush()
+    for name in teams:
+        team = await get_or_create_team(session, name)
+        session.add(TeamMember(team_id=team.id, user_id=user.id))
+    audit.record(
+        session,
+        action="user.create",
+        entity_type="user",
+        entity_id=user.id,
+        changes={
+            "username": username,
+            "role": role.value,
+            "extension": extension,
+            "teams": list(teams),
+        },
+        actor_label=actor_label,
+    )
+    return user

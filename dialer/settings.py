@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Literal
 
 import phonenumbers
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dialer.compliance import DialingPolicy
 
 DEFAULT_SQLITE_PATH = Path("dialer.sqlite3")
 
@@ -42,6 +44,15 @@ class Settings(BaseSettings):
     outbound_context: str = "dialer-outbound"
     default_region: str = "CA"
     originate_timeout_ms: int = Field(default=30000, ge=5000)
+    # Dialing policy: ISO regions (CA) or calling codes (+33); empty means
+    # the default region only.  Deny by default beyond these.
+    allowed_destinations: str = ""
+    blocked_prefixes: str = "+1900,+1976"
+    default_caller_id: str = ""
+    pbx_name: str = "default"
+    # A click not dialed within this many seconds (worker down) is dropped
+    # rather than ringing a volunteer who has long moved on.
+    request_expiry_seconds: float = Field(default=60.0, gt=0)
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
 
@@ -58,6 +69,22 @@ class Settings(BaseSettings):
     def _channel_template(cls, value: str) -> str:
         if "{extension}" not in value:
             raise ValueError("must contain the placeholder {extension}, e.g. PJSIP/{extension}")
+        return value
+
+    @property
+    def dialing_policy(self) -> DialingPolicy:
+        allowed = self.allowed_destinations.split(",") if self.allowed_destinations else []
+        return DialingPolicy.parse(
+            allowed or [self.default_region], self.blocked_prefixes.split(",")
+        )
+
+    @field_validator("allowed_destinations", "blocked_prefixes")
+    @classmethod
+    def _policy_parses(cls, value: str, info: ValidationInfo) -> str:
+        if info.field_name == "allowed_destinations":
+            DialingPolicy.parse(value.split(","), [])
+        else:
+            DialingPolicy.parse([], value.split(","))
         return value
 
     @property

@@ -1,0 +1,830 @@
+"""The click-to-call service: every rule about who may call whom, when.
+
+The web layer and integrations call this; it never speaks AMI itself.  A
+call request is committed as a ``requested`` row (the outbox) and the
+worker that owns the PBX turns it into one Originate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from dialer import audit
+from dialer.compliance import (
+    CallRefused,
+    DialingPolicy,
+    Refusal,
+    RefusalCode,
+    check_attempts,
+    check_calling_hours,
+    contact_zones,
+    next_opening,
+)
+from dialer.domain import (
+    LIVE_CALL_STATES,
+    CallOutcome,
+    CallState,
+    CampaignStatus,
+    DispositionOutcome,
+    Role,
+    TaskStatus,
+)
+from dialer.live import Broadcaster
+from dialer.models import (
+    CallAttempt,
+    CallingListEntry,
+    Campaign,
+    Contact,
+    ContactPhone,
+    Disposition,
+    FollowUpTask,
+    TeamMember,
+    User,
+    utcnow,
+)
+from dialer.outcomes import OutcomeSubmission, SubmissionInvalid, validate_submission
+from dialer.survey import CallingHours, SurveyDefinition
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+
+STAFF_ROLES = frozenset({Role.ORGANIZER, Role.ADMIN})
+# Outcomes where the contact's phone was actually dialed: they count as an
+# attempt on the contact.  Volunteer-side failures do not.
+CONTACT_DIALED = frozenset(
+    {
+        CallOutcome.COMPLETED,
+        CallOutcome.CONTACT_BUSY,
+        CallOutcome.CONTACT_NO_ANSWER,
+        CallOutcome.CONTACT_CONGESTION,
+        CallOutcome.CONTACT_REJECTED,
+        CallOutcome.CONTACT_UNREACHABLE,
+    }
+)
+# Ended calls that never reached the contact get this disposition by themselves.
+AUTOMATIC_ABSENT = frozenset(
+    {
+        CallOutcome.CONTACT_BUSY,
+        CallOutcome.CONTACT_NO_ANSWER,
+        CallOutcome.CONTACT_CONGESTION,
+        CallOutcome.CONTACT_UNREACHABLE,
+    }
+)
+
+
+class RetryableError(Exception):
+    """The database could not be reached; the same request can be sent again."""
+
+
+class NotAllowed(Exception):
+    """The user may not see or change this (authorization, not a rule)."""
+
+
+def new_call_id() -> str:
+    return f"c{uuid.uuid4().hex[:20]}"
+
+
+def caller_id_name(contact: Contact) -> str:
+    # Shown on the volunteer's desk phone; quotes and angle brackets would
+    # break the "Name" <number> syntax, control characters are refused
+    # later by the AMI encoder anyway.
+    cleaned = "".join(ch for ch in contact.full_name if ch.isprintable() and ch not in '"<>\\')
+    return cleaned[:40] or "Phone bank"
+
+
+async def with_db_retry(
+    operation: Callable[[], Awaitable[T]], *, attempts: int = 5, first_delay: float = 0.2
+) -> T:
+    """Run ``operation`` again when the database connection fails.
+
+    Only connection-level errors are retried; the operation must be
+    idempotent (outcome submissions are, through their submission id).
+    """
+    delay = first_delay
+    for attempt in range(attempts):
+        try:
+            return await operation()
+        except (OperationalError, InterfaceError) as error:
+            last: Exception = error
+        except DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            last = error
+        if attempt < attempts - 1:
+            log.warning("database unavailable (%s); retrying in %.1fs", type(last).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 3.0)
+    raise RetryableError("the database is unavailable; your submission was kept, retry") from last
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeResult:
+    disposition_id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NextContact:
+    contact: Contact | None
+    # Why the list is empty: all_done, outside_hours, waiting_for_retry, empty.
+    empty_reason: str | None = None
+    message: str = ""
+    available_at: datetime | None = None
+    is_callback: bool = False
+
+
+def _constraint_refusal(error: IntegrityError) -> Refusal | None:
+    text = str(error.orig)
+    if "uq_call_attempts_live_volunteer" in text:
+        return Refusal(RefusalCode.VOLUNTEER_BUSY, "you already have a call in progress")
+    if "uq_call_attempts_live_contact" in text:
+        return Refusal(
+            RefusalCode.CONTACT_BEING_CALLED, "someone is calling this contact right now"
+        )
+    return None
+
+
+class DialerService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        policy: DialingPolicy,
+        region: str,
+        volunteer_channel: str,
+        outbound_context: str,
+        default_caller_id: str = "",
+        pbx_name: str = "default",
+        broadcaster: Broadcaster | None = None,
+        on_request: Callable[[str], None] | None = None,
+        clock: Clock = utcnow,
+        fallback_zone: str = "UTC",
+    ) -> None:
+        self.sessions = sessions
+        self.policy = policy
+        self.region = region
+        self.volunteer_channel = volunteer_channel
+        self.outbound_context = outbound_context
+        self.default_caller_id = default_caller_id
+        self.pbx_name = pbx_name
+        self.broadcaster = broadcaster or Broadcaster()
+        self.on_request = on_request
+        self.clock = clock
+        self.fallback_zone = fallback_zone
+
+    # -- access -----------------------------------------------------------------
+
+    async def team_ids(self, session: AsyncSession, user_id: int) -> set[int]:
+        rows = await session.scalars(
+            select(TeamMember.team_id).where(TeamMember.user_id == user_id)
+        )
+        return set(rows)
+
+    async def can_access_campaign(
+        self, session: AsyncSession, user: User, campaign: Campaign
+    ) -> bool:
+        if user.role in STAFF_ROLES:
+            return True
+        return campaign.team_id is not None and campaign.team_id in await self.team_ids(
+            session, user.id
+        )
+
+    async def can_access_contact(self, session: AsyncSession, user: User, contact_id: int) -> bool:
+        """Volunteers see contacts on their teams' campaigns, nothing else."""
+        if user.role in STAFF_ROLES:
+            return True
+        teams = await self.team_ids(session, user.id)
+        if not teams:
+            return False
+        found = await session.scalar(
+            select(
+                exists().where(
+                    CallingListEntry.contact_id == contact_id,
+                    CallingListEntry.campaign_id == Campaign.id,
+                    Campaign.team_id.in_(teams),
+                )
+            )
+        )
+        return bool(found)
+
+    async def allowed_caller_ids(
+        self, session: AsyncSession, user: User, campaign: Campaign | None
+    ) -> list[str]:
+        if campaign is not None:
+            return list(campaign.allowed_caller_ids) or (
+                [self.default_caller_id] if self.default_caller_id else []
+            )
+        # Outside a campaign: the default plus those of the user's active campaigns.
+        choices = [self.default_caller_id] if self.default_caller_id else []
+        statement = select(Campaign.allowed_caller_ids).where(
+            Campaign.status == CampaignStatus.ACTIVE
+        )
+        if user.role not in STAFF_ROLES:
+            statement = statement.where(Campaign.team_id.in_(await self.team_ids(session, user.id)))
+        for caller_ids in await session.scalars(statement):
+            choices.extend(number for number in caller_ids if number not in choices)
+        return choices
+
+    # -- starting a call --------------------------------------------------------
+
+    async def start_call(
+        self,
+        *,
+        volunteer_id: int,
+        contact_id: int,
+        phone_id: int | None = None,
+        campaign_id: int | None = None,
+        caller_id: str | None = None,
+    ) -> CallAttempt:
+        """Check every rule, then commit the request; raises :class:`CallRefused`."""
+        now = self.clock()
+        try:
+            async with self.sessions.begin() as session:
+                call = await self._checked_request(
+                    session, now, volunteer_id, contact_id, phone_id, campaign_id, caller_id
+                )
+                session.add(call)
+                await session.flush()
+                audit.record(
+                    session,
+                    action="call.request",
+                    entity_type="call",
+                    entity_id=call.call_id,
+                    changes={
+                        "contact_id": contact_id,
+                        "number": call.number_e164,
+                        "campaign_id": campaign_id,
+                        "caller_id": call.caller_id,
+                    },
+                    actor_id=volunteer_id,
+                )
+        except IntegrityError as error:
+            refusal = _constraint_refusal(error)
+            if refusal is None:
+                raise
+            raise CallRefused(refusal) from None
+        except (OperationalError, InterfaceError) as error:
+            raise RetryableError("the database is unavailable; try again") from error
+        self.publish_call(call, contact_name=None)
+        if self.on_request is not None:
+            self.on_request(call.call_id)
+        return call
+
+    async def _checked_request(
+        self,
+        session: AsyncSession,
+        now: datetime,
+        volunteer_id: int,
+        contact_id: int,
+        phone_id: int | None,
+        campaign_id: int | None,
+        caller_id: str | None,
+    ) -> CallAttempt:
+        def refuse(code: RefusalCode, message: str, retry_at: datetime | None = None) -> None:
+            raise CallRefused(Refusal(code, message, retry_at))
+
+        volunteer = await session.get(User, volunteer_id)
+        if volunteer is None or not volunteer.is_active:
+            refuse(RefusalCode.NOT_FOUND, "unknown user")
+        assert volunteer is not None
+        if not volunteer.sip_extension:
+            refuse(
+                RefusalCode.NO_EXTENSION, "you have no phone extension; ask an organizer to set one"
+            )
+        contact = await session.get(Contact, contact_id, options=[selectinload(Contact.phones)])
+        if contact is None or not await self.can_access_contact(session, volunteer, contact_id):
+            refuse(RefusalCode.NOT_FOUND, "no such contact")
+        assert contact is not None
+        phone = self._choose_phone(contact, phone_id)
+        if phone is None:
+            refuse(RefusalCode.NOT_FOUND, "this contact has no such number")
+        assert phone is not None
+        if contact.do_not_call or phone.do_not_call:
+            refuse(RefusalCode.DO_NOT_CALL, "this contact is on the do-not-call list")
+        if phone.wrong_number:
+            refuse(RefusalCode.WRONG_NUMBER, "this number was marked as a wrong number")
+        refusal = self.policy.check(phone.e164)
+        if refusal is not None:
+            raise CallRefused(refusal)
+
+        campaign: Campaign | None = None
+        hours = CallingHours()
+        if campaign_id is not None:
+            campaign = await session.get(Campaign, campaign_id)
+            if campaign is None or not await self.can_access_campaign(session, volunteer, campaign):
+                refuse(RefusalCode.NOT_IN_TEAM, "you are not in this campaign's team")
+            assert campaign is not None
+            if campaign.status is not CampaignStatus.ACTIVE:
+                refuse(RefusalCode.CAMPAIGN_NOT_ACTIVE, f"this campaign is {campaign.status.value}")
+            entry = await session.scalar(
+                select(CallingListEntry).where(
+                    CallingListEntry.campaign_id == campaign.id,
+                    CallingListEntry.contact_id == contact.id,
+                )
+            )
+            if entry is None:
+                refuse(RefusalCode.NOT_FOUND, "this contact is not on this campaign's list")
+            assert entry is not None
+            if entry.done:
+                refuse(RefusalCode.MAX_ATTEMPTS, "this contact is done for this campaign")
+            callback_due = entry.callback_at is not None and entry.callback_at <= now
+            attempt_refusal = check_attempts(
+                entry.attempts,
+                campaign.max_attempts,
+                entry.last_attempt_at,
+                timedelta(minutes=campaign.retry_delay_minutes),
+                now,
+                callback_due=callback_due,
+            )
+            if attempt_refusal is not None:
+                raise CallRefused(attempt_refusal)
+            hours = campaign.calling_hours
+        zones = contact_zones(phone.e164, contact.timezone, self.fallback_zone)
+        hours_refusal = check_calling_hours(hours, zones, now)
+        if hours_refusal is not None:
+            raise CallRefused(hours_refusal)
+
+        allowed = await self.allowed_caller_ids(session, volunteer, campaign)
+        chosen = caller_id or (allowed[0] if allowed else "")
+        if chosen and chosen not in allowed:
+            refuse(RefusalCode.CALLER_ID_NOT_ALLOWED, f"{chosen} is not an allowed caller ID here")
+
+        live = CallAttempt.state.in_([state.value for state in LIVE_CALL_STATES])
+        if await session.scalar(
+            select(CallAttempt.id).where(live, CallAttempt.volunteer_id == volunteer.id)
+        ):
+            refuse(RefusalCode.VOLUNTEER_BUSY, "you already have a call in progress")
+        if await session.scalar(
+            select(CallAttempt.id).where(live, CallAttempt.contact_id == contact.id)
+        ):
+            refuse(RefusalCode.CONTACT_BEING_CALLED, "someone is calling this contact right now")
+        return CallAttempt(
+            call_id=new_call_id(),
+            campaign_id=campaign.id if campaign else None,
+            contact_id=contact.id,
+            phone_id=phone.id,
+            number_e164=phone.e164,
+            volunteer_id=volunteer.id,
+            caller_id=chosen or None,
+            pbx=self.pbx_name,
+            state=CallState.REQUESTED,
+            requested_at=now,
+        )
+
+    @staticmethod
+    def _choose_phone(contact: Contact, phone_id: int | None) -> ContactPhone | None:
+        if phone_id is not None:
+            return next((phone for phone in contact.phones if phone.id == phone_id), None)
+        usable = [p for p in contact.phones if not p.wrong_number and not p.do_not_call]
+        candidates = usable or contact.phones
+        return candidates[0] if candidates else None
+
+    def volunteer_channel_for(self, extension: str) -> str:
+        return self.volunteer_channel.format(extension=extension)
+
+    # -- live state -------------------------------------------------------------
+
+    def publish_call(self, call: CallAttempt, *, contact_name: str | None) -> None:
+        payload = call_payload(call)
+        if contact_name is not None:
+            payload["contact_name"] = contact_name
+        self.broadcaster.publish(
+            "call", call.call_id, payload, present=call.state is not CallState.ENDED
+        )
+        status = volunteer_status(call.state, call.outcome)
+        self.broadcaster.publish(
+            "volunteer",
+            str(call.volunteer_id),
+            {
+                "volunteer_id": call.volunteer_id,
+                "status": status,
+                "call_id": call.call_id,
+                "since": _iso(self.clock()),
+            },
+        )
+
+    # -- outcomes ---------------------------------------------------------------
+
+    async def record_outcome(self, user_id: int, submission: OutcomeSubmission) -> OutcomeResult:
+        """Store what the volunteer recorded, once, in one transaction.
+
+        Safe to call again with the same ``submission_id`` (a double click,
+        a retry after a timeout): the second call returns the first result.
+        """
+        return await with_db_retry(lambda: self._record_outcome(user_id, submission))
+
+    async def _record_outcome(self, user_id: int, submission: OutcomeSubmission) -> OutcomeResult:
+        now = self.clock()
+        try:
+            async with self.sessions.begin() as session:
+                existing = await session.scalar(
+                    select(Disposition).where(Disposition.submission_id == submission.submission_id)
+                )
+                if existing is not None:
+                    if existing.volunteer_id != user_id:
+                        raise NotAllowed("this submission belongs to someone else")
+                    return OutcomeResult(existing.id, duplicate=True)
+                disposition = await self._apply_outcome(session, user_id, submission, now)
+                return OutcomeResult(disposition.id, duplicate=False)
+        except IntegrityError as error:
+            if "submission_id" not in str(error.orig) and "call_attempt_id" not in str(error.orig):
+                raise
+        # A concurrent copy of the same submission won the race.
+        async with self.sessions() as session:
+            existing = await session.scalar(
+                select(Disposition).where(
+                    or_(
+                        Disposition.submission_id == submission.submission_id,
+                        and_(
+                            Disposition.call_attempt_id.is_not(None),
+                            Disposition.call_attempt_id
+                            == select(CallAttempt.id)
+                            .where(CallAttempt.call_id == submission.call_id)
+                            .scalar_subquery(),
+                        ),
+                    )
+                )
+            )
+        if existing is None:
+            raise RetryableError("the submission conflicted with another; retry")
+        return OutcomeResult(existing.id, duplicate=True)
+
+    async def _apply_outcome(
+        self, session: AsyncSession, user_id: int, submission: OutcomeSubmission, now: datetime
+    ) -> Disposition:
+        user = await session.get(User, user_id)
+        if user is None:
+            raise NotAllowed("unknown user")
+        contact = await session.get(
+            Contact, submission.contact_id, options=[selectinload(Contact.phones)]
+        )
+        if contact is None or not await self.can_access_contact(session, user, contact.id):
+            raise NotAllowed("no such contact")
+        call: CallAttempt | None = None
+        if submission.call_id is not None:
+            call = await session.scalar(
+                select(CallAttempt).where(CallAttempt.call_id == submission.call_id)
+            )
+            if call is None or call.contact_id != contact.id:
+                raise SubmissionInvalid({"call_id": "no such call for this contact"})
+            if call.volunteer_id != user.id and user.role not in STAFF_ROLES:
+                raise NotAllowed("this call belongs to another volunteer")
+            if await session.scalar(
+                select(Disposition.id).where(Disposition.call_attempt_id == call.id)
+            ):
+                auto = await session.scalar(
+                    select(Disposition).where(Disposition.call_attempt_id == call.id)
+                )
+                # The automatic "absent" is replaced by what the volunteer says.
+                if auto is not None and auto.submission_id.startswith("auto-"):
+                    await session.delete(auto)
+                    await session.flush()
+                else:
+                    raise SubmissionInvalid(
+                        {"call_id": "an outcome was already recorded for this call"}
+                    )
+        campaign_id = call.campaign_id if call is not None else submission.campaign_id
+        campaign = await session.get(Campaign, campaign_id) if campaign_id is not None else None
+        if campaign is not None and not await self.can_access_campaign(session, user, campaign):
+            raise NotAllowed("you are not in this campaign's team")
+        survey = campaign.survey if campaign is not None else SurveyDefinition()
+        if submission.task is not None:
+            assignee = await session.get(User, submission.task.assignee_id)
+            if assignee is None or not assignee.is_active:
+                raise SubmissionInvalid({"task.assignee_id": "no such user"})
+        answers, new_numbers = validate_submission(submission, survey, now=now, region=self.region)
+
+        disposition = Disposition(
+            submission_id=submission.submission_id,
+            call_attempt_id=call.id if call is not None else None,
+            contact_id=contact.id,
+            campaign_id=campaign.id if campaign is not None else None,
+            volunteer_id=user.id,
+            outcome=submission.outcome,
+            consent=submission.consent,
+            survey_answers=answers,
+            comments=submission.comments,
+            mobilized=submission.mobilized,
+            support_score=submission.support_score,
+            callback_at=submission.callback_at,
+            created_at=now,
+        )
+        session.add(disposition)
+        await session.flush()
+        changes = self._enrich_contact(contact, call, submission, new_numbers, now)
+        if submission.task is not None:
+            session.add(
+                FollowUpTask(
+                    contact_id=contact.id,
+                    assignee_id=submission.task.assignee_id,
+                    created_by_id=user.id,
+                    campaign_id=campaign.id if campaign is not None else None,
+                    disposition_id=disposition.id,
+                    description=submission.task.description,
+                    due_on=submission.task.due_on,
+                    status=TaskStatus.OPEN,
+                    created_at=now,
+                )
+            )
+        if campaign is not None:
+            await self._update_list_after_outcome(session, campaign, contact, user, submission)
+        audit.record(
+            session,
+            action="outcome.record",
+            entity_type="contact",
+            entity_id=contact.id,
+            changes={
+                "submission_id": submission.submission_id,
+                "call_id": submission.call_id,
+                "outcome": submission.outcome.value,
+                **changes,
+            },
+            actor_id=user.id,
+        )
+        return disposition
+
+    def _enrich_contact(
+        self,
+        contact: Contact,
+        call: CallAttempt | None,
+        submission: OutcomeSubmission,
+        new_numbers: list[tuple[str, Any]],
+        now: datetime,
+    ) -> dict[str, Any]:
+        changes: dict[str, Any] = {}
+        if submission.email and submission.email.strip().lower() != contact.email:
+            contact.email = changes["email"] = submission.email.strip().lower()
+        if submission.language and submission.language.strip().lower() != contact.language:
+            contact.language = changes["language"] = submission.language.strip().lower()
+        if (
+            submission.support_score is not None
+            and submission.support_score != contact.support_score
+        ):
+            contact.support_score = changes["support_score"] = submission.support_score
+        known = {phone.e164 for phone in contact.phones}
+        for e164, kind in new_numbers:
+            if e164 not in known:
+                contact.phones.append(ContactPhone(e164=e164, phone_type=kind, created_at=now))
+                changes.setdefault("new_numbers", []).append(e164)
+        if submission.outcome is DispositionOutcome.WRONG_NUMBER and call is not None:
+            for phone in contact.phones:
+                if phone.e164 == call.number_e164:
+                    phone.wrong_number = True
+                    changes["wrong_number"] = phone.e164
+        if submission.do_not_call and not contact.do_not_call:
+            contact.do_not_call = True
+            contact.dnc_at = now
+            contact.dnc_reason = submission.do_not_call_reason or "asked not to be called again"
+            changes["do_not_call"] = True
+        return changes
+
+    async def _update_list_after_outcome(
+        self,
+        session: AsyncSession,
+        campaign: Campaign,
+        contact: Contact,
+        user: User,
+        submission: OutcomeSubmission,
+    ) -> None:
+        entry = await session.scalar(
+            select(CallingListEntry).where(
+                CallingListEntry.campaign_id == campaign.id,
+                CallingListEntry.contact_id == contact.id,
+            )
+        )
+        if entry is None:
+            return
+        if submission.callback_at is not None:
+            # Back at the top of the same volunteer's list when due.
+            entry.callback_at = submission.callback_at
+            entry.volunteer_id = user.id
+            entry.done = False
+        elif submission.outcome is DispositionOutcome.ABSENT:
+            entry.callback_at = None
+            entry.done = entry.attempts >= campaign.max_attempts
+        else:
+            entry.callback_at = None
+            entry.done = True
+        if contact.do_not_call or all(p.wrong_number or p.do_not_call for p in contact.phones):
+            entry.done = True
+
+    # -- calls ending -----------------------------------------------------------
+
+    async def after_call_ended(self, session: AsyncSession, call: CallAttempt) -> None:
+        """Bookkeeping for an ended call, in the worker's transaction."""
+        if call.campaign_id is None or call.outcome is None:
+            return
+        campaign = await session.get(Campaign, call.campaign_id)
+        entry = await session.scalar(
+            select(CallingListEntry).where(
+                CallingListEntry.campaign_id == call.campaign_id,
+                CallingListEntry.contact_id == call.contact_id,
+            )
+        )
+        if campaign is None or entry is None:
+            return
+        ended = call.ended_at or self.clock()
+        if call.outcome in CONTACT_DIALED:
+            entry.attempts += 1
+            entry.last_attempt_at = ended
+            entry.next_attempt_at = ended + timedelta(minutes=campaign.retry_delay_minutes)
+            if entry.callback_at is not None and entry.callback_at <= ended:
+                entry.callback_at = None  # the call-back was made
+        if call.outcome in AUTOMATIC_ABSENT:
+            session.add(
+                Disposition(
+                    submission_id=f"auto-{call.call_id}",
+                    call_attempt_id=call.id,
+                    contact_id=call.contact_id,
+                    campaign_id=call.campaign_id,
+                    volunteer_id=call.volunteer_id,
+                    outcome=DispositionOutcome.ABSENT,
+                    comments=f"automatic: {call.outcome.value}",
+                    created_at=ended,
+                )
+            )
+            entry.done = entry.attempts >= campaign.max_attempts
+
+    # -- calling lists ----------------------------------------------------------
+
+    async def next_contact(
+        self, volunteer_id: int, campaign_id: int, *, list_owner_id: int | None = None
+    ) -> NextContact:
+        """The next contact to call from a list: due call-backs, never called, retries.
+
+        ``list_owner_id`` opens a teammate's list ("Others"); it must be in
+        the same campaign.  DNC and out-of-hours contacts are skipped; an
+        empty answer says why.
+        """
+        now = self.clock()
+        owner_id = list_owner_id or volunteer_id
+        async with self.sessions() as session:
+            user = await session.get(User, volunteer_id)
+            campaign = await session.get(Campaign, campaign_id)
+            if (
+                user is None
+                or campaign is None
+                or not await self.can_access_campaign(session, user, campaign)
+            ):
+                raise NotAllowed("you are not in this campaign's team")
+            if owner_id != volunteer_id:
+                owner = await session.get(User, owner_id)
+                if owner is None or not await self.can_access_campaign(session, owner, campaign):
+                    raise NotAllowed("that volunteer is not in this campaign's team")
+            live_contacts = select(CallAttempt.contact_id).where(
+                CallAttempt.state.in_([state.value for state in LIVE_CALL_STATES])
+            )
+            rows = (
+                await session.execute(
+                    select(CallingListEntry, Contact)
+                    .join(Contact, Contact.id == CallingListEntry.contact_id)
+                    .options(selectinload(Contact.phones))
+                    .where(
+                        CallingListEntry.campaign_id == campaign_id,
+                        CallingListEntry.volunteer_id == owner_id,
+                        CallingListEntry.done.is_(False),
+                        Contact.do_not_call.is_(False),
+                        CallingListEntry.contact_id.not_in(live_contacts),
+                    )
+                    .order_by(
+                        CallingListEntry.callback_at.is_(None),
+                        CallingListEntry.callback_at,
+                        CallingListEntry.attempts,
+                        CallingListEntry.next_attempt_at.is_not(None),
+                        CallingListEntry.next_attempt_at,
+                        CallingListEntry.id,
+                    )
+                )
+            ).all()
+            total = await session.scalar(
+                select(func.count())
+                .select_from(CallingListEntry)
+                .where(
+                    CallingListEntry.campaign_id == campaign_id,
+                    CallingListEntry.volunteer_id == owner_id,
+                )
+            )
+        callbacks, fresh, retries = [], [], []
+        earliest_hours: datetime | None = None
+        earliest_retry: datetime | None = None
+        for entry, contact in rows:
+            phones = [
+                p
+                for p in contact.phones
+                if not p.wrong_number and not p.do_not_call and self.policy.check(p.e164) is None
+            ]
+            if not phones:
+                continue
+            if entry.callback_at is not None and entry.callback_at > now:
+                earliest_retry = _earliest(earliest_retry, entry.callback_at)
+                continue
+            if entry.callback_at is None and entry.attempts >= campaign.max_attempts:
+                continue
+            ready = entry.next_attempt_at
+            if entry.callback_at is None and ready is not None and ready > now:
+                earliest_retry = _earliest(earliest_retry, ready)
+                continue
+            zones = contact_zones(phones[0].e164, contact.timezone, self.fallback_zone)
+            opening = next_opening(campaign.calling_hours, zones, now)
+            if opening != now:
+                if opening is not None:
+                    earliest_hours = _earliest(earliest_hours, opening)
+                continue
+            if entry.callback_at is not None:
+                callbacks.append(contact)
+            elif entry.attempts == 0:
+                fresh.append(contact)
+            else:
+                retries.append(contact)
+        for bucket, is_callback in ((callbacks, True), (fresh, False), (retries, False)):
+            if bucket:
+                return NextContact(bucket[0], is_callback=is_callback)
+        if not total:
+            return NextContact(None, "empty", "no contacts are assigned to this list")
+        if earliest_hours is None and earliest_retry is None:
+            return NextContact(None, "all_done", "every contact on this list is done")
+        if earliest_retry is None or (
+            earliest_hours is not None and earliest_hours <= earliest_retry
+        ):
+            assert earliest_hours is not None
+            return NextContact(
+                None,
+                "outside_hours",
+                "all remaining contacts are outside calling hours until "
+                f"{earliest_hours:%H:%M} UTC",
+                earliest_hours,
+            )
+        return NextContact(
+            None,
+            "waiting_for_retry",
+            f"all remaining contacts are waiting for a retry or call-back until "
+            f"{earliest_retry:%H:%M} UTC",
+            earliest_retry,
+        )
+
+    async def end_expired_requests(self, session: AsyncSession, before: datetime) -> int:
+        """Requests never sent to the PBX in time are ended, not dialed late."""
+        result = await session.execute(
+            update(CallAttempt)
+            .where(
+                CallAttempt.pbx == self.pbx_name,
+                CallAttempt.state == CallState.REQUESTED,
+                CallAttempt.originate_sent_at.is_(None),
+                CallAttempt.requested_at < before,
+            )
+            .values(
+                state=CallState.ENDED,
+                outcome=CallOutcome.FAILED,
+                failure_reason="request expired before the PBX was reachable",
+                ended_at=self.clock(),
+            )
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _earliest(current: datetime | None, candidate: datetime) -> datetime:
+    return candidate if current is None or candidate < current else current
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def volunteer_status(state: CallState, outcome: CallOutcome | None) -> str:
+    if state in (CallState.REQUESTED, CallState.RINGING_VOLUNTEER):
+        return "ringing"
+    if state is CallState.ENDED:
+        return "wrap_up" if outcome is CallOutcome.COMPLETED else "idle"
+    return "on_call"
+
+
+def call_payload(call: CallAttempt) -> dict[str, Any]:
+    return {
+        "call_id": call.call_id,
+        "state": call.state.value,
+        "outcome": call.outcome.value if call.outcome else None,
+        "failure_reason": call.failure_reason,
+        "volunteer_id": call.volunteer_id,
+        "contact_id": call.contact_id,
+        "campaign_id": call.campaign_id,
+        "number": call.number_e164,
+        "caller_id": call.caller_id,
+        "requested_at": _iso(call.requested_at),
+        "volunteer_answered_at": _iso(call.volunteer_answered_at),
+        "contact_answered_at": _iso(call.contact_answered_at),
+        "ended_at": _iso(call.ended_at),
+        "dial_status": call.dial_status,
+        "needs_review": call.needs_review,
+    }

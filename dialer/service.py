@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
@@ -292,25 +292,29 @@ class DialerService:
         campaign_id: int | None,
         caller_id: str | None,
     ) -> CallAttempt:
-        def refuse(code: RefusalCode, message: str, retry_at: datetime | None = None) -> None:
+        def refuse(code: RefusalCode, message: str, retry_at: datetime | None = None) -> NoReturn:
             raise CallRefused(Refusal(code, message, retry_at))
 
         volunteer = await session.get(User, volunteer_id)
         if volunteer is None or not volunteer.is_active:
             refuse(RefusalCode.NOT_FOUND, "unknown user")
-        assert volunteer is not None
         if not volunteer.sip_extension:
             refuse(
                 RefusalCode.NO_EXTENSION, "you have no phone extension; ask an organizer to set one"
             )
+        campaign: Campaign | None = None
+        if campaign_id is not None:
+            campaign = await session.get(Campaign, campaign_id)
+            if campaign is None or not await self.can_access_campaign(session, volunteer, campaign):
+                refuse(RefusalCode.NOT_IN_TEAM, "you are not in this campaign's team")
+            if campaign.status is not CampaignStatus.ACTIVE:
+                refuse(RefusalCode.CAMPAIGN_NOT_ACTIVE, f"this campaign is {campaign.status.value}")
         contact = await session.get(Contact, contact_id, options=[selectinload(Contact.phones)])
         if contact is None or not await self.can_access_contact(session, volunteer, contact_id):
             refuse(RefusalCode.NOT_FOUND, "no such contact")
-        assert contact is not None
         phone = self._choose_phone(contact, phone_id)
         if phone is None:
             refuse(RefusalCode.NOT_FOUND, "this contact has no such number")
-        assert phone is not None
         if contact.do_not_call or phone.do_not_call:
             refuse(RefusalCode.DO_NOT_CALL, "this contact is on the do-not-call list")
         if phone.wrong_number:
@@ -319,15 +323,8 @@ class DialerService:
         if refusal is not None:
             raise CallRefused(refusal)
 
-        campaign: Campaign | None = None
         hours = CallingHours()
-        if campaign_id is not None:
-            campaign = await session.get(Campaign, campaign_id)
-            if campaign is None or not await self.can_access_campaign(session, volunteer, campaign):
-                refuse(RefusalCode.NOT_IN_TEAM, "you are not in this campaign's team")
-            assert campaign is not None
-            if campaign.status is not CampaignStatus.ACTIVE:
-                refuse(RefusalCode.CAMPAIGN_NOT_ACTIVE, f"this campaign is {campaign.status.value}")
+        if campaign is not None:
             entry = await session.scalar(
                 select(CallingListEntry).where(
                     CallingListEntry.campaign_id == campaign.id,
@@ -336,7 +333,6 @@ class DialerService:
             )
             if entry is None:
                 refuse(RefusalCode.NOT_FOUND, "this contact is not on this campaign's list")
-            assert entry is not None
             if entry.done:
                 refuse(RefusalCode.MAX_ATTEMPTS, "this contact is done for this campaign")
             callback_due = entry.callback_at is not None and entry.callback_at <= now

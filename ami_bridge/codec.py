@@ -20,7 +20,6 @@ _END_COMMAND = "--END COMMAND--"
 _MESSAGE_END = re.compile(rb"\r?\n\r?\n")
 
 
-@dataclass(frozen=True, slots=True)
 class Message:
     """One AMI message: a response, an event, an action or the banner.
 
@@ -28,19 +27,137 @@ class Message:
     wants); ``pairs`` keeps every header in wire order, so repeated keys such
     as ``Variable`` or ``Output`` are not lost.  ``body`` holds the raw lines
     of an old-style ``Response: Follows`` command output.
+
+    Immutable and compared by value, like the frozen dataclass it replaces.
+    Messages made by the :class:`Decoder` keep their text and parse it on
+    first use: a consumer that only looks at ``event`` (and drops the
+    ``VarSet`` / ``Newexten`` flood, half of all events) never pays for
+    splitting headers it will not read.
     """
 
-    fields: Mapping[str, str]
-    pairs: tuple[tuple[str, str], ...] = ()
-    body: tuple[str, ...] = ()
-    banner: str | None = None
+    __slots__ = ("_banner", "_body", "_fields", "_pairs", "_text")
+    __match_args__ = ("fields", "pairs", "body", "banner")
+    __hash__ = None  # type: ignore[assignment]  # like a dataclass over a dict
+
+    _text: str | None
+    _fields: Mapping[str, str] | None
+    _pairs: tuple[tuple[str, str], ...] | None
+    _body: tuple[str, ...]
+    _banner: str | None
+
+    def __init__(
+        self,
+        fields: Mapping[str, str],
+        pairs: tuple[tuple[str, str], ...] = (),
+        body: tuple[str, ...] = (),
+        banner: str | None = None,
+    ) -> None:
+        self._text = None
+        self._fields = fields
+        self._pairs = pairs
+        self._body = body
+        self._banner = banner
+
+    @classmethod
+    def _from_text(cls, text: str) -> Message:
+        """A message parsed on demand; ``text`` has ``\\n`` line ends only."""
+        message = cls.__new__(cls)
+        message._text = text
+        message._fields = None
+        message._pairs = None
+        message._body = ()
+        message._banner = None
+        return message
+
+    def _parse(self) -> Mapping[str, str]:
+        text = self._text or ""
+        # parse_block has the last word on anything unusual: stray CRs, and
+        # command output after a "Response: Follows".
+        if "\r" not in text and "Response: Follows" not in text:
+            try:
+                # dict() refuses a line without ": " (a 1-item split), which
+                # sends free text and odd lines to parse_block below.
+                pieces = [line.split(": ", 1) for line in text.split("\n")]
+                fields: dict[str, str] = dict(pieces)
+            except ValueError:
+                pass
+            else:
+                if ":" in "".join(fields):
+                    # parse_block cuts a key at its first colon, even one
+                    # with no space after it.
+                    return self._parse_careful(text)
+                if len(fields) != len(pieces):
+                    # dict() keeps the last of a repeated key; the API
+                    # promises the first.
+                    fields = {}
+                    for key, value in pieces:
+                        fields.setdefault(key, value)
+                self._fields = fields
+                return fields
+        return self._parse_careful(text)
+
+    def _parse_careful(self, text: str) -> Mapping[str, str]:
+        parsed = parse_block(text)
+        self._pairs = parsed.pairs
+        self._body = parsed.body
+        self._fields = parsed.fields
+        return parsed.fields
+
+    @property
+    def fields(self) -> Mapping[str, str]:
+        fields = self._fields
+        return fields if fields is not None else self._parse()
+
+    @property
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        pairs = self._pairs
+        if pairs is None:
+            fields = self.fields
+            pairs = self._pairs
+            if pairs is None:
+                # The fast parse succeeded: every line is "key: value".
+                text = self._text or ""
+                if len(fields) == text.count("\n") + 1:
+                    pairs = tuple(fields.items())
+                else:
+                    lines = (line.partition(": ") for line in text.split("\n"))
+                    pairs = tuple((key, value) for key, _, value in lines)
+                self._pairs = pairs
+        return pairs
+
+    @property
+    def body(self) -> tuple[str, ...]:
+        if self._fields is None:
+            self._parse()
+        return self._body
+
+    @property
+    def banner(self) -> str | None:
+        return self._banner
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return (self.fields, self.pairs, self.body, self.banner) == (
+            other.fields,
+            other.pairs,
+            other.body,
+            other.banner,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Message(fields={dict(self.fields)!r}, pairs={self.pairs!r}, "
+            f"body={self.body!r}, banner={self.banner!r})"
+        )
 
     def get(self, key: str, default: str | None = None) -> str | None:
-        value = self.fields.get(key)
+        fields = self.fields
+        value = fields.get(key)
         if value is not None:
             return value
         lowered = key.lower()
-        for name, candidate in self.fields.items():
+        for name, candidate in fields.items():
             if name.lower() == lowered:
                 return candidate
         return default
@@ -60,6 +177,13 @@ class Message:
 
     @property
     def event(self) -> str | None:
+        text = self._text
+        if self._fields is None and text is not None and text.startswith("Event: "):
+            # Asterisk puts Event first: read it without parsing the rest.
+            newline = text.find("\n")
+            name = text[7:newline] if newline >= 0 else text[7:]
+            if "\r" not in name:
+                return name
         return self.fields.get("Event")
 
     @property
@@ -76,7 +200,7 @@ class Message:
 
     @property
     def is_banner(self) -> bool:
-        return self.banner is not None
+        return self._banner is not None
 
 
 def parse_block(text: str) -> Message:
@@ -113,6 +237,10 @@ def parse_block(text: str) -> Message:
     return Message(fields=fields, pairs=tuple(pairs), body=tuple(body))
 
 
+_FOLLOWS = b"Response: Follows"
+_END_COMMAND_BYTES = _END_COMMAND.encode()
+
+
 @dataclass(slots=True)
 class Decoder:
     """Incremental decoder.  ``feed`` returns the complete messages so far.
@@ -134,18 +262,54 @@ class Decoder:
         messages: list[Message] = []
         if self.expect_banner and not self._take_banner(messages):
             return messages
+        if _FOLLOWS in self._buffer:
+            # Old-style command output may hold empty lines, so its end can
+            # only be found message by message.
+            self._feed_careful(messages)
+        else:
+            self._feed_fast(messages)
+        return messages
+
+    def _feed_fast(self, messages: list[Message]) -> None:
+        # Everything up to the last message end is decoded in one go and cut
+        # on empty lines; any message end is \r?\n\r?\n, so the last one
+        # ends in either "\n\n" or "\n\r\n".
         buffer = self._buffer
+        lf = buffer.rfind(b"\n\n")
+        crlf = buffer.rfind(b"\n\r\n")
+        cut = max(lf + 2 if lf >= 0 else 0, crlf + 3 if crlf >= 0 else 0)
+        if not cut:
+            return
+        text = buffer[:cut].decode("utf-8", errors="replace")
+        del buffer[:cut]
+        if "\r" in text:
+            text = text.replace("\r\n", "\n")
+        _from_text = Message._from_text
+        for block in text.split("\n\n"):
+            if block and block[0] == "\n":
+                # Blank lines between messages are harmless noise.
+                block = block.lstrip("\n")
+            if block:
+                messages.append(_from_text(block))
+
+    def _feed_careful(self, messages: list[Message]) -> None:
+        buffer = self._buffer
+        size = len(buffer)
         start = 0
         while True:
+            # Skip blank lines between messages first, so a command response
+            # that follows one is still recognised by its first line.
+            while start < size and buffer[start] in b"\r\n":
+                start += 1
             match = _MESSAGE_END.search(buffer, start)
             if match is None:
                 break
             block = bytes(buffer[start : match.start()])
             end = match.end()
-            if block.startswith(b"Response: Follows") and _END_COMMAND.encode() not in block:
-                # Old-style command output may contain empty lines; wait for
-                # its terminator before cutting the message.
-                terminator = buffer.find(_END_COMMAND.encode(), start)
+            follows = block.startswith(_FOLLOWS)
+            if follows and _END_COMMAND_BYTES not in block:
+                # Wait for the output's terminator before cutting the message.
+                terminator = buffer.find(_END_COMMAND_BYTES, start)
                 if terminator < 0:
                     break
                 match = _MESSAGE_END.search(buffer, terminator)
@@ -154,23 +318,18 @@ class Decoder:
                 block = bytes(buffer[start : match.start()])
                 end = match.end()
             start = end
-            # Leading blank lines between messages are harmless noise.
-            text = block.decode("utf-8", errors="replace").lstrip("\r\n")
-            if text:
+            text = block.decode("utf-8", errors="replace")
+            if follows:
                 messages.append(parse_block(text))
+            else:
+                messages.append(Message._from_text(text.replace("\r\n", "\n")))
         if start:
             del buffer[:start]
-        return messages
 
     def _take_banner(self, messages: list[Message]) -> bool:
         newline = self._buffer.find(b"\n")
         if newline < 0:
-            # A peer that starts with a message rather than a banner still
-            # has to be parsed; give up waiting once a full message is here.
-            if _MESSAGE_END.search(self._buffer) is None:
-                return False
-            self.expect_banner = False
-            return True
+            return False
         line = self._buffer[:newline].rstrip(b"\r").decode("utf-8", errors="replace")
         self.expect_banner = False
         if line.startswith(BANNER_PREFIX):

@@ -51,7 +51,7 @@ def generate_csv(path: Path, rows: int, seed: int = 1) -> None:
             handle.write(
                 f"{first},{last},({digits[:3]}) {digits[3:6]}-{digits[6:]},"
                 f"p{index}@example.org,{rng.choice(['fr', 'en'])},"
-                f"\"{rng.choice(['donor', 'member'])};gotv\",{rng.randint(1, 5)}\n"
+                f'"{rng.choice(["donor", "member"])};gotv",{rng.randint(1, 5)}\n'
             )
 
 
@@ -86,10 +86,14 @@ async def naive_import(url: str, path: Path, limit: int) -> int:
             async with sessions.begin() as session:
                 found = await session.scalar(select(ContactPhone).where(ContactPhone.e164 == e164))
                 if found is None:
-                    contact = Contact(first_name=row["first_name"], last_name=row["last_name"],
-                                      email=row["email"], language=row["language"],
-                                      tags=row["tags"].split(";"),
-                                      support_score=int(row["pointage"]))
+                    contact = Contact(
+                        first_name=row["first_name"],
+                        last_name=row["last_name"],
+                        email=row["email"],
+                        language=row["language"],
+                        tags=row["tags"].split(";"),
+                        support_score=int(row["pointage"]),
+                    )
                     contact.phones = [ContactPhone(e164=e164)]
                     session.add(contact)
             count += 1
@@ -122,11 +126,15 @@ async def main() -> None:
             sessions = db.session_factory(engine)
             started = time.perf_counter()
             report = await import_contacts(sessions, path, region="CA")
-            results.append(("ours: import_contacts", report.imported, time.perf_counter() - started))
+            results.append(
+                ("ours: import_contacts", report.imported, time.perf_counter() - started)
+            )
             assert report.rejected == 0, report.errors[:5]
             started = time.perf_counter()
             again = await import_contacts(sessions, path, region="CA")
-            results.append(("ours: re-import (merge)", again.unchanged, time.perf_counter() - started))
+            results.append(
+                ("ours: re-import (merge)", again.unchanged, time.perf_counter() - started)
+            )
             await engine.dispose()
         finally:
             await drop_database(name)

@@ -43,15 +43,22 @@ async def call_rows(world: World) -> int:
 async def test_a_valid_request_is_committed_before_anything_is_dialed(world: World) -> None:
     requested: list[str] = []
     service = world.service(on_request=requested.append)
-    call = await service.start_call(volunteer_id=world.users["alice"],
-                                    contact_id=world.contacts["montreal"],
-                                    campaign_id=world.campaign_id)
+    call = await service.start_call(
+        volunteer_id=world.users["alice"],
+        contact_id=world.contacts["montreal"],
+        campaign_id=world.campaign_id,
+    )
     assert requested == [call.call_id]
     async with world.sessions() as session:
-        stored = await session.scalar(select(CallAttempt).where(CallAttempt.call_id == call.call_id))
+        stored = await session.scalar(
+            select(CallAttempt).where(CallAttempt.call_id == call.call_id)
+        )
         assert stored is not None
         assert (stored.state, stored.number_e164, stored.caller_id) == (
-            CallState.REQUESTED, "+15145550184", CALLER_ID)
+            CallState.REQUESTED,
+            "+15145550184",
+            CALLER_ID,
+        )
         assert stored.originate_sent_at is None
         assert await session.scalar(select(AuditEntry.action)) == "call.request"
     [event] = service.broadcaster.snapshot("call")
@@ -64,61 +71,87 @@ async def test_volunteer_without_extension(world: World) -> None:
 
 
 async def test_volunteer_already_on_a_call(world: World) -> None:
-    await world.service().start_call(volunteer_id=world.users["alice"],
-                                     contact_id=world.contacts["montreal"],
-                                     campaign_id=world.campaign_id)
+    await world.service().start_call(
+        volunteer_id=world.users["alice"],
+        contact_id=world.contacts["montreal"],
+        campaign_id=world.campaign_id,
+    )
     await refused(world, RefusalCode.VOLUNTEER_BUSY, contact_id=world.contacts["vancouver"])
 
 
 async def test_number_outside_the_dialing_policy(world: World) -> None:
-    message = await refused(world, RefusalCode.NUMBER_NOT_ALLOWED, contact_id=world.contacts["premium"])
+    message = await refused(
+        world, RefusalCode.NUMBER_NOT_ALLOWED, contact_id=world.contacts["premium"]
+    )
     assert message == "numbers starting with +1900 may not be dialed"
     strict = world.service(policy=world.service().policy.parse(["CA"], []))
     with pytest.raises(CallRefused) as caught:
-        await strict.start_call(volunteer_id=world.users["alice"],
-                                contact_id=world.contacts["paris"], campaign_id=world.campaign_id)
+        await strict.start_call(
+            volunteer_id=world.users["alice"],
+            contact_id=world.contacts["paris"],
+            campaign_id=world.campaign_id,
+        )
     assert caught.value.refusal.code is RefusalCode.NUMBER_NOT_ALLOWED
 
 
 async def test_invalid_stored_number(world: World) -> None:
     async with world.sessions.begin() as session:
-        await session.execute(update(ContactPhone).where(
-            ContactPhone.contact_id == world.contacts["montreal"]).values(e164="+1514555"))
+        await session.execute(
+            update(ContactPhone)
+            .where(ContactPhone.contact_id == world.contacts["montreal"])
+            .values(e164="+1514555")
+        )
     await refused(world, RefusalCode.INVALID_NUMBER)
 
 
 async def test_do_not_call_contact_and_number(world: World) -> None:
     async with world.sessions.begin() as session:
-        await session.execute(update(ContactPhone).where(
-            ContactPhone.contact_id == world.contacts["montreal"]).values(do_not_call=True))
+        await session.execute(
+            update(ContactPhone)
+            .where(ContactPhone.contact_id == world.contacts["montreal"])
+            .values(do_not_call=True)
+        )
     await refused(world, RefusalCode.DO_NOT_CALL)
     async with world.sessions.begin() as session:
-        await session.execute(update(Contact).where(Contact.id == world.contacts["vancouver"])
-                              .values(do_not_call=True, dnc_at=world.clock.now))
+        await session.execute(
+            update(Contact)
+            .where(Contact.id == world.contacts["vancouver"])
+            .values(do_not_call=True, dnc_at=world.clock.now)
+        )
     await refused(world, RefusalCode.DO_NOT_CALL, contact_id=world.contacts["vancouver"])
 
 
 async def test_calling_hours_in_the_contacts_own_zone(world: World) -> None:
     # 16:30 UTC: 11:30 in Montreal but 08:30 in Vancouver.
     world.clock.now = datetime(2026, 11, 24, 16, 30, tzinfo=UTC)
-    message = await refused(world, RefusalCode.OUTSIDE_CALLING_HOURS,
-                            contact_id=world.contacts["vancouver"])
-    assert message == ("it is Tue 08:30 for this contact (America/Vancouver), outside calling "
-                       "hours; calls may start at Tue 09:00 their time")
+    message = await refused(
+        world, RefusalCode.OUTSIDE_CALLING_HOURS, contact_id=world.contacts["vancouver"]
+    )
+    assert message == (
+        "it is Tue 08:30 for this contact (America/Vancouver), outside calling "
+        "hours; calls may start at Tue 09:00 their time"
+    )
     # An explicit zone on the contact wins over the number's (Paris: 17:30, fine;
     # but at 20:30 UTC it is 21:30 in Paris while only 15:30 in Montreal).
     world.clock.now = datetime(2026, 11, 24, 20, 30, tzinfo=UTC)
-    await refused(world, RefusalCode.OUTSIDE_CALLING_HOURS, contact_id=world.contacts["explicit_zone"])
-    call = await world.service().start_call(volunteer_id=world.users["alice"],
-                                            contact_id=world.contacts["montreal"],
-                                            campaign_id=world.campaign_id)
+    await refused(
+        world, RefusalCode.OUTSIDE_CALLING_HOURS, contact_id=world.contacts["explicit_zone"]
+    )
+    call = await world.service().start_call(
+        volunteer_id=world.users["alice"],
+        contact_id=world.contacts["montreal"],
+        campaign_id=world.campaign_id,
+    )
     assert call.state is CallState.REQUESTED
 
 
 async def test_weekend_hours_from_the_campaign(world: World) -> None:
     async with world.sessions.begin() as session:
-        await session.execute(update(Campaign).where(Campaign.id == world.campaign_id).values(
-            calling_hours={"weekday": {"start": "09:00", "end": "21:00"}, "weekend": None}))
+        await session.execute(
+            update(Campaign)
+            .where(Campaign.id == world.campaign_id)
+            .values(calling_hours={"weekday": {"start": "09:00", "end": "21:00"}, "weekend": None})
+        )
     world.clock.now = datetime(2026, 11, 28, 17, 0, tzinfo=UTC)  # Saturday noon in Montreal
     message = await refused(world, RefusalCode.OUTSIDE_CALLING_HOURS)
     assert "Mon 09:00 their time" in message
@@ -126,29 +159,40 @@ async def test_weekend_hours_from_the_campaign(world: World) -> None:
 
 async def test_max_attempts_and_retry_delay(world: World) -> None:
     async with world.sessions.begin() as session:
-        await session.execute(update(CallingListEntry).where(
-            CallingListEntry.contact_id == world.contacts["montreal"]).values(
-            attempts=1, last_attempt_at=world.clock.now - timedelta(minutes=10)))
+        await session.execute(
+            update(CallingListEntry)
+            .where(CallingListEntry.contact_id == world.contacts["montreal"])
+            .values(attempts=1, last_attempt_at=world.clock.now - timedelta(minutes=10))
+        )
     message = await refused(world, RefusalCode.RETRY_TOO_SOON)
     assert message == "this contact was tried recently; try again after 18:20 UTC"
     async with world.sessions.begin() as session:
-        await session.execute(update(CallingListEntry).where(
-            CallingListEntry.contact_id == world.contacts["montreal"]).values(attempts=2))
+        await session.execute(
+            update(CallingListEntry)
+            .where(CallingListEntry.contact_id == world.contacts["montreal"])
+            .values(attempts=2)
+        )
     await refused(world, RefusalCode.MAX_ATTEMPTS)
     # A due call-back overrides both.
     async with world.sessions.begin() as session:
-        await session.execute(update(CallingListEntry).where(
-            CallingListEntry.contact_id == world.contacts["montreal"]).values(
-            callback_at=world.clock.now - timedelta(minutes=1)))
-    await world.service().start_call(volunteer_id=world.users["alice"],
-                                     contact_id=world.contacts["montreal"],
-                                     campaign_id=world.campaign_id)
+        await session.execute(
+            update(CallingListEntry)
+            .where(CallingListEntry.contact_id == world.contacts["montreal"])
+            .values(callback_at=world.clock.now - timedelta(minutes=1))
+        )
+    await world.service().start_call(
+        volunteer_id=world.users["alice"],
+        contact_id=world.contacts["montreal"],
+        campaign_id=world.campaign_id,
+    )
 
 
 async def test_contact_claimed_by_another_volunteer(world: World) -> None:
-    await world.service().start_call(volunteer_id=world.users["bob"],
-                                     contact_id=world.contacts["montreal"],
-                                     campaign_id=world.campaign_id)
+    await world.service().start_call(
+        volunteer_id=world.users["bob"],
+        contact_id=world.contacts["montreal"],
+        campaign_id=world.campaign_id,
+    )
     message = await refused(world, RefusalCode.CONTACT_BEING_CALLED)
     assert message == "someone is calling this contact right now"
 
@@ -156,10 +200,14 @@ async def test_contact_claimed_by_another_volunteer(world: World) -> None:
 async def test_two_volunteers_racing_for_one_contact_place_one_call(world: World) -> None:
     # Separate services share nothing but the database, like two web processes.
     results = await asyncio.gather(
-        *(world.service().start_call(volunteer_id=world.users[name],
-                                     contact_id=world.contacts["bob_contact"],
-                                     campaign_id=world.campaign_id)
-          for name in ("alice", "bob")),
+        *(
+            world.service().start_call(
+                volunteer_id=world.users[name],
+                contact_id=world.contacts["bob_contact"],
+                campaign_id=world.campaign_id,
+            )
+            for name in ("alice", "bob")
+        ),
         return_exceptions=True,
     )
     placed = [r for r in results if isinstance(r, CallAttempt)]
@@ -171,8 +219,11 @@ async def test_two_volunteers_racing_for_one_contact_place_one_call(world: World
 
 async def test_campaign_not_active(world: World) -> None:
     async with world.sessions.begin() as session:
-        await session.execute(update(Campaign).where(Campaign.id == world.campaign_id)
-                              .values(status=CampaignStatus.PAUSED))
+        await session.execute(
+            update(Campaign)
+            .where(Campaign.id == world.campaign_id)
+            .values(status=CampaignStatus.PAUSED)
+        )
     assert await refused(world, RefusalCode.CAMPAIGN_NOT_ACTIVE) == "this campaign is paused"
 
 
@@ -185,28 +236,38 @@ async def test_volunteer_not_in_the_campaign_team(world: World) -> None:
 async def test_caller_id_must_be_allowed(world: World) -> None:
     message = await refused(world, RefusalCode.CALLER_ID_NOT_ALLOWED, caller_id="+15145559999")
     assert message == "+15145559999 is not an allowed caller ID here"
-    call = await world.service().start_call(volunteer_id=world.users["alice"],
-                                            contact_id=world.contacts["montreal"],
-                                            campaign_id=world.campaign_id,
-                                            caller_id="+15145550001")
+    call = await world.service().start_call(
+        volunteer_id=world.users["alice"],
+        contact_id=world.contacts["montreal"],
+        campaign_id=world.campaign_id,
+        caller_id="+15145550001",
+    )
     assert call.caller_id == "+15145550001"
 
 
 async def test_manual_call_outside_a_campaign(world: World) -> None:
-    call = await world.service().start_call(volunteer_id=world.users["alice"],
-                                            contact_id=world.contacts["vancouver"])
+    call = await world.service().start_call(
+        volunteer_id=world.users["alice"], contact_id=world.contacts["vancouver"]
+    )
     assert call.campaign_id is None
     assert call.caller_id == CALLER_ID
     assert await call_rows(world) == 1
 
 
 async def test_an_ended_call_frees_the_claims(world: World) -> None:
-    call = await world.service().start_call(volunteer_id=world.users["alice"],
-                                            contact_id=world.contacts["montreal"],
-                                            campaign_id=world.campaign_id)
+    call = await world.service().start_call(
+        volunteer_id=world.users["alice"],
+        contact_id=world.contacts["montreal"],
+        campaign_id=world.campaign_id,
+    )
     async with world.sessions.begin() as session:
-        await session.execute(update(CallAttempt).where(CallAttempt.call_id == call.call_id)
-                              .values(state=CallState.ENDED, outcome=CallOutcome.FAILED))
-    await world.service().start_call(volunteer_id=world.users["bob"],
-                                     contact_id=world.contacts["montreal"],
-                                     campaign_id=world.campaign_id)
+        await session.execute(
+            update(CallAttempt)
+            .where(CallAttempt.call_id == call.call_id)
+            .values(state=CallState.ENDED, outcome=CallOutcome.FAILED)
+        )
+    await world.service().start_call(
+        volunteer_id=world.users["bob"],
+        contact_id=world.contacts["montreal"],
+        campaign_id=world.campaign_id,
+    )

@@ -20,13 +20,19 @@ Sessions = async_sessionmaker[AsyncSession]
 CSV = Path(__file__).parent.parent / "fixtures" / "csv"
 
 
-async def dialer(url: str, *args: str, stdin: str = "", cwd: Path | None = None
-                 ) -> subprocess.CompletedProcess[str]:
+async def dialer(
+    url: str, *args: str, stdin: str = "", cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DIALER_DATABASE_URL": url, "DIALER_DEFAULT_REGION": "CA"}
     return await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "dialer", *args],
-        input=stdin, capture_output=True, text=True, env=env, timeout=120, cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=cwd,
         check=False,
     )
 
@@ -45,9 +51,20 @@ async def test_db_upgrade_is_idempotent(pg_url: str) -> None:
 
 
 async def test_user_add_with_a_password_from_stdin(pg_url: str, sessions: Sessions) -> None:
-    result = await dialer(pg_url, "user", "add", "alice", "--role", "volunteer",
-                          "--extension", "1001", "--team", "Montreal", "--password-stdin",
-                          stdin="correct horse battery\n")
+    result = await dialer(
+        pg_url,
+        "user",
+        "add",
+        "alice",
+        "--role",
+        "volunteer",
+        "--extension",
+        "1001",
+        "--team",
+        "Montreal",
+        "--password-stdin",
+        stdin="correct horse battery\n",
+    )
     assert result.returncode == 0, result.stderr
     assert "password" not in result.stdout
     async with sessions() as session:
@@ -58,24 +75,31 @@ async def test_user_add_with_a_password_from_stdin(pg_url: str, sessions: Sessio
         assert await session.scalar(select(TeamMember.user_id)) == alice.id
 
 
-async def test_user_add_refuses_duplicates_and_bad_extensions(pg_url: str, sessions: Sessions) -> None:
+async def test_user_add_refuses_duplicates_and_bad_extensions(
+    pg_url: str, sessions: Sessions
+) -> None:
     assert (await dialer(pg_url, "user", "add", "bob")).returncode == 0
     duplicate = await dialer(pg_url, "user", "add", "bob")
     assert duplicate.returncode == 1
     assert "Error: user 'bob' already exists" in duplicate.stderr
-    hostile = await dialer(pg_url, "user", "add", "mallory", "--extension", "1001\r\nAction: Command")
+    hostile = await dialer(
+        pg_url, "user", "add", "mallory", "--extension", "1001\r\nAction: Command"
+    )
     assert hostile.returncode == 1
     assert "a SIP extension may only use letters, digits" in hostile.stderr
 
 
-async def test_import_exit_codes_and_report(pg_url: str, sessions: Sessions, tmp_path: Path) -> None:
+async def test_import_exit_codes_and_report(
+    pg_url: str, sessions: Sessions, tmp_path: Path
+) -> None:
     good = await dialer(pg_url, "import-contacts", str(CSV / "good.csv"))
     assert good.returncode == 0, good.stderr
     assert good.stdout.strip() == "4 imported, 0 updated, 0 unchanged, 0 rejected"
 
     errors = tmp_path / "errors.csv"
-    bad = await dialer(pg_url, "import-contacts", str(CSV / "malformed.csv"),
-                       "--errors-file", str(errors))
+    bad = await dialer(
+        pg_url, "import-contacts", str(CSV / "malformed.csv"), "--errors-file", str(errors)
+    )
     assert bad.returncode == 3
     assert bad.stdout.strip() == "1 imported, 0 updated, 0 unchanged, 8 rejected"
     assert f"{CSV / 'malformed.csv'}:line 3: no phone number" in bad.stderr
@@ -96,20 +120,38 @@ async def test_import_exit_codes_and_report(pg_url: str, sessions: Sessions, tmp
 async def test_export_results(pg_url: str, sessions: Sessions, tmp_path: Path) -> None:
     async with sessions.begin() as session:
         volunteer = User(username="alice", password_hash="x", role=Role.VOLUNTEER)
-        contact = Contact(first_name="=HYPERLINK(\"evil\")", last_name="Lovelace")
-        campaign = Campaign(title="GOTV", status=CampaignStatus.ACTIVE, survey={"questions": [
-            {"id": "vote", "label": "Will you vote?", "type": "yes_no"}]})
+        contact = Contact(first_name='=HYPERLINK("evil")', last_name="Lovelace")
+        campaign = Campaign(
+            title="GOTV",
+            status=CampaignStatus.ACTIVE,
+            survey={"questions": [{"id": "vote", "label": "Will you vote?", "type": "yes_no"}]},
+        )
         session.add_all([volunteer, contact, campaign])
         await session.flush()
-        call = CallAttempt(call_id="c1", campaign_id=campaign.id, contact_id=contact.id,
-                           volunteer_id=volunteer.id, number_e164="+15145550184",
-                           state=CallState.ENDED, outcome=CallOutcome.COMPLETED)
+        call = CallAttempt(
+            call_id="c1",
+            campaign_id=campaign.id,
+            contact_id=contact.id,
+            volunteer_id=volunteer.id,
+            number_e164="+15145550184",
+            state=CallState.ENDED,
+            outcome=CallOutcome.COMPLETED,
+        )
         session.add(call)
         await session.flush()
-        session.add(Disposition(submission_id="s1", call_attempt_id=call.id,
-                                contact_id=contact.id, campaign_id=campaign.id,
-                                volunteer_id=volunteer.id, outcome=DispositionOutcome.ANSWERED,
-                                consent=True, survey_answers={"vote": True}, comments="+1 great"))
+        session.add(
+            Disposition(
+                submission_id="s1",
+                call_attempt_id=call.id,
+                contact_id=contact.id,
+                campaign_id=campaign.id,
+                volunteer_id=volunteer.id,
+                outcome=DispositionOutcome.ANSWERED,
+                consent=True,
+                survey_answers={"vote": True},
+                comments="+1 great",
+            )
+        )
     out = tmp_path / "results.csv"
     result = await dialer(pg_url, "export-results", "--campaign", str(campaign.id), str(out))
     assert result.returncode == 0, result.stderr
@@ -118,10 +160,13 @@ async def test_export_results(pg_url: str, sessions: Sessions, tmp_path: Path) -
     [row] = header
     assert row["call_id"] == "c1"
     assert row["number"] == "+15145550184"  # a plain number is left alone
-    assert row["first_name"] == "'=HYPERLINK(\"evil\")"  # a formula is neutralised
+    assert row["first_name"] == '\'=HYPERLINK("evil")'  # a formula is neutralised
     assert row["comments"] == "'+1 great"
     assert (row["call_outcome"], row["disposition"], row["consent"]) == (
-        "completed", "answered", "yes")
+        "completed",
+        "answered",
+        "yes",
+    )
     assert row["survey:vote"] == "yes"
 
     missing = await dialer(pg_url, "export-results", "--campaign", "999", str(out))

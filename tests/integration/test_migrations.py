@@ -19,9 +19,19 @@ from dialer.models import Base
 from tests.conftest import PG_SERVER, _dsn
 
 EXPECTED_TABLES = {
-    "alembic_version", "attendances", "audit_log", "call_attempts", "calling_list_entries",
-    "campaigns", "contact_phones", "contacts", "dispositions", "follow_up_tasks",
-    "team_members", "teams", "users",
+    "alembic_version",
+    "attendances",
+    "audit_log",
+    "call_attempts",
+    "calling_list_entries",
+    "campaigns",
+    "contact_phones",
+    "contacts",
+    "dispositions",
+    "follow_up_tasks",
+    "team_members",
+    "teams",
+    "users",
 }
 
 

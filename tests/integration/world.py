@@ -27,8 +27,13 @@ TUESDAY_AFTERNOON = datetime(2026, 11, 24, 17, 30, tzinfo=UTC)
 CALLER_ID = "+15145550000"
 SURVEY: dict[str, Any] = {
     "questions": [
-        {"id": "vote", "label": "Will you vote?", "type": "single_choice", "required": True,
-         "choices": [{"value": "yes", "label": "Yes"}, {"value": "no", "label": "No"}]},
+        {
+            "id": "vote",
+            "label": "Will you vote?",
+            "type": "single_choice",
+            "required": True,
+            "choices": [{"value": "yes", "label": "Yes"}, {"value": "no", "label": "No"}],
+        },
         {"id": "volunteer", "label": "Would you volunteer?", "type": "yes_no"},
     ]
 }
@@ -80,15 +85,26 @@ async def build_world(sessions: async_sessionmaker[AsyncSession]) -> World:
             "olivia": (Role.ORGANIZER, None, team),
         }
         for username, (role, extension, member_of) in people.items():
-            user = User(username=username, display_name=username.title(), role=role,
-                        password_hash="x", sip_extension=extension)
+            user = User(
+                username=username,
+                display_name=username.title(),
+                role=role,
+                password_hash="x",
+                sip_extension=extension,
+            )
             session.add(user)
             await session.flush()
             session.add(TeamMember(team_id=member_of.id, user_id=user.id))
             world.users[username] = user.id
-        campaign = Campaign(title="GOTV", status=CampaignStatus.ACTIVE, team_id=team.id,
-                            allowed_caller_ids=[CALLER_ID, "+15145550001"], max_attempts=2,
-                            retry_delay_minutes=60, survey=SURVEY)
+        campaign = Campaign(
+            title="GOTV",
+            status=CampaignStatus.ACTIVE,
+            team_id=team.id,
+            allowed_caller_ids=[CALLER_ID, "+15145550001"],
+            max_attempts=2,
+            retry_delay_minutes=60,
+            survey=SURVEY,
+        )
         other = Campaign(title="Other", status=CampaignStatus.ACTIVE, team_id=other_team.id)
         session.add_all([campaign, other])
         await session.flush()
@@ -108,7 +124,12 @@ async def build_world(sessions: async_sessionmaker[AsyncSession]) -> World:
             contact.phones = [ContactPhone(e164=number)]
             session.add(contact)
             await session.flush()
-            session.add(CallingListEntry(campaign_id=on_campaign.id, contact_id=contact.id,
-                                         volunteer_id=world.users[owner]))
+            session.add(
+                CallingListEntry(
+                    campaign_id=on_campaign.id,
+                    contact_id=contact.id,
+                    volunteer_id=world.users[owner],
+                )
+            )
             world.contacts[key] = contact.id
     return world

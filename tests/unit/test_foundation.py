@@ -78,21 +78,38 @@ def test_settings_read_a_dotenv_file(tmp_path: Path) -> None:
 
 
 def test_survey_definition_rules() -> None:
-    survey = SurveyDefinition.model_validate({"questions": [
-        {"id": "vote", "label": "Vote?", "type": "single_choice", "required": True,
-         "choices": [{"value": "yes", "label": "Yes"}, {"value": "no", "label": "No"}]},
-        {"id": "score", "label": "How sure?", "type": "scale", "min": 1, "max": 5},
-    ]})
+    survey = SurveyDefinition.model_validate(
+        {
+            "questions": [
+                {
+                    "id": "vote",
+                    "label": "Vote?",
+                    "type": "single_choice",
+                    "required": True,
+                    "choices": [{"value": "yes", "label": "Yes"}, {"value": "no", "label": "No"}],
+                },
+                {"id": "score", "label": "How sure?", "type": "scale", "min": 1, "max": 5},
+            ]
+        }
+    )
     assert [q.id for q in survey.questions] == ["vote", "score"]
     with pytest.raises(ValidationError, match="duplicate question ids: a"):
-        SurveyDefinition.model_validate({"questions": [
-            {"id": "a", "label": "x", "type": "text"}, {"id": "a", "label": "y", "type": "text"}]})
+        SurveyDefinition.model_validate(
+            {
+                "questions": [
+                    {"id": "a", "label": "x", "type": "text"},
+                    {"id": "a", "label": "y", "type": "text"},
+                ]
+            }
+        )
     with pytest.raises(ValidationError, match="a scale needs min < max"):
-        SurveyDefinition.model_validate({"questions": [
-            {"id": "s", "label": "x", "type": "scale", "min": 5, "max": 1}]})
+        SurveyDefinition.model_validate(
+            {"questions": [{"id": "s", "label": "x", "type": "scale", "min": 5, "max": 1}]}
+        )
     with pytest.raises(ValidationError, match="question id must start"):
-        SurveyDefinition.model_validate({"questions": [
-            {"id": "Bad Id", "label": "x", "type": "text"}]})
+        SurveyDefinition.model_validate(
+            {"questions": [{"id": "Bad Id", "label": "x", "type": "text"}]}
+        )
 
 
 def test_calling_hours_default_window() -> None:
@@ -104,8 +121,16 @@ def test_calling_hours_default_window() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("=1+1", "'=1+1"), ("@SUM(A1)", "'@SUM(A1)"), ("+15145550184", "+15145550184"),
-     ("-3", "-3"), ("-cmd|", "'-cmd|"), (None, ""), (True, "yes"), (["a", "b"], "a;b")],
+    [
+        ("=1+1", "'=1+1"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("+15145550184", "+15145550184"),
+        ("-3", "-3"),
+        ("-cmd|", "'-cmd|"),
+        (None, ""),
+        (True, "yes"),
+        (["a", "b"], "a;b"),
+    ],
 )
 def test_spreadsheet_safe(value: object, expected: str) -> None:
     assert spreadsheet_safe(value) == expected
@@ -113,8 +138,13 @@ def test_spreadsheet_safe(value: object, expected: str) -> None:
 
 @pytest.mark.parametrize(
     ("header", "expected"),
-    [("First Name", "first_name"), ("Prénom", "prenom"), ("\ufeffPhone", "phone"),
-     ("E-mail", "e_mail"), ("  Téléphone fixe ", "telephone_fixe")],
+    [
+        ("First Name", "first_name"),
+        ("Prénom", "prenom"),
+        ("\ufeffPhone", "phone"),
+        ("E-mail", "e_mail"),
+        ("  Téléphone fixe ", "telephone_fixe"),
+    ],
 )
 def test_headers_are_normalised(header: str, expected: str) -> None:
     assert normalise_header(header) == expected

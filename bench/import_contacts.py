@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import os
 import random
-import sys
 import tempfile
 import time
 import uuid
@@ -27,12 +26,10 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy import select
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from dialer import db  # noqa: E402
-from dialer.importer import import_contacts  # noqa: E402
-from dialer.models import Contact, ContactPhone  # noqa: E402
-from dialer.phones import to_e164  # noqa: E402
+from dialer import db
+from dialer.importer import import_contacts
+from dialer.models import Contact, ContactPhone
+from dialer.phones import to_e164
 
 PG_SERVER = os.environ.get("DIALER_TEST_PG", "postgres@127.0.0.1:5432")
 FIRST = ["Ada", "Émile", "Marie", "Tommy", "Grace", "Alan", "Louise", "Jean", "Fatima", "Wei"]

@@ -88,6 +88,12 @@ class RetryableError(Exception):
     """The database could not be reached; the same request can be sent again."""
 
 
+class _AlreadyStored(Exception):
+    def __init__(self, disposition_id: int) -> None:
+        super().__init__(disposition_id)
+        self.disposition_id = disposition_id
+
+
 class NotAllowed(Exception):
     """The user may not see or change this (authorization, not a rule)."""
 
@@ -434,6 +440,8 @@ class DialerService:
                     return OutcomeResult(existing.id, duplicate=True)
                 disposition = await self._apply_outcome(session, user_id, submission, now)
                 return OutcomeResult(disposition.id, duplicate=False)
+        except _AlreadyStored as stored:
+            return OutcomeResult(stored.disposition_id, duplicate=True)
         except IntegrityError as error:
             if "submission_id" not in str(error.orig) and "call_attempt_id" not in str(error.orig):
                 raise
@@ -477,20 +485,20 @@ class DialerService:
                 raise SubmissionInvalid({"call_id": "no such call for this contact"})
             if call.volunteer_id != user.id and user.role not in STAFF_ROLES:
                 raise NotAllowed("this call belongs to another volunteer")
-            if await session.scalar(
-                select(Disposition.id).where(Disposition.call_attempt_id == call.id)
-            ):
-                auto = await session.scalar(
-                    select(Disposition).where(Disposition.call_attempt_id == call.id)
-                )
-                # The automatic "absent" is replaced by what the volunteer says.
-                if auto is not None and auto.submission_id.startswith("auto-"):
-                    await session.delete(auto)
-                    await session.flush()
-                else:
+            earlier = await session.scalar(
+                select(Disposition).where(Disposition.call_attempt_id == call.id)
+            )
+            if earlier is not None:
+                if earlier.submission_id == submission.submission_id:
+                    # A concurrent copy of this submission committed first.
+                    raise _AlreadyStored(earlier.id)
+                if not earlier.submission_id.startswith("auto-"):
                     raise SubmissionInvalid(
                         {"call_id": "an outcome was already recorded for this call"}
                     )
+                # The automatic "absent" gives way to what the volunteer says.
+                await session.delete(earlier)
+                await session.flush()
         campaign_id = call.campaign_id if call is not None else submission.campaign_id
         campaign = await session.get(Campaign, campaign_id) if campaign_id is not None else None
         if campaign is not None and not await self.can_access_campaign(session, user, campaign):

@@ -1,0 +1,294 @@
+"""Recording outcomes (validation, enrichment, idempotency) and calling-list order."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from dialer.domain import CallOutcome, CallState, DispositionOutcome, TaskStatus
+from dialer.models import (
+    AuditEntry,
+    CallAttempt,
+    CallingListEntry,
+    Contact,
+    Disposition,
+    FollowUpTask,
+)
+from dialer.outcomes import SubmissionInvalid, parse_submission
+from dialer.service import NotAllowed
+from tests.integration.world import World, build_world
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture
+async def world(sessions: Sessions) -> World:
+    return await build_world(sessions)
+
+
+async def ended_call(
+    world: World,
+    contact: str = "montreal",
+    volunteer: str = "alice",
+    outcome: CallOutcome = CallOutcome.COMPLETED,
+) -> str:
+    call = await world.service().start_call(
+        volunteer_id=world.users[volunteer],
+        contact_id=world.contacts[contact],
+        campaign_id=world.campaign_id,
+    )
+    async with world.sessions.begin() as session:
+        stored = await session.scalar(
+            select(CallAttempt).where(CallAttempt.call_id == call.call_id)
+        )
+        assert stored is not None
+        stored.state, stored.outcome, stored.ended_at = CallState.ENDED, outcome, world.clock.now
+        await world.service().after_call_ended(session, stored)
+    return call.call_id
+
+
+def submission(world: World, call_id: str | None, **fields: Any) -> Any:
+    return parse_submission(
+        {
+            "submission_id": fields.pop("submission_id", "sub-00000001"),
+            "call_id": call_id,
+            "contact_id": world.contacts[fields.pop("contact", "montreal")],
+            "outcome": "answered",
+            "consent": True,
+            "survey_answers": {"vote": "yes", "volunteer": True},
+            **fields,
+        }
+    )
+
+
+async def test_a_full_outcome_is_stored_in_one_go(world: World) -> None:
+    call_id = await ended_call(world)
+    service = world.service()
+    callback = world.clock.now + timedelta(days=1)
+    result = await service.record_outcome(
+        world.users["alice"],
+        submission(
+            world,
+            call_id,
+            email="ADA@example.org",
+            language="fr",
+            new_numbers=[{"number": "438 555 0199", "type": "mobile"}],
+            comments="Great chat <script>alert(1)</script>",
+            mobilized=True,
+            support_score=5,
+            task={"assignee_id": world.users["olivia"], "description": "Send the flyer"},
+            callback_at=callback.isoformat(),
+        ),
+    )
+    assert not result.duplicate
+    async with world.sessions() as session:
+        disposition = await session.get(Disposition, result.disposition_id)
+        assert disposition is not None
+        assert disposition.outcome is DispositionOutcome.ANSWERED
+        assert disposition.survey_answers == {"vote": "yes", "volunteer": True}
+        assert disposition.comments == "Great chat <script>alert(1)</script>"
+        contact = await session.get(
+            Contact, world.contacts["montreal"], options=[selectinload(Contact.phones)]
+        )
+        assert contact is not None
+        assert (contact.email, contact.language, contact.support_score) == (
+            "ada@example.org",
+            "fr",
+            5,
+        )
+        assert sorted(p.e164 for p in contact.phones) == ["+14385550199", "+15145550184"]
+        task = await session.scalar(select(FollowUpTask))
+        assert task is not None
+        assert (task.assignee_id, task.status) == (world.users["olivia"], TaskStatus.OPEN)
+        entry = await session.scalar(
+            select(CallingListEntry).where(
+                CallingListEntry.contact_id == world.contacts["montreal"]
+            )
+        )
+        assert entry is not None and entry.callback_at == callback and not entry.done
+        assert "outcome.record" in (await session.scalars(select(AuditEntry.action))).all()
+
+
+async def test_the_same_submission_twice_is_stored_once(world: World) -> None:
+    call_id = await ended_call(world)
+    service = world.service()
+    first, second = await asyncio.gather(
+        service.record_outcome(world.users["alice"], submission(world, call_id)),
+        service.record_outcome(world.users["alice"], submission(world, call_id)),
+    )
+    assert first.disposition_id == second.disposition_id
+    assert sorted([first.duplicate, second.duplicate]) == [False, True]
+    again = await service.record_outcome(world.users["alice"], submission(world, call_id))
+    assert again.duplicate
+    async with world.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Disposition)) == 1
+
+
+async def test_invalid_survey_answers_store_nothing(world: World) -> None:
+    call_id = await ended_call(world)
+    with pytest.raises(SubmissionInvalid) as caught:
+        await world.service().record_outcome(
+            world.users["alice"],
+            submission(world, call_id, survey_answers={"vote": "perhaps"}, email="x"),
+        )
+    assert caught.value.errors == {
+        "survey.vote": "choose one of: no, yes",
+        "email": "not a valid email address",
+    }
+    async with world.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Disposition)) == 0
+        contact = await session.get(Contact, world.contacts["montreal"])
+        assert contact is not None and contact.email is None
+
+
+async def test_wrong_number_and_do_not_call(world: World) -> None:
+    call_id = await ended_call(world)
+    await world.service().record_outcome(
+        world.users["alice"],
+        submission(world, call_id, outcome="wrong_number", consent=None, survey_answers={}),
+    )
+    call_2 = await ended_call(world, contact="vancouver")
+    await world.service().record_outcome(
+        world.users["alice"],
+        submission(
+            world,
+            call_2,
+            submission_id="sub-00000002",
+            contact="vancouver",
+            outcome="refused",
+            consent=None,
+            survey_answers={},
+            do_not_call=True,
+        ),
+    )
+    async with world.sessions() as session:
+        montreal = await session.get(
+            Contact, world.contacts["montreal"], options=[selectinload(Contact.phones)]
+        )
+        vancouver = await session.get(Contact, world.contacts["vancouver"])
+        assert montreal is not None and vancouver is not None
+        assert montreal.phones[0].wrong_number
+        assert vancouver.do_not_call and vancouver.dnc_reason == "asked not to be called again"
+        done = (
+            await session.scalars(
+                select(CallingListEntry.done).where(
+                    CallingListEntry.contact_id.in_([montreal.id, vancouver.id])
+                )
+            )
+        ).all()
+    assert done == [True, True]
+
+
+async def test_volunteers_cannot_record_for_others(world: World) -> None:
+    call_id = await ended_call(world)
+    with pytest.raises(NotAllowed):
+        await world.service().record_outcome(world.users["carol"], submission(world, call_id))
+    with pytest.raises(NotAllowed):
+        await world.service().record_outcome(world.users["bob"], submission(world, call_id))
+
+
+async def test_busy_calls_get_an_automatic_absent_and_a_retry(world: World) -> None:
+    call_id = await ended_call(world, outcome=CallOutcome.CONTACT_BUSY)
+    async with world.sessions() as session:
+        auto = await session.scalar(select(Disposition))
+        entry = await session.scalar(
+            select(CallingListEntry).where(
+                CallingListEntry.contact_id == world.contacts["montreal"]
+            )
+        )
+    assert auto is not None and auto.outcome is DispositionOutcome.ABSENT
+    assert auto.submission_id == f"auto-{call_id}"
+    assert entry is not None and entry.attempts == 1
+    assert entry.next_attempt_at == world.clock.now + timedelta(minutes=60)
+    # The volunteer can still say what happened; it replaces the automatic one.
+    await world.service().record_outcome(
+        world.users["alice"],
+        submission(
+            world, call_id, outcome="other", consent=None, survey_answers={}, comments="voicemail"
+        ),
+    )
+    async with world.sessions() as session:
+        [only] = (await session.scalars(select(Disposition))).all()
+    assert (only.outcome, only.comments) == (DispositionOutcome.OTHER, "voicemail")
+
+
+async def test_volunteer_side_failures_do_not_count_as_attempts(world: World) -> None:
+    await ended_call(world, outcome=CallOutcome.VOLUNTEER_NO_ANSWER)
+    async with world.sessions() as session:
+        entry = await session.scalar(
+            select(CallingListEntry).where(
+                CallingListEntry.contact_id == world.contacts["montreal"]
+            )
+        )
+        assert entry is not None and entry.attempts == 0
+        assert await session.scalar(select(func.count()).select_from(Disposition)) == 0
+
+
+async def test_list_order_callbacks_first_then_fresh_then_retries(world: World) -> None:
+    service = world.service()
+    alice = world.users["alice"]
+    # Montreal, Vancouver, explicit_zone (Paris time) and Paris are Alice's
+    # callable contacts at 17:30 UTC (premium is never callable).
+    first = await service.next_contact(alice, world.campaign_id)
+    assert first.contact is not None and first.contact.id == world.contacts["montreal"]
+    # Montreal called (busy): it goes behind the never-called ones.
+    await ended_call(world, outcome=CallOutcome.CONTACT_BUSY)
+    world.clock.now += timedelta(minutes=61)
+    nxt = await service.next_contact(alice, world.campaign_id)
+    assert nxt.contact is not None and nxt.contact.id == world.contacts["vancouver"]
+    # A due call-back on Paris jumps to the top.
+    async with world.sessions.begin() as session:
+        await session.execute(
+            update(CallingListEntry)
+            .where(CallingListEntry.contact_id == world.contacts["paris"])
+            .values(callback_at=world.clock.now - timedelta(minutes=1))
+        )
+    top = await service.next_contact(alice, world.campaign_id)
+    assert top.contact is not None and top.contact.id == world.contacts["paris"]
+    assert top.is_callback
+
+
+async def test_empty_list_reasons(world: World) -> None:
+    service = world.service()
+    bob = world.users["bob"]
+    assert (
+        await service.next_contact(world.users["olivia"], world.campaign_id)
+    ).empty_reason == "empty"
+    # Bob's only contact: called busy -> waiting for the retry delay.
+    await ended_call(
+        world, contact="bob_contact", volunteer="bob", outcome=CallOutcome.CONTACT_BUSY
+    )
+    waiting = await service.next_contact(bob, world.campaign_id)
+    assert waiting.empty_reason == "waiting_for_retry"
+    assert waiting.available_at == world.clock.now + timedelta(minutes=60)
+    # After the delay but at 03:00 in Montreal: outside hours until 09:00.
+    world.clock.now = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+    night = await service.next_contact(bob, world.campaign_id)
+    assert night.empty_reason == "outside_hours"
+    assert night.message == "all remaining contacts are outside calling hours until 14:00 UTC"
+    # Second busy attempt reaches max_attempts=2: done.
+    world.clock.now = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+    await ended_call(
+        world, contact="bob_contact", volunteer="bob", outcome=CallOutcome.CONTACT_BUSY
+    )
+    assert (await service.next_contact(bob, world.campaign_id)).empty_reason == "all_done"
+
+
+async def test_others_list_is_limited_to_the_same_campaign(world: World) -> None:
+    service = world.service()
+    helped = await service.next_contact(
+        world.users["alice"], world.campaign_id, list_owner_id=world.users["bob"]
+    )
+    assert helped.contact is not None and helped.contact.id == world.contacts["bob_contact"]
+    with pytest.raises(NotAllowed):
+        await service.next_contact(
+            world.users["alice"], world.campaign_id, list_owner_id=world.users["carol"]
+        )
+    with pytest.raises(NotAllowed):
+        await service.next_contact(world.users["carol"], world.campaign_id)

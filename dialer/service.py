@@ -122,7 +122,8 @@ async def with_db_retry(
     for attempt in range(attempts):
         try:
             return await operation()
-        except (OperationalError, InterfaceError) as error:
+        except (OperationalError, InterfaceError, OSError) as error:
+            # OSError: the driver fails to even connect while the server is down.
             last: Exception = error
         except DBAPIError as error:
             if not error.connection_invalidated:
@@ -281,7 +282,7 @@ class DialerService:
             if refusal is None:
                 raise
             raise CallRefused(refusal) from None
-        except (OperationalError, InterfaceError) as error:
+        except (OperationalError, InterfaceError, OSError) as error:
             raise RetryableError("the database is unavailable; try again") from error
         self.publish_call(call, contact_name=None)
         if self.on_request is not None:

@@ -362,6 +362,9 @@ class CallAttempt(Base):
     contact_hangup_cause: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
+    volunteer: Mapped[User] = relationship(foreign_keys=[volunteer_id])
+    contact: Mapped[Contact] = relationship()
+
 
 class Disposition(Base):
     """What the volunteer recorded about a call (or a contact, for manual notes)."""

@@ -5,8 +5,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import datetime
+from typing import Literal, Protocol
+
+from dialer.domain import CallOutcome, CallState
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,3 +54,58 @@ class PbxPort(Protocol):
     async def originate(self, request: OriginateRequest) -> None: ...
 
     async def hangup(self, channel: str) -> None: ...
+
+
+HangupBy = Literal["operator", "volunteer"]
+
+
+class CallSnapshot(Protocol):
+    """One tracked call right after it changed (ami_bridge's CallUpdate)."""
+
+    @property
+    def call_id(self) -> str: ...
+    @property
+    def state(self) -> CallState: ...
+    @property
+    def outcome(self) -> CallOutcome | None: ...
+    @property
+    def failure_reason(self) -> str | None: ...
+    @property
+    def discovered(self) -> bool: ...
+    @property
+    def volunteer_channel(self) -> str | None: ...
+    @property
+    def volunteer_uniqueid(self) -> str | None: ...
+    @property
+    def contact_channel(self) -> str | None: ...
+    @property
+    def contact_uniqueid(self) -> str | None: ...
+    @property
+    def linkedid(self) -> str | None: ...
+    @property
+    def volunteer_answered_at(self) -> datetime | None: ...
+    @property
+    def contact_answered_at(self) -> datetime | None: ...
+    @property
+    def ended_at(self) -> datetime | None: ...
+    @property
+    def dial_status(self) -> str | None: ...
+    @property
+    def volunteer_hangup_cause(self) -> int | None: ...
+    @property
+    def contact_hangup_cause(self) -> int | None: ...
+
+
+class CallPbx(PbxPort, Protocol):
+    """A PBX link that also follows the calls it placed."""
+
+    def track(
+        self, call_id: str, *, volunteer_channel: str, contact_number: str, at: datetime
+    ) -> None:
+        """Follow a call placed before a restart, so the resync can settle it."""
+
+    async def hangup_call(self, call_id: str, by: HangupBy) -> bool:
+        """Hang up the live call; False when it has no channel to hang up (yet)."""
+
+    def updates(self) -> AsyncIterator[CallSnapshot]:
+        """Every change of every call, in the order the PBX reported them."""

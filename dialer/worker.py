@@ -1,0 +1,299 @@
+"""The worker: turns committed call requests into Originates and PBX news into rows.
+
+One worker per PBX.  It owns three things:
+
+* the outbox: ``requested`` rows of its PBX not yet sent are claimed with a
+  conditional UPDATE (so two workers never both send one) and sent once;
+* the persistence of every call change the PBX link reports, written
+  before it is published, so a screen never shows a state the database
+  does not have;
+* the reconciliation at start-up: rows left in flight by a previous run are
+  followed again and settled by the PBX link's resync (re-attached when
+  the PBX still has them, ended as ``lost`` and flagged for review when not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import selectinload
+
+from dialer.domain import LIVE_CALL_STATES, CallOutcome, CallState
+from dialer.models import CallAttempt, Contact, User
+from dialer.ports import (
+    CallPbx,
+    CallSnapshot,
+    HangupBy,
+    OriginateOutcomeUnknown,
+    OriginateRejected,
+    OriginateRequest,
+    PbxUnavailable,
+)
+from dialer.service import DialerService, caller_id_name
+
+log = logging.getLogger(__name__)
+
+_SNAPSHOT_COLUMNS = (
+    "volunteer_channel",
+    "volunteer_uniqueid",
+    "contact_channel",
+    "contact_uniqueid",
+    "linkedid",
+    "volunteer_answered_at",
+    "contact_answered_at",
+    "ended_at",
+    "dial_status",
+    "volunteer_hangup_cause",
+    "contact_hangup_cause",
+)
+_STATE_ORDER = {state: index for index, state in enumerate(CallState)}
+
+
+class CallWorker:
+    def __init__(
+        self,
+        service: DialerService,
+        pbx: CallPbx,
+        *,
+        originate_timeout_ms: int,
+        request_expiry: timedelta = timedelta(seconds=60),
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.service = service
+        self.pbx = pbx
+        self.originate_timeout_ms = originate_timeout_ms
+        self.request_expiry = request_expiry
+        self.poll_interval = poll_interval
+        self._wakeup = asyncio.Event()
+        self._pending_hangups: dict[str, HangupBy] = {}
+        self.originates_sent = 0
+
+    # -- composition hooks ---------------------------------------------------
+
+    def wake(self, call_id: str | None = None) -> None:
+        """A request was committed: look at the outbox now rather than at the next poll."""
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        await self.reconcile_at_startup()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._consume_updates(), name="call-updates")
+            group.create_task(self._dispatch_loop(), name="outbox")
+
+    # -- start-up ------------------------------------------------------------
+
+    async def reconcile_at_startup(self) -> None:
+        now = self.service.clock()
+        async with self.service.sessions.begin() as session:
+            expired = await self.service.end_expired_requests(session, now - self.request_expiry)
+            rows = await session.scalars(
+                select(CallAttempt)
+                .options(selectinload(CallAttempt.volunteer))
+                .where(
+                    CallAttempt.pbx == self.service.pbx_name,
+                    CallAttempt.state.in_([s.value for s in LIVE_CALL_STATES]),
+                    CallAttempt.originate_sent_at.is_not(None),
+                )
+            )
+            in_flight = list(rows)
+        if expired:
+            log.warning("ended %d call request(s) that expired while no worker ran", expired)
+        for call in in_flight:
+            # The resync that follows the next login re-attaches these or
+            # ends them as lost; either way nothing is dialed again.
+            self.pbx.track(
+                call.call_id,
+                volunteer_channel=self._volunteer_channel(call.volunteer),
+                contact_number=call.number_e164,
+                at=call.requested_at,
+            )
+        if in_flight:
+            log.info("following %d call(s) left in flight by the previous run", len(in_flight))
+
+    def _volunteer_channel(self, volunteer: User) -> str:
+        return self.service.volunteer_channel_for(volunteer.sip_extension or "")
+
+    # -- the outbox ----------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self.poll_interval)
+            self._wakeup.clear()
+            try:
+                await self.dispatch_pending()
+            except Exception:
+                log.exception("outbox pass failed; retrying at the next poll")
+
+    async def dispatch_pending(self) -> int:
+        if not self.pbx.connected:
+            return 0
+        now = self.service.clock()
+        async with self.service.sessions.begin() as session:
+            await self.service.end_expired_requests(session, now - self.request_expiry)
+            call_ids = list(
+                await session.scalars(
+                    select(CallAttempt.call_id)
+                    .where(
+                        CallAttempt.pbx == self.service.pbx_name,
+                        CallAttempt.state == CallState.REQUESTED,
+                        CallAttempt.originate_sent_at.is_(None),
+                    )
+                    .order_by(CallAttempt.requested_at)
+                    .limit(500)
+                )
+            )
+        sent = 0
+        for call_id in call_ids:
+            if await self._send(call_id):
+                sent += 1
+        return sent
+
+    async def _claim(self, call_id: str) -> OriginateRequest | None:
+        """Mark the row as sent before sending: a crash after this never re-sends."""
+        async with self.service.sessions.begin() as session:
+            claimed = await session.execute(
+                update(CallAttempt)
+                .where(
+                    CallAttempt.call_id == call_id,
+                    CallAttempt.state == CallState.REQUESTED,
+                    CallAttempt.originate_sent_at.is_(None),
+                )
+                .values(originate_sent_at=self.service.clock())
+            )
+            if not getattr(claimed, "rowcount", 0):
+                return None  # another worker, or it was cancelled
+            call = await session.scalar(
+                select(CallAttempt)
+                .options(selectinload(CallAttempt.volunteer), selectinload(CallAttempt.contact))
+                .where(CallAttempt.call_id == call_id)
+            )
+            assert call is not None
+            return self._originate_request(call, call.volunteer, call.contact)
+
+    def _originate_request(
+        self, call: CallAttempt, volunteer: User, contact: Contact
+    ) -> OriginateRequest:
+        caller_id = call.caller_id or ""
+        return OriginateRequest(
+            call_id=call.call_id,
+            channel=self._volunteer_channel(volunteer),
+            context=self.service.outbound_context,
+            exten=call.number_e164.lstrip("+"),
+            caller_id_name=caller_id_name(contact),
+            caller_id_number=call.number_e164.lstrip("+"),
+            timeout_ms=self.originate_timeout_ms,
+            variables={"DIALER_CALL_ID": call.call_id, "DIALER_CALLERID": caller_id.lstrip("+")},
+        )
+
+    async def _send(self, call_id: str) -> bool:
+        request = await self._claim(call_id)
+        if request is None:
+            return False
+        try:
+            await self.pbx.originate(request)
+        except PbxUnavailable:
+            # Nothing left this process: give the row back to the outbox.
+            async with self.service.sessions.begin() as session:
+                await session.execute(
+                    update(CallAttempt)
+                    .where(CallAttempt.call_id == call_id, CallAttempt.state == CallState.REQUESTED)
+                    .values(originate_sent_at=None)
+                )
+            return False
+        except OriginateRejected as error:
+            log.warning("call %s: the PBX refused the Originate: %s", call_id, error)
+            await self._end_without_pbx(call_id, CallOutcome.FAILED, f"PBX refused: {error}")
+            return False
+        except OriginateOutcomeUnknown:
+            log.warning("call %s: connection lost while originating; the resync will tell", call_id)
+        self.originates_sent += 1
+        return True
+
+    async def _end_without_pbx(self, call_id: str, outcome: CallOutcome, reason: str) -> None:
+        async with self.service.sessions.begin() as session:
+            call = await session.scalar(select(CallAttempt).where(CallAttempt.call_id == call_id))
+            if call is None or call.state is CallState.ENDED:
+                return
+            call.state, call.outcome, call.failure_reason = CallState.ENDED, outcome, reason
+            call.ended_at = self.service.clock()
+            await self.service.after_call_ended(session, call)
+        self.service.publish_call(call, contact_name=None)
+
+    # -- hanging up ----------------------------------------------------------
+
+    async def hangup(self, call_id: str, by: HangupBy) -> None:
+        """Hang up now, or as soon as the call has a channel to hang up."""
+        async with self.service.sessions() as session:
+            call = await session.scalar(select(CallAttempt).where(CallAttempt.call_id == call_id))
+        if call is None or call.state is CallState.ENDED:
+            return
+        if call.state is CallState.REQUESTED and call.originate_sent_at is None:
+            await self._end_without_pbx(
+                call_id,
+                CallOutcome.HUNG_UP_BY_OPERATOR
+                if by == "operator"
+                else CallOutcome.HUNG_UP_BY_VOLUNTEER,
+                "cancelled before it was dialed",
+            )
+            return
+        if not await self.pbx.hangup_call(call_id, by):
+            self._pending_hangups[call_id] = by
+
+    # -- PBX news ------------------------------------------------------------
+
+    async def _consume_updates(self) -> None:
+        async for snapshot in self.pbx.updates():
+            try:
+                await self.apply([snapshot])
+            except Exception:
+                log.exception("call %s: could not persist an update", snapshot.call_id)
+            by = self._pending_hangups.get(snapshot.call_id)
+            if by is not None and (snapshot.volunteer_channel or snapshot.state is CallState.ENDED):
+                del self._pending_hangups[snapshot.call_id]
+                if snapshot.state is not CallState.ENDED:
+                    await self.pbx.hangup_call(snapshot.call_id, by)
+
+    async def apply(self, snapshots: Iterable[CallSnapshot]) -> list[CallAttempt]:
+        """Persist snapshots in one transaction, then publish them."""
+        changed: list[CallAttempt] = []
+        async with self.service.sessions.begin() as session:
+            for snapshot in snapshots:
+                call = await session.scalar(
+                    select(CallAttempt).where(CallAttempt.call_id == snapshot.call_id)
+                )
+                if call is None:
+                    if not snapshot.discovered:
+                        log.warning("call %s: update for a call with no row", snapshot.call_id)
+                    continue
+                if call.state is CallState.ENDED:
+                    continue
+                if _STATE_ORDER[snapshot.state] < _STATE_ORDER[call.state]:
+                    continue
+                _copy_snapshot(call, snapshot)
+                if snapshot.state is CallState.ENDED:
+                    if call.outcome is CallOutcome.LOST:
+                        call.needs_review = True
+                    await self.service.after_call_ended(session, call)
+                changed.append(call)
+        for call in changed:
+            self.service.publish_call(call, contact_name=None)
+        return changed
+
+
+def _copy_snapshot(call: CallAttempt, snapshot: CallSnapshot) -> None:
+    values: dict[str, Any] = {name: getattr(snapshot, name) for name in _SNAPSHOT_COLUMNS}
+    for name, value in values.items():
+        if value is not None:
+            setattr(call, name, value)
+    call.state = snapshot.state
+    if snapshot.outcome is not None:
+        call.outcome = snapshot.outcome
+    if snapshot.failure_reason is not None:
+        call.failure_reason = snapshot.failure_reason[:500]

@@ -54,6 +54,7 @@ from dialer.models import (
     utcnow,
 )
 from dialer.outcomes import OutcomeSubmission, SubmissionInvalid, validate_submission
+from dialer.ports import HangupBy
 from dialer.survey import CallingHours, SurveyDefinition
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,7 @@ class DialerService:
         pbx_name: str = "default",
         broadcaster: Broadcaster | None = None,
         on_request: Callable[[str], None] | None = None,
+        hangup_handler: Callable[[str, HangupBy], Awaitable[None]] | None = None,
         clock: Clock = utcnow,
         fallback_zone: str = "UTC",
     ) -> None:
@@ -188,6 +190,7 @@ class DialerService:
         self.pbx_name = pbx_name
         self.broadcaster = broadcaster or Broadcaster()
         self.on_request = on_request
+        self.hangup_handler = hangup_handler
         self.clock = clock
         self.fallback_zone = fallback_zone
 
@@ -396,6 +399,23 @@ class DialerService:
 
     def volunteer_channel_for(self, extension: str) -> str:
         return self.volunteer_channel.format(extension=extension)
+
+    async def hang_up(self, user_id: int, call_id: str) -> None:
+        """Hang up a live call: its own volunteer, or any organizer/admin."""
+        async with self.sessions() as session:
+            user = await session.get(User, user_id)
+            call = await session.scalar(select(CallAttempt).where(CallAttempt.call_id == call_id))
+        if user is None or call is None:
+            raise NotAllowed("no such call")
+        is_staff = user.role in STAFF_ROLES
+        if call.volunteer_id != user.id and not is_staff:
+            raise NotAllowed("no such call")
+        if call.state is CallState.ENDED:
+            return
+        if self.hangup_handler is None:
+            raise CallRefused(Refusal(RefusalCode.PBX_UNAVAILABLE, "no worker is connected"))
+        by: HangupBy = "volunteer" if call.volunteer_id == user.id else "operator"
+        await self.hangup_handler(call_id, by)
 
     # -- live state -------------------------------------------------------------
 

@@ -7,8 +7,14 @@ web app in one process; the same pieces run apart as ``dialer worker`` and
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -18,6 +24,8 @@ from dialer.ports import CallPbx
 from dialer.service import DialerService
 from dialer.settings import Settings
 from dialer.worker import CallWorker
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,3 +68,76 @@ def build_runtime(settings: Settings, pbx: CallPbx | None = None) -> Runtime:
         service.hangup_handler = worker.hangup
         runtime.worker = worker
     return runtime
+
+
+async def _wait_for_stop(stop: asyncio.Event | None) -> None:
+    event = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, event.set)
+    await event.wait()
+
+
+async def start_web(runtime: Runtime, host: str, port: int) -> tuple[Any, int]:
+    """Serve the web app; returns the runner and the port actually bound."""
+    from aiohttp import web as aiohttp_web
+
+    try:
+        from web.app import create_app
+    except ImportError:
+        log.warning("the web app is not available in this build; serving the worker only")
+        return None, 0
+    app = create_app(runtime)
+    runner = aiohttp_web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = aiohttp_web.TCPSite(runner, host, port)
+    await site.start()
+    server = getattr(site, "_server", None)
+    bound = port
+    if server is not None and server.sockets:
+        bound = server.sockets[0].getsockname()[1]
+    return runner, bound
+
+
+async def run_serve(
+    settings: Settings,
+    *,
+    with_worker: bool = True,
+    with_web: bool = True,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[Runtime, int], None] | None = None,
+) -> None:
+    """Run the worker and/or the web app until SIGINT/SIGTERM (or ``stop``).
+
+    Shutting down leaves live calls up on the PBX: the next start follows
+    them again through the resync.
+    """
+    from ami_bridge.client import AmiClient
+    from ami_bridge.pbx import AmiPbx
+
+    pbx = AmiPbx(AmiClient.from_settings(settings)) if with_worker else None
+    runtime = build_runtime(settings, pbx)
+    runner: Any = None
+    try:
+        async with asyncio.TaskGroup() as group:
+            if pbx is not None and runtime.worker is not None:
+                worker_task = group.create_task(runtime.worker.run(), name="worker")
+            else:
+                worker_task = None
+            port = 0
+            if with_web:
+                runner, port = await start_web(runtime, settings.web_host, settings.web_port)
+            log.info("dialer running (worker=%s, web port=%s)", with_worker, port or "-")
+            if on_ready is not None:
+                on_ready(runtime, port)
+            await _wait_for_stop(stop)
+            log.info("shutting down; live calls stay up on the PBX")
+            if worker_task is not None:
+                worker_task.cancel()
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        if pbx is not None:
+            await pbx.close()
+        await runtime.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -239,3 +240,126 @@ def export_results_command(ctx: click.Context, campaign_id: int, file: Path) -> 
     except ExportError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"exported {count} call(s) to {file}", err=True)
+
+
+def _configure_logging(settings: Settings) -> None:
+    from dialer.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+
+
+@main.command()
+@click.pass_context
+def serve(ctx: click.Context) -> None:
+    """Run the AMI worker and the web app in one process."""
+    from dialer.bootstrap import run_serve
+
+    settings = _settings(ctx)
+    _configure_logging(settings)
+    asyncio.run(run_serve(settings))
+
+
+@main.command()
+@click.pass_context
+def worker(ctx: click.Context) -> None:
+    """Run only the AMI worker (one per Asterisk server)."""
+    from dialer.bootstrap import run_serve
+
+    settings = _settings(ctx)
+    _configure_logging(settings)
+    asyncio.run(run_serve(settings, with_web=False))
+
+
+@main.command("web")
+@click.pass_context
+def web_command(ctx: click.Context) -> None:
+    """Run only the web app (any number of them, behind a load balancer)."""
+    from dialer.bootstrap import run_serve
+
+    settings = _settings(ctx)
+    _configure_logging(settings)
+    asyncio.run(run_serve(settings, with_worker=False))
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="Web port (default: DIALER_WEB_PORT).")
+@click.option(
+    "--ami-port",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Port of the built-in PBX simulator (0: any free port).",
+)
+@click.option(
+    "--time-scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Speed of the simulated calls (0.1 = ten times faster).",
+)
+@click.pass_context
+def demo(ctx: click.Context, port: int | None, ami_port: int, time_scale: float) -> None:
+    """Run the whole product on this machine with no set-up.
+
+    SQLite (DIALER_DATABASE_URL, default dialer.sqlite3), the built-in AMI
+    simulator, demo users, a campaign and contacts whose numbers produce
+    every kind of call outcome.
+    """
+    from dialer.demo_runner import run_demo
+
+    settings = _settings(ctx)
+    _configure_logging(settings)
+    asyncio.run(run_demo(settings, web_port=port, ami_port=ami_port, time_scale=time_scale))
+
+
+@main.command("simulate-pbx")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=5038, show_default=True)
+@click.option("--username", default=None, help="AMI user (default: DIALER_AMI_USERNAME).")
+@click.option("--secret", default=None, help="AMI secret (default: DIALER_AMI_SECRET).")
+@click.option("--least-privilege", is_flag=True, help="Behave as for a least-privilege user.")
+@click.option("--time-scale", type=float, default=1.0, show_default=True)
+@click.pass_context
+def simulate_pbx(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    username: str | None,
+    secret: str | None,
+    least_privilege: bool,
+    time_scale: float,
+) -> None:
+    """Serve an AMI-speaking PBX simulator (see the README for its behaviour rule)."""
+    from ami_bridge.simulator import run_simulator
+
+    settings = _settings(ctx)
+    _configure_logging(settings)
+    user = username or settings.ami_username
+    password = secret if secret is not None else settings.ami_secret.get_secret_value()
+    if not password:
+        raise click.UsageError("give --secret or set DIALER_AMI_SECRET")
+    click.echo(f"AMI simulator listening on {host}:{port} (user {user})", err=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            run_simulator(
+                host,
+                port,
+                username=user,
+                secret=password,
+                least_privilege=least_privilege,
+                time_scale=time_scale,
+            )
+        )
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def replay(files: tuple[str, ...]) -> None:
+    """Replay recorded AMI sessions (FILE.ami ...) and print one JSON line per call.
+
+    Give the files of one session in order (e.g. a connection lost and the
+    next one) to see how the resync settled the calls.
+    """
+    from ami_bridge.replay import main_replay
+
+    sys.exit(main_replay(list(files), sys.stdout))

@@ -58,16 +58,16 @@ DEMO_SURVEY = {
 }
 # (first, last, number, language, area): the last digit picks the outcome.
 DEMO_CONTACTS = [
-    ("Ada", "Lovelace", "+15145550107", "en", "Montréal"),      # 7: answers, talks 3 s
-    ("Émile", "Nelligan", "+15145550144", "fr", "Montréal"),    # 4: answers and stays
-    ("Tommy", "Douglas", "+16045550131", "en", "Vancouver"),    # 1: busy
-    ("Marie", "Curie", "+33142685302", "fr", "Paris"),          # 2: never answers
-    ("Grace", "Hopper", "+14165550153", "en", "Toronto"),       # 3: congestion
-    ("Louise", "Arbour", "+14185550125", "fr", "Québec"),       # 5: rejected
-    ("Alan", "Turing", "+12045550136", "en", "Winnipeg"),       # 6: unreachable
-    ("Fatima", "Bhutto", "+15145550170", "en", "Montréal"),     # 0: answers, hangs up after 4 s
-    ("Jean", "Tremblay", "+14505550184", "fr", "Laval"),        # 4: answers and stays
-    ("Wei", "Zhang", "+16135550198", "en", "Ottawa"),           # 8: answers, talks 3 s
+    ("Ada", "Lovelace", "+15145550107", "en", "Montréal"),  # 7: answers, talks 3 s
+    ("Émile", "Nelligan", "+15145550144", "fr", "Montréal"),  # 4: answers and stays
+    ("Tommy", "Douglas", "+16045550131", "en", "Vancouver"),  # 1: busy
+    ("Marie", "Curie", "+33142685302", "fr", "Paris"),  # 2: never answers
+    ("Grace", "Hopper", "+14165550153", "en", "Toronto"),  # 3: congestion
+    ("Louise", "Arbour", "+14185550125", "fr", "Québec"),  # 5: rejected
+    ("Alan", "Turing", "+12045550136", "en", "Winnipeg"),  # 6: unreachable
+    ("Fatima", "Bhutto", "+15145550170", "en", "Montréal"),  # 0: answers, hangs up after 4 s
+    ("Jean", "Tremblay", "+14505550184", "fr", "Laval"),  # 4: answers and stays
+    ("Wei", "Zhang", "+16135550198", "en", "Ottawa"),  # 8: answers, talks 3 s
 ]
 
 

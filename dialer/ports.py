@@ -53,8 +53,6 @@ class PbxPort(Protocol):
 
     async def originate(self, request: OriginateRequest) -> None: ...
 
-    async def hangup(self, channel: str) -> None: ...
-
 
 HangupBy = Literal["operator", "volunteer"]
 
@@ -98,6 +96,9 @@ class CallSnapshot(Protocol):
 
 class CallPbx(PbxPort, Protocol):
     """A PBX link that also follows the calls it placed."""
+
+    async def start(self) -> None:
+        """Connect (and keep reconnecting) in the background."""
 
     def track(
         self, call_id: str, *, volunteer_channel: str, contact_number: str, at: datetime

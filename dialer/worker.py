@@ -81,7 +81,10 @@ class CallWorker:
         self._wakeup.set()
 
     async def run(self) -> None:
+        # Calls left in flight must be followed before the first resync
+        # arrives, or the resync could not settle them.
         await self.reconcile_at_startup()
+        await self.pbx.start()
         async with asyncio.TaskGroup() as group:
             group.create_task(self._consume_updates(), name="call-updates")
             group.create_task(self._dispatch_loop(), name="outbox")
@@ -199,13 +202,8 @@ class CallWorker:
         try:
             await self.pbx.originate(request)
         except PbxUnavailable:
-            # Nothing left this process: give the row back to the outbox.
-            async with self.service.sessions.begin() as session:
-                await session.execute(
-                    update(CallAttempt)
-                    .where(CallAttempt.call_id == call_id, CallAttempt.state == CallState.REQUESTED)
-                    .values(originate_sent_at=None)
-                )
+            # Nothing left this process; say so rather than ring much later.
+            await self._end_without_pbx(call_id, CallOutcome.FAILED, "the PBX is not connected")
             return False
         except OriginateRejected as error:
             log.warning("call %s: the PBX refused the Originate: %s", call_id, error)

@@ -118,6 +118,8 @@ async def build_world(sessions: async_sessionmaker[AsyncSession]) -> World:
             "other_team": ("Alan", "+15145550186", None, "carol", other),
             "explicit_zone": ("Zoe", "+15145550187", "Europe/Paris", "alice", campaign),
             "premium": ("Prem", "+19005550100", None, "alice", campaign),
+            "no_answer": ("Nora", "+15145550172", None, "alice", campaign),
+            "congestion": ("Cong", "+15145550173", None, "alice", campaign),
         }
         for key, (name, number, zone, owner, on_campaign) in contacts.items():
             contact = Contact(first_name=name, last_name="Test", timezone=zone)

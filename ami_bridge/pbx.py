@@ -1,0 +1,168 @@
+"""The dialer's PBX port, implemented over AMI: client + call tracker.
+
+This is the adapter ``dialer`` sees (``dialer.ports.CallPbx``): it turns an
+``OriginateRequest`` into one Originate, hangs calls up on the right leg,
+and turns the ordered AMI stream into call updates through the tracker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+
+from ami_bridge.client import (
+    AmiActionError,
+    AmiActionTimeout,
+    AmiClient,
+    AmiError,
+    AmiNotConnected,
+)
+from ami_bridge.client import OriginateOutcomeUnknown as AmiOriginateUnknown
+from ami_bridge.codec import AmiEncodingError
+from ami_bridge.stream import Received
+from ami_bridge.tracker import CallTracker, CallUpdate
+from dialer.ports import (
+    HangupBy,
+    OriginateOutcomeUnknown,
+    OriginateRejected,
+    OriginateRequest,
+    PbxUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class AmiPbx:
+    def __init__(
+        self,
+        client: AmiClient,
+        tracker: CallTracker | None = None,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.client = client
+        self.tracker = tracker or CallTracker()
+        self.clock = clock
+        self._updates: asyncio.Queue[CallUpdate | None] = asyncio.Queue()
+        self._pump: asyncio.Task[None] | None = None
+        # Seconds between an event's arrival and its update being consumed,
+        # for the metrics (the last value seen).
+        self.last_event_lag: float = 0.0
+
+    @property
+    def connected(self) -> bool:
+        return self.client.connected
+
+    async def start(self, *, wait: bool = False) -> None:
+        self._pump = asyncio.create_task(self._pump_stream(), name="ami-tracker")
+        await self.client.start(wait=wait)
+
+    async def close(self) -> None:
+        # Log off without touching calls: they go on in Asterisk and the next
+        # start re-attaches them through the resync.
+        await self.client.close()
+        if self._pump is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+        self._updates.put_nowait(None)
+
+    # -- the port ---------------------------------------------------------------
+
+    def track(
+        self, call_id: str, *, volunteer_channel: str, contact_number: str, at: datetime
+    ) -> None:
+        self._emit(
+            self.tracker.register(
+                call_id, volunteer_channel=volunteer_channel, contact_number=contact_number, at=at
+            )
+        )
+
+    async def originate(self, request: OriginateRequest) -> None:
+        self.track(
+            request.call_id,
+            volunteer_channel=request.channel,
+            contact_number=request.exten,
+            at=self.clock(),
+        )
+        try:
+            await self.client.originate(
+                request.channel,
+                context=request.context,
+                exten=request.exten,
+                caller_id_name=request.caller_id_name,
+                caller_id_num=request.caller_id_number,
+                timeout_ms=request.timeout_ms,
+                channel_id=f"{request.call_id}-v",
+                other_channel_id=f"{request.call_id}-o",
+                variables=request.variables,
+                action_id=request.call_id,
+            )
+        except AmiOriginateUnknown as error:
+            raise OriginateOutcomeUnknown(str(error)) from error
+        except (AmiNotConnected, AmiActionTimeout) as error:
+            # AmiActionTimeout reaching here was never sent (no free slot).
+            self._refused(request.call_id, "the PBX is not connected")
+            raise PbxUnavailable(str(error)) from error
+        except AmiActionError as error:
+            self._refused(request.call_id, error.message or "refused")
+            raise OriginateRejected(error.message) from error
+        except AmiEncodingError as error:
+            self._refused(request.call_id, f"unsafe value in {error.field}")
+            raise OriginateRejected(str(error)) from error
+
+    def _refused(self, call_id: str, message: str) -> None:
+        self._emit(self.tracker.note_originate_error(call_id, message=message, at=self.clock()))
+
+    async def hangup_call(self, call_id: str, by: HangupBy) -> bool:
+        snapshot = self.tracker.get(call_id)
+        if snapshot is None or snapshot.ended:
+            return False
+        # Hanging up the contact's leg ends the bridge and keeps the outcome
+        # about the contact; before the contact is dialed, end the volunteer's.
+        channel = snapshot.contact_channel or snapshot.volunteer_channel
+        if channel is None:
+            return False
+        self._emit(self.tracker.note_hangup_requested(call_id, by=by, at=self.clock()))
+        try:
+            await self.client.hangup(channel)
+        except AmiActionError as error:
+            # "No such channel": it ended on its own meanwhile; events tell.
+            log.info("call %s: hangup of %s: %s", call_id, channel, error.message)
+        except AmiError as error:
+            log.warning("call %s: hangup of %s failed: %s", call_id, channel, error)
+            return False
+        return True
+
+    async def updates(self) -> AsyncIterator[CallUpdate]:
+        while True:
+            update = await self._updates.get()
+            if update is None:
+                return
+            yield update
+
+    # -- the stream ---------------------------------------------------------------
+
+    def _emit(self, updates: list[CallUpdate]) -> None:
+        for update in updates:
+            self._updates.put_nowait(update)
+
+    async def _pump_stream(self) -> None:
+        async for item in self.client.stream():
+            started = time.perf_counter()
+            try:
+                updates = self.tracker.feed(item)
+            except Exception:
+                # The tracker already guards its handlers; this is the last line.
+                log.exception("tracker failed on a stream item; ignored")
+                continue
+            if updates and isinstance(item, Received):
+                self.last_event_lag = time.perf_counter() - started
+            self._emit(updates)

@@ -1,0 +1,157 @@
+"""Every call outcome end to end: service -> outbox -> AMI over TCP -> simulator
+-> events -> tracker -> persisted row, against the real PostgreSQL schema."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ami_bridge.simulator import AmiSimulator, VolunteerBehaviour, VolunteerOutcome
+from dialer.domain import CallOutcome, CallState, DispositionOutcome
+from dialer.models import CallingListEntry, Disposition
+from tests.integration.pbx_harness import SECRET, Harness, running_worker
+from tests.integration.world import World, build_world
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[AmiSimulator]:
+    sim = AmiSimulator(username="dialer", secret=SECRET, least_privilege=True, time_scale=0.02)
+    await sim.start()
+    yield sim
+    await sim.stop()
+
+
+@pytest.fixture
+async def harness(sessions: Sessions, simulator: AmiSimulator) -> AsyncIterator[Harness]:
+    world = await build_world(sessions)
+    async with running_worker(world, simulator) as running:
+        yield running
+
+
+@pytest.mark.parametrize(
+    ("contact", "outcome", "dial_status"),
+    [
+        ("explicit_zone", CallOutcome.COMPLETED, "ANSWER"),  # ...7: answers, talks, hangs up
+        ("vancouver", CallOutcome.CONTACT_BUSY, "BUSY"),  # ...1
+        ("no_answer", CallOutcome.CONTACT_NO_ANSWER, "NOANSWER"),  # ...2
+        ("congestion", CallOutcome.CONTACT_CONGESTION, "CONGESTION"),  # ...3
+        ("bob_contact", CallOutcome.CONTACT_REJECTED, None),  # ...5
+    ],
+)
+async def test_contact_outcomes(
+    harness: Harness, contact: str, outcome: CallOutcome, dial_status: str | None
+) -> None:
+    if contact == "bob_contact":
+        call_id = await harness.call(contact, volunteer="bob")
+    else:
+        # explicit_zone lives in Paris time: fine at 17:30 UTC.
+        call_id = await harness.call(contact)
+    call = await harness.wait_for(call_id, CallState.ENDED)
+    assert call.state is CallState.ENDED, call
+    assert call.outcome is outcome, (call.outcome, call.failure_reason)
+    if dial_status is not None:
+        assert call.dial_status == dial_status
+    assert call.volunteer_uniqueid == f"{call_id}-v"
+    assert call.volunteer_channel is not None and call.volunteer_channel.startswith("PJSIP/100")
+    assert call.originate_sent_at is not None and call.ended_at is not None
+    assert harness.simulator.action_counts["Originate"] == 1
+    if outcome is CallOutcome.COMPLETED:
+        assert call.contact_answered_at is not None
+        assert call.contact_channel is not None
+
+
+async def test_busy_call_gets_absent_and_a_retry(harness: Harness) -> None:
+    call_id = await harness.call("vancouver")
+    await harness.wait_for(call_id, CallState.ENDED)
+    async with harness.world.sessions() as session:
+        disposition = await session.scalar(select(Disposition))
+        entry = await session.scalar(
+            select(CallingListEntry).where(
+                CallingListEntry.contact_id == harness.world.contacts["vancouver"]
+            )
+        )
+    assert disposition is not None and disposition.outcome is DispositionOutcome.ABSENT
+    assert entry is not None and entry.attempts == 1 and entry.next_attempt_at is not None
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "outcome"),
+    [
+        (VolunteerBehaviour(VolunteerOutcome.UNREACHABLE), CallOutcome.VOLUNTEER_UNREACHABLE),
+        (VolunteerBehaviour(VolunteerOutcome.NO_ANSWER), CallOutcome.VOLUNTEER_NO_ANSWER),
+        (VolunteerBehaviour(VolunteerOutcome.BUSY), CallOutcome.VOLUNTEER_BUSY),
+    ],
+)
+async def test_volunteer_outcomes(
+    harness: Harness, behaviour: VolunteerBehaviour, outcome: CallOutcome
+) -> None:
+    harness.simulator.script_volunteer("1001", behaviour)
+    call_id = await harness.call("montreal")
+    call = await harness.wait_for(call_id, CallState.ENDED)
+    assert call.outcome is outcome, (call.outcome, call.failure_reason)
+    async with harness.world.sessions() as session:
+        entry = await session.scalar(
+            select(CallingListEntry).where(
+                CallingListEntry.contact_id == harness.world.contacts["montreal"]
+            )
+        )
+    assert entry is not None and entry.attempts == 0  # the contact was never dialed
+
+
+async def test_hangup_by_the_volunteer_during_talk(harness: Harness) -> None:
+    call_id = await harness.call("montreal")  # ...4: answers and stays
+    talking = await harness.wait_for(call_id, CallState.TALKING)
+    assert talking.state is CallState.TALKING
+    await harness.service.hang_up(harness.world.users["alice"], call_id)
+    call = await harness.wait_for(call_id, CallState.ENDED)
+    assert call.outcome is CallOutcome.COMPLETED
+    hangups = [m for m in harness.simulator.actions if m.action == "Hangup"]
+    assert [m["Channel"] for m in hangups] == [call.contact_channel]
+
+
+async def test_hangup_by_an_organizer_while_ringing(harness: Harness) -> None:
+    harness.simulator.script_volunteer(
+        "1001", VolunteerBehaviour(VolunteerOutcome.ANSWER, answer_after=50.0)
+    )
+    call_id = await harness.call("montreal")
+    await harness.wait_for(call_id, CallState.RINGING_VOLUNTEER)
+    await harness.service.hang_up(harness.world.users["olivia"], call_id)
+    call = await harness.wait_for(call_id, CallState.ENDED)
+    assert call.outcome is CallOutcome.HUNG_UP_BY_OPERATOR
+
+
+async def test_live_state_is_published_after_it_is_stored(harness: Harness) -> None:
+    subscription = harness.service.broadcaster.subscribe()
+    call_id = await harness.call("explicit_zone")
+    states = []
+    async for event in subscription:
+        if event.kind == "call" and event.key == call_id:
+            states.append(event.payload["state"])
+            stored = await harness.row(call_id)
+            # What the screens see is never ahead of the database.
+            assert list(CallState).index(stored.state) >= list(CallState).index(
+                CallState(event.payload["state"])
+            )
+            if event.payload["state"] == "ended":
+                break
+    assert states[0] == "requested"
+    assert states[-1] == "ended"
+    assert "talking" in states
+
+
+async def test_nothing_is_dialed_twice_by_two_workers(
+    sessions: Sessions, simulator: AmiSimulator
+) -> None:
+    world = await build_world(sessions)
+    async with running_worker(world, simulator) as first, running_worker(world, simulator):
+        call_ids = [await first.call("explicit_zone"), await first.call("vancouver", "bob")]
+        for call_id in call_ids:
+            await first.wait_for(call_id, CallState.ENDED)
+    assert simulator.action_counts["Originate"] == 2
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Disposition)) == 1

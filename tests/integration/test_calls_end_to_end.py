@@ -13,7 +13,7 @@ from ami_bridge.simulator import AmiSimulator, VolunteerBehaviour, VolunteerOutc
 from dialer.domain import CallOutcome, CallState, DispositionOutcome
 from dialer.models import CallingListEntry, Disposition
 from tests.integration.pbx_harness import SECRET, Harness, running_worker
-from tests.integration.world import World, build_world
+from tests.integration.world import build_world
 
 Sessions = async_sessionmaker[AsyncSession]
 

@@ -12,12 +12,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
+from typing import Literal
 
 BANNER_PREFIX = "Asterisk Call Manager/"
 _END_COMMAND = "--END COMMAND--"
 # A message ends at an empty line; real Asterisk sends CRLF but some proxies
 # and hand-written peers send bare LF, so accept both and mixtures.
 _MESSAGE_END = re.compile(rb"\r?\n\r?\n")
+_MESSAGE_END_TEXT = re.compile(r"\r?\n\r?\n")
 
 
 class Message:
@@ -60,7 +63,11 @@ class Message:
 
     @classmethod
     def _from_text(cls, text: str) -> Message:
-        """A message parsed on demand; ``text`` has ``\\n`` line ends only."""
+        """A message parsed on demand, from one message's text.
+
+        The text never holds a ``Response: Follows`` header (the decoder
+        parses those at once): every line is a header or garbage.
+        """
         message = cls.__new__(cls)
         message._text = text
         message._fields = None
@@ -71,13 +78,13 @@ class Message:
 
     def _parse(self) -> Mapping[str, str]:
         text = self._text or ""
-        # parse_block has the last word on anything unusual: stray CRs, and
-        # command output after a "Response: Follows".
-        if "\r" not in text and "Response: Follows" not in text:
+        # parse_block has the last word on anything unusual (stray CRs).
+        lines = _lines(text)
+        if lines is not None:
             try:
                 # dict() refuses a line without ": " (a 1-item split), which
                 # sends free text and odd lines to parse_block below.
-                pieces = [line.split(": ", 1) for line in text.split("\n")]
+                pieces = [line.split(": ", 1) for line in lines]
                 fields: dict[str, str] = dict(pieces)
             except ValueError:
                 pass
@@ -116,12 +123,12 @@ class Message:
             pairs = self._pairs
             if pairs is None:
                 # The fast parse succeeded: every line is "key: value".
-                text = self._text or ""
-                if len(fields) == text.count("\n") + 1:
+                lines = _lines(self._text or "") or []
+                if len(fields) == len(lines):
                     pairs = tuple(fields.items())
                 else:
-                    lines = (line.partition(": ") for line in text.split("\n"))
-                    pairs = tuple((key, value) for key, _, value in lines)
+                    parts = (line.partition(": ") for line in lines)
+                    pairs = tuple((key, value) for key, _, value in parts)
                 self._pairs = pairs
         return pairs
 
@@ -152,6 +159,11 @@ class Message:
         )
 
     def get(self, key: str, default: str | None = None) -> str | None:
+        text = self._text
+        if text is not None and self._fields is None:
+            value = _header_value(text, key)
+            if value is not None and value is not _UNSURE:
+                return value
         fields = self.fields
         value = fields.get(key)
         if value is not None:
@@ -175,32 +187,103 @@ class Message:
         lowered = key.lower()
         return [value for name, value in self.pairs if name.lower() == lowered]
 
+    def header(self, key: str) -> str | None:
+        """The first value of exactly ``key`` (no case folding), or None.
+
+        On a message from the :class:`Decoder` this reads that one header
+        from the text without parsing the others, which is what a consumer
+        after a few headers of each event (the call tracker) wants.
+        """
+        text = self._text
+        if text is not None and self._fields is None:
+            value = _header_value(text, key)
+            if value is not _UNSURE:
+                return value
+        return self.fields.get(key)
+
     @property
     def event(self) -> str | None:
         text = self._text
         if self._fields is None and text is not None and text.startswith("Event: "):
-            # Asterisk puts Event first: read it without parsing the rest.
+            # Asterisk puts Event first: the hottest lookup of all.
             newline = text.find("\n")
             name = text[7:newline] if newline >= 0 else text[7:]
+            if name.endswith("\r"):
+                name = name[:-1]
             if "\r" not in name:
                 return name
-        return self.fields.get("Event")
+        return self.header("Event")
 
     @property
     def response(self) -> str | None:
-        return self.fields.get("Response")
+        return self.header("Response")
 
     @property
     def action(self) -> str | None:
-        return self.fields.get("Action")
+        return self.header("Action")
 
     @property
     def action_id(self) -> str | None:
-        return self.fields.get("ActionID")
+        return self.header("ActionID")
 
     @property
     def is_banner(self) -> bool:
         return self._banner is not None
+
+
+class _Unsure(Enum):
+    UNSURE = "unsure"
+
+
+# _header_value could not tell from the text alone: parse to know.
+_UNSURE = _Unsure.UNSURE
+_PROBES: dict[str, tuple[str, str, int]] = {}
+
+
+def _header_value(text: str, key: str) -> str | Literal[_Unsure.UNSURE] | None:
+    """The first value of exactly ``key`` in a lazy message's text.
+
+    None when no line can hold it; ``_UNSURE`` when only a full parse can
+    tell (a "Key:value" line without the space).  Never anything a full
+    parse would not give.
+    """
+    probes = _PROBES.get(key)
+    if probes is None:
+        if not key or ":" in key or "\n" in key or "\r" in key:
+            return _UNSURE
+        probes = (key + ":", "\n" + key + ":", len(key) + 2)
+        if len(_PROBES) < 512:
+            _PROBES[key] = probes
+    bare, line, skip = probes
+    if text.startswith(bare):
+        start = skip - 1
+    else:
+        # A full parse cuts each line at its first colon, so the first line
+        # that starts with "Key:" is where it takes the first value from.
+        found = text.find(line)
+        if found < 0:
+            return None
+        start = found + skip
+    if not text.startswith(" ", start):
+        return _UNSURE
+    start += 1
+    end = text.find("\n", start)
+    if end < 0:
+        end = len(text)
+    if end > start and text[end - 1] == "\r":
+        end -= 1
+    return text[start:end]
+
+
+def _lines(text: str) -> list[str] | None:
+    """The lines of a message with only CRLF or only LF line ends, else None."""
+    if "\r" not in text:
+        return text.split("\n")
+    lines = text.split("\r\n")
+    breaks = len(lines) - 1
+    if text.count("\r") != breaks or text.count("\n") != breaks:
+        return None
+    return lines
 
 
 def parse_block(text: str) -> Message:
@@ -241,6 +324,27 @@ _FOLLOWS = b"Response: Follows"
 _END_COMMAND_BYTES = _END_COMMAND.encode()
 
 
+def _split_messages(text: str, messages: list[Message]) -> None:
+    """Cut decoded text that ends at a message end into (lazy) messages."""
+    if text.count("\n") == text.count("\r\n"):
+        # Every LF has its CR, as Asterisk sends: then every message end is
+        # exactly CRLF CRLF and the text is cut as is, without a copy.
+        blocks = text.split("\r\n\r\n")
+    elif "\r" in text:
+        # Mixed line ends: cut exactly where the incremental search would.
+        blocks = _MESSAGE_END_TEXT.split(text)
+    else:
+        blocks = text.split("\n\n")
+    from_text = Message._from_text
+    append = messages.append
+    for block in blocks:
+        if block and block[0] in "\r\n":
+            # Blank lines between messages are harmless noise.
+            block = block.lstrip("\r\n")
+        if block:
+            append(from_text(block))
+
+
 @dataclass(slots=True)
 class Decoder:
     """Incremental decoder.  ``feed`` returns the complete messages so far.
@@ -258,8 +362,18 @@ class Decoder:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[Message]:
-        self._buffer += data
         messages: list[Message] = []
+        if (
+            not self._buffer
+            and not self.expect_banner
+            and data.endswith(b"\r\n\r\n")
+            and _FOLLOWS not in data
+        ):
+            # The usual read: whole messages and nothing left over, so skip
+            # the buffer entirely.
+            _split_messages(data.decode("utf-8", "replace"), messages)
+            return messages
+        self._buffer += data
         if self.expect_banner and not self._take_banner(messages):
             return messages
         if _FOLLOWS in self._buffer:
@@ -278,19 +392,14 @@ class Decoder:
         lf = buffer.rfind(b"\n\n")
         crlf = buffer.rfind(b"\n\r\n")
         cut = max(lf + 2 if lf >= 0 else 0, crlf + 3 if crlf >= 0 else 0)
-        if not cut:
-            return
-        text = buffer[:cut].decode("utf-8", errors="replace")
+        text = buffer[:cut].decode("utf-8", errors="replace") if cut else ""
         del buffer[:cut]
-        if "\r" in text:
-            text = text.replace("\r\n", "\n")
-        _from_text = Message._from_text
-        for block in text.split("\n\n"):
-            if block and block[0] == "\n":
-                # Blank lines between messages are harmless noise.
-                block = block.lstrip("\n")
-            if block:
-                messages.append(_from_text(block))
+        if buffer and buffer[0] in b"\r\n":
+            # Blank lines between messages are noise: drop them now, as the
+            # careful path does, so pending never counts them.
+            del buffer[: len(buffer) - len(buffer.lstrip(b"\r\n"))]
+        if text:
+            _split_messages(text, messages)
 
     def _feed_careful(self, messages: list[Message]) -> None:
         buffer = self._buffer
@@ -319,10 +428,12 @@ class Decoder:
                 end = match.end()
             start = end
             text = block.decode("utf-8", errors="replace")
-            if follows:
+            if follows or "Response: Follows" in text:
+                # Lines after that header may be command output: the lazy
+                # path only knows headers.
                 messages.append(parse_block(text))
             else:
-                messages.append(Message._from_text(text.replace("\r\n", "\n")))
+                messages.append(Message._from_text(text))
         if start:
             del buffer[:start]
 
@@ -366,6 +477,13 @@ def _check_text(field_name: str, value: str) -> None:
     for char in _FORBIDDEN:
         if char in value:
             raise AmiEncodingError(field_name, f"contains forbidden character {char!r}")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate cannot go on the wire; refuse it like any other
+            # bad value instead of failing later with a bare UnicodeError.
+            raise AmiEncodingError(field_name, "is not valid Unicode text") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,6 +520,13 @@ class Action:
         return encode_action(self)
 
 
+# Actions whose Variable headers are NAME=value assignments that Asterisk
+# splits on commas; they must use Action.variables, which refuses commas.
+# Elsewhere (Getvar, Setvar) Variable names one variable or function, and a
+# function's arguments legitimately contain commas.
+_ASSIGNING_ACTIONS = frozenset({"originate"})
+
+
 def encode_action(action: Action) -> bytes:
     """Return the wire bytes for ``action`` or raise :class:`AmiEncodingError`.
 
@@ -414,7 +539,10 @@ def encode_action(action: Action) -> bytes:
     for key, value in action.headers:
         if not _KEY_PATTERN.match(key):
             raise AmiEncodingError(key, "header name must be letters, digits, '_' or '-'")
-        if key.lower() in ("action", "actionid", "variable"):
+        lowered = key.lower()
+        if lowered in ("action", "actionid") or (
+            lowered == "variable" and action.name.lower() in _ASSIGNING_ACTIONS
+        ):
             raise AmiEncodingError(key, "set through the dedicated Action fields")
         _check_text(key, value)
         lines.append(f"{key}: {value}")

@@ -79,18 +79,26 @@ class AmiPbx:
     def track(
         self, call_id: str, *, volunteer_channel: str, contact_number: str, at: datetime
     ) -> None:
+        # resumed: if this connection already resynced without this call,
+        # it ended while nobody watched, and is settled as lost at once.
         self._emit(
             self.tracker.register(
-                call_id, volunteer_channel=volunteer_channel, contact_number=contact_number, at=at
+                call_id,
+                volunteer_channel=volunteer_channel,
+                contact_number=contact_number,
+                at=at,
+                resumed=True,
             )
         )
 
     async def originate(self, request: OriginateRequest) -> None:
-        self.track(
-            request.call_id,
-            volunteer_channel=request.channel,
-            contact_number=request.exten,
-            at=self.clock(),
+        self._emit(
+            self.tracker.register(
+                request.call_id,
+                volunteer_channel=request.channel,
+                contact_number=request.exten,
+                at=self.clock(),
+            )
         )
         try:
             await self.client.originate(

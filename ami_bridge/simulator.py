@@ -92,7 +92,10 @@ _AUTHORITY: dict[str, frozenset[str]] = {
     "coreshowchannels": frozenset({"system", "reporting"}),
     "status": frozenset({"system", "call", "reporting"}),
     "command": frozenset({"command"}),
+    "getvar": frozenset({"call", "reporting"}),
 }
+
+_PJSIP_ENDPOINT_FUNCTION = re.compile(r"PJSIP_ENDPOINT\(([^,()]+),([a-z_]+)\)")
 
 _CAUSE_TEXT = {
     0: "Unknown",
@@ -444,6 +447,8 @@ class AmiSimulator:
         volunteer_rule: Callable[[str], VolunteerBehaviour] = default_volunteer_behaviour,
         write_timeout: float | None = 0.1,
         remember_actions: int = 10_000,
+        contexts: Iterable[str] | None = None,
+        endpoints: Iterable[str] | None = None,
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
@@ -459,6 +464,10 @@ class AmiSimulator:
         self.default_trunk: Trunk = default_trunk
         self.dialplan_events = dialplan_events
         self.write_timeout = write_timeout
+        # None: every context exists / every all-digit PJSIP endpoint exists.
+        # A set models a PBX whose dialplan or pjsip.conf lacks something.
+        self.contexts = None if contexts is None else frozenset(contexts)
+        self.endpoints = None if endpoints is None else frozenset(endpoints)
         self._contacts = {_number_key(n): b for n, b in (contacts or {}).items()}
         self._volunteers = dict(volunteers or {})
         self._contact_rule = contact_rule
@@ -738,7 +747,7 @@ class AmiSimulator:
             return
         context = message.get("Context") or ""
         exten = message.get("Exten") or ""
-        if not _EXTEN.match(exten) or not context:
+        if not _EXTEN.match(exten) or not context or not self._context_exists(context):
             self._respond(session, action_id, "Error", "Extension does not exist.")
             return
         try:
@@ -760,7 +769,7 @@ class AmiSimulator:
         cid_num, cid_name = _parse_caller_id(message.get("CallerID"))
         tech, _, resource = request.partition("/")
         channel_id = message.get("ChannelId") or None
-        exists = tech.upper() == "PJSIP" and resource.isdigit()
+        exists = tech.upper() == "PJSIP" and self._endpoint_exists(resource)
         # A ChannelId already in use: Asterisk cannot allocate the channel,
         # which fails like a missing endpoint.
         if channel_id is not None and (channel_id in self._calls or channel_id in self._uniqueids):
@@ -796,6 +805,29 @@ class AmiSimulator:
         )
         self._calls[call.linkedid] = call
         call.task = asyncio.create_task(call.run())
+
+    def _context_exists(self, context: str) -> bool:
+        return self.contexts is None or context in self.contexts
+
+    def _endpoint_exists(self, resource: str) -> bool:
+        if not resource.isdigit():
+            return False
+        return self.endpoints is None or resource in self.endpoints
+
+    def _getvar(self, session: _Session, message: Message, action_id: str | None) -> None:
+        # Only the dialplan functions `dialer check-pbx` reads without a
+        # channel; Asterisk answers an unknown endpoint with an empty value.
+        variable = message.get("Variable") or ""
+        if not variable:
+            self._respond(session, action_id, "Error", "No variable specified")
+            return
+        value = ""
+        endpoint = _PJSIP_ENDPOINT_FUNCTION.fullmatch(variable)
+        if endpoint is not None and self._endpoint_exists(endpoint.group(1)):
+            value = {"context": "from-phones", "aors": endpoint.group(1)}.get(endpoint.group(2), "")
+        self._respond(
+            session, action_id, "Success", extra=f"Variable: {variable}\r\nValue: {value}\r\n"
+        )
 
     def _hangup(self, session: _Session, message: Message, action_id: str | None) -> None:
         target = message.get("Channel") or ""
@@ -916,6 +948,7 @@ class AmiSimulator:
         "hangup": _hangup,
         "coreshowchannels": _core_show_channels,
         "status": _status,
+        "getvar": _getvar,
     }
 
     # -- events --------------------------------------------------------------

@@ -319,6 +319,14 @@ def demo(ctx: click.Context, port: int | None, ami_port: int, time_scale: float)
 @click.option("--secret", default=None, help="AMI secret (default: DIALER_AMI_SECRET).")
 @click.option("--least-privilege", is_flag=True, help="Behave as for a least-privilege user.")
 @click.option("--time-scale", type=float, default=1.0, show_default=True)
+@click.option(
+    "--trunk",
+    type=click.Choice(["pjsip", "local"]),
+    default="pjsip",
+    show_default=True,
+    help="How contacts are reached: a SIP trunk or Local channels.",
+)
+@click.option("--no-dialplan-events", is_flag=True, help="Leave out VarSet and Newexten noise.")
 @click.pass_context
 def simulate_pbx(
     ctx: click.Context,
@@ -328,6 +336,8 @@ def simulate_pbx(
     secret: str | None,
     least_privilege: bool,
     time_scale: float,
+    trunk: str,
+    no_dialplan_events: bool,
 ) -> None:
     """Serve an AMI-speaking PBX simulator (see the README for its behaviour rule)."""
     from ami_bridge.simulator import run_simulator
@@ -363,3 +373,83 @@ def replay(files: tuple[str, ...]) -> None:
     from ami_bridge.replay import main_replay
 
     sys.exit(main_replay(list(files), sys.stdout))
+
+
+@main.command("check-pbx")
+@click.option(
+    "--extension",
+    "extensions",
+    multiple=True,
+    help="Volunteer extension to look up (repeatable; default: every user's).",
+)
+@click.option(
+    "--number",
+    help="A contact number the dialplan must accept "
+    "(default: an example number of DIALER_DEFAULT_REGION).",
+)
+@click.pass_context
+def check_pbx_command(ctx: click.Context, extensions: tuple[str, ...], number: str | None) -> None:
+    """Check that the configured PBX and AMI user can do what the dialer needs.
+
+    Connects with DIALER_AMI_*, and reports in plain words: cannot connect,
+    login refused, missing write class, outbound context missing, unknown
+    volunteer endpoints.  Nothing rings.  Exit status 1 when something fails.
+    """
+    import phonenumbers
+
+    from ami_bridge.check import check_pbx
+
+    settings = _settings(ctx)
+    if number is None:
+        example = phonenumbers.example_number(settings.default_region)
+        probe = (
+            phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+            if example
+            else "15145550184"
+        )
+    else:
+        from dialer.phones import InvalidPhoneNumber, to_e164
+
+        try:
+            probe = to_e164(number, settings.default_region)
+        except InvalidPhoneNumber as error:
+            raise click.BadParameter(str(error), param_hint="--number") from None
+    chosen = list(extensions) or _run(_user_extensions(settings))
+    results = _run(
+        check_pbx(
+            settings.ami_host,
+            settings.ami_port,
+            settings.ami_username,
+            settings.ami_secret,
+            outbound_context=settings.outbound_context,
+            probe_number=probe.lstrip("+"),
+            extensions=chosen,
+            volunteer_channel=settings.volunteer_channel,
+        )
+    )
+    for result in results:
+        click.echo(str(result))
+    if not chosen:
+        click.echo("note  no volunteer extensions to check (none given, none in the database)")
+    if not all(result.ok for result in results):
+        ctx.exit(1)
+
+
+async def _user_extensions(settings: Settings) -> list[str]:
+    from sqlalchemy import select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dialer.db import open_database
+    from dialer.models import User
+
+    try:
+        async with open_database(settings.database_url_value) as sessions:
+            async with sessions() as session:
+                rows = await session.scalars(
+                    select(User.sip_extension).where(
+                        User.sip_extension.is_not(None), User.is_active.is_(True)
+                    )
+                )
+                return sorted(extension for extension in rows if extension)
+    except (SQLAlchemyError, OSError):
+        return []

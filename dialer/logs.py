@@ -39,3 +39,5 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Migrations announce every step at INFO; only their problems matter here.
+    logging.getLogger("alembic").setLevel(max(root.level, logging.WARNING))

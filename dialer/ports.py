@@ -63,6 +63,10 @@ class CallSnapshot(Protocol):
     @property
     def call_id(self) -> str: ...
     @property
+    def at(self) -> datetime:
+        """When the AMI news behind this update arrived."""
+
+    @property
     def state(self) -> CallState: ...
     @property
     def outcome(self) -> CallOutcome | None: ...

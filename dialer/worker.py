@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -64,12 +64,18 @@ class CallWorker:
         originate_timeout_ms: int,
         request_expiry: timedelta = timedelta(seconds=60),
         poll_interval: float = 1.0,
+        max_batch: int = 500,
+        on_persisted: Callable[[CallSnapshot, float], None] | None = None,
     ) -> None:
         self.service = service
         self.pbx = pbx
         self.originate_timeout_ms = originate_timeout_ms
         self.request_expiry = request_expiry
         self.poll_interval = poll_interval
+        self.max_batch = max_batch
+        # Told, for each stored update, how long after its AMI event it was
+        # committed (metrics, benchmarks).
+        self.on_persisted = on_persisted
         self._wakeup = asyncio.Event()
         self._pending_hangups: dict[str, HangupBy] = {}
         self.originates_sent = 0
@@ -247,11 +253,52 @@ class CallWorker:
     # -- PBX news ------------------------------------------------------------
 
     async def _consume_updates(self) -> None:
-        async for snapshot in self.pbx.updates():
+        """Persist PBX news in batches: whatever arrived while the last batch was
+        being written goes in the next one, so a burst costs a few transactions
+        rather than one per event, and a slow commit never stalls the reader."""
+        pending: list[CallSnapshot] = []
+        arrived = asyncio.Event()
+
+        async def read() -> None:
+            async for snapshot in self.pbx.updates():
+                pending.append(snapshot)
+                arrived.set()
+            arrived.set()
+
+        reader = asyncio.create_task(read(), name="call-updates-reader")
+        try:
+            while not (reader.done() and not pending):
+                await arrived.wait()
+                arrived.clear()
+                while pending:
+                    batch = pending[: self.max_batch]
+                    del pending[: len(batch)]
+                    await self._persist_until_stored(batch)
+                    await self._send_pending_hangups(batch)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def _persist_until_stored(self, batch: list[CallSnapshot]) -> None:
+        # A database outage must not lose call states: keep the batch and
+        # retry (applying a snapshot twice is harmless).
+        delay = 0.2
+        while True:
             try:
-                await self.apply([snapshot])
+                await self.apply(batch)
+                return
+            except asyncio.CancelledError:
+                raise
             except Exception:
-                log.exception("call %s: could not persist an update", snapshot.call_id)
+                log.exception(
+                    "could not persist %d call update(s); retrying in %.1fs", len(batch), delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _send_pending_hangups(self, batch: list[CallSnapshot]) -> None:
+        for snapshot in batch:
             by = self._pending_hangups.get(snapshot.call_id)
             if by is not None and (snapshot.volunteer_channel or snapshot.state is CallState.ENDED):
                 del self._pending_hangups[snapshot.call_id]
@@ -260,12 +307,14 @@ class CallWorker:
 
     async def apply(self, snapshots: Iterable[CallSnapshot]) -> list[CallAttempt]:
         """Persist snapshots in one transaction, then publish them."""
-        changed: list[CallAttempt] = []
+        ordered = list(snapshots)
+        changed: dict[str, CallAttempt] = {}
         async with self.service.sessions.begin() as session:
-            for snapshot in snapshots:
-                call = await session.scalar(
-                    select(CallAttempt).where(CallAttempt.call_id == snapshot.call_id)
-                )
+            ids = {snapshot.call_id for snapshot in ordered}
+            rows = await session.scalars(select(CallAttempt).where(CallAttempt.call_id.in_(ids)))
+            calls = {call.call_id: call for call in rows}
+            for snapshot in ordered:
+                call = calls.get(snapshot.call_id)
                 if call is None:
                     if not snapshot.discovered:
                         log.warning("call %s: update for a call with no row", snapshot.call_id)
@@ -279,10 +328,14 @@ class CallWorker:
                     if call.outcome is CallOutcome.LOST:
                         call.needs_review = True
                     await self.service.after_call_ended(session, call)
-                changed.append(call)
-        for call in changed:
+                changed[call.call_id] = call
+        stored_at = self.service.clock()
+        for snapshot in ordered:
+            if snapshot.call_id in changed and self.on_persisted is not None:
+                self.on_persisted(snapshot, (stored_at - snapshot.at).total_seconds())
+        for call in changed.values():
             self.service.publish_call(call, contact_name=None)
-        return changed
+        return list(changed.values())
 
 
 def _copy_snapshot(call: CallAttempt, snapshot: CallSnapshot) -> None:

@@ -8,14 +8,11 @@ connection drops and new ones are refused for a while.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer import db
 from dialer.domain import CallOutcome, CallState
 from dialer.models import CallAttempt, Disposition
 from dialer.outcomes import parse_submission
@@ -24,17 +21,6 @@ from tests.integration.world import World, build_world
 from tests.support.tcp_proxy import TcpProxy
 
 Sessions = async_sessionmaker[AsyncSession]
-
-
-@pytest.fixture
-async def proxied(pg_url: str, sessions: Sessions) -> AsyncIterator[tuple[TcpProxy, Sessions]]:
-    url = make_url(pg_url)
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
-    await proxy.start()
-    engine = db.create_engine(url.set(port=proxy.port).render_as_string(hide_password=False))
-    yield proxy, db.session_factory(engine)
-    await engine.dispose()
-    await proxy.stop()
 
 
 async def _ended_call(world: World) -> str:

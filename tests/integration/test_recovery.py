@@ -18,6 +18,7 @@ from dialer.domain import CallOutcome, CallState
 from dialer.models import CallAttempt
 from tests.integration.pbx_harness import SECRET, running_worker
 from tests.integration.world import World, build_world
+from tests.support.tcp_proxy import TcpProxy
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -134,3 +135,23 @@ async def test_originate_in_flight_during_a_disconnect_is_not_resent(
     # connection: the call went on, was re-found by the resync, never re-sent.
     assert simulator.action_counts["Originate"] == 1
     assert ended.outcome in (CallOutcome.COMPLETED, CallOutcome.LOST)
+
+
+async def test_a_database_outage_mid_call_loses_no_state(
+    world: World, simulator: AmiSimulator, proxied: tuple[TcpProxy, Sessions]
+) -> None:
+    proxy, proxied_sessions = proxied
+    simulator.script_contact("+15145550184", ContactBehaviour.answers(after=1, hangs_up_after=10))
+    async with running_worker(world, simulator) as harness:
+        harness.service.sessions = proxied_sessions
+        call_id = await harness.call("montreal")
+        await harness.wait_for(call_id, CallState.TALKING)
+        proxy.cut()  # the call ends on the PBX while the database is away
+        while simulator.active_calls:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        assert (await harness.row(call_id)).state is CallState.TALKING
+        proxy.restore()
+        ended = await harness.wait_for(call_id, CallState.ENDED)
+    assert ended.outcome is CallOutcome.COMPLETED
+    assert ended.ended_at is not None and ended.contact_answered_at is not None

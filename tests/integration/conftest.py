@@ -1,0 +1,26 @@
+"""Fixtures shared by the integration tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dialer import db
+from tests.support.tcp_proxy import TcpProxy
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture
+async def proxied(pg_url: str, sessions: Sessions) -> AsyncIterator[tuple[TcpProxy, Sessions]]:
+    """Sessions on the test database through a proxy the test can cut."""
+    url = make_url(pg_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    engine = db.create_engine(url.set(port=proxy.port).render_as_string(hide_password=False))
+    yield proxy, db.session_factory(engine)
+    await engine.dispose()
+    await proxy.stop()

@@ -42,8 +42,11 @@ class Runtime:
         await self.engine.dispose()
 
 
-def build_runtime(settings: Settings, pbx: CallPbx | None = None) -> Runtime:
-    engine = db.create_engine(settings.database_url_value)
+def build_runtime(settings: Settings, pbx: CallPbx | None = None, **engine_options: Any) -> Runtime:
+    if settings.database_url_value.startswith("postgresql"):
+        engine_options.setdefault("pool_size", settings.database_pool_size)
+        engine_options.setdefault("max_overflow", settings.database_pool_size)
+    engine = db.create_engine(settings.database_url_value, **engine_options)
     sessions = db.session_factory(engine)
     broadcaster = Broadcaster()
     service = DialerService(

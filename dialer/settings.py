@@ -27,6 +27,7 @@ class Settings(BaseSettings):
         default=SecretStr(f"sqlite+aiosqlite:///{DEFAULT_SQLITE_PATH}"),
         description="SQLAlchemy async URL; sqlite+aiosqlite:///file or postgresql+asyncpg://...",
     )
+    database_pool_size: int = Field(default=10, ge=1, le=200)
     ami_host: str = "127.0.0.1"
     ami_port: int = Field(default=5038, ge=1, le=65535)
     ami_username: str = "dialer"

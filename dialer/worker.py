@@ -143,48 +143,52 @@ class CallWorker:
     async def dispatch_pending(self) -> int:
         if not self.pbx.connected:
             return 0
+        requests = await self._claim_batch()
+        if not requests:
+            return 0
+        # The AMI client bounds the actions in flight; sending concurrently
+        # keeps one slow answer from delaying every other volunteer's call.
+        sent = await asyncio.gather(*(self._send(request) for request in requests))
+        return sum(sent)
+
+    async def _claim_batch(self, limit: int = 200) -> list[OriginateRequest]:
+        """Mark requests as sent before sending: a crash after this never re-sends.
+
+        One conditional UPDATE claims them all; when two workers race, the
+        database re-checks ``originate_sent_at IS NULL`` on each locked row,
+        so every request goes to exactly one of them.
+        """
         now = self.service.clock()
         async with self.service.sessions.begin() as session:
             await self.service.end_expired_requests(session, now - self.request_expiry)
-            call_ids = list(
-                await session.scalars(
-                    select(CallAttempt.call_id)
-                    .where(
-                        CallAttempt.pbx == self.service.pbx_name,
-                        CallAttempt.state == CallState.REQUESTED,
-                        CallAttempt.originate_sent_at.is_(None),
-                    )
-                    .order_by(CallAttempt.requested_at)
-                    .limit(500)
-                )
-            )
-        sent = 0
-        for call_id in call_ids:
-            if await self._send(call_id):
-                sent += 1
-        return sent
-
-    async def _claim(self, call_id: str) -> OriginateRequest | None:
-        """Mark the row as sent before sending: a crash after this never re-sends."""
-        async with self.service.sessions.begin() as session:
-            claimed = await session.execute(
-                update(CallAttempt)
+            waiting = (
+                select(CallAttempt.id)
                 .where(
-                    CallAttempt.call_id == call_id,
+                    CallAttempt.pbx == self.service.pbx_name,
                     CallAttempt.state == CallState.REQUESTED,
                     CallAttempt.originate_sent_at.is_(None),
                 )
-                .values(originate_sent_at=self.service.clock())
+                .order_by(CallAttempt.requested_at)
+                .limit(limit)
             )
-            if not getattr(claimed, "rowcount", 0):
-                return None  # another worker, or it was cancelled
-            call = await session.scalar(
+            claimed = list(
+                await session.scalars(
+                    update(CallAttempt)
+                    .where(CallAttempt.id.in_(waiting), CallAttempt.originate_sent_at.is_(None))
+                    .values(originate_sent_at=now)
+                    .returning(CallAttempt.id)
+                )
+            )
+            if not claimed:
+                return []
+            calls = await session.scalars(
                 select(CallAttempt)
                 .options(selectinload(CallAttempt.volunteer), selectinload(CallAttempt.contact))
-                .where(CallAttempt.call_id == call_id)
+                .where(CallAttempt.id.in_(claimed))
+                .order_by(CallAttempt.requested_at)
+                .execution_options(populate_existing=True)
             )
-            assert call is not None
-            return self._originate_request(call, call.volunteer, call.contact)
+            return [self._originate_request(call, call.volunteer, call.contact) for call in calls]
 
     def _originate_request(
         self, call: CallAttempt, volunteer: User, contact: Contact
@@ -201,10 +205,8 @@ class CallWorker:
             variables={"DIALER_CALL_ID": call.call_id, "DIALER_CALLERID": caller_id.lstrip("+")},
         )
 
-    async def _send(self, call_id: str) -> bool:
-        request = await self._claim(call_id)
-        if request is None:
-            return False
+    async def _send(self, request: OriginateRequest) -> bool:
+        call_id = request.call_id
         try:
             await self.pbx.originate(request)
         except PbxUnavailable:

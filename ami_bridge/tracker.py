@@ -1057,5 +1057,11 @@ def _classify_contact(call: _Call) -> tuple[CallOutcome, str | None]:
     if cause in _CAUSE_UNREACHABLE:
         return CallOutcome.CONTACT_UNREACHABLE, None
     if call.contact_uniqueid is None:
+        # Dial() could not even create the contact's channel (no route, the
+        # trunk's endpoint unavailable): no DialBegin, and a least-privilege
+        # user sees no DIALSTATUS either; the cause left on the volunteer's
+        # leg by the dialplan's Hangup() still tells.
+        if call.volunteer_cause in _CAUSE_UNREACHABLE:
+            return CallOutcome.CONTACT_UNREACHABLE, None
         return CallOutcome.FAILED, "the volunteer answered but the contact was never dialled"
     return CallOutcome.FAILED, f"the contact leg ended without a dial status (cause {cause})"

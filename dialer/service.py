@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, TypeVar
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
@@ -203,19 +203,22 @@ class DialerService:
         return set(rows)
 
     async def can_access_campaign(
-        self, session: AsyncSession, user: User, campaign: Campaign
+        self, session: AsyncSession, user: User, campaign: Campaign, teams: set[int] | None = None
     ) -> bool:
         if user.role in STAFF_ROLES:
             return True
-        return campaign.team_id is not None and campaign.team_id in await self.team_ids(
-            session, user.id
-        )
+        if teams is None:
+            teams = await self.team_ids(session, user.id)
+        return campaign.team_id is not None and campaign.team_id in teams
 
-    async def can_access_contact(self, session: AsyncSession, user: User, contact_id: int) -> bool:
+    async def can_access_contact(
+        self, session: AsyncSession, user: User, contact_id: int, teams: set[int] | None = None
+    ) -> bool:
         """Volunteers see contacts on their teams' campaigns, nothing else."""
         if user.role in STAFF_ROLES:
             return True
-        teams = await self.team_ids(session, user.id)
+        if teams is None:
+            teams = await self.team_ids(session, user.id)
         if not teams:
             return False
         found = await session.scalar(
@@ -312,15 +315,20 @@ class DialerService:
             refuse(
                 RefusalCode.NO_EXTENSION, "you have no phone extension; ask an organizer to set one"
             )
+        teams = await self.team_ids(session, volunteer.id)
         campaign: Campaign | None = None
         if campaign_id is not None:
             campaign = await session.get(Campaign, campaign_id)
-            if campaign is None or not await self.can_access_campaign(session, volunteer, campaign):
+            if campaign is None or not await self.can_access_campaign(
+                session, volunteer, campaign, teams
+            ):
                 refuse(RefusalCode.NOT_IN_TEAM, "you are not in this campaign's team")
             if campaign.status is not CampaignStatus.ACTIVE:
                 refuse(RefusalCode.CAMPAIGN_NOT_ACTIVE, f"this campaign is {campaign.status.value}")
         contact = await session.get(Contact, contact_id, options=[selectinload(Contact.phones)])
-        if contact is None or not await self.can_access_contact(session, volunteer, contact_id):
+        if contact is None or not await self.can_access_contact(
+            session, volunteer, contact_id, teams
+        ):
             refuse(RefusalCode.NOT_FOUND, "no such contact")
         phone = self._choose_phone(contact, phone_id)
         if phone is None:
@@ -367,15 +375,8 @@ class DialerService:
         if chosen and chosen not in allowed:
             refuse(RefusalCode.CALLER_ID_NOT_ALLOWED, f"{chosen} is not an allowed caller ID here")
 
-        live = CallAttempt.state.in_([state.value for state in LIVE_CALL_STATES])
-        if await session.scalar(
-            select(CallAttempt.id).where(live, CallAttempt.volunteer_id == volunteer.id)
-        ):
-            refuse(RefusalCode.VOLUNTEER_BUSY, "you already have a call in progress")
-        if await session.scalar(
-            select(CallAttempt.id).where(live, CallAttempt.contact_id == contact.id)
-        ):
-            refuse(RefusalCode.CONTACT_BEING_CALLED, "someone is calling this contact right now")
+        # One live call per volunteer and per contact: the partial unique
+        # indexes decide at insert time (see _constraint_refusal).
         return CallAttempt(
             call_id=new_call_id(),
             campaign_id=campaign.id if campaign else None,
@@ -648,39 +649,55 @@ class DialerService:
     # -- calls ending -----------------------------------------------------------
 
     async def after_call_ended(self, session: AsyncSession, call: CallAttempt) -> None:
-        """Bookkeeping for an ended call, in the worker's transaction."""
-        if call.campaign_id is None or call.outcome is None:
+        await self.after_calls_ended(session, [call])
+
+    async def after_calls_ended(self, session: AsyncSession, calls: list[CallAttempt]) -> None:
+        """Bookkeeping for ended calls, in the worker's transaction.
+
+        Takes the calls of a whole batch so that a burst of endings costs one
+        query for their list entries rather than one per call.
+        """
+        in_campaigns = [c for c in calls if c.campaign_id is not None and c.outcome is not None]
+        if not in_campaigns:
             return
-        campaign = await session.get(Campaign, call.campaign_id)
-        entry = await session.scalar(
-            select(CallingListEntry).where(
-                CallingListEntry.campaign_id == call.campaign_id,
-                CallingListEntry.contact_id == call.contact_id,
-            )
-        )
-        if campaign is None or entry is None:
-            return
-        ended = call.ended_at or self.clock()
-        if call.outcome in CONTACT_DIALED:
-            entry.attempts += 1
-            entry.last_attempt_at = ended
-            entry.next_attempt_at = ended + timedelta(minutes=campaign.retry_delay_minutes)
-            if entry.callback_at is not None and entry.callback_at <= ended:
-                entry.callback_at = None  # the call-back was made
-        if call.outcome in AUTOMATIC_ABSENT:
-            session.add(
-                Disposition(
-                    submission_id=f"auto-{call.call_id}",
-                    call_attempt_id=call.id,
-                    contact_id=call.contact_id,
-                    campaign_id=call.campaign_id,
-                    volunteer_id=call.volunteer_id,
-                    outcome=DispositionOutcome.ABSENT,
-                    comments=f"automatic: {call.outcome.value}",
-                    created_at=ended,
+        pairs = {(c.campaign_id, c.contact_id) for c in in_campaigns}
+        entries = {
+            (entry.campaign_id, entry.contact_id): entry
+            for entry in await session.scalars(
+                select(CallingListEntry).where(
+                    tuple_(CallingListEntry.campaign_id, CallingListEntry.contact_id).in_(pairs)
                 )
             )
-            entry.done = entry.attempts >= campaign.max_attempts
+        }
+        for call in in_campaigns:
+            assert call.campaign_id is not None and call.outcome is not None
+            campaign = await session.get(Campaign, call.campaign_id)  # identity-mapped
+            entry = entries.get((call.campaign_id, call.contact_id))
+            if campaign is None or entry is None:
+                continue
+            ended = call.ended_at or self.clock()
+            # The contact's phone rang (or may have): that is an attempt on
+            # them, even when the volunteer or an operator cut it short.
+            if call.outcome in CONTACT_DIALED or call.contact_channel is not None:
+                entry.attempts += 1
+                entry.last_attempt_at = ended
+                entry.next_attempt_at = ended + timedelta(minutes=campaign.retry_delay_minutes)
+                if entry.callback_at is not None and entry.callback_at <= ended:
+                    entry.callback_at = None  # the call-back was made
+            if call.outcome in AUTOMATIC_ABSENT:
+                session.add(
+                    Disposition(
+                        submission_id=f"auto-{call.call_id}",
+                        call_attempt_id=call.id,
+                        contact_id=call.contact_id,
+                        campaign_id=call.campaign_id,
+                        volunteer_id=call.volunteer_id,
+                        outcome=DispositionOutcome.ABSENT,
+                        comments=f"automatic: {call.outcome.value}",
+                        created_at=ended,
+                    )
+                )
+                entry.done = entry.attempts >= campaign.max_attempts
 
     # -- calling lists ----------------------------------------------------------
 

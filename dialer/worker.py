@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -78,6 +78,7 @@ class CallWorker:
         self.on_persisted = on_persisted
         self._wakeup = asyncio.Event()
         self._pending_hangups: dict[str, HangupBy] = {}
+        self._last_expiry_sweep: datetime | None = None
         self.originates_sent = 0
 
     # -- composition hooks ---------------------------------------------------
@@ -160,7 +161,11 @@ class CallWorker:
         """
         now = self.service.clock()
         async with self.service.sessions.begin() as session:
-            await self.service.end_expired_requests(session, now - self.request_expiry)
+            if self._last_expiry_sweep is None or now - self._last_expiry_sweep >= timedelta(
+                seconds=1
+            ):
+                self._last_expiry_sweep = now
+                await self.service.end_expired_requests(session, now - self.request_expiry)
             waiting = (
                 select(CallAttempt.id)
                 .where(
@@ -311,6 +316,7 @@ class CallWorker:
         """Persist snapshots in one transaction, then publish them."""
         ordered = list(snapshots)
         changed: dict[str, CallAttempt] = {}
+        ended: list[CallAttempt] = []
         async with self.service.sessions.begin() as session:
             ids = {snapshot.call_id for snapshot in ordered}
             rows = await session.scalars(select(CallAttempt).where(CallAttempt.call_id.in_(ids)))
@@ -329,8 +335,9 @@ class CallWorker:
                 if snapshot.state is CallState.ENDED:
                     if call.outcome is CallOutcome.LOST:
                         call.needs_review = True
-                    await self.service.after_call_ended(session, call)
+                    ended.append(call)
                 changed[call.call_id] = call
+            await self.service.after_calls_ended(session, ended)
         stored_at = self.service.clock()
         for snapshot in ordered:
             if snapshot.call_id in changed and self.on_persisted is not None:

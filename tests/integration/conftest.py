@@ -8,7 +8,9 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ami_bridge.simulator import AmiSimulator
 from dialer import db
+from tests.integration.pbx_harness import SECRET
 from tests.support.tcp_proxy import TcpProxy
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -24,3 +26,12 @@ async def proxied(pg_url: str, sessions: Sessions) -> AsyncIterator[tuple[TcpPro
     yield proxy, db.session_factory(engine)
     await engine.dispose()
     await proxy.stop()
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[AmiSimulator]:
+    """The PBX simulator as production sees it (least-privilege user), 50x fast."""
+    sim = AmiSimulator(username="dialer", secret=SECRET, least_privilege=True, time_scale=0.02)
+    await sim.start()
+    yield sim
+    await sim.stop()

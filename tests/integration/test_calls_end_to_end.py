@@ -12,18 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ami_bridge.simulator import AmiSimulator, VolunteerBehaviour, VolunteerOutcome
 from dialer.domain import CallOutcome, CallState, DispositionOutcome
 from dialer.models import CallingListEntry, Disposition
-from tests.integration.pbx_harness import SECRET, Harness, running_worker
+from tests.integration.pbx_harness import Harness, running_worker
 from tests.integration.world import build_world
 
 Sessions = async_sessionmaker[AsyncSession]
-
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[AmiSimulator]:
-    sim = AmiSimulator(username="dialer", secret=SECRET, least_privilege=True, time_scale=0.02)
-    await sim.start()
-    yield sim
-    await sim.stop()
 
 
 @pytest.fixture
@@ -41,6 +33,7 @@ async def harness(sessions: Sessions, simulator: AmiSimulator) -> AsyncIterator[
         ("no_answer", CallOutcome.CONTACT_NO_ANSWER, "NOANSWER"),  # ...2
         ("congestion", CallOutcome.CONTACT_CONGESTION, "CONGESTION"),  # ...3
         ("bob_contact", CallOutcome.CONTACT_REJECTED, None),  # ...5
+        ("unreachable", CallOutcome.CONTACT_UNREACHABLE, None),  # ...6: no Dial status seen
     ],
 )
 async def test_contact_outcomes(
@@ -123,6 +116,22 @@ async def test_hangup_by_an_organizer_while_ringing(harness: Harness) -> None:
     await harness.service.hang_up(harness.world.users["olivia"], call_id)
     call = await harness.wait_for(call_id, CallState.ENDED)
     assert call.outcome is CallOutcome.HUNG_UP_BY_OPERATOR
+
+
+async def test_volunteer_hangs_up_while_the_contact_rings(harness: Harness) -> None:
+    call_id = await harness.call("no_answer")  # ...2: rings until the dial times out
+    await harness.wait_for(call_id, CallState.RINGING_CONTACT)
+    await harness.service.hang_up(harness.world.users["alice"], call_id)
+    call = await harness.wait_for(call_id, CallState.ENDED)
+    assert call.outcome is CallOutcome.HUNG_UP_BY_VOLUNTEER
+    # The contact's phone rang: that counts as an attempt on them.
+    async with harness.world.sessions() as session:
+        entry = await session.scalar(
+            select(CallingListEntry).where(
+                CallingListEntry.contact_id == harness.world.contacts["no_answer"]
+            )
+        )
+    assert entry is not None and entry.attempts == 1
 
 
 async def test_live_state_is_published_after_it_is_stored(harness: Harness) -> None:

@@ -6,7 +6,6 @@ that crashes, a dropped AMI connection, requests left in the outbox."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -16,19 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ami_bridge.simulator import AmiSimulator, ContactBehaviour
 from dialer.domain import CallOutcome, CallState
 from dialer.models import CallAttempt
-from tests.integration.pbx_harness import SECRET, running_worker
+from tests.integration.pbx_harness import running_worker
 from tests.integration.world import World, build_world
 from tests.support.tcp_proxy import TcpProxy
 
 Sessions = async_sessionmaker[AsyncSession]
-
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[AmiSimulator]:
-    sim = AmiSimulator(username="dialer", secret=SECRET, least_privilege=True, time_scale=0.02)
-    await sim.start()
-    yield sim
-    await sim.stop()
 
 
 @pytest.fixture

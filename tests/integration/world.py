@@ -120,6 +120,7 @@ async def build_world(sessions: async_sessionmaker[AsyncSession]) -> World:
             "premium": ("Prem", "+19005550100", None, "alice", campaign),
             "no_answer": ("Nora", "+15145550172", None, "alice", campaign),
             "congestion": ("Cong", "+15145550173", None, "alice", campaign),
+            "unreachable": ("Una", "+15145550176", None, "alice", campaign),
         }
         for key, (name, number, zone, owner, on_campaign) in contacts.items():
             contact = Contact(first_name=name, last_name="Test", timezone=zone)

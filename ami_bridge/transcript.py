@@ -42,9 +42,7 @@ def parse_transcript(raw: bytes) -> list[Frame]:
         data = raw[marker.end() : end]
         direction: Direction = "server" if marker.group(1) == b"<<<" else "client"
         note = _NOTES.get(data.strip())
-        frames.append(
-            Frame(direction, float(marker.group(2)), b"" if note else data, note)
-        )
+        frames.append(Frame(direction, float(marker.group(2)), b"" if note else data, note))
     return frames
 
 

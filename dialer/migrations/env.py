@@ -7,6 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import dialer.web_models  # noqa: F401
 from dialer.db import create_engine
 from dialer.models import Base
 

@@ -1,0 +1,66 @@
+"""Settings of the web layer (environment variables prefixed ``DIALER_WEB_``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dialer.accounts import LoginLimits, SessionPolicy
+
+
+class WebConfig(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DIALER_WEB_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # The address people type; an https:// URL makes the cookies Secure.
+    public_url: str = "http://localhost:8080"
+    # Force Secure cookies on or off whatever public_url says (e.g. behind a proxy).
+    cookie_secure: bool | None = None
+    session_idle_minutes: float = Field(default=120, gt=0)
+    session_max_hours: float = Field(default=12, gt=0)
+    # Interface language when neither the user nor the browser says.
+    default_language: str = "en"
+    # Time zone for showing times when the browser has not told its own.
+    default_timezone: str = "America/Toronto"
+    login_max_failures: int = Field(default=5, ge=1)
+    login_max_failures_per_ip: int = Field(default=50, ge=1)
+    login_window_minutes: float = Field(default=15, gt=0)
+    max_upload_mb: float = Field(default=20, gt=0)
+    sse_keepalive_seconds: float = Field(default=15, gt=0)
+    # Events a slow live-panel client may fall behind before it gets a fresh snapshot.
+    sse_client_backlog: int = Field(default=500, ge=10)
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @property
+    def secure_cookies(self) -> bool:
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return urlsplit(self.public_url).scheme == "https"
+
+    @property
+    def session_policy(self) -> SessionPolicy:
+        return SessionPolicy(
+            idle=timedelta(minutes=self.session_idle_minutes),
+            absolute=timedelta(hours=self.session_max_hours),
+        )
+
+    @property
+    def login_limits(self) -> LoginLimits:
+        return LoginLimits(
+            max_failures_per_user=self.login_max_failures,
+            max_failures_per_ip=self.login_max_failures_per_ip,
+            window=timedelta(minutes=self.login_window_minutes),
+        )

@@ -1,0 +1,19 @@
+"""Typed keys of what the app factory puts on the application."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from jinja2 import Environment
+
+from dialer.bootstrap import Runtime
+from web.config import WebConfig
+
+if TYPE_CHECKING:
+    from web.live import LiveHub
+
+runtime_key = web.AppKey("runtime", Runtime)
+config_key = web.AppKey("config", WebConfig)
+templates_key = web.AppKey("templates", Environment)
+hub_key: web.AppKey[LiveHub] = web.AppKey("hub")

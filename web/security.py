@@ -1,0 +1,350 @@
+"""Who is asking, in which language, and may they: the request middlewares.
+
+* the session cookie is looked up in the database on every request
+  (idle and absolute expiry, sign-out everywhere);
+* every state-changing request carries the session's CSRF token (a form
+  field or the ``X-CSRF-Token`` header) and, when the browser sends one,
+  an ``Origin`` of this very site; before sign-in a double-submit cookie
+  plays the token's part;
+* the language is the user's, else a cookie from the switcher, else the
+  browser's Accept-Language, else the deployment default;
+* errors leave as JSON under ``/api/`` and as a page elsewhere.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from dialer.accounts import load_session
+from dialer.compliance import CallRefused, RefusalCode
+from dialer.domain import Role
+from dialer.models import User
+from dialer.outcomes import SubmissionInvalid
+from dialer.service import NotAllowed, RetryableError
+from dialer.web_models import WebSession
+from web import i18n, labels
+from web.errors import ApiError, PageError
+from web.i18n import _
+from web.keys import config_key, runtime_key, templates_key
+from web.templating import render
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "pb_session"
+PRE_SESSION_COOKIE = "pb_csrf"
+LANGUAGE_COOKIE = "pb_lang"
+ZONE_COOKIE = "pb_tz"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+STAFF = frozenset({Role.ORGANIZER, Role.ADMIN})
+
+_USER = "pb.user"
+_SESSION = "pb.session"
+_TOKEN = "pb.csrf"  # noqa: S105 - a request key, not a secret
+_NEW_PRE_TOKEN = "pb.new_pre_token"  # noqa: S105 - a request key
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+
+def is_api(request: web.Request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def current_user(request: web.Request) -> User | None:
+    user: User | None = request.get(_USER)
+    return user
+
+
+def current_session(request: web.Request) -> WebSession | None:
+    found: WebSession | None = request.get(_SESSION)
+    return found
+
+
+def csrf_token(request: web.Request) -> str:
+    token: str = request.get(_TOKEN, "")
+    return token
+
+
+def require_user(request: web.Request) -> User:
+    user = current_user(request)
+    if user is None:
+        if is_api(request):
+            raise ApiError(401, "unauthenticated", _("Sign in first."))
+        target = request.path_qs if request.method == "GET" else "/"
+        raise web.HTTPSeeOther(f"/login?next={_quote_next(target)}")
+    return user
+
+
+def require_staff(request: web.Request) -> User:
+    user = require_user(request)
+    if user.role not in STAFF:
+        raise forbidden(request)
+    return user
+
+
+def require_admin(request: web.Request) -> User:
+    user = require_user(request)
+    if user.role is not Role.ADMIN:
+        raise forbidden(request)
+    return user
+
+
+def forbidden(request: web.Request) -> Exception:
+    if is_api(request):
+        return ApiError(403, "forbidden", _("You may not do this."))
+    return PageError(403, _("Not allowed"), _("Your account may not open this page."))
+
+
+def not_found(request: web.Request) -> Exception:
+    if is_api(request):
+        return ApiError(404, "not_found", _("Not found."))
+    return PageError(404, _("Not found"), _("There is nothing at this address."))
+
+
+def _quote_next(target: str) -> str:
+    from urllib.parse import quote
+
+    return quote(target, safe="/")
+
+
+def safe_next(value: str | None, default: str = "/") -> str:
+    """Only local paths: never an open redirect to another site."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return default
+    if any(ord(ch) < 32 for ch in value):
+        return default
+    return value
+
+
+def client_ip(request: web.Request) -> str:
+    return request.remote or ""
+
+
+# -- the middlewares ---------------------------------------------------------------
+
+
+async def _form_token(request: web.Request) -> str:
+    header = request.headers.get(CSRF_HEADER)
+    if header:
+        return header
+    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form: MultiDictProxy[Any] = await request.post()
+        value = form.get(CSRF_FIELD)
+        return value if isinstance(value, str) else ""
+    return ""
+
+
+def _origin_ok(request: web.Request) -> bool:
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    if origin == "null":
+        return False
+    return urlsplit(origin).netloc == request.host
+
+
+async def _check_csrf(request: web.Request) -> None:
+    if not _origin_ok(request):
+        raise _csrf_error(request)
+    expected = csrf_token(request)
+    if request.path == "/api/session" and request.method == "POST":
+        # Signing in over the API: a JSON body cannot be sent cross-site
+        # without a CORS preflight, which this site never grants.
+        if request.content_type == "application/json":
+            return
+        raise _csrf_error(request)
+    provided = await _form_token(request)
+    if not expected or not provided or not hmac.compare_digest(expected, provided):
+        raise _csrf_error(request)
+
+
+def _csrf_error(request: web.Request) -> Exception:
+    if is_api(request):
+        return ApiError(
+            403, "csrf", _("The security token is missing or wrong; reload the page and retry.")
+        )
+    return PageError(
+        403,
+        _("Security check failed"),
+        _("This form is out of date or was sent from another site; reload the page and retry."),
+    )
+
+
+def _choose_language(request: web.Request, user: User | None) -> str:
+    config = request.app[config_key]
+    return (
+        (i18n.normalise_language(user.language) if user is not None else None)
+        or i18n.normalise_language(request.cookies.get(LANGUAGE_COOKIE))
+        or i18n.from_accept_language(request.headers.get("Accept-Language"))
+        or i18n.normalise_language(config.default_language)
+        or "en"
+    )
+
+
+@web.middleware
+async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    runtime = request.app[runtime_key]
+    config = request.app[config_key]
+    user: User | None = None
+    token = request.cookies.get(SESSION_COOKIE, "")
+    if token and not request.path.startswith("/static/"):
+        found = await load_session(runtime.sessions, token, policy=config.session_policy)
+        if found is not None:
+            request[_SESSION], user = found
+            request[_USER] = user
+            request[_TOKEN] = found[0].csrf_token
+    if user is None:
+        pre = request.cookies.get(PRE_SESSION_COOKIE, "")
+        if not pre or len(pre) > 100:
+            pre = secrets.token_urlsafe(24)
+            request[_NEW_PRE_TOKEN] = pre
+        request[_TOKEN] = pre
+    zone = i18n.zone_or(request.cookies.get(ZONE_COOKIE), config.default_timezone)
+    language = _choose_language(request, user)
+    i18n.activate(language, zone)
+    request["template_context"] = {
+        "user": user,
+        "csrf_token": csrf_token(request),
+        "lang": language,
+        "languages": i18n.choices(i18n.LANGUAGES),
+        "zone_name": i18n.timezone_label(zone),
+        "path": request.path,
+        "path_qs": request.path_qs,
+        "is_staff": user is not None and user.role in STAFF,
+        "is_admin": user is not None and user.role is Role.ADMIN,
+    }
+    if request.method in UNSAFE_METHODS:
+        await _check_csrf(request)
+    response = await handler(request)
+    new_pre = request.get(_NEW_PRE_TOKEN)
+    if new_pre and not response.prepared:
+        response.set_cookie(
+            PRE_SESSION_COOKIE,
+            new_pre,
+            httponly=True,
+            secure=config.secure_cookies,
+            samesite="Strict",
+            path="/",
+        )
+    return response
+
+
+def _refusal_status(code: RefusalCode) -> int:
+    if code is RefusalCode.NOT_FOUND:
+        return 404
+    if code is RefusalCode.NOT_IN_TEAM:
+        return 403
+    if code is RefusalCode.PBX_UNAVAILABLE:
+        return 503
+    return 409
+
+
+def _error_page(request: web.Request, status: int, title: str, message: str) -> web.Response:
+    return render(
+        request,
+        request.app[templates_key],
+        "error.html",
+        {"title": title, "message": message, "status": status},
+        status=status,
+    )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error.response()
+    except PageError as error:
+        return _error_page(request, error.status, error.title, error.message)
+    except CallRefused as refused:
+        code = refused.refusal.code
+        retry_at = refused.refusal.retry_at
+        return ApiError(
+            _refusal_status(code),
+            code.value,
+            labels.refusal(refused.refusal),
+            extra={"retry_at": retry_at.isoformat()} if retry_at else None,
+        ).response()
+    except SubmissionInvalid as invalid:
+        return ApiError(
+            422,
+            "invalid",
+            _("Some answers need fixing."),
+            fields=labels.field_errors(invalid.errors),
+        ).response()
+    except NotAllowed:
+        error_ = forbidden(request)
+        if isinstance(error_, ApiError):
+            return error_.response()
+        assert isinstance(error_, PageError)
+        return _error_page(request, error_.status, error_.title, error_.message)
+    except RetryableError:
+        return ApiError(
+            503,
+            "retry",
+            _("The database is briefly unavailable; your entries are kept. Retry in a moment."),
+            headers={"Retry-After": "2"},
+        ).response()
+    except web.HTTPException as http:
+        if is_api(request) and http.status >= 400:
+            http_code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+                http.status, "http_error"
+            )
+            message = {
+                404: _("Not found."),
+                405: _("This method is not allowed here."),
+                413: _("The request is too large."),
+            }.get(http.status, _("The request could not be served."))
+            return ApiError(http.status, http_code, message).response()
+        if http.status == 404:
+            return _error_page(request, 404, _("Not found"), _("There is nothing at this address."))
+        if http.status == 413:
+            return _error_page(request, 413, _("Too large"), _("The request is too large."))
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        if is_api(request):
+            return ApiError(500, "internal", _("Something went wrong on our side.")).response()
+        return _error_page(request, 500, _("Error"), _("Something went wrong on our side."))
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    if not request.path.startswith("/static/"):
+        headers.setdefault("Cache-Control", "no-store")
+    if request.app[config_key].secure_cookies:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")

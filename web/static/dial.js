@@ -1,0 +1,63 @@
+// Contacts list: click a number, confirm (cancel / this time only / don't ask
+// again this session), then start the call and open the call screen.
+"use strict";
+document.addEventListener("DOMContentLoaded", () => {
+  const PB = window.PB;
+  const dialog = PB.byId("dial-confirm");
+  const settingsNode = PB.byId("dial-settings");
+  let confirm = true;
+  try { confirm = JSON.parse(settingsNode.textContent).confirm; } catch (e) { confirm = true; }
+  let pending = null;
+
+  async function dial(link) {
+    const body = { contact_id: Number(link.dataset.contact), phone_id: Number(link.dataset.phone) };
+    if (link.dataset.campaign) body.campaign_id = Number(link.dataset.campaign);
+    link.setAttribute("aria-busy", "true");
+    try {
+      const call = await PB.api("POST", "/api/calls", body);
+      const params = new URLSearchParams({ call: call.call_id });
+      if (link.dataset.campaign) params.set("campaign", link.dataset.campaign);
+      location.href = "/contacts/" + link.dataset.contact + "?" + params.toString();
+    } catch (error) {
+      link.removeAttribute("aria-busy");
+      showError(link, error.message);
+    }
+  }
+
+  function showError(link, message) {
+    let box = link.closest("li").querySelector(".alert");
+    if (!box) {
+      box = document.createElement("p");
+      box.className = "alert";
+      box.setAttribute("role", "alert");
+      link.closest("li").appendChild(box);
+    }
+    box.textContent = message;
+  }
+
+  document.querySelectorAll("a.dial").forEach((link) => {
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      if (!confirm) { dial(link); return; }
+      pending = link;
+      dialog.querySelector("[data-dial-name]").textContent = link.dataset.name || "";
+      dialog.querySelector("[data-dial-number]").textContent = link.dataset.number || "";
+      dialog.showModal();
+    });
+  });
+
+  dialog.addEventListener("close", async () => {
+    const link = pending;
+    pending = null;
+    if (!link) return;
+    if (dialog.returnValue === "always") {
+      confirm = false;
+      try { await PB.api("POST", "/api/preferences", { confirm_before_dial: false }); } catch (e) { /* asked again next page */ }
+      dial(link);
+    } else if (dialog.returnValue === "once") {
+      dial(link);
+    } else {
+      link.focus();
+    }
+  });
+});

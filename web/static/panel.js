@@ -1,0 +1,124 @@
+// The live panel: every live call and every volunteer's status, from the
+// Server-Sent Events stream (a snapshot first, then changes).
+"use strict";
+document.addEventListener("DOMContentLoaded", () => {
+  const PB = window.PB;
+  const S = PB.strings;
+  const callsBody = PB.byId("calls");
+  const volunteersBody = PB.byId("volunteers");
+  const status = PB.byId("live-status");
+  const count = PB.byId("call-count");
+  const rowTemplate = PB.byId("call-row");
+  const calls = new Map();
+  const statuses = new Map();
+  let roster = [];
+  let offset = 0; // server clock minus ours, in ms
+
+  const now = () => Date.now() + offset;
+
+  function setStatus(text, ok) {
+    status.textContent = text;
+    status.classList.toggle("ok", !!ok);
+    status.classList.toggle("warn", !ok);
+  }
+
+  function apply(item) {
+    if (item.kind === "call") {
+      if (item.present) calls.set(item.key, item.payload); else calls.delete(item.key);
+    } else if (item.kind === "volunteer") {
+      statuses.set(String(item.payload.volunteer_id), item.payload);
+    }
+  }
+
+  function durationOf(call) {
+    const since = call.state === "talking" && call.contact_answered_at ? call.contact_answered_at : call.requested_at;
+    return since ? PB.clock((now() - new Date(since).getTime()) / 1000) : "";
+  }
+
+  function renderCalls() {
+    const ids = new Set(calls.keys());
+    callsBody.querySelectorAll("tr[data-call]").forEach((row) => { if (!ids.has(row.dataset.call)) row.remove(); });
+    const empty = callsBody.querySelector("tr.empty");
+    if (empty) empty.hidden = calls.size > 0;
+    count.textContent = String(calls.size);
+    for (const [id, call] of calls) {
+      let row = callsBody.querySelector('tr[data-call="' + CSS.escape(id) + '"]');
+      if (!row) {
+        row = rowTemplate.content.firstElementChild.cloneNode(true);
+        row.dataset.call = id;
+        row.querySelector("[data-hangup]").addEventListener("click", () => hangUp(id, row));
+        callsBody.appendChild(row);
+      }
+      const set = (field, text) => { row.querySelector('[data-f="' + field + '"]').textContent = text; };
+      set("volunteer", call.volunteer_name || "#" + call.volunteer_id);
+      set("contact", call.contact_name || "#" + call.contact_id);
+      set("campaign", call.campaign_title || "—");
+      set("state", S.states[call.state] || call.state);
+      set("duration", durationOf(call));
+      set("caller", call.caller_id || "—");
+      row.dataset.state = call.state;
+    }
+  }
+
+  function renderVolunteers() {
+    volunteersBody.textContent = "";
+    for (const person of roster) {
+      const live = statuses.get(String(person.volunteer_id));
+      let key = live ? live.status : "idle";
+      if (!live && !person.online) key = "offline";
+      const row = document.createElement("tr");
+      row.dataset.volunteer = person.volunteer_id;
+      row.dataset.status = key;
+      for (const text of [person.volunteer_name, person.extension || "—", S.volunteer_status[key] || key,
+        live && live.since ? PB.formatTime(live.since) : "—"]) {
+        const cell = document.createElement("td");
+        cell.textContent = text;
+        row.appendChild(cell);
+      }
+      volunteersBody.appendChild(row);
+    }
+  }
+
+  async function hangUp(id, row) {
+    const button = row.querySelector("[data-hangup]");
+    button.disabled = true;
+    button.textContent = S.hanging_up;
+    try {
+      await PB.api("POST", "/api/calls/" + encodeURIComponent(id) + "/hangup");
+    } catch (error) {
+      setStatus(error.message, false);
+      button.disabled = false;
+      button.textContent = S.hang_up;
+    }
+  }
+
+  function connect() {
+    const events = new EventSource("/api/live/events");
+    events.addEventListener("open", () => setStatus(S.connected, true));
+    events.addEventListener("error", () => setStatus(S.connection_lost, false));
+    events.addEventListener("snapshot", (event) => {
+      const data = JSON.parse(event.data);
+      offset = new Date(data.now).getTime() - Date.now();
+      calls.clear();
+      statuses.clear();
+      data.items.forEach(apply);
+      if (data.roster) roster = data.roster;
+      renderCalls();
+      renderVolunteers();
+      setStatus(S.connected, true);
+    });
+    events.addEventListener("change", (event) => {
+      const item = JSON.parse(event.data);
+      apply(item);
+      if (item.kind === "call") renderCalls(); else renderVolunteers();
+    });
+  }
+
+  connect();
+  setInterval(() => {
+    for (const row of callsBody.querySelectorAll("tr[data-call]")) {
+      const call = calls.get(row.dataset.call);
+      if (call) row.querySelector('[data-f="duration"]').textContent = durationOf(call);
+    }
+  }, 1000);
+});

@@ -257,7 +257,7 @@ async def _visible_call(request: web.Request, user: User) -> tuple[CallAttempt, 
         ).first()
     if row is None:
         raise not_found(request)
-    call, first, last = row.tuple()
+    call, first, last = row
     if call.volunteer_id != user.id and user.role.value not in ("organizer", "admin"):
         raise not_found(request)
     return call, f"{first} {last}".strip()

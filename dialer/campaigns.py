@@ -14,6 +14,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialer import audit
+from dialer.access import STAFF_ROLES, team_ids
 from dialer.domain import CampaignStatus, DispositionOutcome, Role
 from dialer.models import (
     Attendance,
@@ -27,8 +28,6 @@ from dialer.models import (
     utcnow,
 )
 from dialer.survey import CallingHours, SurveyDefinition
-
-STAFF_ROLES = frozenset({Role.ORGANIZER, Role.ADMIN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +79,6 @@ class CampaignChanges:
     max_attempts: int
     retry_delay_minutes: int
     survey: SurveyDefinition
-
-
-async def team_ids(session: AsyncSession, user_id: int) -> set[int]:
-    rows = await session.scalars(select(TeamMember.team_id).where(TeamMember.user_id == user_id))
-    return set(rows)
 
 
 async def visible_campaigns(session: AsyncSession, user: User) -> list[Campaign]:

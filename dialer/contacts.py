@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from dialer import audit
-from dialer.domain import DispositionOutcome, PhoneType, Role, TaskStatus
+from dialer.access import STAFF_ROLES, team_ids
+from dialer.domain import DispositionOutcome, PhoneType, TaskStatus
 from dialer.models import (
     CallAttempt,
     CallingListEntry,
@@ -24,14 +25,12 @@ from dialer.models import (
     ContactPhone,
     Disposition,
     FollowUpTask,
-    TeamMember,
     User,
     utcnow,
 )
 from dialer.phones import to_e164
 from dialer.web_models import ContactNote
 
-STAFF_ROLES = frozenset({Role.ORGANIZER, Role.ADMIN})
 MAX_NOTE = 10_000
 
 
@@ -90,9 +89,7 @@ async def _visible_team_ids(session: AsyncSession, user: User) -> set[int] | Non
     """None: everything is visible (staff)."""
     if user.role in STAFF_ROLES:
         return None
-    return set(
-        await session.scalars(select(TeamMember.team_id).where(TeamMember.user_id == user.id))
-    )
+    return await team_ids(session, user.id)
 
 
 def _visibility(teams: set[int] | None, campaign_id: int | None) -> ColumnElement[bool] | None:

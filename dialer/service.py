@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from dialer import audit
+from dialer.access import STAFF_ROLES, team_ids
 from dialer.compliance import (
     CallRefused,
     DialingPolicy,
@@ -37,7 +38,6 @@ from dialer.domain import (
     CallState,
     CampaignStatus,
     DispositionOutcome,
-    Role,
     TaskStatus,
 )
 from dialer.live import Broadcaster
@@ -49,7 +49,6 @@ from dialer.models import (
     ContactPhone,
     Disposition,
     FollowUpTask,
-    TeamMember,
     User,
     utcnow,
 )
@@ -61,7 +60,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Clock = Callable[[], datetime]
 
-STAFF_ROLES = frozenset({Role.ORGANIZER, Role.ADMIN})
 # Outcomes where the contact's phone was actually dialed: they count as an
 # attempt on the contact.  Volunteer-side failures do not.
 CONTACT_DIALED = frozenset(
@@ -196,19 +194,13 @@ class DialerService:
 
     # -- access -----------------------------------------------------------------
 
-    async def team_ids(self, session: AsyncSession, user_id: int) -> set[int]:
-        rows = await session.scalars(
-            select(TeamMember.team_id).where(TeamMember.user_id == user_id)
-        )
-        return set(rows)
-
     async def can_access_campaign(
         self, session: AsyncSession, user: User, campaign: Campaign, teams: set[int] | None = None
     ) -> bool:
         if user.role in STAFF_ROLES:
             return True
         if teams is None:
-            teams = await self.team_ids(session, user.id)
+            teams = await team_ids(session, user.id)
         return campaign.team_id is not None and campaign.team_id in teams
 
     async def can_access_contact(
@@ -218,7 +210,7 @@ class DialerService:
         if user.role in STAFF_ROLES:
             return True
         if teams is None:
-            teams = await self.team_ids(session, user.id)
+            teams = await team_ids(session, user.id)
         if not teams:
             return False
         found = await session.scalar(
@@ -245,7 +237,7 @@ class DialerService:
             Campaign.status == CampaignStatus.ACTIVE
         )
         if user.role not in STAFF_ROLES:
-            statement = statement.where(Campaign.team_id.in_(await self.team_ids(session, user.id)))
+            statement = statement.where(Campaign.team_id.in_(await team_ids(session, user.id)))
         for caller_ids in await session.scalars(statement):
             choices.extend(number for number in caller_ids if number not in choices)
         return choices
@@ -315,7 +307,7 @@ class DialerService:
             refuse(
                 RefusalCode.NO_EXTENSION, "you have no phone extension; ask an organizer to set one"
             )
-        teams = await self.team_ids(session, volunteer.id)
+        teams = await team_ids(session, volunteer.id)
         campaign: Campaign | None = None
         if campaign_id is not None:
             campaign = await session.get(Campaign, campaign_id)

@@ -28,14 +28,13 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dialer.access import STAFF_ROLES
 from dialer.accounts import online_user_ids
 from dialer.domain import Role
 from dialer.live import Broadcaster, LiveEvent
 from dialer.models import Campaign, Contact, User, utcnow
 
 log = logging.getLogger(__name__)
-
-STAFF = frozenset({Role.ORGANIZER, Role.ADMIN})
 
 
 @dataclass(eq=False)
@@ -245,7 +244,7 @@ class LiveHub:
     # -- streams -----------------------------------------------------------------
 
     def register(self, user: User, *, backlog: int | None = None) -> StreamClient:
-        client = StreamClient(user.id, user.role in STAFF, backlog or self.client_backlog)
+        client = StreamClient(user.id, user.role in STAFF_ROLES, backlog or self.client_backlog)
         self.clients.add(client)
         return client
 

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from dialer import campaigns as campaign_data
 from dialer import contacts as contact_data
+from dialer.access import STAFF_ROLES
 from dialer.accounts import LoginRefusalCode, LoginRefused, end_session, set_language, sign_in
 from dialer.compliance import contact_zones
 from dialer.domain import LIVE_CALL_STATES, DispositionOutcome, PhoneType, Role
@@ -24,7 +25,6 @@ from web.keys import config_key, runtime_key, templates_key
 from web.security import (
     LANGUAGE_COOKIE,
     SESSION_COOKIE,
-    STAFF,
     client_ip,
     current_session,
     current_user,
@@ -54,7 +54,7 @@ def _query_int(request: web.Request, name: str) -> int | None:
 @routes.get("/")
 async def home(request: web.Request) -> web.StreamResponse:
     user = require_user(request)
-    raise web.HTTPSeeOther("/ops/live" if user.role in STAFF else "/campaigns")
+    raise web.HTTPSeeOther("/ops/live" if user.role in STAFF_ROLES else "/campaigns")
 
 
 @routes.get("/favicon.ico")
@@ -101,7 +101,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             status=status,
         )
     if target == "/":
-        target = "/ops/live" if signed.user.role in STAFF else "/campaigns"
+        target = "/ops/live" if signed.user.role in STAFF_ROLES else "/campaigns"
     response = web.HTTPSeeOther(target)
     set_session_cookie(request, response, signed.token)
     raise response

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from dialer.access import STAFF_ROLES
 from dialer.accounts import load_session
 from dialer.compliance import CallRefused, RefusalCode
 from dialer.domain import Role
@@ -45,7 +46,6 @@ ZONE_COOKIE = "pb_tz"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-STAFF = frozenset({Role.ORGANIZER, Role.ADMIN})
 
 _USER = "pb.user"
 _SESSION = "pb.session"
@@ -101,7 +101,7 @@ def require_user(request: web.Request) -> User:
 
 def require_staff(request: web.Request) -> User:
     user = require_user(request)
-    if user.role not in STAFF:
+    if user.role not in STAFF_ROLES:
         raise forbidden(request)
     return user
 
@@ -237,7 +237,7 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
         "zone_name": i18n.timezone_label(zone),
         "path": request.path,
         "path_qs": request.path_qs,
-        "is_staff": user is not None and user.role in STAFF,
+        "is_staff": user is not None and user.role in STAFF_ROLES,
         "is_admin": user is not None and user.role is Role.ADMIN,
     }
     if request.method in UNSAFE_METHODS:

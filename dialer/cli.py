@@ -1,4 +1,9 @@
-"""The ``dialer`` command line."""
+"""The ``dialer`` command line.
+
+Messages go through gettext (:mod:`dialer.i18n`) in the language the
+environment asks for (``LC_ALL``, ``LC_MESSAGES``, ``LANG``), English by
+default; the help texts stay in English.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,9 @@ from typing import Any, TypeVar
 
 import click
 
-from dialer import __version__
+from dialer import __version__, i18n
 from dialer.domain import Role
+from dialer.i18n import _, ngettext, pgettext
 from dialer.settings import Settings
 
 T = TypeVar("T")
@@ -27,7 +33,7 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
 def _settings(ctx: click.Context) -> Settings:
     settings = ctx.find_object(Settings)
     if settings is None:
-        raise click.ClickException("settings not loaded")
+        raise click.ClickException(_("settings not loaded"))
     return settings
 
 
@@ -40,10 +46,12 @@ def main(ctx: click.Context) -> None:
     Settings come from DIALER_* environment variables and a .env file in
     the current directory; see the README for the full list.
     """
+    token = i18n.activate_scoped(i18n.language_from_environment())
+    ctx.call_on_close(lambda: i18n.deactivate(token))
     try:
         ctx.obj = Settings()
     except ValueError as error:
-        raise click.ClickException(f"invalid settings: {error}") from None
+        raise click.ClickException(_("invalid settings: %(error)s", error=error)) from None
 
 
 @main.group()
@@ -59,7 +67,7 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
     from dialer import db as database
 
     database.upgrade(_settings(ctx).database_url_value, revision)
-    click.echo(f"database upgraded to {revision}")
+    click.echo(_("database upgraded to %(revision)s", revision=revision))
 
 
 @db.command("downgrade")
@@ -70,7 +78,7 @@ def db_downgrade(ctx: click.Context, revision: str) -> None:
     from dialer import db as database
 
     database.downgrade(_settings(ctx).database_url_value, revision)
-    click.echo(f"database downgraded to {revision}")
+    click.echo(_("database downgraded to %(revision)s", revision=revision))
 
 
 @main.group()
@@ -131,9 +139,18 @@ def user_add(
         _run(create())
     except (UserError, WeakPassword) as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"created {role} {username}")
+    click.echo(_("created %(role)s %(username)s", role=_role_label(role), username=username))
     if generated:
-        click.echo(f"password: {password}")
+        click.echo(_("password: %(password)s", password=password))
+
+
+def _role_label(role: str) -> str:
+    labels = {
+        Role.VOLUNTEER.value: pgettext("role", "volunteer"),
+        Role.ORGANIZER.value: pgettext("role", "organizer"),
+        Role.ADMIN.value: pgettext("role", "admin"),
+    }
+    return labels.get(role, role)
 
 
 @main.command("import-contacts")
@@ -176,7 +193,7 @@ def import_contacts_command(
         codecs.lookup(encoding)
     except LookupError:
         raise click.BadParameter(
-            f"unknown encoding {encoding!r}", param_hint="--encoding"
+            _("unknown encoding %(encoding)s", encoding=repr(encoding)), param_hint="--encoding"
         ) from None
     names = [name.strip() for name in (assign_to or "").split(",") if name.strip()]
     total_lines = file.read_bytes().count(b"\n")
@@ -184,7 +201,7 @@ def import_contacts_command(
     async def run() -> Any:
         async with open_database(settings.database_url_value) as sessions:
             with click.progressbar(
-                length=max(total_lines, 1), label="importing", file=sys.stderr
+                length=max(total_lines, 1), label=_("importing"), file=sys.stderr
             ) as bar:
                 return await import_contacts(
                     sessions,
@@ -199,20 +216,36 @@ def import_contacts_command(
     try:
         report = _run(run())
     except ImportFileError as error:
-        raise click.ClickException(f"{file}: {error}") from None
+        raise click.ClickException(_("%(file)s: %(error)s", file=file, error=error)) from None
     shown = report.errors[:50]
     for row_error in shown:
         click.echo(f"{file}:{row_error}", err=True)
-    if len(report.errors) > len(shown):
-        hint = "" if errors_file else "; use --errors-file to write them all"
-        click.echo(f"... and {len(report.errors) - len(shown)} more rejected rows{hint}", err=True)
+    more = len(report.errors) - len(shown)
+    if more and errors_file:
+        click.echo(
+            ngettext(
+                "... and %(num)s more rejected rows", "... and %(num)s more rejected rows", more
+            ),
+            err=True,
+        )
+    elif more:
+        click.echo(
+            ngettext(
+                "... and %(num)s more rejected rows; use --errors-file to write them all",
+                "... and %(num)s more rejected rows; use --errors-file to write them all",
+                more,
+            ),
+            err=True,
+        )
     if errors_file:
         with errors_file.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(["line", "reason"])
             writer.writerows([row_error.line, row_error.reason] for row_error in report.errors)
     if report.ignored_columns:
-        click.echo(f"ignored columns: {', '.join(report.ignored_columns)}", err=True)
+        click.echo(
+            _("ignored columns: %(columns)s", columns=", ".join(report.ignored_columns)), err=True
+        )
     click.echo(report.summary())
     if report.rejected:
         ctx.exit(EXIT_ROWS_REJECTED)
@@ -239,7 +272,15 @@ def export_results_command(ctx: click.Context, campaign_id: int, file: Path) -> 
         count = _run(run())
     except ExportError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"exported {count} call(s) to {file}", err=True)
+    click.echo(
+        ngettext(
+            "exported %(num)s call(s) to %(file)s",
+            "exported %(num)s call(s) to %(file)s",
+            count,
+            file=file,
+        ),
+        err=True,
+    )
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -347,8 +388,16 @@ def simulate_pbx(
     user = username or settings.ami_username
     password = secret if secret is not None else settings.ami_secret.get_secret_value()
     if not password:
-        raise click.UsageError("give --secret or set DIALER_AMI_SECRET")
-    click.echo(f"AMI simulator listening on {host}:{port} (user {user})", err=True)
+        raise click.UsageError(_("give --secret or set DIALER_AMI_SECRET"))
+    click.echo(
+        _(
+            "AMI simulator listening on %(host)s:%(port)s (user %(user)s)",
+            host=host,
+            port=port,
+            user=user,
+        ),
+        err=True,
+    )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             run_simulator(
@@ -408,12 +457,18 @@ def check_pbx_command(ctx: click.Context, extensions: tuple[str, ...], number: s
             else "15145550184"
         )
     else:
+        from dialer.importer import phone_reason
         from dialer.phones import InvalidPhoneNumber, to_e164
 
         try:
             probe = to_e164(number, settings.default_region)
         except InvalidPhoneNumber as error:
-            raise click.BadParameter(str(error), param_hint="--number") from None
+            message = _(
+                "invalid phone number %(number)s: %(reason)s",
+                number=repr(error.raw),
+                reason=phone_reason(error.reason),
+            )
+            raise click.BadParameter(message, param_hint="--number") from None
     chosen = list(extensions) or _run(_user_extensions(settings))
     results = _run(
         check_pbx(
@@ -430,7 +485,7 @@ def check_pbx_command(ctx: click.Context, extensions: tuple[str, ...], number: s
     for result in results:
         click.echo(str(result))
     if not chosen:
-        click.echo("note  no volunteer extensions to check (none given, none in the database)")
+        click.echo(_("note  no volunteer extensions to check (none given, none in the database)"))
     if not all(result.ok for result in results):
         ctx.exit(1)
 

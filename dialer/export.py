@@ -10,6 +10,7 @@ from typing import Any, TextIO
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dialer.i18n import _
 from dialer.models import CallAttempt, Campaign, Contact, Disposition, User
 
 BASE_COLUMNS = (
@@ -58,7 +59,7 @@ def spreadsheet_safe(value: Any) -> str:
 async def export_results(session: AsyncSession, campaign_id: int, out: TextIO) -> int:
     campaign = await session.get(Campaign, campaign_id)
     if campaign is None:
-        raise ExportError(f"no campaign with id {campaign_id}")
+        raise ExportError(_("no campaign with id %(id)s", id=campaign_id))
     question_ids = [question.id for question in campaign.survey.questions]
     writer = csv.writer(out)
     writer.writerow([*BASE_COLUMNS, *(f"survey:{qid}" for qid in question_ids)])

@@ -4,6 +4,10 @@ One bad row never aborts the file: it is reported with its line number and
 the reason, and every other row goes in.  Rows are written in batches, one
 transaction per batch, so a 100,000-row file takes seconds and a failure
 half-way loses only the batch in progress (re-importing is idempotent).
+
+Reasons, file errors and the summary go through gettext (:mod:`dialer.i18n`):
+they come out in the language of the context that runs the import, the
+viewer's on the web and the environment's on the command line.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer import audit
 from dialer.domain import PhoneType
+from dialer.i18n import _, ngettext, pgettext
 from dialer.models import CallingListEntry, Campaign, Contact, ContactPhone, User
 from dialer.phones import InvalidPhoneNumber, to_e164
 
@@ -114,13 +119,39 @@ class ImportFileError(Exception):
     """The file as a whole cannot be imported (nothing was written)."""
 
 
+def phone_reason(reason: str) -> str:
+    """:class:`~dialer.phones.InvalidPhoneNumber`'s reason in the current language."""
+    reasons = {
+        "empty": pgettext("phone number", "empty"),
+        "too long": pgettext("phone number", "too long"),
+        "too short": pgettext("phone number", "too short"),
+        "unknown country code": pgettext("phone number", "unknown country code"),
+        "not a phone number": pgettext("phone number", "not a phone number"),
+        "wrong number of digits": pgettext("phone number", "wrong number of digits"),
+        "not a valid number in its country": pgettext(
+            "phone number", "not a valid number in its country"
+        ),
+    }
+    return reasons.get(reason, reason)
+
+
+def csv_problem(error: csv.Error) -> str:
+    """The csv module's complaint in the current language (the ones a person can cause)."""
+    text = str(error)
+    if text == "unexpected end of data":
+        return pgettext("csv", "unexpected end of data")
+    if text == "line contains NUL":
+        return pgettext("csv", "line contains NUL")
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class RowError:
     line: int
     reason: str
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.reason}"
+        return _("line %(line)s: %(reason)s", line=self.line, reason=self.reason)
 
 
 @dataclass(slots=True)
@@ -138,12 +169,23 @@ class ImportReport:
         return self.imported + self.updated + self.unchanged + self.rejected
 
     def summary(self) -> str:
-        text = (
-            f"{self.imported} imported, {self.updated} updated, {self.unchanged} unchanged, "
-            f"{self.rejected} rejected"
+        text = _(
+            "%(imported)s, %(updated)s, %(unchanged)s, %(rejected)s",
+            imported=ngettext("%(num)s imported", "%(num)s imported", self.imported),
+            updated=ngettext("%(num)s updated", "%(num)s updated", self.updated),
+            unchanged=ngettext("%(num)s unchanged", "%(num)s unchanged", self.unchanged),
+            rejected=ngettext("%(num)s rejected", "%(num)s rejected", self.rejected),
         )
         if self.added_to_list:
-            text += f"; {self.added_to_list} added to the calling list"
+            text = _(
+                "%(counts)s; %(added)s",
+                counts=text,
+                added=ngettext(
+                    "%(num)s added to the calling list",
+                    "%(num)s added to the calling list",
+                    self.added_to_list,
+                ),
+            )
         return text
 
 
@@ -181,7 +223,12 @@ class ColumnMap:
                 target = _HEADER_TO_FIELD[name]
                 if target in seen:
                     raise ImportFileError(
-                        f"columns {raw!r} and another both map to {target}; keep one of them"
+                        _(
+                            "columns %(column)s and another both map to %(field)s; "
+                            "keep one of them",
+                            column=repr(raw),
+                            field=target,
+                        )
                     )
                 seen.add(target)
                 fields[index] = target
@@ -189,7 +236,9 @@ class ColumnMap:
                 ignored.append(raw.strip())
         if not phones:
             accepted = ", ".join(sorted(_HEADER_TO_PHONE))
-            raise ImportFileError(f"no phone column in the header; accepted names: {accepted}")
+            raise ImportFileError(
+                _("no phone column in the header; accepted names: %(names)s", names=accepted)
+            )
         return cls(fields, phones, ignored, len(header))
 
 
@@ -207,9 +256,12 @@ class _Lines:
                 yield raw.decode(self._encoding)
             except UnicodeDecodeError as error:
                 bad = raw[error.start : error.start + 1].hex()
-                self.undecodable[number] = (
-                    f"not valid {self._encoding} text (byte 0x{bad} at column {error.start + 1}); "
-                    "save the file as UTF-8 or pass --encoding (e.g. latin-1)"
+                self.undecodable[number] = _(
+                    "not valid %(encoding)s text (byte 0x%(byte)s at column %(column)s); "
+                    "save the file as UTF-8 or pass --encoding (e.g. latin-1)",
+                    encoding=self._encoding,
+                    byte=bad,
+                    column=error.start + 1,
                 )
                 yield raw.decode(self._encoding, errors="replace")
 
@@ -220,15 +272,17 @@ def parse_rows(
     if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
         encoding = "utf-8-sig"  # Excel writes a byte-order mark
     if not data.strip():
-        raise ImportFileError("the file is empty")
+        raise ImportFileError(_("the file is empty"))
     lines = _Lines(data, encoding)
     reader = csv.reader(iter(lines), strict=True)
     try:
         header = next(reader)
     except csv.Error as error:
-        raise ImportFileError(f"cannot read the header line: {error}") from None
+        raise ImportFileError(
+            _("cannot read the header line: %(error)s", error=csv_problem(error))
+        ) from None
     if 1 in lines.undecodable:
-        raise ImportFileError(f"header line: {lines.undecodable[1]}")
+        raise ImportFileError(_("header line: %(reason)s", reason=lines.undecodable[1]))
     columns = ColumnMap.from_header(header)
 
     def rows() -> Iterator[ParsedRow | RowError]:
@@ -239,7 +293,7 @@ def parse_rows(
             except StopIteration:
                 return
             except csv.Error as error:
-                yield RowError(start, f"malformed CSV: {error}")
+                yield RowError(start, _("malformed CSV: %(error)s", error=csv_problem(error)))
                 start = reader.line_num + 1
                 continue
             line, start = start, reader.line_num + 1
@@ -261,13 +315,18 @@ def _parse_cells(
 ) -> ParsedRow | RowError:
     if len(cells) > columns.width:
         return RowError(
-            line, f"{len(cells)} fields but the header has {columns.width} (an unquoted comma?)"
+            line,
+            _(
+                "%(count)s fields but the header has %(width)s (an unquoted comma?)",
+                count=len(cells),
+                width=columns.width,
+            ),
         )
     values: dict[str, Any] = {}
     for index, name in columns.fields.items():
         cell = cells[index].strip() if index < len(cells) else ""
         if "\x00" in cell:
-            return RowError(line, f"{name}: contains a NUL character")
+            return RowError(line, _("%(field)s: contains a NUL character", field=name))
         if cell:
             values[name] = cell
     try:
@@ -281,39 +340,60 @@ def _parse_cells(
             try:
                 e164 = to_e164(raw, region)
             except InvalidPhoneNumber as error:
-                return RowError(line, f"{error.reason}: {raw!r}")
-            if all(e164 != known for known, _ in phones):
+                return RowError(
+                    line,
+                    _(
+                        "%(reason)s: %(number)s",
+                        reason=phone_reason(error.reason),
+                        number=repr(raw),
+                    ),
+                )
+            if all(e164 != known for known, _kind in phones):
                 phones.append((e164, kind))
     if not phones:
-        return RowError(line, "no phone number")
+        return RowError(line, _("no phone number"))
     return ParsedRow(line, values, phones)
 
 
 def _validate(values: dict[str, Any]) -> None:
     full_name = values.pop("full_name", None)
     if full_name and "first_name" not in values and "last_name" not in values:
-        first, _, last = full_name.partition(" ")
+        first, _space, last = full_name.partition(" ")
         values["first_name"], values["last_name"] = first, last.strip()
     for name, limit in MAX_FIELD_LENGTHS.items():
         if len(values.get(name, "")) > limit:
-            raise ValueError(f"{name} is longer than {limit} characters")
+            raise ValueError(
+                _("%(field)s is longer than %(limit)s characters", field=name, limit=limit)
+            )
     if "email" in values:
         values["email"] = values["email"].lower()
         if not _EMAIL.match(values["email"]):
-            raise ValueError(f"invalid email address {values['email']!r}")
+            raise ValueError(_("invalid email address %(value)s", value=repr(values["email"])))
     if "language" in values:
         if not _LANGUAGE.match(values["language"]):
-            raise ValueError(f"invalid language {values['language']!r} (use a code like fr or en)")
+            raise ValueError(
+                _(
+                    "invalid language %(value)s (use a code like fr or en)",
+                    value=repr(values["language"]),
+                )
+            )
         values["language"] = values["language"].lower().replace("_", "-")
     if "support_score" in values:
         raw = values["support_score"]
         if not raw.isdigit() or not 1 <= int(raw) <= 5:
-            raise ValueError(f"support score must be a whole number from 1 to 5, not {raw!r}")
+            raise ValueError(
+                _(
+                    "support score must be a whole number from 1 to 5, not %(value)s",
+                    value=repr(raw),
+                )
+            )
         values["support_score"] = int(raw)
     if "do_not_call" in values:
         flag = values["do_not_call"].lower()
         if flag not in _TRUE | _FALSE:
-            raise ValueError(f"do_not_call must be yes or no, not {values['do_not_call']!r}")
+            raise ValueError(
+                _("do_not_call must be yes or no, not %(value)s", value=repr(values["do_not_call"]))
+            )
         values["do_not_call"] = flag in _TRUE
     if "tags" in values:
         tags = [tag.strip() for tag in _SPLIT_LIST.split(values["tags"])]
@@ -323,7 +403,10 @@ def _validate(values: dict[str, Any]) -> None:
             ZoneInfo(values["timezone"])
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(
-                f"unknown time zone {values['timezone']!r} (use an IANA name like America/Toronto)"
+                _(
+                    "unknown time zone %(value)s (use an IANA name like America/Toronto)",
+                    value=repr(values["timezone"]),
+                )
             ) from None
 
 
@@ -347,9 +430,9 @@ async def _resolve_target(
     session: AsyncSession, campaign_id: int | None, assign_to: Sequence[str]
 ) -> _Target:
     if assign_to and campaign_id is None:
-        raise ImportFileError("--assign-to needs --campaign: lists belong to a campaign")
+        raise ImportFileError(_("--assign-to needs --campaign: lists belong to a campaign"))
     if campaign_id is not None and await session.get(Campaign, campaign_id) is None:
-        raise ImportFileError(f"no campaign with id {campaign_id}")
+        raise ImportFileError(_("no campaign with id %(id)s", id=campaign_id))
     volunteer_ids: list[int] = []
     if assign_to:
         rows = (
@@ -360,7 +443,14 @@ async def _resolve_target(
         found = {row.username: row for row in rows}
         missing = [name for name in assign_to if name not in found]
         if missing:
-            raise ImportFileError(f"unknown user(s) for --assign-to: {', '.join(missing)}")
+            raise ImportFileError(
+                ngettext(
+                    "unknown user(s) for --assign-to: %(names)s",
+                    "unknown user(s) for --assign-to: %(names)s",
+                    len(missing),
+                    names=", ".join(missing),
+                )
+            )
         volunteer_ids = [found[name].id for name in assign_to]
     return _Target(campaign_id, volunteer_ids)
 
@@ -463,7 +553,7 @@ _MERGE_FIELDS = (
 async def _write_batch(
     session: AsyncSession, batch: list[ParsedRow], target: _Target, report: ImportReport
 ) -> None:
-    numbers = {e164 for row in batch for e164, _ in row.phones}
+    numbers = {e164 for row in batch for e164, _kind in row.phones}
     found = await session.execute(
         select(ContactPhone.e164, ContactPhone.contact_id).where(ContactPhone.e164.in_(numbers))
     )
@@ -482,10 +572,10 @@ async def _write_batch(
     now = datetime.now(UTC)
 
     for row in batch:
-        owners = {owner[e164] for e164, _ in row.phones if e164 in owner}
+        owners = {owner[e164] for e164, _kind in row.phones if e164 in owner}
         pending = {
             id(pending_owner[e164]): pending_owner[e164]
-            for e164, _ in row.phones
+            for e164, _kind in row.phones
             if e164 in pending_owner
         }
         if len(owners) + len(pending) > 1:
@@ -494,9 +584,16 @@ async def _write_batch(
             report.errors.append(
                 RowError(
                     row.line,
-                    "its numbers belong to different contacts"
-                    + (f" ({names})" if names else "")
-                    + "; fix the row or merge the contacts first",
+                    _(
+                        "its numbers belong to different contacts (%(contacts)s); "
+                        "fix the row or merge the contacts first",
+                        contacts=names,
+                    )
+                    if names
+                    else _(
+                        "its numbers belong to different contacts; "
+                        "fix the row or merge the contacts first"
+                    ),
                 )
             )
             continue
@@ -523,7 +620,7 @@ async def _write_batch(
             report.updated += 1
         else:
             new_people.append(row)
-            for e164, _ in row.phones:
+            for e164, _kind in row.phones:
                 pending_owner[e164] = row
 
     if new_people:

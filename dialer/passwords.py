@@ -7,6 +7,8 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from dialer.i18n import _
+
 _hasher = PasswordHasher()
 
 MIN_PASSWORD_LENGTH = 10
@@ -18,7 +20,9 @@ class WeakPassword(ValueError):
 
 def hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise WeakPassword(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+        raise WeakPassword(
+            _("a password needs at least %(count)s characters", count=MIN_PASSWORD_LENGTH)
+        )
     return _hasher.hash(password)
 
 

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialer import audit
 from dialer.domain import Role
+from dialer.i18n import _
 from dialer.models import Team, TeamMember, User
 from dialer.passwords import hash_password
 
@@ -17,14 +18,20 @@ _EXTENSION = re.compile(r"[0-9A-Za-z_-]{1,40}\Z")
 
 
 class UserError(ValueError):
-    pass
+    """A user cannot be created as asked; ``field`` is the culprit (username or extension)."""
+
+    def __init__(self, message: str, field: str = "username") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def check_extension(extension: str) -> str:
     # The extension ends up in the Originate's Channel header through the
     # volunteer channel template, so only dial-string-safe characters pass.
     if not _EXTENSION.match(extension):
-        raise UserError("a SIP extension may only use letters, digits, '_' and '-'")
+        raise UserError(
+            _("a SIP extension may only use letters, digits, '_' and '-'"), field="extension"
+        )
     return extension
 
 
@@ -51,14 +58,21 @@ async def add_user(
     actor_label: str = "cli",
 ) -> User:
     if not _USERNAME.match(username):
-        raise UserError("a username is 2-100 letters, digits or . _ @ -")
+        raise UserError(_("a username is 2-100 letters, digits or . _ @ -"))
     if await session.scalar(select(User.id).where(User.username == username)) is not None:
-        raise UserError(f"user {username!r} already exists")
+        raise UserError(_("user %(username)s already exists", username=repr(username)))
     if extension is not None:
         check_extension(extension)
         taken = await session.scalar(select(User.username).where(User.sip_extension == extension))
         if taken is not None:
-            raise UserError(f"extension {extension} is already used by {taken}")
+            raise UserError(
+                _(
+                    "extension %(extension)s is already used by %(username)s",
+                    extension=extension,
+                    username=taken,
+                ),
+                field="extension",
+            )
     user = User(
         username=username,
         display_name=display_name or username,

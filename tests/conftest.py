@@ -17,11 +17,19 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer import db
+from dialer import db, i18n
 from dialer.models import Base
 
 PG_SERVER = os.environ.get("DIALER_TEST_PG", "postgres@127.0.0.1:5432")
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def _no_language_left_over() -> Iterator[None]:
+    """A test that activates a language (French) must not make later ones speak it."""
+    i18n.reset()
+    yield
+    i18n.reset()
 
 
 def _dsn(database: str) -> str:

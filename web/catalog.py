@@ -1,7 +1,9 @@
 """Extracting the translatable strings and keeping the catalogs in step.
 
 ``python -m web.catalog update`` extracts every marked string from the web
-package (Python and templates) with Babel, writes ``messages.pot`` and
+package (Python and templates) and from the dialer modules that talk to
+people (:data:`DIALER_MODULES`: the command line, the CSV importer and the
+errors they show) with Babel, writes ``messages.pot`` and
 merges it into each language's ``.po`` (new strings come out untranslated
 or fuzzy, which the test suite refuses until someone translates them).
 ``python -m web.catalog check`` prints what is missing and exits non-zero.
@@ -14,12 +16,15 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from babel.messages.catalog import Catalog
-from babel.messages.extract import extract_from_dir
+from babel.messages.extract import extract_from_dir, extract_from_file
 from babel.messages.pofile import read_po, write_po
 
 from web.i18n import LANGUAGES, LOCALE_DIR, po_path
 
 WEB_DIR = Path(__file__).parent
+DIALER_DIR = WEB_DIR.parent / "dialer"
+# Dialer modules whose messages reach people (the CLI's output, import reports).
+DIALER_MODULES = ("cli.py", "importer.py", "users.py", "passwords.py", "export.py")
 POT_PATH = LOCALE_DIR / "messages.pot"
 METHOD_MAP = [
     ("**/static/**", "ignore"),
@@ -54,6 +59,21 @@ def extract() -> Catalog:
             auto_comments=comments,
             context=context,
         )
+    for name in DIALER_MODULES:
+        # Locations are relative to web/, like the web package's own.
+        for lineno, message, comments, context in extract_from_file(
+            "python",
+            DIALER_DIR / name,
+            keywords=KEYWORDS,
+            comment_tags=("TRANSLATORS:",),
+        ):
+            catalog.add(
+                message,
+                None,
+                [(f"../dialer/{name}", lineno)],
+                auto_comments=comments,
+                context=context,
+            )
     return catalog
 
 

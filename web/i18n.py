@@ -4,78 +4,42 @@ Catalogs are the ``.po`` files under ``web/locale``; they are compiled in
 memory when the app starts, so a fresh clone needs no build step and no
 ``.mo`` file can drift from its ``.po``.  The language and time zone of
 the request being served live in context variables set by a middleware:
-``_()`` and the Jinja filters read them.
+``_()`` and the Jinja filters read them.  The catalog machinery and that
+context live in :mod:`dialer.i18n`, shared with the command line and the
+importer (whose row reasons thus come out in the viewer's language).
 """
 
 from __future__ import annotations
 
 import gettext as gettext_module
-import io
 from collections.abc import Iterable
-from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
-from functools import cache
-from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_datetime, format_time, format_timedelta
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
 from babel.numbers import format_decimal, format_percent
-from babel.support import Translations
 
-LOCALE_DIR = Path(__file__).parent / "locale"
-DOMAIN = "messages"
-LANGUAGES = ("en", "fr")
+from dialer import i18n as shared
+from dialer.i18n import DOMAIN as DOMAIN
+from dialer.i18n import LANGUAGES as LANGUAGES
+from dialer.i18n import LOCALE_DIR as LOCALE_DIR
+from dialer.i18n import _ as _
+from dialer.i18n import compile_catalog as compile_catalog
+from dialer.i18n import current as current
+from dialer.i18n import ngettext as ngettext
+from dialer.i18n import normalise_language as normalise_language
+from dialer.i18n import pgettext as pgettext
+from dialer.i18n import po_path as po_path
+from dialer.i18n import translations_for as translations_for
 
-
-@dataclass(frozen=True, slots=True)
-class RequestLocale:
-    language: str
-    zone: tzinfo
-    translations: gettext_module.NullTranslations
-
-
-_current: ContextVar[RequestLocale | None] = ContextVar("request_locale", default=None)
-
-
-def po_path(language: str) -> Path:
-    return LOCALE_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po"
-
-
-def compile_catalog(language: str) -> gettext_module.NullTranslations:
-    """Read the ``.po`` file and compile it to an in-memory ``.mo``."""
-    path = po_path(language)
-    if not path.exists():
-        return gettext_module.NullTranslations()
-    with path.open("rb") as handle:
-        catalog = read_po(handle, locale=language, domain=DOMAIN)
-    buffer = io.BytesIO()
-    # Fuzzy entries are never used: a half-checked translation is worse than English.
-    write_mo(buffer, catalog, use_fuzzy=False)
-    buffer.seek(0)
-    return Translations(fp=buffer, domain=DOMAIN)
-
-
-@cache
-def translations_for(language: str) -> gettext_module.NullTranslations:
-    return compile_catalog(language)
+# The request's language, time zone and catalog (the context the importer reads too).
+RequestLocale = shared.ActiveLocale
 
 
 def load_all() -> dict[str, gettext_module.NullTranslations]:
     translations_for.cache_clear()
     return {language: translations_for(language) for language in LANGUAGES}
-
-
-def normalise_language(value: str | None) -> str | None:
-    """``fr-CA``, ``fr_ca``, ``FR`` -> ``fr`` when we have it; None otherwise."""
-    if not value:
-        return None
-    primary = value.strip().replace("_", "-").split("-")[0].lower()
-    return primary if primary in LANGUAGES else None
 
 
 def from_accept_language(header: str | None) -> str | None:
@@ -112,36 +76,7 @@ def zone_or(name: str | None, fallback: str) -> ZoneInfo:
 
 
 def activate(language: str, zone: tzinfo) -> RequestLocale:
-    current = RequestLocale(language, zone, translations_for(language))
-    _current.set(current)
-    return current
-
-
-def current() -> RequestLocale:
-    found = _current.get()
-    if found is None:
-        return RequestLocale("en", ZoneInfo("UTC"), gettext_module.NullTranslations())
-    return found
-
-
-# -- marking and translating -------------------------------------------------
-
-
-def _(message: str, **values: Any) -> str:
-    """Translate ``message`` for the current request; ``%(name)s`` placeholders."""
-    text = current().translations.gettext(message)
-    return text % values if values else text
-
-
-def ngettext(singular: str, plural: str, count: int, **values: Any) -> str:
-    text = current().translations.ngettext(singular, plural, count)
-    values.setdefault("num", count)
-    return text % values
-
-
-def pgettext(context: str, message: str, **values: Any) -> str:
-    text = current().translations.pgettext(context, message)
-    return text % values if values else text
+    return shared.activate(language, zone)
 
 
 # -- formatting ----------------------------------------------------------------

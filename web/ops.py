@@ -579,8 +579,7 @@ async def users_add(request: web.Request) -> web.Response:
             status=422,
         )
     except UserError as error:
-        text = str(error)
-        field = "extension" if "extension" in text else "username"
+        field = error.field
         message = (
             _("This extension is taken or not valid (letters, digits, _ and - only).")
             if field == "extension"

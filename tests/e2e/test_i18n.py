@@ -3,7 +3,9 @@
 * the strings Babel extracts from web/ are exactly the catalogs' entries;
 * the French catalog has no untranslated and no fuzzy entry;
 * a template adding visible text, or a web module adding a sentence, that
-  is not marked for translation makes a test fail;
+  is not marked for translation makes a test fail; so does a sentence in
+  the dialer modules whose messages reach people (the CLI, the importer),
+  checked more strictly since their messages are lower-case;
 * pages, API errors and labels come out in the user's language, else the
   browser's, else the deployment default; dates and numbers follow it.
 """
@@ -15,10 +17,13 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import aiohttp
 import pytest
 from babel.messages.pofile import read_po
 
-from tests.e2e.conftest import ClientFactory
+from dialer import i18n as shared_i18n
+from dialer.importer import ImportReport, parse_rows
+from tests.e2e.conftest import Browser, ClientFactory
 from tests.e2e.webworld import WebWorld
 from web import catalog, i18n
 
@@ -33,6 +38,11 @@ NOT_TRANSLATED = {
 }
 # Web modules whose strings are for developers, not for people using the pages.
 DEVELOPER_MODULES = {"openapi.py", "catalog.py"}
+DIALER = WEB.parent / "dialer"
+# Sentences in those dialer modules that are data, not messages, with the reason.
+STORED_AS_DATA = {
+    "imported as do-not-call",  # written to the database as the contact's do-not-call reason
+}
 _TRANSLATING_CALLS = {"_", "ngettext", "pgettext", "gettext"}
 _NON_UI_CALLS = {
     # logging and exceptions for the logs, route declarations, SQL, headers
@@ -140,10 +150,33 @@ def _looks_like_prose(text: str) -> bool:
     return not text.startswith(("/", "SELECT", "text/", "application/"))
 
 
-def untranslated_in_module(source: str) -> list[str]:
+def _looks_like_a_message(text: str) -> bool:
+    """Stricter: any two words separated by a space (CLI messages are lower-case)."""
+    return re.search(r"[A-Za-z]{2,} +[A-Za-z]{2,}", text) is not None
+
+
+def untranslated_in_module(source: str, *, strict: bool = False) -> list[str]:
+    """Sentences outside gettext; ``strict`` also reads lower-case text and f-strings."""
     tree = ast.parse(source)
     ignored: set[int] = set()
     for node in ast.walk(tree):
+        # Help texts of command-line options stay in English (click's own texts are).
+        if isinstance(node, ast.keyword) and node.arg == "help":
+            ignored.update(id(inner) for inner in ast.walk(node.value))
+        # Comparing with a library's English text, or a table from it to translations.
+        if isinstance(node, ast.Compare):
+            for operand in (node.left, *node.comparators):
+                if isinstance(operand, ast.Constant):
+                    ignored.add(id(operand))
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if (
+                    key is not None
+                    and isinstance(value, ast.Call)
+                    and isinstance(value.func, ast.Name)
+                    and value.func.id in _TRANSLATING_CALLS
+                ):
+                    ignored.add(id(key))
         # Docstrings, and arguments of calls that translate or never reach people.
         if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             body = node.body
@@ -159,9 +192,9 @@ def untranslated_in_module(source: str) -> list[str]:
             )
             if name in _TRANSLATING_CALLS or name in _NON_UI_CALLS:
                 for argument in ast.walk(node):
-                    if isinstance(argument, ast.Constant):
+                    if isinstance(argument, ast.Constant | ast.JoinedStr):
                         ignored.add(id(argument))
-        if isinstance(node, ast.Raise) and node.exc is not None:
+        if isinstance(node, ast.Raise) and node.exc is not None and not strict:
             # Exceptions raised to the logs (ApiError/PageError take translated text).
             for argument in ast.walk(node.exc):
                 if isinstance(argument, ast.Constant) and isinstance(node.exc, ast.Call):
@@ -170,13 +203,20 @@ def untranslated_in_module(source: str) -> list[str]:
                         ignored.add(id(argument))
     found = []
     for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Constant)
-            and isinstance(node.value, str)
-            and id(node) not in ignored
-            and _looks_like_prose(node.value)
-        ):
-            found.append(node.value)
+        if id(node) in ignored:
+            continue
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if _looks_like_prose(node.value) or (
+                strict and _looks_like_a_message(node.value) and node.value not in STORED_AS_DATA
+            ):
+                found.append(node.value)
+        elif strict and isinstance(node, ast.JoinedStr):
+            # f"created {role} {name}": the words around the values make a sentence.
+            text = "".join(
+                part.value if isinstance(part, ast.Constant) else "value" for part in node.values
+            )
+            if _looks_like_a_message(text):
+                found.append(text)
     return found
 
 
@@ -188,6 +228,44 @@ def test_web_modules_mark_every_sentence() -> None:
         and (found := untranslated_in_module(path.read_text(encoding="utf-8")))
     }
     assert offenders == {}
+
+
+def test_dialer_modules_that_talk_to_people_mark_every_message() -> None:
+    assert set(catalog.DIALER_MODULES) >= {"cli.py", "importer.py"}
+    offenders = {
+        name: found
+        for name in catalog.DIALER_MODULES
+        if (found := untranslated_in_module((DIALER / name).read_text("utf-8"), strict=True))
+    }
+    assert offenders == {}
+
+
+def test_the_strict_check_catches_unmarked_cli_and_import_messages() -> None:
+    def strict(source: str) -> list[str]:
+        return untranslated_in_module(source, strict=True)
+
+    assert strict('raise ImportFileError("the file is empty")') == ["the file is empty"]
+    assert strict('raise ValueError("invalid email address")') == ["invalid email address"]
+    assert strict('click.echo(f"created {role} {username}")') == ["created value value"]
+    assert strict('RowError(line, "no phone number")') == ["no phone number"]
+    assert strict('raise ImportFileError(_("the file is empty"))') == []
+    assert strict('click.echo(_("created %(role)s", role=role))') == []
+    assert strict('click.option("--team", help="Team to join (repeatable).")') == []
+    assert strict('reasons = {"too long": pgettext("phone number", "too long")}') == []
+    assert strict('click.echo(f"{file}:{row_error}")') == []
+    assert strict('dnc_reason = "imported as do-not-call"') == []
+    # The modules really are checked: an unmarked message slipped into one is caught.
+    for name in ("cli.py", "importer.py"):
+        source = (DIALER / name).read_text("utf-8")
+        assert strict(source + '\nclick.echo("nothing to import")\n') == ["nothing to import"]
+
+
+def test_the_dialer_modules_strings_are_in_the_catalog() -> None:
+    locations = {filename for message in catalog.extract() for filename, _line in message.locations}
+    assert {"../dialer/cli.py", "../dialer/importer.py"} <= locations
+    french = i18n.load_all()["fr"]
+    assert french.gettext("the file is empty") == "le fichier est vide"
+    assert french.gettext("no phone number") == "aucun numéro de téléphone"
 
 
 def test_the_module_check_catches_unmarked_sentences() -> None:
@@ -262,3 +340,77 @@ async def test_api_errors_and_labels_are_translated(client: ClientFactory, world
 def test_numbers_follow_the_locale(language: str, number: float, expected: str) -> None:
     i18n.activate(language, i18n.zone_or("America/Toronto", "UTC"))
     assert i18n.fmt_number(number) == expected
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        ({"LANG": "fr_CA.UTF-8"}, "fr"),
+        ({"LANG": "en_US.UTF-8", "LC_MESSAGES": "fr_FR.UTF-8"}, "fr"),
+        ({"LANG": "fr_CA.UTF-8", "LC_ALL": "en_CA.UTF-8"}, "en"),
+        ({"LANG": "C.UTF-8"}, "en"),
+        ({"LANG": "C", "LANGUAGE": "fr"}, "en"),  # as gettext: LANGUAGE is ignored under C
+        ({"LANG": "de_DE.UTF-8", "LANGUAGE": "de:fr"}, "fr"),
+        ({"LANG": "de_DE.UTF-8"}, "en"),
+        ({}, "en"),
+    ],
+)
+def test_the_command_line_takes_its_language_from_the_environment(
+    environment: dict[str, str], expected: str
+) -> None:
+    assert shared_i18n.language_from_environment(environment) == expected
+
+
+def test_import_reasons_and_summary_follow_the_active_language() -> None:
+    data = b"name,phone,email\nA,555-12,\nB,5145550184,bad\nC,,\n"
+    report = ImportReport(imported=1, updated=0, unchanged=0, rejected=3, added_to_list=1)
+    english = [str(row) for row in parse_rows(data, region="CA")[1]]
+    assert english == [
+        "line 2: wrong number of digits: '555-12'",
+        "line 3: invalid email address 'bad'",
+        "line 4: no phone number",
+    ]
+    assert report.summary() == (
+        "1 imported, 0 updated, 0 unchanged, 3 rejected; 1 added to the calling list"
+    )
+    token = shared_i18n.activate_scoped("fr")
+    try:
+        french = [str(row) for row in parse_rows(data, region="CA")[1]]
+        summary = report.summary()
+    finally:
+        shared_i18n.deactivate(token)
+    assert french == [
+        "ligne 2 : nombre de chiffres incorrect : '555-12'",
+        "ligne 3 : adresse courriel invalide 'bad'",
+        "ligne 4 : aucun numéro de téléphone",
+    ]
+    assert (
+        summary == "1 importé, 0 mis à jour, 0 inchangé, 3 rejetés ; 1 ajouté à la liste d'appels"
+    )
+
+
+async def _upload(browser: Browser, campaign_id: int, data: bytes) -> tuple[int, str]:
+    form = aiohttp.FormData()
+    form.add_field("csrf_token", browser.csrf)
+    form.add_field("file", data, filename="contacts.csv", content_type="text/csv")
+    response = await browser.request("POST", f"/ops/campaigns/{campaign_id}/import", data=form)
+    async with response:
+        return response.status, await response.text()
+
+
+async def test_the_import_report_speaks_the_viewers_language(
+    client: ClientFactory, world: WebWorld
+) -> None:
+    data = b"name,phone\nA Bad,555-12\nNo Number,\n"
+    french = await client("adam", language="fr")  # no language of his own: the browser's
+    status, html = await _upload(french, world.campaign_id, data)
+    assert status == 200, html
+    assert "nombre de chiffres incorrect" in html
+    assert "aucun numéro de téléphone" in html
+    english = await client("olivia", language="fr")  # her own language (English) wins
+    status, html = await _upload(english, world.campaign_id, data)
+    assert status == 200, html
+    assert "wrong number of digits" in html and "no phone number" in html
+    status, html = await _upload(french, world.campaign_id, b"name,email\nA,a@example.org\n")
+    assert status == 422
+    assert "aucune colonne de téléphone dans l" in html

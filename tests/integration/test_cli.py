@@ -21,9 +21,17 @@ CSV = Path(__file__).parent.parent / "fixtures" / "csv"
 
 
 async def dialer(
-    url: str, *args: str, stdin: str = "", cwd: Path | None = None
+    url: str,
+    *args: str,
+    stdin: str = "",
+    cwd: Path | None = None,
+    locale: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DIALER_DATABASE_URL": url, "DIALER_DEFAULT_REGION": "CA"}
+    # English unless the test asks otherwise, whatever shell runs the suite.
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        env.pop(name, None)
+    env.update(locale if locale is not None else {"LANG": "C.UTF-8"})
     return await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "dialer", *args],
@@ -115,6 +123,31 @@ async def test_import_exit_codes_and_report(
     empty = await dialer(pg_url, "import-contacts", str(CSV / "empty.csv"))
     assert empty.returncode == 1
     assert "the file is empty" in empty.stderr
+
+
+async def test_import_speaks_the_language_of_the_environment(
+    pg_url: str, sessions: Sessions, tmp_path: Path
+) -> None:
+    french = {"LANG": "fr_CA.UTF-8"}
+    bad = await dialer(pg_url, "import-contacts", str(CSV / "malformed.csv"), locale=french)
+    assert bad.returncode == 3
+    assert bad.stdout.strip() == "1 importé, 0 mis à jour, 0 inchangé, 8 rejetés"
+    assert f"{CSV / 'malformed.csv'}:ligne 3 : aucun numéro de téléphone" in bad.stderr
+    assert "ligne 4 : nombre de chiffres incorrect : '555-12'" in bad.stderr
+    assert "ligne 10 : CSV mal formé : fin de données inattendue" in bad.stderr
+
+    empty = await dialer(pg_url, "import-contacts", str(CSV / "empty.csv"), locale=french)
+    assert empty.returncode == 1
+    assert "le fichier est vide" in empty.stderr
+
+    # LC_ALL wins over LANG; a language we have no catalog for means English.
+    for locale, summary in (
+        ({"LANG": "fr_CA.UTF-8", "LC_ALL": "en_CA.UTF-8"}, "4 imported, 0 updated, 0 unchanged"),
+        ({"LANG": "de_DE.UTF-8"}, "0 imported, 0 updated, 4 unchanged"),
+    ):
+        good = await dialer(pg_url, "import-contacts", str(CSV / "good.csv"), locale=locale)
+        assert good.returncode == 0, good.stderr
+        assert good.stdout.strip() == f"{summary}, 0 rejected"
 
 
 async def test_export_results(pg_url: str, sessions: Sessions, tmp_path: Path) -> None:

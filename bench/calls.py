@@ -203,7 +203,9 @@ async def drive(
         # One query for every call in progress, like one live panel would
         # see them, rather than each volunteer polling its own row.
         while True:
-            await asyncio.sleep(0.05)
+            # Gentle on the database the worker is writing to: the driver is
+            # a stand-in for browsers, not the thing measured.
+            await asyncio.sleep(0.2)
             if not waiting:
                 continue
             async with runtime.sessions() as session:

@@ -89,6 +89,7 @@ async def worker_main(url: str, ami_port: int, max_batch: int) -> None:
     assert worker is not None
     worker.poll_interval = 0.01
     worker.max_batch = max_batch
+    worker.writers = 1 if max_batch == 1 else 2
     lags: list[float] = []
     originated: dict[str, float] = {}
     worker.on_persisted = lambda _snapshot, lag: lags.append(lag)

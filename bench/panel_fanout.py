@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -53,6 +54,9 @@ PASSWORD = "bench-password-1"
 # -- the clients (a separate process) ---------------------------------------------
 
 
+_CALL_STATE = re.compile(r'"call_id":"([^"]+)".*?"state":"([a-z_]+)"')
+
+
 async def run_clients(url: str, cookie: str, count: int, seconds: float) -> None:
     """Open ``count`` SSE streams; print the first arrival time of each (call, state)."""
     arrivals: list[tuple[str, str, float]] = []
@@ -77,10 +81,13 @@ async def run_clients(url: str, cookie: str, count: int, seconds: float) -> None
                             ready += 1
                             if ready >= count:
                                 all_ready.set()
-                        elif event == "change":
-                            item = json.loads(line[6:])
-                            if item["kind"] == "call":
-                                key = (item["key"], item["payload"]["state"])
+                        elif event == "change" and '"kind":"call"' in line:
+                            # Browsers run elsewhere; this one process plays
+                            # 500 of them on the server's two cores, so it
+                            # reads only what the measurement needs.
+                            found = _CALL_STATE.search(line)
+                            if found is not None:
+                                key = (found.group(1), found.group(2))
                                 if key not in seen:
                                     seen.add(key)
                                     arrivals.append((key[0], key[1], time.time()))
@@ -143,7 +150,8 @@ async def seed(url: str, calls: int) -> tuple[list[int], list[int], int]:
 
 
 async def phase(url: str, clients: int, calls: int) -> tuple[list[float], dict[str, Any]]:
-    simulator = AmiSimulator(secret=SECRET, time_scale=1.0)
+    # The least-privilege AMI user of production: no VarSet/Newexten noise.
+    simulator = AmiSimulator(secret=SECRET, time_scale=1.0, least_privilege=True)
     await simulator.start()
     settings = Settings(
         _env_file=None,

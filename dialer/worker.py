@@ -65,6 +65,7 @@ class CallWorker:
         request_expiry: timedelta = timedelta(seconds=60),
         poll_interval: float = 1.0,
         max_batch: int = 500,
+        writers: int = 2,
         on_persisted: Callable[[CallSnapshot, float], None] | None = None,
     ) -> None:
         self.service = service
@@ -73,6 +74,7 @@ class CallWorker:
         self.request_expiry = request_expiry
         self.poll_interval = poll_interval
         self.max_batch = max_batch
+        self.writers = writers
         # Told, for each stored update, how long after its AMI event it was
         # committed (metrics, benchmarks).
         self.on_persisted = on_persisted
@@ -260,32 +262,58 @@ class CallWorker:
     # -- PBX news ------------------------------------------------------------
 
     async def _consume_updates(self) -> None:
-        """Persist PBX news in batches: whatever arrived while the last batch was
-        being written goes in the next one, so a burst costs a few transactions
-        rather than one per event, and a slow commit never stalls the reader."""
+        """Persist PBX news in batches, with up to ``writers`` transactions at once.
+
+        Whatever arrives while batches are being written goes in the next
+        one, so a burst costs a few transactions rather than one per event.
+        Two commits overlap so one commit's round trips and flush do not hold
+        up everything behind it; a call is never in two transactions at
+        once, so each call's updates are still stored in the order they came.
+        """
         pending: list[CallSnapshot] = []
-        arrived = asyncio.Event()
+        changed = asyncio.Event()
+        in_flight: set[str] = set()
+        writers: set[asyncio.Task[None]] = set()
 
         async def read() -> None:
             async for snapshot in self.pbx.updates():
                 pending.append(snapshot)
-                arrived.set()
-            arrived.set()
+                changed.set()
+            changed.set()
+
+        busy = 0  # writers running; counted here, not by done-callbacks, which run late
+
+        async def write(batch: list[CallSnapshot], calls: set[str]) -> None:
+            nonlocal busy
+            try:
+                await self._persist_until_stored(batch)
+                await self._send_pending_hangups(batch)
+            finally:
+                busy -= 1
+                in_flight.difference_update(calls)
+                changed.set()
 
         reader = asyncio.create_task(read(), name="call-updates-reader")
         try:
-            while not (reader.done() and not pending):
-                await arrived.wait()
-                arrived.clear()
-                while pending:
-                    batch = pending[: self.max_batch]
-                    del pending[: len(batch)]
-                    await self._persist_until_stored(batch)
-                    await self._send_pending_hangups(batch)
+            while not (reader.done() and not pending and not busy):
+                await changed.wait()
+                changed.clear()
+                while pending and busy < self.writers:
+                    batch, deferred = _take_batch(pending, in_flight, self.max_batch)
+                    pending[:] = deferred
+                    if not batch:
+                        break
+                    calls = {snapshot.call_id for snapshot in batch}
+                    in_flight.update(calls)
+                    busy += 1
+                    task = asyncio.create_task(write(batch, calls), name="call-updates-writer")
+                    writers.add(task)
+                    task.add_done_callback(writers.discard)
         finally:
             reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            for task in (reader, *writers):
+                task.cancel()
+            await asyncio.gather(reader, *writers, return_exceptions=True)
 
     async def _persist_until_stored(self, batch: list[CallSnapshot]) -> None:
         # A database outage must not lose call states: keep the batch and
@@ -345,6 +373,27 @@ class CallWorker:
         for call in changed.values():
             self.service.publish_call(call, contact_name=None)
         return list(changed.values())
+
+
+def _take_batch(
+    pending: list[CallSnapshot], in_flight: set[str], limit: int
+) -> tuple[list[CallSnapshot], list[CallSnapshot]]:
+    """Split ``pending`` into a batch to write now and what must wait.
+
+    A snapshot waits when its call is being written, or when an earlier
+    snapshot of the same call waits: per call, order is kept.
+    """
+    batch: list[CallSnapshot] = []
+    deferred: list[CallSnapshot] = []
+    held: set[str] = set()
+    for snapshot in pending:
+        call_id = snapshot.call_id
+        if len(batch) >= limit or call_id in in_flight or call_id in held:
+            deferred.append(snapshot)
+            held.add(call_id)
+        else:
+            batch.append(snapshot)
+    return batch, deferred
 
 
 def _copy_snapshot(call: CallAttempt, snapshot: CallSnapshot) -> None:

@@ -164,3 +164,16 @@ async def test_nothing_is_dialed_twice_by_two_workers(
     assert simulator.action_counts["Originate"] == 2
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Disposition)) == 1
+
+
+@pytest.mark.parametrize("writers", [1, 2])
+async def test_every_update_is_stored_whatever_the_writer_count(
+    harness: Harness, writers: int
+) -> None:
+    # One update per transaction and few writers: the slowest way through,
+    # which must still store every change, including the last ones.
+    harness.worker.writers, harness.worker.max_batch = writers, 1
+    call_ids = [await harness.call("explicit_zone"), await harness.call("vancouver", "bob")]
+    for call_id in call_ids:
+        ended = await harness.wait_for(call_id, CallState.ENDED)
+        assert ended.state is CallState.ENDED

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dialer import db
@@ -40,6 +41,24 @@ class Runtime:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+    async def health(self) -> dict[str, dict[str, object]]:
+        """What this process depends on, each with ``ok`` and a ``detail``."""
+        checks: dict[str, dict[str, object]] = {}
+        try:
+            async with asyncio.timeout(2.0):
+                async with self.sessions() as session:
+                    await session.execute(text("SELECT 1"))
+            checks["database"] = {"ok": True, "detail": "reachable"}
+        except Exception as error:  # any failure is the answer here, not a crash
+            checks["database"] = {"ok": False, "detail": type(error).__name__}
+        if self.worker is not None:
+            connected = self.worker.pbx.connected
+            checks["ami"] = {
+                "ok": connected,
+                "detail": "connected" if connected else "disconnected",
+            }
+        return checks
 
 
 def build_runtime(settings: Settings, pbx: CallPbx | None = None, **engine_options: Any) -> Runtime:

@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from dialer.bootstrap import Runtime
-from web import api, i18n, ops, pages
+from web import api, health, i18n, ops, pages
 from web.config import WebConfig
 from web.keys import config_key, hub_key, runtime_key, templates_key
 from web.live import LiveHub, run_hub
@@ -50,6 +50,7 @@ def create_app(runtime: Runtime, config: WebConfig | None = None) -> web.Applica
     app.add_routes(pages.routes)
     app.add_routes(ops.routes)
     app.add_routes(api.routes)
+    app.add_routes(health.routes)
     app.router.add_static("/static/", STATIC_DIR, append_version=True)
     app.cleanup_ctx.append(_live_hub)
     app.on_shutdown.append(_close_streams)

@@ -1,0 +1,21 @@
+"""`/healthz` for load balancers, Compose and Kubernetes: 200 when every
+dependency of this process answers, 503 with the details when one does not."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from web.keys import runtime_key
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    checks = await request.app[runtime_key].health()
+    healthy = all(check["ok"] for check in checks.values())
+    return web.json_response(
+        {"status": "ok" if healthy else "unhealthy", "checks": checks},
+        status=200 if healthy else 503,
+        headers={"Cache-Control": "no-store"},
+    )

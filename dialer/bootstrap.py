@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dialer import db
 from dialer.live import Broadcaster
+from dialer.mqtt import MqttPublisher
 from dialer.ports import CallPbx
 from dialer.service import DialerService
 from dialer.settings import Settings
@@ -37,6 +38,7 @@ class Runtime:
     broadcaster: Broadcaster
     service: DialerService
     worker: CallWorker | None = None
+    mqtt: MqttPublisher | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
     async def close(self) -> None:
@@ -52,6 +54,13 @@ class Runtime:
             checks["database"] = {"ok": True, "detail": "reachable"}
         except Exception as error:  # any failure is the answer here, not a crash
             checks["database"] = {"ok": False, "detail": type(error).__name__}
+        if self.mqtt is not None:
+            # Live state only: calls work without the broker, but whoever
+            # watches MQTT should know it is stale.
+            checks["mqtt"] = {
+                "ok": self.mqtt.connected,
+                "detail": "connected" if self.mqtt.connected else "disconnected",
+            }
         if self.worker is not None:
             connected = self.worker.pbx.connected
             checks["ami"] = {
@@ -147,6 +156,18 @@ async def run_serve(
                 worker_task = group.create_task(runtime.worker.run(), name="worker")
             else:
                 worker_task = None
+            mqtt_url = settings.mqtt_url.get_secret_value()
+            if mqtt_url and with_worker:
+                # The worker owns live state; it publishes it for every web tier.
+                runtime.mqtt = MqttPublisher(
+                    runtime.broadcaster,
+                    mqtt_url,
+                    prefix=settings.mqtt_topic_prefix,
+                    worker_name=settings.pbx_name,
+                )
+                mqtt_task = group.create_task(runtime.mqtt.run(), name="mqtt")
+            else:
+                mqtt_task = None
             port = 0
             if with_web:
                 runner, port = await start_web(runtime, settings.web_host, settings.web_port)
@@ -155,8 +176,9 @@ async def run_serve(
                 on_ready(runtime, port)
             await _wait_for_stop(stop)
             log.info("shutting down; live calls stay up on the PBX")
-            if worker_task is not None:
-                worker_task.cancel()
+            for task in (worker_task, mqtt_task):
+                if task is not None:
+                    task.cancel()
     finally:
         if runner is not None:
             await runner.cleanup()

@@ -55,6 +55,8 @@ async def run_demo(
             "default_caller_id": DEMO_CALLER_ID,
             "web_port": settings.web_port if web_port is None else web_port,
             "request_expiry_seconds": 60.0,
+            # No broker in a no-set-up demo; point DIALER_MQTT_URL at one in real use.
+            "mqtt_url": SecretStr(""),
         }
     )
 

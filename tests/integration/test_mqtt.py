@@ -1,0 +1,164 @@
+"""Live state on a real Mosquitto: topics and payloads as docs/mqtt.md says,
+and a broker outage that neither blocks calls nor leaves stale state."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import aiomqtt
+import pytest
+
+from dialer.live import Broadcaster
+from dialer.mqtt import MqttPublisher, parse_url
+from tests.support.tcp_proxy import TcpProxy
+
+BROKER = ("127.0.0.1", 1883)
+
+
+class Watcher:
+    """A subscriber that keeps the latest payload per topic (None: cleared)."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, object] = {}
+        self.seen: list[tuple[str, object, bool]] = []
+
+    async def wait_for(self, topic: str, check: object, within: float = 5.0) -> None:
+        async with asyncio.timeout(within):
+            while self.latest.get(topic, "<missing>") != check:
+                await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def watching(prefix: str) -> AsyncIterator[Watcher]:
+    watcher = Watcher()
+    async with aiomqtt.Client(*BROKER) as client:
+        await client.subscribe(f"{prefix}/#", qos=1)
+
+        async def read() -> None:
+            async for message in client.messages:
+                raw = bytes(message.payload) if message.payload is not None else b""
+                value = json.loads(raw) if raw else None
+                watcher.latest[str(message.topic)] = value
+                watcher.seen.append((str(message.topic), value, bool(message.retain)))
+
+        task = asyncio.create_task(read())
+        try:
+            yield watcher
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@contextlib.asynccontextmanager
+async def publishing(
+    broadcaster: Broadcaster, port: int, prefix: str
+) -> AsyncIterator[MqttPublisher]:
+    publisher = MqttPublisher(
+        broadcaster,
+        f"mqtt://127.0.0.1:{port}",
+        prefix=prefix,
+        worker_name="w1",
+        reconnect_max_delay=0.2,
+    )
+    task = asyncio.create_task(publisher.run())
+    try:
+        async with asyncio.timeout(5):
+            while not publisher.connected:
+                await asyncio.sleep(0.02)
+        yield publisher
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+def test_url_parsing() -> None:
+    assert parse_url("mqtt://broker") == {"hostname": "broker", "port": 1883}
+    secure = parse_url("mqtts://ops%40org:p%3Ass@broker.example:9883")
+    assert (secure["hostname"], secure["port"], secure["username"], secure["password"]) == (
+        "broker.example",
+        9883,
+        "ops@org",
+        "p:ss",
+    )
+    assert secure["tls_context"] is not None
+    with pytest.raises(ValueError, match="must start with mqtt:// or mqtts://"):
+        parse_url("http://broker")
+
+
+async def test_topics_and_payloads(prefix: str) -> None:
+    broadcaster = Broadcaster()
+    async with watching(prefix) as watcher, publishing(broadcaster, BROKER[1], prefix):
+        await watcher.wait_for(f"{prefix}/workers/w1/status", {"status": "online"})
+        broadcaster.publish("call", "c1", {"call_id": "c1", "state": "talking"})
+        broadcaster.publish("volunteer", "7", {"volunteer_id": 7, "status": "on_call"})
+        broadcaster.publish("campaign", "3", {"campaign_id": 3, "dials": 10, "reached": 4})
+        await watcher.wait_for(f"{prefix}/calls/c1", {"call_id": "c1", "state": "talking"})
+        await watcher.wait_for(
+            f"{prefix}/volunteers/7/status", {"volunteer_id": 7, "status": "on_call"}
+        )
+        await watcher.wait_for(
+            f"{prefix}/campaigns/3/counters", {"campaign_id": 3, "dials": 10, "reached": 4}
+        )
+        broadcaster.publish(
+            "call", "c1", {"call_id": "c1", "state": "ended", "outcome": "completed"}, present=False
+        )
+        await watcher.wait_for(f"{prefix}/calls/c1", None)  # cleared
+        final = [value for topic, value, _ in watcher.seen if topic == f"{prefix}/calls/c1"]
+        assert {"call_id": "c1", "state": "ended", "outcome": "completed"} in final
+    # A newcomer sees what is live now, and no trace of the ended call.
+    async with watching(prefix) as late:
+        await late.wait_for(
+            f"{prefix}/volunteers/7/status", {"volunteer_id": 7, "status": "on_call"}
+        )
+        await asyncio.sleep(0.2)
+        assert f"{prefix}/calls/c1" not in late.latest
+        # The publisher is gone: its will says so.
+        assert late.latest[f"{prefix}/workers/w1/status"] == {"status": "offline"}
+    await _clear(prefix, late)
+
+
+async def test_broker_outage_blocks_nothing_and_state_is_republished(prefix: str) -> None:
+    broadcaster = Broadcaster()
+    proxy = TcpProxy(*BROKER)
+    await proxy.start()
+    try:
+        async with (
+            watching(prefix) as watcher,
+            publishing(broadcaster, proxy.port, prefix) as publisher,
+        ):
+            broadcaster.publish("call", "c1", {"call_id": "c1", "state": "talking"})
+            await watcher.wait_for(f"{prefix}/calls/c1", {"call_id": "c1", "state": "talking"})
+            proxy.cut()
+            # Calls go on while the broker is away: publishing never blocks.
+            broadcaster.publish("call", "c1", {"call_id": "c1", "state": "ended"}, present=False)
+            broadcaster.publish("call", "c2", {"call_id": "c2", "state": "ringing_volunteer"})
+            await asyncio.sleep(0.3)
+            assert watcher.latest[f"{prefix}/calls/c1"] == {"call_id": "c1", "state": "talking"}
+            proxy.restore()
+            # An unacknowledged publish times out (5 s) before the reconnect.
+            await watcher.wait_for(
+                f"{prefix}/calls/c2", {"call_id": "c2", "state": "ringing_volunteer"}, within=20
+            )
+            await watcher.wait_for(f"{prefix}/calls/c1", None)
+            assert publisher.reconnects >= 1
+        await _clear(prefix, watcher)
+    finally:
+        await proxy.stop()
+
+
+async def _clear(prefix: str, watcher: Watcher) -> None:
+    # Leave the shared broker as we found it.
+    async with aiomqtt.Client(*BROKER) as client:
+        for topic in {topic for topic, *_ in watcher.seen}:
+            await client.publish(topic, b"", qos=1, retain=True)

@@ -8,15 +8,22 @@ worker that owns the PBX turns it into one Originate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, TypeVar
 
 from sqlalchemy import and_, exists, func, or_, select, tuple_, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
@@ -139,6 +146,7 @@ async def with_db_retry(
 class OutcomeResult:
     disposition_id: int
     duplicate: bool
+    campaign_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,6 +439,48 @@ class DialerService:
             },
         )
 
+    async def campaign_counters(self, campaign_id: int) -> dict[str, Any]:
+        """Live numbers for one campaign: dials, reached, contact rate, outcomes.
+
+        Two grouped queries on indexed columns, cheap enough to run after a
+        batch of calls ends; the dashboard's full statistics live elsewhere.
+        """
+        async with self.sessions() as session:
+            calls = (
+                await session.execute(
+                    select(
+                        CallAttempt.outcome,
+                        func.count(),
+                        func.count(CallAttempt.contact_answered_at),
+                    )
+                    .where(CallAttempt.campaign_id == campaign_id)
+                    .group_by(CallAttempt.outcome)
+                )
+            ).all()
+            recorded = (
+                await session.execute(
+                    select(Disposition.outcome, func.count())
+                    .where(Disposition.campaign_id == campaign_id)
+                    .group_by(Disposition.outcome)
+                )
+            ).all()
+        dials = sum(count for _, count, _ in calls)
+        reached = sum(answered for _, _, answered in calls)
+        return {
+            "campaign_id": campaign_id,
+            "dials": dials,
+            "reached": reached,
+            "contact_rate": round(reached / dials, 4) if dials else None,
+            "live_calls": sum(count for outcome, count, _ in calls if outcome is None),
+            "call_outcomes": {o.value: n for o, n, _ in calls if o is not None},
+            "outcomes": {o.value: n for o, n in recorded},
+        }
+
+    async def publish_campaign_counters(self, campaign_ids: Iterable[int]) -> None:
+        for campaign_id in set(campaign_ids):
+            counters = await self.campaign_counters(campaign_id)
+            self.broadcaster.publish("campaign", str(campaign_id), counters)
+
     # -- outcomes ---------------------------------------------------------------
 
     async def record_outcome(self, user_id: int, submission: OutcomeSubmission) -> OutcomeResult:
@@ -439,7 +489,12 @@ class DialerService:
         Safe to call again with the same ``submission_id`` (a double click,
         a retry after a timeout): the second call returns the first result.
         """
-        return await with_db_retry(lambda: self._record_outcome(user_id, submission))
+        result = await with_db_retry(lambda: self._record_outcome(user_id, submission))
+        if not result.duplicate and result.campaign_id is not None:
+            with contextlib.suppress(SQLAlchemyError, OSError):
+                # Counters are a nicety: the outcome is stored either way.
+                await self.publish_campaign_counters([result.campaign_id])
+        return result
 
     async def _record_outcome(self, user_id: int, submission: OutcomeSubmission) -> OutcomeResult:
         now = self.clock()
@@ -453,7 +508,7 @@ class DialerService:
                         raise NotAllowed("this submission belongs to someone else")
                     return OutcomeResult(existing.id, duplicate=True)
                 disposition = await self._apply_outcome(session, user_id, submission, now)
-                return OutcomeResult(disposition.id, duplicate=False)
+                return OutcomeResult(disposition.id, False, disposition.campaign_id)
         except _AlreadyStored as stored:
             return OutcomeResult(stored.disposition_id, duplicate=True)
         except IntegrityError as error:

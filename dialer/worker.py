@@ -81,6 +81,8 @@ class CallWorker:
         self._wakeup = asyncio.Event()
         self._pending_hangups: dict[str, HangupBy] = {}
         self._last_expiry_sweep: datetime | None = None
+        self._counters_due: set[int] = set()
+        self._counters_wakeup = asyncio.Event()
         self.originates_sent = 0
 
     # -- composition hooks ---------------------------------------------------
@@ -97,6 +99,7 @@ class CallWorker:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._consume_updates(), name="call-updates")
             group.create_task(self._dispatch_loop(), name="outbox")
+            group.create_task(self._counters_loop(), name="campaign-counters")
 
     # -- start-up ------------------------------------------------------------
 
@@ -372,7 +375,24 @@ class CallWorker:
                 self.on_persisted(snapshot, (stored_at - snapshot.at).total_seconds())
         for call in changed.values():
             self.service.publish_call(call, contact_name=None)
+        campaigns = {call.campaign_id for call in ended if call.campaign_id is not None}
+        if campaigns:
+            self._counters_due.update(campaigns)
+            self._counters_wakeup.set()
         return list(changed.values())
+
+    async def _counters_loop(self) -> None:
+        """Campaign counters after calls end, at most once a second per campaign
+        and outside the transaction that stores call states."""
+        while True:
+            await self._counters_wakeup.wait()
+            self._counters_wakeup.clear()
+            due, self._counters_due = self._counters_due, set()
+            try:
+                await self.service.publish_campaign_counters(due)
+            except Exception:
+                log.warning("could not count campaign results; next time", exc_info=True)
+            await asyncio.sleep(1.0)
 
 
 def _take_batch(

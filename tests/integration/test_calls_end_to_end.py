@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ami_bridge.simulator import AmiSimulator, VolunteerBehaviour, VolunteerOutcome
 from dialer.domain import CallOutcome, CallState, DispositionOutcome
 from dialer.models import CallingListEntry, Disposition
+from dialer.outcomes import parse_submission
 from tests.integration.pbx_harness import Harness, running_worker
 from tests.integration.world import build_world
 
@@ -177,3 +179,42 @@ async def test_every_update_is_stored_whatever_the_writer_count(
     for call_id in call_ids:
         ended = await harness.wait_for(call_id, CallState.ENDED)
         assert ended.state is CallState.ENDED
+
+
+async def test_campaign_counters_follow_calls_and_outcomes(harness: Harness) -> None:
+    subscription = harness.service.broadcaster.subscribe()
+    call_id = await harness.call("vancouver")  # busy: an automatic "absent"
+    await harness.wait_for(call_id, CallState.ENDED)
+    key = str(harness.world.campaign_id)
+    async with asyncio.timeout(5):
+        async for event in subscription:
+            if event.kind == "campaign" and event.key == key:
+                break
+    assert event.payload == {
+        "campaign_id": harness.world.campaign_id,
+        "dials": 1,
+        "reached": 0,
+        "contact_rate": 0.0,
+        "live_calls": 0,
+        "call_outcomes": {"contact_busy": 1},
+        "outcomes": {"absent": 1},
+    }
+    answered = await harness.call("explicit_zone")
+    await harness.wait_for(answered, CallState.ENDED)
+    await harness.service.record_outcome(
+        harness.world.users["alice"],
+        parse_submission(
+            {
+                "submission_id": "counter-01",
+                "call_id": answered,
+                "contact_id": harness.world.contacts["explicit_zone"],
+                "outcome": "answered",
+                "consent": True,
+                "survey_answers": {"vote": "yes"},
+            }
+        ),
+    )
+    [latest] = harness.service.broadcaster.snapshot("campaign")
+    assert latest.payload["dials"] == 2 and latest.payload["reached"] == 1
+    assert latest.payload["contact_rate"] == 0.5
+    assert latest.payload["outcomes"] == {"absent": 1, "answered": 1}

@@ -116,6 +116,11 @@ class MqttPublisher:
                                     await client.publish(self.health_topic, OFFLINE, QOS, True)
                             raise
                 except aiomqtt.MqttError as error:
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        # aiomqtt's exit can turn our cancellation into an
+                        # MqttError (a disconnect that timed out): stop anyway.
+                        raise asyncio.CancelledError from error
                     if self.connected:
                         self.reconnects += 1
                     self.connected = False

@@ -73,8 +73,10 @@ async def publishing(
         yield publisher
     finally:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # Bounded: a publisher that ignores cancellation fails the test
+        # instead of hanging the suite.
+        done, _ = await asyncio.wait({task}, timeout=15)
+        assert task in done, "the publisher kept running after it was cancelled"
 
 
 @pytest.fixture
@@ -162,3 +164,24 @@ async def _clear(prefix: str, watcher: Watcher) -> None:
     async with aiomqtt.Client(*BROKER) as client:
         for topic in {topic for topic, *_ in watcher.seen}:
             await client.publish(topic, b"", qos=1, retain=True)
+
+
+async def test_the_publisher_stops_when_cancelled_even_with_the_broker_gone(prefix: str) -> None:
+    proxy = TcpProxy(*BROKER)
+    await proxy.start()
+    try:
+        publisher = MqttPublisher(
+            Broadcaster(), f"mqtt://127.0.0.1:{proxy.port}", prefix=prefix, reconnect_max_delay=0.2
+        )
+        task = asyncio.create_task(publisher.run())
+        async with asyncio.timeout(5):
+            while not publisher.connected:
+                await asyncio.sleep(0.02)
+        proxy.cut()  # the disconnect on the way out cannot be acknowledged
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=15)
+        assert task in done, "the publisher kept running after it was cancelled"
+    finally:
+        await proxy.stop()
+        async with aiomqtt.Client(*BROKER) as client:
+            await client.publish(f"{prefix}/workers/default/status", b"", qos=1, retain=True)

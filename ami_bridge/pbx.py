@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
@@ -23,7 +22,6 @@ from ami_bridge.client import (
 )
 from ami_bridge.client import OriginateOutcomeUnknown as AmiOriginateUnknown
 from ami_bridge.codec import AmiEncodingError
-from ami_bridge.stream import Received
 from ami_bridge.tracker import CallTracker, CallUpdate
 from dialer.ports import (
     HangupBy,
@@ -53,9 +51,6 @@ class AmiPbx:
         self.clock = clock
         self._updates: asyncio.Queue[CallUpdate | None] = asyncio.Queue()
         self._pump: asyncio.Task[None] | None = None
-        # Seconds between an event's arrival and its update being consumed,
-        # for the metrics (the last value seen).
-        self.last_event_lag: float = 0.0
 
     @property
     def connected(self) -> bool:
@@ -164,13 +159,10 @@ class AmiPbx:
 
     async def _pump_stream(self) -> None:
         async for item in self.client.stream():
-            started = time.perf_counter()
             try:
                 updates = self.tracker.feed(item)
             except Exception:
                 # The tracker already guards its handlers; this is the last line.
                 log.exception("tracker failed on a stream item; ignored")
                 continue
-            if updates and isinstance(item, Received):
-                self.last_event_lag = time.perf_counter() - started
             self._emit(updates)

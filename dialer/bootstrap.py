@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -39,7 +39,6 @@ class Runtime:
     service: DialerService
     worker: CallWorker | None = None
     mqtt: MqttPublisher | None = None
-    extras: dict[str, object] = field(default_factory=dict)
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, TypeVar
 
-from sqlalchemy import and_, exists, func, or_, select, tuple_, update
+from sqlalchemy import and_, exists, func, or_, select, tuple_
 from sqlalchemy.exc import (
     DBAPIError,
     IntegrityError,
@@ -862,25 +862,6 @@ class DialerService:
             f"{earliest_retry:%H:%M} UTC",
             earliest_retry,
         )
-
-    async def end_expired_requests(self, session: AsyncSession, before: datetime) -> int:
-        """Requests never sent to the PBX in time are ended, not dialed late."""
-        result = await session.execute(
-            update(CallAttempt)
-            .where(
-                CallAttempt.pbx == self.pbx_name,
-                CallAttempt.state == CallState.REQUESTED,
-                CallAttempt.originate_sent_at.is_(None),
-                CallAttempt.requested_at < before,
-            )
-            .values(
-                state=CallState.ENDED,
-                outcome=CallOutcome.FAILED,
-                failure_reason="request expired before the PBX was reachable",
-                ended_at=self.clock(),
-            )
-        )
-        return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _earliest(current: datetime | None, candidate: datetime) -> datetime:

@@ -1,5 +1,8 @@
 """The worker: turns committed call requests into Originates and PBX news into rows.
 
+The service inserts a call request; from then on this module alone writes
+the call's row.
+
 One worker per PBX.  It owns three things:
 
 * the outbox: ``requested`` rows of its PBX not yet sent are claimed with a
@@ -22,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from dialer.domain import LIVE_CALL_STATES, CallOutcome, CallState
@@ -106,7 +110,7 @@ class CallWorker:
     async def reconcile_at_startup(self) -> None:
         now = self.service.clock()
         async with self.service.sessions.begin() as session:
-            expired = await self.service.end_expired_requests(session, now - self.request_expiry)
+            expired = await self._end_expired_requests(session, now - self.request_expiry)
             rows = await session.scalars(
                 select(CallAttempt)
                 .options(selectinload(CallAttempt.volunteer))
@@ -130,6 +134,25 @@ class CallWorker:
             )
         if in_flight:
             log.info("following %d call(s) left in flight by the previous run", len(in_flight))
+
+    async def _end_expired_requests(self, session: AsyncSession, before: datetime) -> int:
+        """Requests never sent to the PBX in time are ended, not dialed late."""
+        result = await session.execute(
+            update(CallAttempt)
+            .where(
+                CallAttempt.pbx == self.service.pbx_name,
+                CallAttempt.state == CallState.REQUESTED,
+                CallAttempt.originate_sent_at.is_(None),
+                CallAttempt.requested_at < before,
+            )
+            .values(
+                state=CallState.ENDED,
+                outcome=CallOutcome.FAILED,
+                failure_reason="request expired before the PBX was reachable",
+                ended_at=self.service.clock(),
+            )
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     def _volunteer_channel(self, volunteer: User) -> str:
         return self.service.volunteer_channel_for(volunteer.sip_extension or "")
@@ -170,7 +193,7 @@ class CallWorker:
                 seconds=1
             ):
                 self._last_expiry_sweep = now
-                await self.service.end_expired_requests(session, now - self.request_expiry)
+                await self._end_expired_requests(session, now - self.request_expiry)
             waiting = (
                 select(CallAttempt.id)
                 .where(

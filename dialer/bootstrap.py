@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dialer import db
 from dialer.live import Broadcaster
-from dialer.mqtt import MqttPublisher
+from dialer.mqtt import MqttLiveFeed, MqttPublisher
+from dialer.notify import CALL_REQUESTS, HANGUP_REQUESTS, PgListener, asyncpg_dsn
 from dialer.ports import CallPbx
 from dialer.service import DialerService
 from dialer.settings import Settings
@@ -38,7 +41,9 @@ class Runtime:
     broadcaster: Broadcaster
     service: DialerService
     worker: CallWorker | None = None
-    mqtt: MqttPublisher | None = None
+    # The worker publishes live state; a web process without a worker reads it.
+    mqtt: MqttPublisher | MqttLiveFeed | None = None
+    listener: PgListener | None = None
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -95,9 +100,43 @@ def build_runtime(settings: Settings, pbx: CallPbx | None = None, **engine_optio
             request_expiry=timedelta(seconds=settings.request_expiry_seconds),
         )
         service.on_request = worker.wake
-        service.hangup_handler = worker.hangup
+        service.on_hangup_request = worker.wake_hangups
         runtime.worker = worker
+        if settings.database_url_value.startswith("postgresql"):
+            # Requests made by web processes elsewhere wake this worker at once.
+            runtime.listener = PgListener(
+                asyncpg_dsn(settings.database_url_value),
+                {CALL_REQUESTS: worker.wake, HANGUP_REQUESTS: worker.wake_hangups},
+                pbx=settings.pbx_name,
+            )
     return runtime
+
+
+def attach_mqtt(runtime: Runtime, *, with_worker: bool) -> None:
+    """The worker publishes live state; a web process on its own subscribes to it."""
+    settings = runtime.settings
+    url = settings.mqtt_url.get_secret_value()
+    if not url:
+        if not with_worker:
+            log.warning(
+                "DIALER_MQTT_URL is empty: this web process shows no live state from workers"
+            )
+        return
+    if with_worker:
+        runtime.mqtt = MqttPublisher(
+            runtime.broadcaster,
+            url,
+            prefix=settings.mqtt_topic_prefix,
+            worker_name=settings.pbx_name,
+        )
+    else:
+        runtime.mqtt = MqttLiveFeed(
+            runtime.broadcaster,
+            url,
+            prefix=settings.mqtt_topic_prefix,
+            client_name=f"web-{socket.gethostname()}-{os.getpid()}",
+            ended_calls=runtime.service.final_states,
+        )
 
 
 async def _wait_for_stop(stop: asyncio.Event | None) -> None:
@@ -111,18 +150,41 @@ async def _wait_for_stop(stop: asyncio.Event | None) -> None:
 
 async def start_web(runtime: Runtime, host: str, port: int) -> tuple[Any, int]:
     """Serve the web app; returns the runner and the port actually bound."""
-    from aiohttp import web as aiohttp_web
-
     try:
         from web.app import create_app
     except ImportError:
         log.warning("the web app is not available in this build; serving the worker only")
         return None, 0
-    app = create_app(runtime)
+    return await _serve(create_app(runtime), host, port)
+
+
+async def start_probes(runtime: Runtime, host: str, port: int) -> tuple[Any, int]:
+    """A worker on its own still answers /healthz and /metrics.
+
+    A port already taken is logged, not fatal: calls matter more than probes.
+    """
+    try:
+        from web.health import create_probe_app
+    except ImportError:
+        return None, 0
+    try:
+        return await _serve(create_probe_app(runtime), host, port)
+    except OSError as error:
+        log.error("cannot serve /healthz and /metrics on %s:%s: %s", host, port, error)
+        return None, 0
+
+
+async def _serve(app: Any, host: str, port: int) -> tuple[Any, int]:
+    from aiohttp import web as aiohttp_web
+
     runner = aiohttp_web.AppRunner(app, access_log=None)
     await runner.setup()
     site = aiohttp_web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
     server = getattr(site, "_server", None)
     bound = port
     if server is not None and server.sockets:
@@ -148,36 +210,31 @@ async def run_serve(
 
     pbx = AmiPbx(AmiClient.from_settings(settings)) if with_worker else None
     runtime = build_runtime(settings, pbx)
+    attach_mqtt(runtime, with_worker=with_worker)
     runner: Any = None
     try:
         async with asyncio.TaskGroup() as group:
-            if pbx is not None and runtime.worker is not None:
-                worker_task = group.create_task(runtime.worker.run(), name="worker")
-            else:
-                worker_task = None
-            mqtt_url = settings.mqtt_url.get_secret_value()
-            if mqtt_url and with_worker:
-                # The worker owns live state; it publishes it for every web tier.
-                runtime.mqtt = MqttPublisher(
-                    runtime.broadcaster,
-                    mqtt_url,
-                    prefix=settings.mqtt_topic_prefix,
-                    worker_name=settings.pbx_name,
-                )
-                mqtt_task = group.create_task(runtime.mqtt.run(), name="mqtt")
-            else:
-                mqtt_task = None
+            tasks: list[asyncio.Task[None]] = []
+            if runtime.worker is not None:
+                tasks.append(group.create_task(runtime.worker.run(), name="worker"))
+            if runtime.listener is not None:
+                tasks.append(group.create_task(runtime.listener.run(), name="pg-listener"))
+            if runtime.mqtt is not None:
+                tasks.append(group.create_task(runtime.mqtt.run(), name="mqtt"))
             port = 0
             if with_web:
                 runner, port = await start_web(runtime, settings.web_host, settings.web_port)
-            log.info("dialer running (worker=%s, web port=%s)", with_worker, port or "-")
+            elif settings.worker_http:
+                runner, port = await start_probes(
+                    runtime, settings.web_host, settings.worker_http_port
+                )
+            log.info("dialer running (worker=%s, http port=%s)", with_worker, port or "-")
             if on_ready is not None:
                 on_ready(runtime, port)
             await _wait_for_stop(stop)
             log.info("shutting down; live calls stay up on the PBX")
-            for task in (worker_task, mqtt_task):
-                if task is not None:
-                    task.cancel()
+            for task in tasks:
+                task.cancel()
     finally:
         if runner is not None:
             await runner.cleanup()

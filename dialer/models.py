@@ -151,6 +151,9 @@ class User(Base):
     role: Mapped[Role] = mapped_column(enum_column(Role, "role"), default=Role.VOLUNTEER)
     password_hash: Mapped[str] = mapped_column(String(255))
     sip_extension: Mapped[str | None] = mapped_column(String(40), unique=True)
+    # The PBX (worker) the desk phone is registered on, as in DIALER_PBX_NAME;
+    # None: the PBX of the process taking the request.
+    pbx: Mapped[str | None] = mapped_column(String(100))
     language: Mapped[str | None] = mapped_column(String(16))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -364,6 +367,33 @@ class CallAttempt(Base):
 
     volunteer: Mapped[User] = relationship(foreign_keys=[volunteer_id])
     contact: Mapped[Contact] = relationship()
+
+
+class HangupRequest(Base):
+    """A hang-up asked for by a volunteer or ops, waiting for its PBX's worker.
+
+    A row rather than a message so a web process can ask without the worker
+    in the same process, and a worker restart does not forget the request.
+    """
+
+    __tablename__ = "hangup_requests"
+    __table_args__ = (
+        Index(
+            "ix_hangup_requests_waiting",
+            "pbx",
+            postgresql_where=text("handled_at IS NULL"),
+            sqlite_where=text("handled_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(64))
+    pbx: Mapped[str] = mapped_column(String(100))
+    # "volunteer" or "operator": it decides the call's outcome.
+    requested_by: Mapped[str] = mapped_column(String(20))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    handled_at: Mapped[datetime | None] = mapped_column()
 
 
 class Disposition(Base):

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -24,6 +25,10 @@ log = logging.getLogger(__name__)
 
 QOS = 1
 OFFLINE = json.dumps({"status": "offline"})
+
+
+# Given call ids, the final payload of those that have ended (from the database).
+EndedCalls = Callable[[list[str]], Awaitable[dict[str, dict[str, Any]]]]
 
 
 class MqttSettingsError(ValueError):
@@ -169,3 +174,115 @@ class MqttPublisher:
             await client.publish(topic, b"", QOS, retain=True)
             self._retained.discard(topic)
         self.published += 1
+
+
+class MqttLiveFeed:
+    """The other direction: a web process that runs no worker learns live state here.
+
+    It subscribes to the topics the workers publish and replays them into
+    the process's own broadcaster, which the live panel already follows.
+    Retained messages give the current state on every (re)connection; calls
+    that ended while the broker was away lost their retained message, so
+    after each reconnection the database (always ahead of MQTT: states are
+    stored before they are published) says which shown calls are over.
+    """
+
+    def __init__(
+        self,
+        broadcaster: Broadcaster,
+        url: str,
+        *,
+        prefix: str = "dialer",
+        client_name: str = "web",
+        ended_calls: EndedCalls | None = None,
+        reconnect_max_delay: float = 30.0,
+    ) -> None:
+        self.broadcaster = broadcaster
+        self.options = parse_url(url)
+        self.prefix = prefix.strip("/")
+        self.client_name = client_name
+        self.ended_calls = ended_calls
+        self.reconnect_max_delay = reconnect_max_delay
+        self.connected = False
+        self.received = 0
+        self.reconnects = 0
+
+    @property
+    def subscriptions(self) -> list[str]:
+        return [
+            f"{self.prefix}/calls/+",
+            f"{self.prefix}/volunteers/+/status",
+            f"{self.prefix}/campaigns/+/counters",
+            f"{self.prefix}/workers/+/status",
+        ]
+
+    async def run(self) -> None:
+        delay = 0.5
+        first = True
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    **self.options, identifier=f"dialer-{self.client_name}", timeout=5
+                ) as client:
+                    for topic in self.subscriptions:
+                        await client.subscribe(topic, QOS)
+                    self.connected = True
+                    delay = 0.5
+                    if not first:
+                        self.reconnects += 1
+                        await self._drop_ended_calls()
+                    first = False
+                    async for message in client.messages:
+                        self.apply(str(message.topic), bytes(message.payload or b""))
+            except aiomqtt.MqttError as error:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise asyncio.CancelledError from error
+                self.connected = False
+                log.warning("MQTT broker unavailable (%s); retrying in %.1fs", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.reconnect_max_delay)
+            finally:
+                self.connected = False
+
+    def apply(self, topic: str, payload: bytes) -> None:
+        """Replay one message into the broadcaster; anything unexpected is ignored."""
+        parts = topic.split("/")
+        prefix_length = len(self.prefix.split("/"))
+        if parts[:prefix_length] != self.prefix.split("/"):
+            return
+        rest = parts[prefix_length:]
+        if not payload:
+            return  # a retained message being cleared: the final state came before it
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            log.warning("ignoring a malformed MQTT message on %s", topic)
+            return
+        if not isinstance(data, dict):
+            return
+        self.received += 1
+        match rest:
+            case ["calls", call_id]:
+                ended = data.get("state") == "ended"
+                self.broadcaster.publish("call", call_id, data, present=not ended)
+            case ["volunteers", volunteer_id, "status"]:
+                self.broadcaster.publish("volunteer", volunteer_id, data)
+            case ["campaigns", campaign_id, "counters"]:
+                self.broadcaster.publish("campaign", campaign_id, data)
+            case ["workers", worker, "status"]:
+                self.broadcaster.publish("health", worker, data)
+
+    async def _drop_ended_calls(self) -> None:
+        if self.ended_calls is None:
+            return
+        shown = [event.key for event in self.broadcaster.snapshot("call")]
+        if not shown:
+            return
+        try:
+            final = await self.ended_calls(shown)
+        except Exception:
+            log.warning("could not check which calls ended during the outage", exc_info=True)
+            return
+        for call_id, payload in final.items():
+            self.broadcaster.publish("call", call_id, payload, present=False)

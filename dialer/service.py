@@ -56,9 +56,11 @@ from dialer.models import (
     ContactPhone,
     Disposition,
     FollowUpTask,
+    HangupRequest,
     User,
     utcnow,
 )
+from dialer.notify import CALL_REQUESTS, HANGUP_REQUESTS, notify
 from dialer.outcomes import OutcomeSubmission, SubmissionInvalid, validate_submission
 from dialer.ports import HangupBy
 from dialer.survey import CallingHours, SurveyDefinition
@@ -183,7 +185,7 @@ class DialerService:
         pbx_name: str = "default",
         broadcaster: Broadcaster | None = None,
         on_request: Callable[[str], None] | None = None,
-        hangup_handler: Callable[[str, HangupBy], Awaitable[None]] | None = None,
+        on_hangup_request: Callable[[], None] | None = None,
         clock: Clock = utcnow,
         fallback_zone: str = "UTC",
     ) -> None:
@@ -195,8 +197,10 @@ class DialerService:
         self.default_caller_id = default_caller_id
         self.pbx_name = pbx_name
         self.broadcaster = broadcaster or Broadcaster()
+        # In-process wake-ups for a worker in the same process; workers
+        # elsewhere hear of new rows through NOTIFY or their poll.
         self.on_request = on_request
-        self.hangup_handler = hangup_handler
+        self.on_hangup_request = on_hangup_request
         self.clock = clock
         self.fallback_zone = fallback_zone
 
@@ -283,6 +287,7 @@ class DialerService:
                     },
                     actor_id=volunteer_id,
                 )
+                await notify(session, CALL_REQUESTS, call.pbx)
         except IntegrityError as error:
             refusal = _constraint_refusal(error)
             if refusal is None:
@@ -385,7 +390,7 @@ class DialerService:
             number_e164=phone.e164,
             volunteer_id=volunteer.id,
             caller_id=chosen or None,
-            pbx=self.pbx_name,
+            pbx=volunteer.pbx or self.pbx_name,
             state=CallState.REQUESTED,
             requested_at=now,
         )
@@ -402,21 +407,47 @@ class DialerService:
         return self.volunteer_channel.format(extension=extension)
 
     async def hang_up(self, user_id: int, call_id: str) -> None:
-        """Hang up a live call: its own volunteer, or any organizer/admin."""
-        async with self.sessions() as session:
-            user = await session.get(User, user_id)
-            call = await session.scalar(select(CallAttempt).where(CallAttempt.call_id == call_id))
-        if user is None or call is None:
-            raise NotAllowed("no such call")
-        is_staff = user.role in STAFF_ROLES
-        if call.volunteer_id != user.id and not is_staff:
-            raise NotAllowed("no such call")
-        if call.state is CallState.ENDED:
-            return
-        if self.hangup_handler is None:
-            raise CallRefused(Refusal(RefusalCode.PBX_UNAVAILABLE, "no worker is connected"))
-        by: HangupBy = "volunteer" if call.volunteer_id == user.id else "operator"
-        await self.hangup_handler(call_id, by)
+        """Ask the call's worker to hang up: its own volunteer, or any organizer/admin.
+
+        The request is a row, so it reaches a worker in another process and
+        survives a worker restart; the worker hangs up as soon as the call
+        has a channel (or cancels it if it was not dialed yet).
+        """
+        try:
+            async with self.sessions.begin() as session:
+                user = await session.get(User, user_id)
+                call = await session.scalar(
+                    select(CallAttempt).where(CallAttempt.call_id == call_id)
+                )
+                if user is None or call is None:
+                    raise NotAllowed("no such call")
+                if call.volunteer_id != user.id and user.role not in STAFF_ROLES:
+                    raise NotAllowed("no such call")
+                if call.state is CallState.ENDED:
+                    return
+                by: HangupBy = "volunteer" if call.volunteer_id == user.id else "operator"
+                session.add(
+                    HangupRequest(
+                        call_id=call_id,
+                        pbx=call.pbx,
+                        requested_by=by,
+                        actor_id=user.id,
+                        requested_at=self.clock(),
+                    )
+                )
+                audit.record(
+                    session,
+                    action="call.hangup",
+                    entity_type="call",
+                    entity_id=call_id,
+                    changes={"by": by},
+                    actor_id=user.id,
+                )
+                await notify(session, HANGUP_REQUESTS, call.pbx)
+        except (OperationalError, InterfaceError, OSError) as error:
+            raise RetryableError("the database is unavailable; try again") from error
+        if self.on_hangup_request is not None:
+            self.on_hangup_request()
 
     # -- live state -------------------------------------------------------------
 
@@ -438,6 +469,16 @@ class DialerService:
                 "since": _iso(self.clock()),
             },
         )
+
+    async def final_states(self, call_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The last payload of each of these calls that has ended."""
+        async with self.sessions() as session:
+            rows = await session.scalars(
+                select(CallAttempt).where(
+                    CallAttempt.call_id.in_(call_ids), CallAttempt.state == CallState.ENDED
+                )
+            )
+            return {call.call_id: call_payload(call) for call in rows}
 
     async def campaign_counters(self, campaign_id: int) -> dict[str, Any]:
         """Live numbers for one campaign: dials, reached, contact rate, outcomes.

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     mqtt_topic_prefix: str = "dialer"
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=0, le=65535)
+    # `dialer worker` alone serves /healthz and /metrics on this port
+    # (on web_host); 0 picks a free one.
+    worker_http: bool = True
+    worker_http_port: int = Field(default=8081, ge=0, le=65535)
     volunteer_channel: str = "PJSIP/{extension}"
     outbound_context: str = "dialer-outbound"
     default_region: str = "CA"

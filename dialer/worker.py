@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from dialer.domain import LIVE_CALL_STATES, CallOutcome, CallState
-from dialer.models import CallAttempt, Contact, User
+from dialer.models import CallAttempt, Contact, HangupRequest, User
 from dialer.ports import (
     CallPbx,
     CallSnapshot,
@@ -83,6 +83,7 @@ class CallWorker:
         # committed (metrics, benchmarks).
         self.on_persisted = on_persisted
         self._wakeup = asyncio.Event()
+        self._hangup_wakeup = asyncio.Event()
         self._pending_hangups: dict[str, HangupBy] = {}
         self._last_expiry_sweep: datetime | None = None
         self._counters_due: set[int] = set()
@@ -95,6 +96,10 @@ class CallWorker:
         """A request was committed: look at the outbox now rather than at the next poll."""
         self._wakeup.set()
 
+    def wake_hangups(self, pbx: str | None = None) -> None:
+        """A hang-up was requested: look at the requests now rather than at the next poll."""
+        self._hangup_wakeup.set()
+
     async def run(self) -> None:
         # Calls left in flight must be followed before the first resync
         # arrives, or the resync could not settle them.
@@ -103,6 +108,7 @@ class CallWorker:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._consume_updates(), name="call-updates")
             group.create_task(self._dispatch_loop(), name="outbox")
+            group.create_task(self._hangup_loop(), name="hangup-requests")
             group.create_task(self._counters_loop(), name="campaign-counters")
 
     # -- start-up ------------------------------------------------------------
@@ -266,6 +272,38 @@ class CallWorker:
         self.service.publish_call(call, contact_name=None)
 
     # -- hanging up ----------------------------------------------------------
+
+    async def _hangup_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hangup_wakeup.wait(), self.poll_interval)
+            self._hangup_wakeup.clear()
+            try:
+                await self.handle_hangup_requests()
+            except Exception:
+                log.exception("hang-up requests pass failed; retrying at the next poll")
+
+    async def handle_hangup_requests(self) -> int:
+        """Carry out the hang-ups asked for this PBX, each exactly once."""
+        if not self.pbx.connected:
+            # Left waiting: after the reconnection they are still wanted.
+            return 0
+        async with self.service.sessions.begin() as session:
+            claimed = list(
+                await session.execute(
+                    update(HangupRequest)
+                    .where(
+                        HangupRequest.pbx == self.service.pbx_name,
+                        HangupRequest.handled_at.is_(None),
+                    )
+                    .values(handled_at=self.service.clock())
+                    .returning(HangupRequest.call_id, HangupRequest.requested_by)
+                )
+            )
+        for call_id, requested_by in claimed:
+            by: HangupBy = "operator" if requested_by == "operator" else "volunteer"
+            await self.hangup(call_id, by)
+        return len(claimed)
 
     async def hangup(self, call_id: str, by: HangupBy) -> None:
         """Hang up now, or as soon as the call has a channel to hang up."""

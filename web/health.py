@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from dialer.bootstrap import Runtime
 from web.keys import runtime_key
 
 routes = web.RouteTableDef()
@@ -19,3 +20,11 @@ async def healthz(request: web.Request) -> web.Response:
         status=200 if healthy else 503,
         headers={"Cache-Control": "no-store"},
     )
+
+
+def create_probe_app(runtime: Runtime) -> web.Application:
+    """The HTTP side of a process that runs no web app (`dialer worker`)."""
+    app = web.Application()
+    app[runtime_key] = runtime
+    app.add_routes(routes)
+    return app

@@ -76,7 +76,7 @@ async def running_worker(
     service = world.service(**service_options)
     worker = CallWorker(service, pbx, originate_timeout_ms=5000, poll_interval=0.05)
     service.on_request = worker.wake
-    service.hangup_handler = worker.hangup
+    service.on_hangup_request = worker.wake_hangups
     task = asyncio.create_task(worker.run())
     async with asyncio.timeout(10):
         while not pbx.connected:

@@ -451,8 +451,14 @@ class DialerService:
 
     # -- live state -------------------------------------------------------------
 
-    def publish_call(self, call: CallAttempt, *, contact_name: str | None) -> None:
+    def publish_call(
+        self, call: CallAttempt, *, contact_name: str | None, event_at: datetime | None = None
+    ) -> None:
         payload = call_payload(call)
+        if event_at is not None:
+            # When the PBX news behind this state was read: lets anyone
+            # downstream (the panel, MQTT consumers, benchmarks) see the lag.
+            payload["event_at"] = _iso(event_at)
         if contact_name is not None:
             payload["contact_name"] = contact_name
         self.broadcaster.publish(

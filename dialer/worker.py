@@ -408,6 +408,7 @@ class CallWorker:
         """Persist snapshots in one transaction, then publish them."""
         ordered = list(snapshots)
         changed: dict[str, CallAttempt] = {}
+        event_at: dict[str, datetime] = {}
         ended: list[CallAttempt] = []
         async with self.service.sessions.begin() as session:
             ids = {snapshot.call_id for snapshot in ordered}
@@ -429,13 +430,14 @@ class CallWorker:
                         call.needs_review = True
                     ended.append(call)
                 changed[call.call_id] = call
+                event_at[call.call_id] = snapshot.at
             await self.service.after_calls_ended(session, ended)
         stored_at = self.service.clock()
         for snapshot in ordered:
             if snapshot.call_id in changed and self.on_persisted is not None:
                 self.on_persisted(snapshot, (stored_at - snapshot.at).total_seconds())
         for call in changed.values():
-            self.service.publish_call(call, contact_name=None)
+            self.service.publish_call(call, contact_name=None, event_at=event_at[call.call_id])
         campaigns = {call.campaign_id for call in ended if call.campaign_id is not None}
         if campaigns:
             self._counters_due.update(campaigns)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -206,6 +206,11 @@ class CallWorker:
                     CallAttempt.pbx == self.service.pbx_name,
                     CallAttempt.state == CallState.REQUESTED,
                     CallAttempt.originate_sent_at.is_(None),
+                    # Cancelled before it was dialed: the hang-up pass ends it.
+                    ~exists().where(
+                        HangupRequest.call_id == CallAttempt.call_id,
+                        HangupRequest.handled_at.is_(None),
+                    ),
                 )
                 .order_by(CallAttempt.requested_at)
                 .limit(limit)

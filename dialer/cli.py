@@ -95,6 +95,11 @@ def user() -> None:
     show_default=True,
 )
 @click.option("--extension", help="The volunteer's SIP extension, e.g. 1001.")
+@click.option(
+    "--pbx",
+    help="The PBX the desk phone is on (a worker's DIALER_PBX_NAME); "
+    "default: that of the process taking the call.",
+)
 @click.option("--team", "teams", multiple=True, help="Team to join (repeatable; created if new).")
 @click.option("--name", "display_name", default="", help="Name shown to others.")
 @click.option("--email")
@@ -106,6 +111,7 @@ def user_add(
     username: str,
     role: str,
     extension: str | None,
+    pbx: str | None,
     teams: tuple[str, ...],
     display_name: str,
     email: str | None,
@@ -133,6 +139,7 @@ def user_add(
                     extension=extension,
                     teams=teams,
                     language=language,
+                    pbx=pbx,
                 )
 
     try:

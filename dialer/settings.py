@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -68,6 +69,14 @@ class Settings(BaseSettings):
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"unknown region {value!r}; use an ISO 3166 code such as CA or FR")
         return region
+
+    @field_validator("pbx_name")
+    @classmethod
+    def _pbx_name(cls, value: str) -> str:
+        # A NOTIFY payload, an MQTT topic level and users' "pbx" value.
+        if not re.fullmatch(r"[0-9A-Za-z._-]{1,100}", value):
+            raise ValueError("may only use letters, digits, '.', '_' and '-'")
+        return value
 
     @field_validator("volunteer_channel")
     @classmethod

@@ -15,6 +15,7 @@ from dialer.passwords import hash_password
 
 _USERNAME = re.compile(r"[A-Za-z0-9_.@-]{2,100}\Z")
 _EXTENSION = re.compile(r"[0-9A-Za-z_-]{1,40}\Z")
+_PBX_NAME = re.compile(r"[0-9A-Za-z._-]{1,100}\Z")
 
 
 class UserError(ValueError):
@@ -33,6 +34,13 @@ def check_extension(extension: str) -> str:
             _("a SIP extension may only use letters, digits, '_' and '-'"), field="extension"
         )
     return extension
+
+
+def check_pbx_name(pbx: str) -> str:
+    # Matched against DIALER_PBX_NAME of the workers; also an MQTT topic level.
+    if not _PBX_NAME.match(pbx):
+        raise UserError(_("a PBX name may only use letters, digits, '.', '_' and '-'"), field="pbx")
+    return pbx
 
 
 async def get_or_create_team(session: AsyncSession, name: str) -> Team:
@@ -55,6 +63,7 @@ async def add_user(
     extension: str | None = None,
     teams: tuple[str, ...] = (),
     language: str | None = None,
+    pbx: str | None = None,
     actor_label: str = "cli",
 ) -> User:
     if not _USERNAME.match(username):
@@ -73,8 +82,11 @@ async def add_user(
                 ),
                 field="extension",
             )
+    if pbx is not None:
+        check_pbx_name(pbx)
     user = User(
         username=username,
+        pbx=pbx,
         display_name=display_name or username,
         email=email,
         role=role,
@@ -96,6 +108,7 @@ async def add_user(
             "username": username,
             "role": role.value,
             "extension": extension,
+            "pbx": pbx,
             "teams": list(teams),
         },
         actor_label=actor_label,

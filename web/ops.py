@@ -25,7 +25,7 @@ from dialer.passwords import WeakPassword, generate_password
 from dialer.phones import InvalidPhoneNumber, to_e164
 from dialer.phones import display as display_number
 from dialer.survey import CallingHours, SurveyDefinition, TimeWindow
-from dialer.users import UserError, add_user, check_extension, get_or_create_team
+from dialer.users import UserError, add_user, check_extension, check_pbx_name, get_or_create_team
 from web import i18n
 from web.errors import PageError
 from web.forms import Reader, read_form
@@ -595,6 +595,7 @@ async def users_update(request: web.Request) -> web.StreamResponse:
     form = await read_form(request)
     reader = Reader(form)
     extension = reader.text("extension", max_length=40) or None
+    pbx = reader.text("pbx", max_length=100) or None
     teams = [
         name.strip()[:200]
         for name in reader.text("teams", max_length=1000).split(",")
@@ -627,7 +628,17 @@ async def users_update(request: web.Request) -> web.StreamResponse:
                     _("Not valid"),
                     _("This extension is taken or not valid (letters, digits, _ and - only)."),
                 )
+        if pbx is not None:
+            try:
+                check_pbx_name(pbx)
+            except UserError:
+                raise PageError(
+                    422,
+                    _("Not valid"),
+                    _("A PBX name may only use letters, digits, '.', '_' and '-'."),
+                ) from None
         user.sip_extension = extension
+        user.pbx = pbx
         if user.id != actor.id:
             user.is_active = active
         current = {
@@ -650,7 +661,12 @@ async def users_update(request: web.Request) -> web.StreamResponse:
             action="user.update",
             entity_type="user",
             entity_id=user.id,
-            changes={"extension": extension, "teams": teams, "active": user.is_active},
+            changes={
+                "extension": extension,
+                "pbx": pbx,
+                "teams": teams,
+                "active": user.is_active,
+            },
             actor_id=actor.id,
         )
     raise web.HTTPSeeOther(safe_next(str(form.get("next", "")), "/ops/users"))

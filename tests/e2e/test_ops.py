@@ -278,9 +278,12 @@ async def test_add_users_and_extensions(client: ClientFactory, world: WebWorld) 
         dora = await session.scalar(select(User).where(User.username == "dora"))
     assert dora is not None and dora.sip_extension == "1004" and dora.language == "fr"
     response = await olivia.form(
-        f"/ops/users/{dora.id}", {"extension": "1005", "teams": "Montreal, Laval"}
+        f"/ops/users/{dora.id}", {"extension": "1005", "teams": "Montreal, Laval", "pbx": "east"}
     )
     assert response.status == 303
     async with world.sessions() as session:
         dora = await session.scalar(select(User).where(User.username == "dora"))
     assert dora is not None and dora.sip_extension == "1005" and dora.is_active is False
+    assert dora.pbx == "east"
+    response = await olivia.form(f"/ops/users/{dora.id}", {"extension": "1005", "pbx": "a b"})
+    assert response.status == 422

@@ -70,6 +70,8 @@ async def test_user_add_with_a_password_from_stdin(pg_url: str, sessions: Sessio
         "1001",
         "--team",
         "Montreal",
+        "--pbx",
+        "east",
         "--password-stdin",
         stdin="correct horse battery\n",
     )
@@ -78,7 +80,7 @@ async def test_user_add_with_a_password_from_stdin(pg_url: str, sessions: Sessio
     async with sessions() as session:
         alice = await session.scalar(select(User).where(User.username == "alice"))
         assert alice is not None
-        assert (alice.role, alice.sip_extension) == (Role.VOLUNTEER, "1001")
+        assert (alice.role, alice.sip_extension, alice.pbx) == (Role.VOLUNTEER, "1001", "east")
         assert verify_password(alice.password_hash, "correct horse battery")
         assert await session.scalar(select(TeamMember.user_id)) == alice.id
 
@@ -95,6 +97,10 @@ async def test_user_add_refuses_duplicates_and_bad_extensions(
     )
     assert hostile.returncode == 1
     assert "a SIP extension may only use letters, digits" in hostile.stderr
+    # The PBX name becomes an MQTT topic level and a NOTIFY payload.
+    wildcard = await dialer(pg_url, "user", "add", "mallory", "--pbx", "east/#")
+    assert wildcard.returncode == 1
+    assert "a PBX name may only use letters, digits" in wildcard.stderr
 
 
 async def test_import_exit_codes_and_report(

@@ -232,7 +232,14 @@ class CallWorker:
                 .order_by(CallAttempt.requested_at)
                 .execution_options(populate_existing=True)
             )
-            return [self._originate_request(call, call.volunteer, call.contact) for call in calls]
+            claimed_calls = list(calls)
+        # The web process that took the click may be elsewhere: say here, for
+        # MQTT, that the request is on its way to the PBX.
+        for call in claimed_calls:
+            self.service.publish_call(call, contact_name=None)
+        return [
+            self._originate_request(call, call.volunteer, call.contact) for call in claimed_calls
+        ]
 
     def _originate_request(
         self, call: CallAttempt, volunteer: User, contact: Contact

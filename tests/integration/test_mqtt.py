@@ -6,15 +6,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiomqtt
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ami_bridge.simulator import AmiSimulator
+from dialer.domain import CallState
 from dialer.live import Broadcaster
 from dialer.mqtt import MqttPublisher, parse_url
+from tests.integration.pbx_harness import running_worker
+from tests.integration.world import build_world
 from tests.support.tcp_proxy import TcpProxy
+
+Sessions = async_sessionmaker[AsyncSession]
 
 BROKER = ("127.0.0.1", 1883)
 
@@ -185,3 +194,75 @@ async def test_the_publisher_stops_when_cancelled_even_with_the_broker_gone(pref
         await proxy.stop()
         async with aiomqtt.Client(*BROKER) as client:
             await client.publish(f"{prefix}/workers/default/status", b"", qos=1, retain=True)
+
+
+def documented_fields(topic: str) -> set[str]:
+    """The payload fields docs/mqtt.md lists for ``topic`` (its table row)."""
+    for line in DOC.read_text().splitlines():
+        cells = [cell.strip() for cell in line.split("|")]
+        if len(cells) > 3 and cells[1] == f"`dialer/{topic}`":
+            # Field names are the backticked words not followed by "(" values.
+            return set(re.findall(r"`([a-z_]+)`", cells[3])) - VALUES
+    raise AssertionError(f"docs/mqtt.md has no row for {topic}")
+
+
+DOC = Path(__file__).parents[2] / "docs" / "mqtt.md"
+# Backticked words in the payload column that are values, not field names.
+VALUES = {
+    "requested",
+    "ringing_volunteer",
+    "volunteer_answered",
+    "ringing_contact",
+    "talking",
+    "ended",
+    "ringing",
+    "on_call",
+    "wrap_up",
+    "idle",
+    "refused",
+    "absent",
+    "answered",
+    "call_back_later",
+    "wrong_number",
+    "other",
+}
+
+
+async def test_a_real_call_publishes_the_documented_payloads(
+    sessions: Sessions, simulator: AmiSimulator, prefix: str
+) -> None:
+    world = await build_world(sessions)
+    async with running_worker(world, simulator) as harness:
+        async with (
+            watching(prefix) as watcher,
+            publishing(harness.service.broadcaster, BROKER[1], prefix),
+        ):
+            call_id = await harness.call("paris")  # ...0: answers, then hangs up
+            await harness.wait_for(call_id, CallState.ENDED)
+            await watcher.wait_for(f"{prefix}/calls/{call_id}", None)  # cleared at the end
+            await asyncio.sleep(1.5)  # campaign counters follow within a second
+        calls = [v for t, v, _ in watcher.seen if t == f"{prefix}/calls/{call_id}" and v]
+        assert [payload["state"] for payload in calls][-1] == "ended"  # type: ignore[index]
+        documented = documented_fields("calls/<call id>")
+        for payload in calls:
+            assert isinstance(payload, dict)
+            # The request, published when the worker claims it, has no PBX
+            # event behind it yet.
+            optional = {"event_at"} if payload["state"] == "requested" else set()
+            assert documented - optional <= set(payload) <= documented, payload["state"]
+        volunteer_topic = f"{prefix}/volunteers/{world.users['alice']}/status"
+        statuses = [v for t, v, _ in watcher.seen if t == volunteer_topic and v]
+        assert statuses and all(
+            set(s) == documented_fields("volunteers/<user id>/status")  # type: ignore[arg-type]
+            for s in statuses
+        )
+        counters = [
+            v
+            for t, v, _ in watcher.seen
+            if t == f"{prefix}/campaigns/{world.campaign_id}/counters" and v
+        ]
+        assert counters, "no campaign counters published"
+        assert set(counters[-1]) == documented_fields(  # type: ignore[arg-type]
+            "campaigns/<campaign id>/counters"
+        )
+        await _clear(prefix, watcher)

@@ -180,7 +180,7 @@ async def load_session(
         ).first()
     if row is None:
         return None
-    web_session, user = row.tuple()
+    web_session, user = row
     if (
         not user.is_active
         or web_session.expires_at <= now

@@ -34,7 +34,7 @@ from dialer.web_models import WebSession
 from web import i18n, labels
 from web.errors import ApiError, PageError
 from web.i18n import _
-from web.keys import config_key, runtime_key, templates_key
+from web.keys import config_key, runtime_key, template_context_key, templates_key
 from web.templating import render
 
 log = logging.getLogger(__name__)
@@ -47,10 +47,11 @@ CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
-_USER = "pb.user"
-_SESSION = "pb.session"
-_TOKEN = "pb.csrf"  # noqa: S105 - a request key, not a secret
-_NEW_PRE_TOKEN = "pb.new_pre_token"  # noqa: S105 - a request key
+_USER = web.RequestKey("pb.user", User)
+_SESSION = web.RequestKey("pb.session", WebSession)
+_TOKEN = web.RequestKey("pb.csrf", str)
+_NEW_PRE_TOKEN = web.RequestKey("pb.new_pre_token", str)
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -217,7 +218,8 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
     if token and not request.path.startswith("/static/"):
         found = await load_session(runtime.sessions, token, policy=config.session_policy)
         if found is not None:
-            request[_SESSION], user = found
+            web_session, user = found
+            request[_SESSION] = web_session
             request[_USER] = user
             request[_TOKEN] = found[0].csrf_token
     if user is None:
@@ -229,7 +231,7 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
     zone = i18n.zone_or(request.cookies.get(ZONE_COOKIE), config.default_timezone)
     language = _choose_language(request, user)
     i18n.activate(language, zone)
-    request["template_context"] = {
+    request[template_context_key] = {
         "user": user,
         "csrf_token": csrf_token(request),
         "lang": language,

@@ -18,6 +18,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from web import i18n, jsstrings, labels
+from web.keys import template_context_key
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -85,7 +86,7 @@ def render(
     *,
     status: int = 200,
 ) -> web.Response:
-    values = dict(request.get("template_context", {}))
+    values = dict(request.get(template_context_key, {}))
     values.update(context)
     html = env.get_template(template).render(values)
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")

@@ -8,6 +8,7 @@ from datetime import timedelta
 import aiohttp
 import pytest
 from sqlalchemy import select, update
+from yarl import URL
 
 from dialer.models import Contact, utcnow
 from dialer.web_models import ContactNote, LoginFailure, WebSession
@@ -83,7 +84,7 @@ async def test_unknown_user_is_refused_like_a_wrong_password(client: ClientFacto
 
 async def test_sign_out_ends_the_session_on_the_server(client: ClientFactory) -> None:
     alice = await client("alice")
-    token = alice.http.cookie_jar.filter_cookies(alice.base)["pb_session"].value  # type: ignore[arg-type]
+    token = alice.http.cookie_jar.filter_cookies(URL(alice.base))["pb_session"].value
     response = await alice.form("/logout", {})
     assert response.status == 303
     # Even a copy of the old cookie no longer works.

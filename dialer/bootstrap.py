@@ -128,6 +128,7 @@ def attach_mqtt(runtime: Runtime, *, with_worker: bool) -> None:
             url,
             prefix=settings.mqtt_topic_prefix,
             worker_name=settings.pbx_name,
+            ca_file=settings.mqtt_ca_file or None,
         )
     else:
         runtime.mqtt = MqttLiveFeed(
@@ -136,6 +137,7 @@ def attach_mqtt(runtime: Runtime, *, with_worker: bool) -> None:
             prefix=settings.mqtt_topic_prefix,
             client_name=f"web-{socket.gethostname()}-{os.getpid()}",
             ended_calls=runtime.service.final_states,
+            ca_file=settings.mqtt_ca_file or None,
         )
 
 

@@ -35,8 +35,12 @@ class MqttSettingsError(ValueError):
     pass
 
 
-def parse_url(url: str) -> dict[str, Any]:
-    """``mqtt://user:pass@host:1883`` or ``mqtts://...:8883`` -> aiomqtt.Client options."""
+def parse_url(url: str, *, ca_file: str | None = None) -> dict[str, Any]:
+    """``mqtt://user:pass@host:1883`` or ``mqtts://...:8883`` -> aiomqtt.Client options.
+
+    ``ca_file`` trusts a private certificate authority (a self-hosted broker's)
+    instead of the system's.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts"):
         raise MqttSettingsError("DIALER_MQTT_URL must start with mqtt:// or mqtts://")
@@ -50,7 +54,9 @@ def parse_url(url: str) -> dict[str, Any]:
         options["username"] = unquote(parts.username)
         options["password"] = unquote(parts.password or "")
     if parts.scheme == "mqtts":
-        options["tls_context"] = ssl.create_default_context()
+        options["tls_context"] = ssl.create_default_context(cafile=ca_file)
+    elif ca_file:
+        raise MqttSettingsError("DIALER_MQTT_CA_FILE needs an mqtts:// URL")
     return options
 
 
@@ -64,9 +70,10 @@ class MqttPublisher:
         worker_name: str = "default",
         reconnect_max_delay: float = 30.0,
         backlog: int = 10_000,
+        ca_file: str | None = None,
     ) -> None:
         self.broadcaster = broadcaster
-        self.options = parse_url(url)
+        self.options = parse_url(url, ca_file=ca_file)
         self.prefix = prefix.strip("/")
         self.worker_name = worker_name
         self.reconnect_max_delay = reconnect_max_delay
@@ -196,9 +203,10 @@ class MqttLiveFeed:
         client_name: str = "web",
         ended_calls: EndedCalls | None = None,
         reconnect_max_delay: float = 30.0,
+        ca_file: str | None = None,
     ) -> None:
         self.broadcaster = broadcaster
-        self.options = parse_url(url)
+        self.options = parse_url(url, ca_file=ca_file)
         self.prefix = prefix.strip("/")
         self.client_name = client_name
         self.ended_calls = ended_calls

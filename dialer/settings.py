@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     ami_max_actions_in_flight: int = Field(default=64, ge=1)
     mqtt_url: SecretStr = SecretStr("mqtt://127.0.0.1:1883")
     mqtt_topic_prefix: str = "dialer"
+    # A private CA to trust for mqtts:// (a self-hosted broker's certificate).
+    mqtt_ca_file: str = ""
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=0, le=65535)
     # `dialer worker` alone serves /healthz and /metrics on this port

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import json
 import re
+import socket
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import quote
 
 import aiomqtt
 import pytest
@@ -266,3 +270,135 @@ async def test_a_real_call_publishes_the_documented_payloads(
             "campaigns/<campaign id>/counters"
         )
         await _clear(prefix, watcher)
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _certificates_and_passwords(directory: Path, password: str) -> None:
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=test CA",
+        cwd=directory,
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+        cwd=directory,
+    )
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+        cwd=directory,
+    )
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(directory / "passwd"), "dialer", password],
+        check=True,
+        capture_output=True,
+    )
+
+
+@contextlib.asynccontextmanager
+async def tls_broker(directory: Path, password: str) -> AsyncIterator[int]:
+    """A private Mosquitto with TLS (its own CA) and a password file."""
+    await asyncio.to_thread(_certificates_and_passwords, directory, password)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    (directory / "mosquitto.conf").write_text(
+        f"listener {port} 127.0.0.1\n"
+        f"cafile {directory / 'ca.pem'}\n"
+        f"certfile {directory / 'server.pem'}\n"
+        f"keyfile {directory / 'server.key'}\n"
+        "allow_anonymous false\n"
+        f"password_file {directory / 'passwd'}\n"
+        # Started as root, Mosquitto would drop to a user that cannot read these.
+        f"user {getpass.getuser()}\n"
+    )
+    process = await asyncio.create_subprocess_exec(
+        "mosquitto",
+        "-c",
+        str(directory / "mosquitto.conf"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.05)
+        yield port
+    finally:
+        process.kill()
+        await process.wait()
+
+
+async def test_tls_with_a_private_ca_and_a_password(tmp_path: Path, prefix: str) -> None:
+    password = "s3cret:@/x"  # characters that must be %-encoded in the URL
+    async with tls_broker(tmp_path, password) as port:
+        url = f"mqtts://dialer:{quote(password, safe='')}@127.0.0.1:{port}"
+        ca = str(tmp_path / "ca.pem")
+        broadcaster = Broadcaster()
+        publisher = MqttPublisher(
+            broadcaster, url, prefix=prefix, reconnect_max_delay=0.2, ca_file=ca
+        )
+        task = asyncio.create_task(publisher.run())
+        try:
+            async with asyncio.timeout(10):
+                while not publisher.connected:
+                    await asyncio.sleep(0.02)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        # The wrong password, or the system's CAs instead of ours: no connection.
+        for bad in (
+            MqttPublisher(broadcaster, url.replace("s3cret", "wrong"), ca_file=ca),
+            MqttPublisher(broadcaster, url),
+        ):
+            task = asyncio.create_task(bad.run())
+            async with asyncio.timeout(10):
+                while bad.publish_failures == 0:
+                    await asyncio.sleep(0.02)
+            assert not bad.connected
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    with pytest.raises(ValueError, match="needs an mqtts:// URL"):
+        parse_url("mqtt://broker", ca_file=ca)

@@ -81,7 +81,12 @@ class PgListener:
             connection: asyncpg.Connection | None = None
             lost = asyncio.Event()
             try:
-                connection = await asyncpg.connect(self._dsn, timeout=10)
+                connection = await asyncpg.connect(
+                    self._dsn,
+                    timeout=10,
+                    # Named, so a DBA sees what this idle connection is for.
+                    server_settings={"application_name": f"dialer-listener-{self.pbx}"},
+                )
                 connection.add_termination_listener(functools.partial(_set_on_close, lost))
                 for channel in self.handlers:
                     await connection.add_listener(channel, self._on_notification)

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ami_bridge.simulator import AmiSimulator, ContactBehaviour, ContactOutcome
@@ -52,7 +52,9 @@ async def state_of(sessions: Sessions, call_id: str) -> CallState:
 
 
 @contextlib.asynccontextmanager
-async def listening(pg_url: str, harness: Harness, pbx: str = "default") -> AsyncIterator[None]:
+async def listening(
+    pg_url: str, harness: Harness, pbx: str = "default"
+) -> AsyncIterator[PgListener]:
     listener = PgListener(
         asyncpg_dsn(pg_url),
         {CALL_REQUESTS: harness.worker.wake, HANGUP_REQUESTS: harness.worker.wake_hangups},
@@ -61,7 +63,7 @@ async def listening(pg_url: str, harness: Harness, pbx: str = "default") -> Asyn
     task = asyncio.create_task(listener.run())
     try:
         await until(lambda: listener.connected)
-        yield
+        yield listener
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -94,6 +96,30 @@ async def test_requests_and_hangups_from_another_process_wake_the_worker_at_once
         ended = await row(sessions, call.call_id)
         assert ended.outcome is CallOutcome.HUNG_UP_BY_OPERATOR
         assert simulator.action_counts["Originate"] == 1
+
+
+async def test_the_listener_comes_back_after_its_connection_is_killed(
+    pg_url: str, sessions: Sessions, simulator: AmiSimulator
+) -> None:
+    world = await build_world(sessions)
+    async with running_worker(world, simulator) as harness, listening(pg_url, harness) as listener:
+        harness.worker.poll_interval = 30
+        await asyncio.sleep(0.2)
+        async with sessions() as session:
+            killed = await session.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE application_name = 'dialer-listener-default'"
+                )
+            )
+        assert killed == 1
+        await until(lambda: listener.reconnects >= 1 and listener.connected)
+        call = await world.service().start_call(
+            volunteer_id=world.users["alice"],
+            contact_id=world.contacts["montreal"],
+            campaign_id=world.campaign_id,
+        )
+        await eventually(lambda: _is(sessions, call.call_id, CallState.TALKING), timeout=5)
 
 
 async def _is(sessions: Sessions, call_id: str, state: CallState) -> bool:

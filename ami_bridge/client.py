@@ -36,7 +36,8 @@ import itertools
 import logging
 import random
 import secrets
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
@@ -158,12 +159,16 @@ class _Pending:
     items: list[Message] = field(default_factory=list)
     is_resync: bool = False
     is_login: bool = False
+    sent_at: float = 0.0
+    """``time.monotonic()`` when the action was written."""
 
 
 @dataclass(frozen=True, slots=True)
 class _Reply:
     response: Message
     items: tuple[Message, ...] = ()
+    seconds: float = 0.0
+    """From writing the action to reading its response (the list's end, for a list)."""
 
 
 class _Connection(AMIProtocol):  # type: ignore[misc]  # panoramisk is untyped
@@ -270,6 +275,9 @@ class AmiClient:
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(3)
         self.stats = ClientStats()
+        # Told, for each Originate the PBX answered (Success or Error), the
+        # seconds from writing it to reading the response (metrics).
+        self.on_originate_answered: Callable[[float], None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AmiClient:
@@ -410,7 +418,7 @@ class AmiClient:
                 # the same read as the response must not be dropped.
                 conn.logged_in = True
             if not pending.future.done():
-                pending.future.set_result(_Reply(message))
+                pending.future.set_result(_Reply(message, seconds=_since(pending.sent_at)))
             return
         if pending is not None and action_id is not None and pending.response is not None:
             if (message.get("EventList") or "").lower() != "complete":
@@ -420,7 +428,9 @@ class AmiClient:
             if pending.is_resync:
                 self._finish_resync(tuple(pending.items))
             if not pending.future.done():
-                pending.future.set_result(_Reply(pending.response, tuple(pending.items)))
+                pending.future.set_result(
+                    _Reply(pending.response, tuple(pending.items), _since(pending.sent_at))
+                )
             return
         if conn.logged_in:
             self._put(Received(message, datetime.now(UTC)))
@@ -568,8 +578,11 @@ class AmiClient:
         future: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
         pending = _Pending(action.name, future, is_resync=is_resync, is_login=is_login)
         conn.send(action)
+        pending.sent_at = time.monotonic()
         conn.pending[action_id] = pending
-        log.debug("AMI -> %s (%s)", action.name, action_id)
+        # An Originate's ActionID is its call id (see ami_bridge.pbx).
+        call = {"call_id": action_id} if action.name == "Originate" else None
+        log.debug("AMI -> %s (%s)", action.name, action_id, extra=call)
         try:
             async with asyncio.timeout(limit):
                 return await future
@@ -677,6 +690,11 @@ class AmiClient:
         except AmiConnectionLost as exc:
             self.stats.originates_unknown += 1
             raise OriginateOutcomeUnknown(action.action_id, channel_id, str(exc)) from exc
+        if self.on_originate_answered is not None:
+            try:
+                self.on_originate_answered(reply.seconds)
+            except Exception:  # an observer must never fail a call
+                log.exception("on_originate_answered failed; ignored")
         if reply.response.response != "Success":
             raise AmiActionError("Originate", reply.response)
         return reply.response
@@ -694,6 +712,10 @@ class AmiClient:
     async def core_show_channels(self) -> tuple[Message, ...]:
         """The ``CoreShowChannel`` events: every channel up now."""
         return await self.send_list(Action("CoreShowChannels"))
+
+
+def _since(started: float) -> float:
+    return time.monotonic() - started if started else 0.0
 
 
 def format_caller_id(name: str | None, number: str | None) -> str:

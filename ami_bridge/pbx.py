@@ -138,9 +138,21 @@ class AmiPbx:
             await self.client.hangup(channel)
         except AmiActionError as error:
             # "No such channel": it ended on its own meanwhile; events tell.
-            log.info("call %s: hangup of %s: %s", call_id, channel, error.message)
+            log.info(
+                "call %s: hangup of %s: %s",
+                call_id,
+                channel,
+                error.message,
+                extra={"call_id": call_id},
+            )
         except AmiError as error:
-            log.warning("call %s: hangup of %s failed: %s", call_id, channel, error)
+            log.warning(
+                "call %s: hangup of %s failed: %s",
+                call_id,
+                channel,
+                error,
+                extra={"call_id": call_id},
+            )
             return False
         return True
 

@@ -50,6 +50,7 @@ import itertools
 import logging
 import random
 import re
+import signal
 import time
 import uuid
 from collections import Counter, deque
@@ -1868,8 +1869,14 @@ async def run_simulator(
         dialplan_events=dialplan_events,
     )
     await sim.start()
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # A clean exit on `kill` too (supervisors and benchmarks send SIGTERM).
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stopped.set)
     try:
-        await asyncio.get_running_loop().create_future()
+        await stopped.wait()
     finally:
         await sim.stop()
 

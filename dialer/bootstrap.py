@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dialer import db
 from dialer.live import Broadcaster
+from dialer.metrics import Metrics, install
 from dialer.mqtt import MqttLiveFeed, MqttPublisher
 from dialer.notify import CALL_REQUESTS, HANGUP_REQUESTS, PgListener, asyncpg_dsn
 from dialer.ports import CallPbx
@@ -44,9 +45,23 @@ class Runtime:
     # The worker publishes live state; a web process without a worker reads it.
     mqtt: MqttPublisher | MqttLiveFeed | None = None
     listener: PgListener | None = None
+    metrics: Metrics | None = None
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+    def pbx_reachable(self, pbx: str) -> bool | None:
+        """Can ``pbx``'s worker reach it?  None when nobody has said."""
+        if self.worker is not None and pbx == self.settings.pbx_name:
+            return self.worker.pbx.connected
+        # Workers elsewhere say it on MQTT (docs/mqtt.md, workers/<name>/status).
+        event = self.broadcaster.current("health", pbx)
+        if event is None:
+            return None
+        if event.payload.get("status") == "offline":
+            return False
+        ami = event.payload.get("ami")
+        return None if ami is None else ami == "connected"
 
     async def health(self) -> dict[str, dict[str, object]]:
         """What this process depends on, each with ``ok`` and a ``detail``."""
@@ -92,6 +107,7 @@ def build_runtime(settings: Settings, pbx: CallPbx | None = None, **engine_optio
         broadcaster=broadcaster,
     )
     runtime = Runtime(settings, engine, sessions, broadcaster, service)
+    service.pbx_reachable = runtime.pbx_reachable
     if pbx is not None:
         worker = CallWorker(
             service,
@@ -109,6 +125,7 @@ def build_runtime(settings: Settings, pbx: CallPbx | None = None, **engine_optio
                 {CALL_REQUESTS: worker.wake, HANGUP_REQUESTS: worker.wake_hangups},
                 pbx=settings.pbx_name,
             )
+    runtime.metrics = install(runtime)
     return runtime
 
 
@@ -141,6 +158,26 @@ def attach_mqtt(runtime: Runtime, *, with_worker: bool) -> None:
         )
 
 
+# A task that ignores its cancellation must not keep a supervisor waiting:
+# after this long the process says which task hung, and exits.
+SHUTDOWN_GRACE_SECONDS = 20.0
+
+
+async def _stopped_within(tasks: list[asyncio.Task[None]], grace: float) -> None:
+    _done, stuck = await asyncio.wait(tasks, timeout=grace)
+    if not stuck:
+        return
+    for task in stuck:
+        frames = "".join(
+            f"\n  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+            for frame in task.get_stack()
+        )
+        log.error("task %s did not stop within %.0fs:%s", task.get_name(), grace, frames)
+    logging.shutdown()
+    # Live calls are safe on the PBX; the next start re-attaches them.
+    os._exit(70)
+
+
 async def _wait_for_stop(stop: asyncio.Event | None) -> None:
     event = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -157,7 +194,7 @@ async def start_web(runtime: Runtime, host: str, port: int) -> tuple[Any, int]:
     except ImportError:
         log.warning("the web app is not available in this build; serving the worker only")
         return None, 0
-    return await _serve(create_app(runtime), host, port)
+    return await _serve(create_app(runtime, metrics=runtime.metrics), host, port)
 
 
 async def start_probes(runtime: Runtime, host: str, port: int) -> tuple[Any, int]:
@@ -237,6 +274,7 @@ async def run_serve(
             log.info("shutting down; live calls stay up on the PBX")
             for task in tasks:
                 task.cancel()
+            await _stopped_within(tasks, SHUTDOWN_GRACE_SECONDS)
     finally:
         if runner is not None:
             await runner.cleanup()

@@ -414,6 +414,8 @@ def simulate_pbx(
                 secret=password,
                 least_privilege=least_privilege,
                 time_scale=time_scale,
+                default_trunk="local" if trunk == "local" else "pjsip",
+                dialplan_events=not no_dialplan_events,
             )
         )
 

@@ -12,6 +12,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -30,6 +31,28 @@ def _enable_sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+# asyncpg's names for "the server is there but will not talk to us now".
+_UNAVAILABLE = {
+    "TooManyConnectionsError",
+    "CannotConnectNowError",
+    "ConnectionDoesNotExistError",
+    "ConnectionFailureError",
+    "AdminShutdownError",
+}
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means "the database is away for now; retry", as opposed to a bug."""
+    if isinstance(error, OperationalError | InterfaceError):
+        return True
+    if isinstance(error, DBAPIError):
+        return error.connection_invalidated or type(error.orig).__name__ in _UNAVAILABLE
+    # Refused or timed-out connections before SQLAlchemy wraps anything.
+    return isinstance(error, ConnectionRefusedError | TimeoutError) or (
+        type(error).__name__ in _UNAVAILABLE
+    )
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:

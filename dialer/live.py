@@ -83,6 +83,10 @@ class Broadcaster:
             subscriber._offer(event)
         return event
 
+    def current(self, kind: EventKind, key: str) -> LiveEvent | None:
+        """The latest event of one thing, while it is present."""
+        return self._state.get((kind, key))
+
     def snapshot(self, kind: EventKind | None = None) -> list[LiveEvent]:
         events = [event for (k, _), event in self._state.items() if kind is None or k == kind]
         return sorted(events, key=lambda event: event.seq)

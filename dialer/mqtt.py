@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import ssl
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -71,6 +72,7 @@ class MqttPublisher:
         reconnect_max_delay: float = 30.0,
         backlog: int = 10_000,
         ca_file: str | None = None,
+        max_in_flight: int = 200,
     ) -> None:
         self.broadcaster = broadcaster
         self.options = parse_url(url, ca_file=ca_file)
@@ -78,6 +80,7 @@ class MqttPublisher:
         self.worker_name = worker_name
         self.reconnect_max_delay = reconnect_max_delay
         self.backlog = backlog
+        self.max_in_flight = max_in_flight
         self.connected = False
         self.publish_failures = 0
         self.published = 0
@@ -95,7 +98,7 @@ class MqttPublisher:
             return f"{self.prefix}/volunteers/{event.key}/status"
         if event.kind == "campaign":
             return f"{self.prefix}/campaigns/{event.key}/counters"
-        return f"{self.prefix}/health/{event.key}"
+        return f"{self.prefix}/workers/{event.key}/status"
 
     @property
     def health_topic(self) -> str:
@@ -113,9 +116,12 @@ class MqttPublisher:
                 try:
                     async with aiomqtt.Client(
                         **self.options,
-                        identifier=f"dialer-{self.worker_name}",
+                        # Unique per deployment (prefix) and worker: a
+                        # duplicate id makes the broker drop the other client.
+                        identifier=f"dialer-{self.prefix}-{self.worker_name}",
                         will=will,
                         timeout=5,
+                        max_inflight_messages=self.max_in_flight,
                     ) as client:
                         self.connected = True
                         delay = 0.5
@@ -146,25 +152,54 @@ class MqttPublisher:
 
     async def _forward(self, client: aiomqtt.Client, subscription: Subscription) -> None:
         await self._publish_state(client)
-        while True:
-            event = await subscription.get()
-            if subscription.overflowed:
-                # Changes were dropped while we were slow: the snapshot says
-                # where things are now.
-                subscription.overflowed = False
-                await self._publish_state(client)
-                continue
-            await self._publish(client, event)
+        # Publishes are not awaited one by one: waiting for each QoS 1
+        # acknowledgement caps throughput at one round trip per message.
+        # paho writes them in the order they are made and keeps up to
+        # ``max_in_flight`` unacknowledged; a failure surfaces when its task
+        # reaches the head of the window, and ends this connection.
+        window: deque[asyncio.Task[None]] = deque()
+        getter: asyncio.Task[LiveEvent] | None = None
+        try:
+            while True:
+                if getter is None:
+                    getter = asyncio.create_task(subscription.get())
+                # Wake for the next event, or for the oldest publish to settle
+                # (a broker gone quiet must end this connection even when no
+                # new event comes).
+                watched: set[asyncio.Future[Any]] = {getter}
+                if window:
+                    watched.add(window[0])
+                await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+                while window and window[0].done():
+                    await window.popleft()  # raises when it failed
+                if not getter.done():
+                    continue
+                event, getter = getter.result(), None
+                if subscription.overflowed:
+                    # Changes were dropped while we were slow: the snapshot
+                    # says where things are now.
+                    subscription.overflowed = False
+                    while window:
+                        await window.popleft()
+                    await self._publish_state(client)
+                    continue
+                window.append(asyncio.create_task(self._publish(client, event)))
+                while len(window) >= self.max_in_flight:
+                    await window.popleft()
+        finally:
+            pending = [*window, *([getter] if getter is not None else [])]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _publish_state(self, client: aiomqtt.Client) -> None:
         await client.publish(self.health_topic, json.dumps({"status": "online"}), QOS, True)
         snapshot = self.broadcaster.snapshot()
         current = {self.topic(event) for event in snapshot}
-        for stale in sorted(self._retained - current):
-            await client.publish(stale, b"", QOS, retain=True)
-            self._retained.discard(stale)
-        for event in snapshot:
-            await self._publish(client, event)
+        stale = sorted(self._retained - current)
+        await asyncio.gather(*(client.publish(topic, b"", QOS, retain=True) for topic in stale))
+        self._retained.difference_update(stale)
+        await asyncio.gather(*(self._publish(client, event) for event in snapshot))
 
     async def _publish(self, client: aiomqtt.Client, event: LiveEvent) -> None:
         topic = self.topic(event)

@@ -14,9 +14,23 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
-from sqlalchemy import and_, exists, func, or_, select, tuple_
+from sqlalchemy import (
+    Integer,
+    Table,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import (
     DBAPIError,
     IntegrityError,
@@ -201,6 +215,9 @@ class DialerService:
         # elsewhere hear of new rows through NOTIFY or their poll.
         self.on_request = on_request
         self.on_hangup_request = on_hangup_request
+        # Whether a PBX's worker can reach it: True, False, or None (unknown:
+        # the request is queued and the worker decides).
+        self.pbx_reachable: Callable[[str], bool | None] | None = None
         self.clock = clock
         self.fallback_zone = fallback_zone
 
@@ -379,6 +396,10 @@ class DialerService:
         chosen = caller_id or (allowed[0] if allowed else "")
         if chosen and chosen not in allowed:
             refuse(RefusalCode.CALLER_ID_NOT_ALLOWED, f"{chosen} is not an allowed caller ID here")
+        pbx = volunteer.pbx or self.pbx_name
+        if self.pbx_reachable is not None and self.pbx_reachable(pbx) is False:
+            # Said now rather than ringing nobody for a minute and then failing.
+            refuse(RefusalCode.PBX_UNAVAILABLE, f"the phone system ({pbx}) is not connected")
 
         # One live call per volunteer and per contact: the partial unique
         # indexes decide at insert time (see _constraint_refusal).
@@ -390,7 +411,7 @@ class DialerService:
             number_e164=phone.e164,
             volunteer_id=volunteer.id,
             caller_id=chosen or None,
-            pbx=volunteer.pbx or self.pbx_name,
+            pbx=pbx,
             state=CallState.REQUESTED,
             requested_at=now,
         )
@@ -407,11 +428,11 @@ class DialerService:
         return self.volunteer_channel.format(extension=extension)
 
     async def hang_up(self, user_id: int, call_id: str) -> None:
-        """Ask the call's worker to hang up: its own volunteer, or any organizer/admin.
+        """Hang up a call: its own volunteer, or any organizer/admin.
 
-        The request is a row, so it reaches a worker in another process and
-        survives a worker restart; the worker hangs up as soon as the call
-        has a channel (or cancels it if it was not dialed yet).
+        A request no worker has claimed yet is cancelled here; otherwise the
+        hang-up is a row for the call's worker, so it reaches a worker in
+        another process and survives a worker restart.
         """
         try:
             async with self.sessions.begin() as session:
@@ -426,28 +447,73 @@ class DialerService:
                 if call.state is CallState.ENDED:
                     return
                 by: HangupBy = "volunteer" if call.volunteer_id == user.id else "operator"
-                session.add(
-                    HangupRequest(
-                        call_id=call_id,
-                        pbx=call.pbx,
-                        requested_by=by,
-                        actor_id=user.id,
-                        requested_at=self.clock(),
+                cancelled = await self._cancel_unclaimed(session, call, by)
+                if cancelled:
+                    await self.after_call_ended(session, call)
+                else:
+                    session.add(
+                        HangupRequest(
+                            call_id=call_id,
+                            pbx=call.pbx,
+                            requested_by=by,
+                            actor_id=user.id,
+                            requested_at=self.clock(),
+                        )
                     )
-                )
+                    await notify(session, HANGUP_REQUESTS, call.pbx)
                 audit.record(
                     session,
                     action="call.hangup",
                     entity_type="call",
                     entity_id=call_id,
-                    changes={"by": by},
+                    changes={"by": by, "cancelled_before_dialing": cancelled},
                     actor_id=user.id,
                 )
-                await notify(session, HANGUP_REQUESTS, call.pbx)
         except (OperationalError, InterfaceError, OSError) as error:
             raise RetryableError("the database is unavailable; try again") from error
-        if self.on_hangup_request is not None:
+        if cancelled:
+            self.publish_call(call, contact_name=None)
+        elif self.on_hangup_request is not None:
             self.on_hangup_request()
+
+    async def _cancel_unclaimed(
+        self, session: AsyncSession, call: CallAttempt, by: HangupBy
+    ) -> bool:
+        """End a request no worker has claimed yet, here and now.
+
+        The one write to a call row outside the worker, and it cannot race
+        it: both the worker's claim and this UPDATE require
+        ``originate_sent_at IS NULL``, so exactly one of them wins.  It frees
+        a volunteer whose PBX's worker is down instead of leaving them stuck
+        on a call that can never start.
+        """
+        if call.state is not CallState.REQUESTED or call.originate_sent_at is not None:
+            return False
+        now = self.clock()
+        outcome = (
+            CallOutcome.HUNG_UP_BY_OPERATOR
+            if by == "operator"
+            else CallOutcome.HUNG_UP_BY_VOLUNTEER
+        )
+        ended = await session.execute(
+            update(CallAttempt)
+            .where(
+                CallAttempt.id == call.id,
+                CallAttempt.state == CallState.REQUESTED,
+                CallAttempt.originate_sent_at.is_(None),
+            )
+            .values(
+                state=CallState.ENDED,
+                outcome=outcome,
+                failure_reason="cancelled before it was dialed",
+                ended_at=now,
+            )
+        )
+        if not getattr(ended, "rowcount", 0):
+            return False  # a worker claimed it meanwhile: ask it to hang up
+        call.state, call.outcome, call.ended_at = CallState.ENDED, outcome, now
+        call.failure_reason = "cancelled before it was dialed"
+        return True
 
     # -- live state -------------------------------------------------------------
 
@@ -748,50 +814,64 @@ class DialerService:
     async def after_calls_ended(self, session: AsyncSession, calls: list[CallAttempt]) -> None:
         """Bookkeeping for ended calls, in the worker's transaction.
 
-        Takes the calls of a whole batch so that a burst of endings costs one
-        query for their list entries rather than one per call.
+        Takes the calls of a whole batch, and costs at most three statements
+        whatever its size: one query for their list entries and campaigns,
+        one executemany that counts the attempts and schedules the retries,
+        one that inserts the automatic dispositions.  The entries are
+        updated relative to what they hold (``attempts = attempts + n``), so
+        an outcome recorded meanwhile on the same entry is not overwritten.
         """
         in_campaigns = [c for c in calls if c.campaign_id is not None and c.outcome is not None]
         if not in_campaigns:
             return
         pairs = {(c.campaign_id, c.contact_id) for c in in_campaigns}
-        entries = {
-            (entry.campaign_id, entry.contact_id): entry
-            for entry in await session.scalars(
-                select(CallingListEntry).where(
-                    tuple_(CallingListEntry.campaign_id, CallingListEntry.contact_id).in_(pairs)
-                )
+        found = await session.execute(
+            select(
+                CallingListEntry.id,
+                CallingListEntry.campaign_id,
+                CallingListEntry.contact_id,
+                Campaign.max_attempts,
+                Campaign.retry_delay_minutes,
             )
+            .join(Campaign, Campaign.id == CallingListEntry.campaign_id)
+            .where(tuple_(CallingListEntry.campaign_id, CallingListEntry.contact_id).in_(pairs))
+        )
+        entries: dict[tuple[int | None, int], _EntryChange] = {
+            (campaign_id, contact_id): _EntryChange(
+                entry_id, max_attempts, timedelta(minutes=retry_delay_minutes)
+            )
+            for entry_id, campaign_id, contact_id, max_attempts, retry_delay_minutes in found
         }
+        dispositions: list[dict[str, Any]] = []
         for call in in_campaigns:
-            assert call.campaign_id is not None and call.outcome is not None
-            campaign = await session.get(Campaign, call.campaign_id)  # identity-mapped
+            assert call.outcome is not None
             entry = entries.get((call.campaign_id, call.contact_id))
-            if campaign is None or entry is None:
+            if entry is None:
                 continue
             ended = call.ended_at or self.clock()
             # The contact's phone rang (or may have): that is an attempt on
             # them, even when the volunteer or an operator cut it short.
             if call.outcome in CONTACT_DIALED or call.contact_channel is not None:
-                entry.attempts += 1
-                entry.last_attempt_at = ended
-                entry.next_attempt_at = ended + timedelta(minutes=campaign.retry_delay_minutes)
-                if entry.callback_at is not None and entry.callback_at <= ended:
-                    entry.callback_at = None  # the call-back was made
+                entry.attempt(ended)
             if call.outcome in AUTOMATIC_ABSENT:
-                session.add(
-                    Disposition(
-                        submission_id=f"auto-{call.call_id}",
-                        call_attempt_id=call.id,
-                        contact_id=call.contact_id,
-                        campaign_id=call.campaign_id,
-                        volunteer_id=call.volunteer_id,
-                        outcome=DispositionOutcome.ABSENT,
-                        comments=f"automatic: {call.outcome.value}",
-                        created_at=ended,
-                    )
+                dispositions.append(
+                    {
+                        "submission_id": f"auto-{call.call_id}",
+                        "call_attempt_id": call.id,
+                        "contact_id": call.contact_id,
+                        "campaign_id": call.campaign_id,
+                        "volunteer_id": call.volunteer_id,
+                        "outcome": DispositionOutcome.ABSENT,
+                        "comments": f"automatic: {call.outcome.value}",
+                        "created_at": ended,
+                    }
                 )
-                entry.done = entry.attempts >= campaign.max_attempts
+                entry.close_when_out_of_attempts()
+        changes = [entry.params() for entry in entries.values() if entry.changed]
+        if changes:
+            await session.execute(_RECORD_ATTEMPTS, changes)
+        if dispositions:
+            await session.execute(insert(_DISPOSITIONS), dispositions)
 
     # -- calling lists ----------------------------------------------------------
 
@@ -909,6 +989,82 @@ class DialerService:
             f"{earliest_retry:%H:%M} UTC",
             earliest_retry,
         )
+
+
+@dataclass
+class _EntryChange:
+    """What the calls ending in one batch do to one calling-list entry.
+
+    Applied in the calls' order, as if each call had updated the entry in
+    turn; stored by :data:`_RECORD_ATTEMPTS` relative to the row's values.
+    """
+
+    entry_id: int
+    max_attempts: int
+    retry_delay: timedelta
+    attempts_added: int = 0
+    attempt_at: datetime | None = None
+    # A call-back due at or before this was made.
+    called_until: datetime | None = None
+    # done := (attempts before + this) >= max_attempts; None leaves done alone.
+    closing_attempts: int | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.attempts_added > 0 or self.closing_attempts is not None
+
+    def attempt(self, ended: datetime) -> None:
+        self.attempts_added += 1
+        self.attempt_at = ended
+        if self.called_until is None or ended > self.called_until:
+            self.called_until = ended
+
+    def close_when_out_of_attempts(self) -> None:
+        self.closing_attempts = self.attempts_added
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "entry_id": self.entry_id,
+            "attempts_added": self.attempts_added,
+            "attempt_at": self.attempt_at,
+            "retry_at": None if self.attempt_at is None else self.attempt_at + self.retry_delay,
+            "called_until": self.called_until,
+            # attempts before + closing_attempts >= max  <=>  attempts before >= this
+            "done_from": None
+            if self.closing_attempts is None
+            else self.max_attempts - self.closing_attempts,
+        }
+
+
+_ENTRIES = cast(Table, CallingListEntry.__table__)
+_DISPOSITIONS = cast(Table, Disposition.__table__)
+_RECORD_ATTEMPTS = (
+    update(_ENTRIES)
+    .where(_ENTRIES.c.id == bindparam("entry_id"))
+    .values(
+        attempts=_ENTRIES.c.attempts + bindparam("attempts_added", type_=Integer()),
+        last_attempt_at=func.coalesce(
+            bindparam("attempt_at", type_=_ENTRIES.c.last_attempt_at.type),
+            _ENTRIES.c.last_attempt_at,
+        ),
+        next_attempt_at=func.coalesce(
+            bindparam("retry_at", type_=_ENTRIES.c.next_attempt_at.type),
+            _ENTRIES.c.next_attempt_at,
+        ),
+        callback_at=case(
+            (
+                _ENTRIES.c.callback_at
+                <= bindparam("called_until", type_=_ENTRIES.c.callback_at.type),
+                null(),
+            ),
+            else_=_ENTRIES.c.callback_at,
+        ),
+        done=case(
+            (bindparam("done_from", type_=Integer()).is_(None), _ENTRIES.c.done),
+            else_=_ENTRIES.c.attempts >= bindparam("done_from", type_=Integer()),
+        ),
+    )
+)
 
 
 def _earliest(current: datetime | None, candidate: datetime) -> datetime:

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import exists, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Table, bindparam, exists, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from dialer.domain import LIVE_CALL_STATES, CallOutcome, CallState
@@ -57,6 +58,18 @@ _SNAPSHOT_COLUMNS = (
     "contact_hangup_cause",
 )
 _STATE_ORDER = {state: index for index, state in enumerate(CallState)}
+# Every column a snapshot can change.  A batch stores its changed rows with
+# this one statement sent as a single executemany, whatever each row's
+# changes: the new values are the row read at the start of the transaction
+# with the snapshots applied in order (only this worker writes its calls'
+# states, and a call is in one transaction at a time).
+_STORED_COLUMNS = (*_SNAPSHOT_COLUMNS, "state", "outcome", "failure_reason", "needs_review")
+_CALLS = cast(Table, CallAttempt.__table__)
+_STORE_CALL = (
+    update(_CALLS)
+    .where(_CALLS.c.id == bindparam("row_id"))
+    .values({name: bindparam(f"new_{name}", type_=_CALLS.c[name].type) for name in _STORED_COLUMNS})
+)
 
 
 class CallWorker:
@@ -89,6 +102,7 @@ class CallWorker:
         self._counters_due: set[int] = set()
         self._counters_wakeup = asyncio.Event()
         self.originates_sent = 0
+        self._store_connections = _StoreConnections()
 
     # -- composition hooks ---------------------------------------------------
 
@@ -110,6 +124,22 @@ class CallWorker:
             group.create_task(self._dispatch_loop(), name="outbox")
             group.create_task(self._hangup_loop(), name="hangup-requests")
             group.create_task(self._counters_loop(), name="campaign-counters")
+            group.create_task(self._watch_link(), name="pbx-link")
+
+    async def _watch_link(self, interval: float = 0.25) -> None:
+        """Tell every process whether this worker can reach its PBX (MQTT carries it),
+        so web processes refuse calls at once while it cannot."""
+        shown: bool | None = None
+        while True:
+            connected = self.pbx.connected
+            if connected != shown:
+                shown = connected
+                self.service.broadcaster.publish(
+                    "health",
+                    self.service.pbx_name,
+                    {"status": "online", "ami": "connected" if connected else "disconnected"},
+                )
+            await asyncio.sleep(interval)
 
     # -- start-up ------------------------------------------------------------
 
@@ -128,7 +158,8 @@ class CallWorker:
             )
             in_flight = list(rows)
         if expired:
-            log.warning("ended %d call request(s) that expired while no worker ran", expired)
+            log.warning("ended %d call request(s) that expired while no worker ran", len(expired))
+            self._publish_ended(expired)
         for call in in_flight:
             # The resync that follows the next login re-attaches these or
             # ends them as lost; either way nothing is dialed again.
@@ -141,9 +172,14 @@ class CallWorker:
         if in_flight:
             log.info("following %d call(s) left in flight by the previous run", len(in_flight))
 
-    async def _end_expired_requests(self, session: AsyncSession, before: datetime) -> int:
-        """Requests never sent to the PBX in time are ended, not dialed late."""
-        result = await session.execute(
+    async def _end_expired_requests(
+        self, session: AsyncSession, before: datetime
+    ) -> list[CallAttempt]:
+        """Requests never sent to the PBX in time are ended, not dialed late.
+
+        Returns them, to be published once the transaction has committed.
+        """
+        result = await session.scalars(
             update(CallAttempt)
             .where(
                 CallAttempt.pbx == self.service.pbx_name,
@@ -157,8 +193,14 @@ class CallWorker:
                 failure_reason="request expired before the PBX was reachable",
                 ended_at=self.service.clock(),
             )
+            .returning(CallAttempt)
+            .execution_options(populate_existing=True)
         )
-        return int(getattr(result, "rowcount", 0) or 0)
+        return list(result)
+
+    def _publish_ended(self, calls: list[CallAttempt]) -> None:
+        for call in calls:
+            self.service.publish_call(call, contact_name=None)
 
     def _volunteer_channel(self, volunteer: User) -> str:
         return self.service.volunteer_channel_for(volunteer.sip_extension or "")
@@ -194,12 +236,14 @@ class CallWorker:
         so every request goes to exactly one of them.
         """
         now = self.service.clock()
+        expired: list[CallAttempt] = []
+        claimed_calls: list[CallAttempt] = []
         async with self.service.sessions.begin() as session:
             if self._last_expiry_sweep is None or now - self._last_expiry_sweep >= timedelta(
                 seconds=1
             ):
                 self._last_expiry_sweep = now
-                await self._end_expired_requests(session, now - self.request_expiry)
+                expired = await self._end_expired_requests(session, now - self.request_expiry)
             waiting = (
                 select(CallAttempt.id)
                 .where(
@@ -223,16 +267,16 @@ class CallWorker:
                     .returning(CallAttempt.id)
                 )
             )
-            if not claimed:
-                return []
-            calls = await session.scalars(
-                select(CallAttempt)
-                .options(selectinload(CallAttempt.volunteer), selectinload(CallAttempt.contact))
-                .where(CallAttempt.id.in_(claimed))
-                .order_by(CallAttempt.requested_at)
-                .execution_options(populate_existing=True)
-            )
-            claimed_calls = list(calls)
+            if claimed:
+                calls = await session.scalars(
+                    select(CallAttempt)
+                    .options(selectinload(CallAttempt.volunteer), selectinload(CallAttempt.contact))
+                    .where(CallAttempt.id.in_(claimed))
+                    .order_by(CallAttempt.requested_at)
+                    .execution_options(populate_existing=True)
+                )
+                claimed_calls = list(calls)
+        self._publish_ended(expired)
         # The web process that took the click may be elsewhere: say here, for
         # MQTT, that the request is on its way to the PBX.
         for call in claimed_calls:
@@ -265,11 +309,20 @@ class CallWorker:
             await self._end_without_pbx(call_id, CallOutcome.FAILED, "the PBX is not connected")
             return False
         except OriginateRejected as error:
-            log.warning("call %s: the PBX refused the Originate: %s", call_id, error)
+            log.warning(
+                "call %s: the PBX refused the Originate: %s",
+                call_id,
+                error,
+                extra={"call_id": call_id},
+            )
             await self._end_without_pbx(call_id, CallOutcome.FAILED, f"PBX refused: {error}")
             return False
         except OriginateOutcomeUnknown:
-            log.warning("call %s: connection lost while originating; the resync will tell", call_id)
+            log.warning(
+                "call %s: connection lost while originating; the resync will tell",
+                call_id,
+                extra={"call_id": call_id},
+            )
         self.originates_sent += 1
         return True
 
@@ -369,7 +422,9 @@ class CallWorker:
                 in_flight.difference_update(calls)
                 changed.set()
 
+        _freeze_startup_heap()
         reader = asyncio.create_task(read(), name="call-updates-reader")
+        self._store_connections.keep = True
         try:
             while not (reader.done() and not pending and not busy):
                 await changed.wait()
@@ -390,6 +445,8 @@ class CallWorker:
             for task in (reader, *writers):
                 task.cancel()
             await asyncio.gather(reader, *writers, return_exceptions=True)
+            self._store_connections.keep = False
+            await self._store_connections.close()
 
     async def _persist_until_stored(self, batch: list[CallSnapshot]) -> None:
         # A database outage must not lose call states: keep the batch and
@@ -422,15 +479,22 @@ class CallWorker:
         changed: dict[str, CallAttempt] = {}
         event_at: dict[str, datetime] = {}
         ended: list[CallAttempt] = []
-        async with self.service.sessions.begin() as session:
+        async with self._store_connections.transaction(self.service.sessions) as session:
             ids = {snapshot.call_id for snapshot in ordered}
             rows = await session.scalars(select(CallAttempt).where(CallAttempt.call_id.in_(ids)))
             calls = {call.call_id: call for call in rows}
+            # Written below by one executemany, not by the unit of work's
+            # per-row flush: detached, the rows are not flushed a second time.
+            session.expunge_all()
             for snapshot in ordered:
                 call = calls.get(snapshot.call_id)
                 if call is None:
                     if not snapshot.discovered:
-                        log.warning("call %s: update for a call with no row", snapshot.call_id)
+                        log.warning(
+                            "call %s: update for a call with no row",
+                            snapshot.call_id,
+                            extra={"call_id": snapshot.call_id},
+                        )
                     continue
                 if call.state is CallState.ENDED:
                     continue
@@ -443,6 +507,10 @@ class CallWorker:
                     ended.append(call)
                 changed[call.call_id] = call
                 event_at[call.call_id] = snapshot.at
+            if changed:
+                await session.execute(
+                    _STORE_CALL, [_stored_values(call) for call in changed.values()]
+                )
             await self.service.after_calls_ended(session, ended)
         stored_at = self.service.clock()
         for snapshot in ordered:
@@ -470,6 +538,69 @@ class CallWorker:
             await asyncio.sleep(1.0)
 
 
+def _freeze_startup_heap() -> None:
+    """Put what is alive once the worker runs out of the cycle collector's reach.
+
+    The worker's heap is large and stable (modules, the ORM's mappers and
+    compiled statements); a full collection walks all of it, a pause of a
+    few hundred milliseconds on a busy machine that every call update
+    waiting at that moment pays.  Frozen once (after a last collection, so
+    no garbage is kept), it is never walked again; what is created later is
+    collected as usual.  Once per process: a second worker finds it done.
+    """
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
+
+
+class _StoreConnections:
+    """Connections the persistence path keeps from one transaction to the next.
+
+    While the consumer loop runs, a batch skips the pool's check-out and its
+    liveness ping, a round trip to the database.  A transaction that fails
+    gives its connection back to the pool (which discards it if it is
+    broken), so the retry starts from a fresh, pinged one; the service given
+    other sessions drops them all.  Outside the loop (a direct ``apply``)
+    nothing is kept.
+    """
+
+    def __init__(self) -> None:
+        self.keep = False
+        self._idle: list[AsyncConnection] = []
+        self._source: async_sessionmaker[AsyncSession] | None = None
+
+    @contextlib.asynccontextmanager
+    async def transaction(
+        self, sessions: async_sessionmaker[AsyncSession]
+    ) -> AsyncIterator[AsyncSession]:
+        engine = sessions.kw.get("bind")
+        if not self.keep or not isinstance(engine, AsyncEngine):
+            async with sessions.begin() as session:
+                yield session
+            return
+        if sessions is not self._source:
+            await self.close()
+            self._source = sessions
+        connection = self._idle.pop() if self._idle else await engine.connect()
+        try:
+            async with sessions(bind=connection) as session, session.begin():
+                yield session
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
+        if self.keep:
+            self._idle.append(connection)
+        else:
+            await connection.close()
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+
 def _take_batch(
     pending: list[CallSnapshot], in_flight: set[str], limit: int
 ) -> tuple[list[CallSnapshot], list[CallSnapshot]]:
@@ -489,6 +620,12 @@ def _take_batch(
         else:
             batch.append(snapshot)
     return batch, deferred
+
+
+def _stored_values(call: CallAttempt) -> dict[str, Any]:
+    values = {f"new_{name}": getattr(call, name) for name in _STORED_COLUMNS}
+    values["row_id"] = call.id
+    return values
 
 
 def _copy_snapshot(call: CallAttempt, snapshot: CallSnapshot) -> None:

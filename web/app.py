@@ -14,10 +14,12 @@ from pathlib import Path
 from aiohttp import web
 
 from dialer.bootstrap import Runtime
+from dialer.metrics import Metrics
 from web import api, health, i18n, ops, pages
 from web.config import WebConfig
 from web.keys import config_key, hub_key, runtime_key, templates_key
 from web.live import LiveHub, run_hub
+from web.metrics import setup as setup_metrics
 from web.security import context_middleware, error_middleware, security_headers
 from web.templating import build_environment
 
@@ -34,7 +36,11 @@ async def _close_streams(app: web.Application) -> None:
     app[hub_key].close_all()
 
 
-def create_app(runtime: Runtime, config: WebConfig | None = None) -> web.Application:
+def create_app(
+    runtime: Runtime, config: WebConfig | None = None, *, metrics: Metrics | None = None
+) -> web.Application:
+    """``metrics``: the process's metrics, when it composed them; otherwise the
+    app installs its own for ``runtime`` (see ``web.metrics.setup``)."""
     config = config or WebConfig()
     app = web.Application(
         middlewares=[error_middleware, context_middleware],
@@ -51,6 +57,7 @@ def create_app(runtime: Runtime, config: WebConfig | None = None) -> web.Applica
     app.add_routes(ops.routes)
     app.add_routes(api.routes)
     app.add_routes(health.routes)
+    setup_metrics(app, runtime, metrics or runtime.metrics)
     app.router.add_static("/static/", STATIC_DIR, append_version=True)
     app.cleanup_ctx.append(_live_hub)
     app.on_shutdown.append(_close_streams)

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from dialer.bootstrap import Runtime
 from web.keys import runtime_key
+from web.metrics import setup as setup_metrics
 
 routes = web.RouteTableDef()
 
@@ -27,4 +28,5 @@ def create_probe_app(runtime: Runtime) -> web.Application:
     app = web.Application()
     app[runtime_key] = runtime
     app.add_routes(routes)
+    setup_metrics(app, runtime, runtime.metrics)
     return app

@@ -17,15 +17,17 @@ import hmac
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from html import escape
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import web
+from aiohttp import ClientConnectionResetError, web
 from multidict import MultiDictProxy
 
 from dialer.access import STAFF_ROLES
 from dialer.accounts import load_session
 from dialer.compliance import CallRefused, RefusalCode
+from dialer.db import is_unavailable
 from dialer.domain import Role
 from dialer.models import User
 from dialer.outcomes import SubmissionInvalid
@@ -269,6 +271,15 @@ def _refusal_status(code: RefusalCode) -> int:
 
 
 def _error_page(request: web.Request, status: int, title: str, message: str) -> web.Response:
+    if template_context_key not in request:
+        # Failed before the page context existed (the database was away while
+        # loading the session): a bare page, which needs nothing.
+        return web.Response(
+            text=f"<!doctype html><meta charset=utf-8><title>{escape(title)}</title>"
+            f"<h1>{escape(title)}</h1><p>{escape(message)}</p>",
+            status=status,
+            content_type="text/html",
+        )
     return render(
         request,
         request.app[templates_key],
@@ -309,12 +320,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         assert isinstance(error_, PageError)
         return _error_page(request, error_.status, error_.title, error_.message)
     except RetryableError:
-        return ApiError(
-            503,
-            "retry",
-            _("The database is briefly unavailable; your entries are kept. Retry in a moment."),
-            headers={"Retry-After": "2"},
-        ).response()
+        return _retry(request)
     except web.HTTPException as http:
         if is_api(request) and http.status >= 400:
             http_code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
@@ -331,11 +337,34 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if http.status == 413:
             return _error_page(request, 413, _("Too large"), _("The request is too large."))
         raise
-    except Exception:
+    except Exception as error:
+        if isinstance(error, ConnectionResetError | ClientConnectionResetError) and (
+            request.transport is None or request.transport.is_closing()
+        ):
+            # The client went away mid-request: nothing to answer, nothing wrong here.
+            log.debug("client left during %s %s", request.method, request.path)
+            return web.Response(status=499)
+        if is_unavailable(error) or isinstance(error, ConnectionResetError):
+            log.warning(
+                "database unavailable during %s %s: %s",
+                request.method,
+                request.path,
+                type(error).__name__,
+            )
+            return _retry(request)
         log.exception("unhandled error on %s %s", request.method, request.path)
         if is_api(request):
             return ApiError(500, "internal", _("Something went wrong on our side.")).response()
         return _error_page(request, 500, _("Error"), _("Something went wrong on our side."))
+
+
+def _retry(request: web.Request) -> web.Response:
+    message = _("The database is briefly unavailable; your entries are kept. Retry in a moment.")
+    if is_api(request):
+        return ApiError(503, "retry", message, headers={"Retry-After": "2"}).response()
+    response = _error_page(request, 503, _("Error"), message)
+    response.headers["Retry-After"] = "2"
+    return response
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -110,8 +110,11 @@ async def test_hangup_by_the_volunteer_during_talk(harness: Harness) -> None:
 
 
 async def test_hangup_by_an_organizer_while_ringing(harness: Harness) -> None:
+    # The simulator scales the Originate timeout too: ring for 6 s (scaled),
+    # answering only after 4 s, so the hang-up lands while it rings.
+    harness.worker.originate_timeout_ms = 300_000
     harness.simulator.script_volunteer(
-        "1001", VolunteerBehaviour(VolunteerOutcome.ANSWER, answer_after=50.0)
+        "1001", VolunteerBehaviour(VolunteerOutcome.ANSWER, answer_after=200.0)
     )
     call_id = await harness.call("montreal")
     await harness.wait_for(call_id, CallState.RINGING_VOLUNTEER)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -211,3 +212,60 @@ async def test_export_results(pg_url: str, sessions: Sessions, tmp_path: Path) -
     missing = await dialer(pg_url, "export-results", "--campaign", "999", str(out))
     assert missing.returncode == 1
     assert "no campaign with id 999" in missing.stderr
+
+
+async def test_simulate_pbx_honours_its_options_and_stops_on_sigterm() -> None:
+    from ami_bridge.codec import Message
+    from ami_bridge.stream import Received
+    from tests.integration.pbx_harness import make_client
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dialer", "simulate-pbx", "--port", str(port),
+        "--secret", "test-secret", "--time-scale", "0.01",
+        "--trunk", "local", "--no-dialplan-events",
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        await asyncio.wait_for(process.stderr.readline(), 30)  # "listening on ..."
+        client = make_client(port)
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    await client.start()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.1)
+        events: list[Message] = []
+        try:
+            await client.originate(
+                "PJSIP/1001",
+                context="dialer-outbound",
+                exten="15145550180",  # ...0: answers, then hangs up
+                channel_id="c1-v",
+                action_id="c1",
+                timeout_ms=5000,
+            )
+            async with asyncio.timeout(10):
+                async for item in client.stream():
+                    if isinstance(item, Received):
+                        events.append(item.message)
+                        if (
+                            item.message.event == "Hangup"
+                            and item.message.get("Uniqueid") == "c1-v"
+                        ):
+                            break
+        finally:
+            await client.close()
+        names = {event.event for event in events}
+        assert "VarSet" not in names and "Newexten" not in names
+        assert any((event.get("Channel") or "").startswith("Local/") for event in events)
+        process.terminate()
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -213,6 +213,11 @@ def documented_fields(topic: str) -> set[str]:
 DOC = Path(__file__).parents[2] / "docs" / "mqtt.md"
 # Backticked words in the payload column that are values, not field names.
 VALUES = {
+    "online",
+    "offline",
+    "connected",
+    "disconnected",
+    "pbx_unavailable",
     "requested",
     "ringing_volunteer",
     "volunteer_answered",
@@ -266,6 +271,12 @@ async def test_a_real_call_publishes_the_documented_payloads(
             if t == f"{prefix}/campaigns/{world.campaign_id}/counters" and v
         ]
         assert counters, "no campaign counters published"
+        link = [v for t, v, _ in watcher.seen if t == f"{prefix}/workers/default/status" and v]
+        assert {"status": "online", "ami": "connected"} in link
+        assert all(
+            set(v) <= documented_fields("workers/<DIALER_PBX_NAME>/status")  # type: ignore[arg-type]
+            for v in link
+        )
         assert set(counters[-1]) == documented_fields(  # type: ignore[arg-type]
             "campaigns/<campaign id>/counters"
         )

@@ -12,18 +12,22 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import pytest
+from pydantic import SecretStr
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ami_bridge.simulator import AmiSimulator, ContactBehaviour, ContactOutcome
+from dialer.bootstrap import build_runtime
 from dialer.compliance import CallRefused, RefusalCode
 from dialer.domain import CallOutcome, CallState
 from dialer.live import Broadcaster
 from dialer.models import CallAttempt, User
 from dialer.mqtt import MqttLiveFeed, MqttPublisher
 from dialer.notify import CALL_REQUESTS, HANGUP_REQUESTS, PgListener, asyncpg_dsn
+from dialer.settings import Settings
 from tests.integration.pbx_harness import SECRET, Harness, running_worker
-from tests.integration.world import build_world
+from tests.integration.world import CALLER_ID, build_world
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -316,3 +320,56 @@ def test_the_feed_ignores_what_it_does_not_understand() -> None:
     feed.apply("org/dialer/calls/c1", b'{"call_id": "c1", "state": "ended"}')
     assert live_calls(view) == {}
     assert [event.kind for event in view.snapshot()] == ["volunteer"]
+
+
+async def test_a_web_process_refuses_calls_while_their_pbx_is_down_and_frees_stuck_volunteers(
+    pg_url: str, sessions: Sessions
+) -> None:
+    world = await build_world(sessions)
+    async with sessions.begin() as session:
+        await session.execute(
+            update(User).where(User.id == world.users["alice"]).values(pbx="east")
+        )
+    # A web process: what it knows of workers comes over MQTT into its broadcaster.
+    runtime = build_runtime(
+        Settings(
+            _env_file=None,
+            database_url=SecretStr(pg_url),
+            allowed_destinations="CA,+33",
+            default_caller_id=CALLER_ID,
+        )
+    )
+    runtime.service.clock = world.clock  # inside calling hours
+    feed = MqttLiveFeed(runtime.broadcaster, "mqtt://127.0.0.1", prefix="dialer")
+
+    def request() -> Awaitable[CallAttempt]:
+        return runtime.service.start_call(
+            volunteer_id=world.users["alice"],
+            contact_id=world.contacts["montreal"],
+            campaign_id=world.campaign_id,
+        )
+
+    try:
+        feed.apply("dialer/workers/east/status", b'{"status": "online", "ami": "disconnected"}')
+        with pytest.raises(CallRefused) as refused:
+            await request()
+        assert refused.value.refusal.code is RefusalCode.PBX_UNAVAILABLE
+        feed.apply("dialer/workers/east/status", b'{"status": "offline"}')  # the MQTT will
+        with pytest.raises(CallRefused):
+            await request()
+
+        # Up again; the request is taken, then the worker dies before dialing it.
+        feed.apply("dialer/workers/east/status", b'{"status": "online", "ami": "connected"}')
+        stuck = await request()
+        feed.apply("dialer/workers/east/status", b'{"status": "offline"}')
+        # Alice hangs up: no worker will act, so the request ends here and now.
+        await runtime.service.hang_up(world.users["alice"], stuck.call_id)
+        ended = await row(sessions, stuck.call_id)
+        assert (ended.state, ended.outcome) == (CallState.ENDED, CallOutcome.HUNG_UP_BY_VOLUNTEER)
+        assert live_calls(runtime.broadcaster) == {}
+        # She is free again: a new call is refused only because the PBX is down.
+        with pytest.raises(CallRefused) as refused:
+            await request()
+        assert refused.value.refusal.code is RefusalCode.PBX_UNAVAILABLE
+    finally:
+        await runtime.close()

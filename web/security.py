@@ -17,7 +17,6 @@ import hmac
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from html import escape
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -274,11 +273,12 @@ def _error_page(request: web.Request, status: int, title: str, message: str) -> 
     if template_context_key not in request:
         # Failed before the page context existed (the database was away while
         # loading the session): a bare page, which needs nothing.
+        bare = request.app[templates_key].get_template("bare_error.html")
         return web.Response(
-            text=f"<!doctype html><meta charset=utf-8><title>{escape(title)}</title>"
-            f"<h1>{escape(title)}</h1><p>{escape(message)}</p>",
+            text=bare.render(title=title, message=message),
             status=status,
             content_type="text/html",
+            charset="utf-8",
         )
     return render(
         request,

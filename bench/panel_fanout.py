@@ -9,6 +9,16 @@ line for it.  Baseline, in the same run: the same calls with one client.
 
     .venv/bin/python bench/panel_fanout.py [--clients 500] [--calls 200]
 
+The clients are raw sockets (HTTP/1.1, chunked, SSE) that time each line
+when its bytes reach the client process: browsers run on other machines,
+and one Python process playing 500 of them through a full HTTP client
+library would measure itself more than the server.  Every client is an
+organizer, so each must read every call change published while it
+listens: the tables count the lines due and read, the snapshots sent
+instead of lines, and the time spent in each stage of the fan-out.
+BENCH_PROFILE=DIR writes cProfile statistics of the server (500-client
+phase) and of the clients to DIR.
+
 Needs PostgreSQL (DIALER_TEST_PG, default postgres@127.0.0.1:5432); a
 scratch database is created and dropped.  Target: p99 < 250 ms.
 """
@@ -48,59 +58,193 @@ from web.config import WebConfig
 
 PG = os.environ.get("DIALER_TEST_PG", "postgres@127.0.0.1:5432")
 SECRET = "bench-secret"
+WINDOW = 14.0  # seconds of calls measured, from when every client is ready
+GRACE = 3.0  # seconds more the clients listen: a line later than that is missed
 PASSWORD = "bench-password-1"
 
 
 # -- the clients (a separate process) ---------------------------------------------
 
 
-_CALL_STATE = re.compile(r'"call_id":"([^"]+)".*?"state":"([a-z_]+)"')
+# A call change as the hub encodes it: the event name, then the data line
+# whose payload starts with the call id and its state.
+_CHANGE = re.compile(
+    rb'event: change\ndata: \{"kind":"call"[^\n]*?"call_id":"([^"]+)"[^\n]*?"state":"([a-z_]+)"'
+)
+_SNAPSHOT = b"event: snapshot\n"
+
+
+class SseReader(asyncio.Protocol):
+    """One live-panel client on a raw socket: HTTP/1.1, chunked, SSE.
+
+    Browsers run elsewhere; this one process plays hundreds of them on the
+    server's two cores, so it does the least work that still reads every
+    byte: it de-chunks, cuts the text at event boundaries and scans the
+    complete events for call changes.  Every change is timestamped when its
+    bytes arrived in this process (``data_received``), the moment a browser
+    would read it.
+    """
+
+    def __init__(self, request: bytes, on_ready: Any, arrivals: list[tuple[bytes, bytes, float]]):
+        self.request = request
+        self.on_ready = on_ready
+        self.arrivals = arrivals
+        self.seen: set[tuple[bytes | Any, ...]] = set()
+        self.head = b""
+        self.status = 0
+        self.raw = bytearray()  # chunked body not yet decoded
+        self.left = 0  # bytes left in the current chunk (+2 for its CRLF)
+        self.text = bytearray()  # decoded body not yet cut at an event boundary
+        self.snapshots = 0
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(self.request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        if not self.status:
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head, data = self.head[:end], self.head[end + 4 :]
+            self.status = int(head.split(b" ", 2)[1])
+            assert self.status == 200, head
+            assert b"transfer-encoding: chunked" in head.lower(), head
+        if not (self.raw or self.left or self.text):
+            # The usual case: one whole chunk that ends on an event boundary.
+            line_end = data.find(b"\r\n", 0, 10)
+            if line_end > 0:
+                start = line_end + 2
+                end = start + int(data[:line_end], 16)
+                if end > start and len(data) == end + 2 and data.endswith(b"\n\n\r\n"):
+                    self.scan(data, start, end, now)
+                    return
+        raw = self.raw
+        raw += data
+        text = self.text
+        position = 0
+        while True:
+            if self.left:
+                take = min(self.left, len(raw) - position)
+                # The last two bytes of a chunk are its CRLF, not body.
+                body = min(take, self.left - 2) if self.left > 2 else 0
+                text += raw[position : position + max(body, 0)]
+                self.left -= take
+                position += take
+                if self.left:
+                    break
+            else:
+                line_end = raw.find(b"\r\n", position)
+                if line_end < 0:
+                    break
+                size = int(raw[position:line_end], 16)
+                position = line_end + 2
+                if size == 0:
+                    break
+                self.left = size + 2
+        del raw[:position]
+        cut = text.rfind(b"\n\n")
+        if cut < 0:
+            return
+        events = bytes(text[: cut + 2])
+        del text[: cut + 2]
+        self.scan(events, 0, len(events), now)
+
+    def scan(self, events: bytes, start: int, end: int, now: float) -> None:
+        """Complete events in ``events[start:end]``, read at ``now``."""
+        seen = self.seen
+        for found in _CHANGE.finditer(events, start, end):
+            key = found.groups()
+            if key not in seen:
+                seen.add(key)
+                self.arrivals.append((key[0], key[1], now))
+        snapshots = events.count(_SNAPSHOT, start, end)
+        if snapshots:
+            if not self.snapshots:
+                self.on_ready()
+            self.snapshots += snapshots
 
 
 async def run_clients(url: str, cookie: str, count: int, seconds: float) -> None:
-    """Open ``count`` SSE streams; print the first arrival time of each (call, state)."""
-    arrivals: list[tuple[str, str, float]] = []
+    """Open ``count`` SSE streams; print the first arrival time of each (call, state).
+
+    They listen for ``seconds`` after all are ready, then GRACE more so that
+    a change published just before the end is still read (or counted missed).
+    """
+    profiler = _profiler()
+    started_cpu = time.process_time()
+    arrivals: list[tuple[bytes, bytes, float]] = []
     ready = 0
     all_ready = asyncio.Event()
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector, cookies={"pb_session": cookie}) as http:
 
-        async def one() -> None:
-            nonlocal ready
-            seen: set[tuple[str, str]] = set()
-            async with http.get(
-                url + "/api/live/events", timeout=aiohttp.ClientTimeout(total=None)
-            ) as response:
-                event = ""
-                async for raw in response.content:
-                    line = raw.decode().rstrip("\n")
-                    if line.startswith("event: "):
-                        event = line[7:]
-                    elif line.startswith("data: "):
-                        if event == "snapshot":
-                            ready += 1
-                            if ready >= count:
-                                all_ready.set()
-                        elif event == "change" and '"kind":"call"' in line:
-                            # Browsers run elsewhere; this one process plays
-                            # 500 of them on the server's two cores, so it
-                            # reads only what the measurement needs.
-                            found = _CALL_STATE.search(line)
-                            if found is not None:
-                                key = (found.group(1), found.group(2))
-                                if key not in seen:
-                                    seen.add(key)
-                                    arrivals.append((key[0], key[1], time.time()))
+    def on_ready() -> None:
+        nonlocal ready
+        ready += 1
+        if ready >= count:
+            all_ready.set()
 
-        tasks = [asyncio.create_task(one()) for _ in range(count)]
-        async with asyncio.timeout(60):
-            await all_ready.wait()
-        print(json.dumps({"ready": True}), flush=True)
-        await asyncio.sleep(seconds)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    print(json.dumps({"arrivals": arrivals}), flush=True)
+    host, port = url.removeprefix("http://").split(":")
+    request = (
+        f"GET /api/live/events HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Accept: text/event-stream\r\nCookie: pb_session={cookie}\r\n\r\n"
+    ).encode()
+    loop = asyncio.get_running_loop()
+    readers: list[SseReader] = []
+    transports: list[asyncio.BaseTransport] = []
+
+    async def one() -> None:
+        reader = SseReader(request, on_ready, arrivals)
+        readers.append(reader)
+        transport, _ = await loop.create_connection(lambda: reader, host, int(port))
+        transports.append(transport)
+
+    # Connect in waves: the listen backlog is finite, as with real browsers.
+    for first in range(0, count, 100):
+        await asyncio.gather(*(one() for _ in range(first, min(count, first + 100))))
+    async with asyncio.timeout(60):
+        await all_ready.wait()
+    print(json.dumps({"ready": True, "at": time.time()}), flush=True)
+    await asyncio.sleep(seconds + GRACE)
+    dropped = sum(1 for reader in readers if reader.lost.done())
+    closed_at = time.time()
+    for transport in transports:
+        transport.close()
+    _dump(profiler, "reader")
+    print(
+        json.dumps(
+            {
+                "arrivals": [(call.decode(), state.decode(), at) for call, state, at in arrivals],
+                "reader_cpu_s": time.process_time() - started_cpu,
+                "snapshots": [reader.snapshots for reader in readers],
+                "dropped": dropped,
+                "closed_at": closed_at,
+            }
+        ),
+        flush=True,
+    )
+
+
+def _profiler() -> Any:
+    if not os.environ.get("BENCH_PROFILE"):
+        return None
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    return profiler
+
+
+def _dump(profiler: Any, name: str) -> None:
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(os.path.join(os.environ["BENCH_PROFILE"], f"{name}.pstats"))
 
 
 # -- the server side ----------------------------------------------------------------
@@ -194,6 +338,8 @@ async def phase(url: str, clients: int, calls: int) -> tuple[list[float], dict[s
     )
     from aiohttp import web
 
+    from web.keys import hub_key
+
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -221,12 +367,21 @@ async def phase(url: str, clients: int, calls: int) -> tuple[list[float], dict[s
         base,
         cookie,
         str(clients),
-        "14",
+        str(WINDOW),
         stdout=subprocess.PIPE,
     )
     assert process.stdout is not None
     line = await process.stdout.readline()
-    assert json.loads(line)["ready"]
+    ready = json.loads(line)
+    assert ready["ready"]
+    # The changes measured: those published in the window; the clients keep
+    # reading for GRACE after it, so none of them is cut off by the end.
+    window_end = ready["at"] + WINDOW
+    hub = app[hub_key]
+    snapshots_before = hub.snapshots_sent
+    stages = _trace_hub(hub)
+    profiler = _profiler() if clients > 1 else None
+    started_cpu = time.process_time()
     started = time.perf_counter()
     for volunteer_id, contact_id, campaign_id in rows[:calls]:
         await runtime.service.start_call(
@@ -236,25 +391,63 @@ async def phase(url: str, clients: int, calls: int) -> tuple[list[float], dict[s
     ramp = time.perf_counter() - started
     output = await process.stdout.read()
     await process.wait()
-    arrivals = json.loads(output)["arrivals"]
+    server_cpu = time.process_time() - started_cpu
+    wall = time.perf_counter() - started
+    _dump(profiler, "server")
+    report = json.loads(output)
+    due = {pair for pair, at in published.items() if at <= window_end}
+    arrivals = [
+        (call_id, state, at) for call_id, state, at in report["arrivals"] if (call_id, state) in due
+    ]
     latencies = [
         (at - stamps[(call_id, state)]) * 1000
         for call_id, state, at in arrivals
         if (call_id, state) in stamps
     ]
-    fanout = [
-        (at - published[(call_id, state)]) * 1000
-        for call_id, state, at in arrivals
-        if (call_id, state) in published
-    ]
+    fanout = [(at - published[(call_id, state)]) * 1000 for call_id, state, at in arrivals]
+    # Every client is staff: each must read every call change published in
+    # the window (a snapshot from the hub would stand in for lines it missed).
+    missed = len(due) * clients - len(arrivals)
+    # The part before the hub, once per change: AMI event -> worker publish.
+    persist = [(published[pair] - stamps[pair]) * 1000 for pair in due if pair in stamps]
+    accepted, flushes = stages
+    flushed: dict[tuple[str, str], tuple[float, float]] = {}
+    for start, end, pairs in flushes:
+        for pair in pairs:
+            flushed.setdefault(pair, (start, end))
     info = {
+        "stages": {
+            "publish -> hub": [
+                (at - published[pair]) * 1000 for pair, at in accepted.items() if pair in due
+            ],
+            "hub -> flush": [
+                (flushed[pair][0] - at) * 1000
+                for pair, at in accepted.items()
+                if pair in due and pair in flushed
+            ],
+            "flush (wall)": [(end - start) * 1000 for start, end, _ in flushes],
+            "flush -> line": [
+                (at - flushed[(call_id, state)][0]) * 1000
+                for call_id, state, at in arrivals
+                if (call_id, state) in flushed
+            ],
+        },
         "fanout": fanout,
+        "persist": persist,
         "clients": clients,
         "calls": calls,
         "ramp_s": ramp,
         "changes": len(stamps),
+        "published": len(due),
+        "expected": len(due) * clients,
+        "missed": missed,
         "deliveries": len(arrivals),
-        "hub_snapshots": app[__import__("web.keys", fromlist=["hub_key"]).hub_key].snapshots_sent,
+        "resyncs": sum(report["snapshots"]) - clients,
+        "resynced_clients": sum(1 for count in report["snapshots"] if count > 1),
+        "hub_snapshots": hub.snapshots_sent - snapshots_before,
+        "dropped": report["dropped"],
+        "server_cpu": server_cpu / wall,
+        "reader_cpu": report["reader_cpu_s"] / wall,
     }
     await runner.cleanup()
     worker.cancel()
@@ -266,6 +459,39 @@ async def phase(url: str, clients: int, calls: int) -> tuple[list[float], dict[s
     return latencies, info
 
 
+def _trace_hub(hub: Any) -> tuple[dict[tuple[str, str], float], list[Any]]:
+    """When each call change entered the hub, and each flush's start, end and changes."""
+    accepted: dict[tuple[str, str], float] = {}
+    flushes: list[tuple[float, float, list[tuple[str, str]]]] = []
+    pending: list[tuple[str, str]] = []
+    if not hasattr(hub, "_write_slices"):  # a hub without flushes: no stages to show
+        return accepted, flushes
+    accept, start_flush, write_slices = hub._accept, hub._start_flush, hub._write_slices
+
+    def traced_accept(event: Any) -> None:
+        if event.kind == "call":
+            pair = (event.key, event.payload["state"])
+            accepted.setdefault(pair, time.time())
+            pending.append(pair)
+        accept(event)
+
+    def traced_start_flush() -> None:
+        flushes.append((time.time(), 0.0, pending[:]))
+        pending.clear()
+        start_flush()
+
+    def traced_write_slices(**options: Any) -> None:
+        write_slices(**options)
+        if hub._jobs is None and flushes:
+            start, _, pairs = flushes[-1]
+            flushes[-1] = (start, time.time(), pairs)
+
+    hub._accept = traced_accept
+    hub._start_flush = traced_start_flush
+    hub._write_slices = traced_write_slices
+    return accepted, flushes
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
@@ -273,6 +499,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 async def main(clients: int, calls: int) -> None:
     name = f"dialer_bench_{uuid.uuid4().hex[:8]}"
+    load_before = os.getloadavg()
     admin = await asyncpg.connect(f"postgresql://{PG}/postgres")
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
@@ -297,17 +524,19 @@ async def main(clients: int, calls: int) -> None:
                     )
                 )
             await engine.dispose()
+        nan = float("nan")
         print()
         print(
-            f"{'SSE clients':>11} {'calls':>5} {'changes':>7} {'lines read':>10} "
+            f"{'SSE clients':>11} {'calls':>5} {'changes':>7} {'lines due':>9} {'lines read':>10} "
             f"{'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7}   (AMI event -> SSE line)"
         )
         for count, latencies, info in rows:
             print(
-                f"{count:>11} {info['calls']:>5} {info['changes']:>7} {info['deliveries']:>10} "
-                f"{statistics.median(latencies) if latencies else float('nan'):>7.1f} "
+                f"{count:>11} {info['calls']:>5} {info['changes']:>7} {info['expected']:>9} "
+                f"{info['deliveries']:>10} "
+                f"{statistics.median(latencies) if latencies else nan:>7.1f} "
                 f"{percentile(latencies, 0.90):>7.1f} {percentile(latencies, 0.99):>7.1f} "
-                f"{max(latencies) if latencies else float('nan'):>7.1f}"
+                f"{max(latencies) if latencies else nan:>7.1f}"
             )
         print()
         print(
@@ -317,16 +546,73 @@ async def main(clients: int, calls: int) -> None:
         for count, _latencies, info in rows:
             fan = info["fanout"]
             print(
-                f"{count:>11} {statistics.median(fan) if fan else float('nan'):>7.1f} "
+                f"{count:>11} {statistics.median(fan) if fan else nan:>7.1f} "
                 f"{percentile(fan, 0.90):>7.1f} {percentile(fan, 0.99):>7.1f} "
-                f"{max(fan) if fan else float('nan'):>7.1f}"
+                f"{max(fan) if fan else nan:>7.1f}"
             )
+        print()
+        print(
+            f"{'SSE clients':>11} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7}"
+            "   (AMI event -> worker publish, once per change)"
+        )
+        for count, _latencies, info in rows:
+            part = info["persist"]
+            print(
+                f"{count:>11} {statistics.median(part) if part else nan:>7.1f} "
+                f"{percentile(part, 0.90):>7.1f} {percentile(part, 0.99):>7.1f} "
+                f"{max(part) if part else nan:>7.1f}"
+            )
+        print()
+        print(
+            f"{'SSE clients':>11} {'stage':>14} {'count':>7} {'p50 ms':>7} {'p90 ms':>7} "
+            f"{'p99 ms':>7} {'max ms':>7}   (inside the fan-out)"
+        )
+        for count, _latencies, info in rows:
+            for stage, values in info["stages"].items():
+                print(
+                    f"{count:>11} {stage:>14} {len(values):>7} "
+                    f"{statistics.median(values) if values else nan:>7.1f} "
+                    f"{percentile(values, 0.90):>7.1f} {percentile(values, 0.99):>7.1f} "
+                    f"{max(values) if values else nan:>7.1f}"
+                )
+        print()
+        print(
+            f"{'SSE clients':>11} {'missed':>6} {'resyncs':>7} {'resynced':>8} {'dropped':>7} "
+            f"{'server CPU':>10} {'reader CPU':>10}"
+        )
+        for count, _latencies, info in rows:
+            print(
+                f"{count:>11} {info['missed']:>6} {info['resyncs']:>7} "
+                f"{info['resynced_clients']:>8} {info['dropped']:>7} "
+                f"{info['server_cpu']:>10.2f} {info['reader_cpu']:>10.2f}"
+            )
+        print(
+            "load average before: {:.2f} {:.2f} {:.2f}; after: {:.2f} {:.2f} {:.2f}".format(
+                *load_before, *os.getloadavg()
+            )
+        )
         print("latency: from our AMI client decoding the event to the SSE line read by a client")
         print("(baseline: the first row, one client; target p99 < 250 ms with 500 clients)")
+        print(
+            f"lines due: call changes published in the {WINDOW:.0f} s window, times clients;"
+            f" missed: those not read {GRACE:.0f} s after it"
+        )
+        print("resyncs: snapshots after the first (resynced: clients that got one);")
+        print("dropped: streams the server ended; CPU: cores busy over the phase")
     finally:
-        admin = await asyncpg.connect(f"postgresql://{PG}/postgres")
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        # PostgreSQL may be short of connections (other benchmarks): retry the drop.
+        for attempt in range(30):
+            try:
+                admin = await asyncpg.connect(f"postgresql://{PG}/postgres")
+            except asyncpg.exceptions.TooManyConnectionsError:
+                if attempt == 29:
+                    print(f"could not drop the scratch database {name}", file=sys.stderr)
+                    raise
+                await asyncio.sleep(2)
+                continue
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
+            break
 
 
 if __name__ == "__main__":

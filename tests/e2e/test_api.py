@@ -234,7 +234,9 @@ async def test_a_slow_stream_gets_a_fresh_snapshot(
             served.runtime.broadcaster.publish(
                 "call", f"flood-{index}", {"call_id": f"flood-{index}", "state": "talking"}
             )
-            # Let the hub forward without letting the stream's writer drain.
+        # All at once: the hub flushes them together, more than the stream's
+        # backlog, so it sends a snapshot instead.  (A browser that stops
+        # reading: tests/integration/test_live_streams.py.)
         await asyncio.sleep(0.2)
 
     events = await _events(olivia, 2, after=flood)

@@ -47,12 +47,25 @@ def is_unavailable(error: BaseException) -> bool:
     """Whether ``error`` means "the database is away for now; retry", as opposed to a bug."""
     if isinstance(error, OperationalError | InterfaceError):
         return True
-    if isinstance(error, DBAPIError):
-        return error.connection_invalidated or type(error.orig).__name__ in _UNAVAILABLE
-    # Refused or timed-out connections before SQLAlchemy wraps anything.
-    return isinstance(error, ConnectionRefusedError | TimeoutError) or (
-        type(error).__name__ in _UNAVAILABLE
-    )
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    # The driver's own exception may be wrapped twice (SQLAlchemy's DBAPIError
+    # around its asyncpg adapter's Error), or raised bare at connect time.
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__name__ in _UNAVAILABLE or isinstance(
+            current, ConnectionRefusedError | TimeoutError
+        ):
+            return True
+        following = getattr(current, "orig", None)
+        current = (
+            following
+            if isinstance(following, BaseException)
+            else (current.__cause__ or current.__context__)
+        )
+    return False
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:

@@ -123,6 +123,8 @@ class MqttPublisher:
                         timeout=5,
                         max_inflight_messages=self.max_in_flight,
                     ) as client:
+                        # Many publishes in flight is the design, not a problem to warn about.
+                        client.pending_calls_threshold = self.max_in_flight + 10
                         self.connected = True
                         delay = 0.5
                         try:

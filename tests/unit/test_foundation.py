@@ -148,3 +148,28 @@ def test_spreadsheet_safe(value: object, expected: str) -> None:
 )
 def test_headers_are_normalised(header: str, expected: str) -> None:
     assert normalise_header(header) == expected
+
+
+def test_database_unavailability_is_recognised_through_wrappers() -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    from dialer.db import is_unavailable
+
+    class TooManyConnectionsError(Exception):  # the name asyncpg gives it
+        pass
+
+    class AdaptedError(Exception):  # SQLAlchemy's asyncpg adapter wraps the driver's error
+        pass
+
+    try:
+        try:
+            raise TooManyConnectionsError("sorry, too many clients already")
+        except TooManyConnectionsError as driver_error:
+            raise AdaptedError("wrapped") from driver_error
+    except AdaptedError as adapted:
+        wrapped = DBAPIError("SELECT 1", {}, adapted)
+    assert is_unavailable(wrapped)
+    assert is_unavailable(TooManyConnectionsError())
+    assert is_unavailable(ConnectionRefusedError())
+    assert not is_unavailable(DBAPIError("SELECT 1", {}, AdaptedError("syntax error")))
+    assert not is_unavailable(ValueError("a bug"))

@@ -14,12 +14,23 @@ transaction (max_batch=1) instead of batching what arrived meanwhile.
 
 Run: .venv/bin/python bench/calls.py [--sizes 50,200,1000] [--calls-per-volunteer 2]
 Target: 1,000 concurrent calls on one worker, p99 event-to-persisted < 50 ms.
+
+Below the table: each run's driver and simulator CPU (on a small machine the
+three processes share the cores), how many calls were really up at once,
+and the load average.  --breakdown adds where the worker's event-to-commit
+time went (waiting for a writer, the transaction, each SQL statement, event
+loop lag, GC pauses); --profile PREFIX writes a CPU-time cProfile of the
+worker; --repeat, --no-baseline, --writers and --json help compare runs;
+--poll-interval S runs the worker as in production (woken by NOTIFY, polling
+every S seconds) instead of the default 10 ms poll.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import gc
 import json
 import os
 import resource
@@ -44,6 +55,11 @@ from dialer.outcomes import parse_submission
 from dialer.survey import CallingHours, TimeWindow
 
 PG_SERVER = os.environ.get("DIALER_TEST_PG", "postgres@127.0.0.1:5432")
+# Set by --profile / --breakdown for the worker process.
+PROFILE_ENV = "DIALER_BENCH_PROFILE"
+BREAKDOWN_ENV = "DIALER_BENCH_BREAKDOWN"
+WRITERS_ENV = "DIALER_BENCH_WRITERS"
+POLL_ENV = "DIALER_BENCH_POLL"
 SECRET = "bench-secret"
 ALWAYS = CallingHours(
     weekday=TimeWindow(start=clock_time(0), end=clock_time(23, 59, 59)),
@@ -87,12 +103,18 @@ async def worker_main(url: str, ami_port: int, max_batch: int) -> None:
     runtime = build_runtime(settings, pbx, pool_size=40)
     worker = runtime.worker
     assert worker is not None
-    worker.poll_interval = 0.01
+    # The driver is another process, so by default the worker finds new
+    # requests by polling every 10 ms; --poll-interval instead runs it as
+    # production does: woken by NOTIFY, polling as a backstop.
+    poll = os.environ.get(POLL_ENV)
+    worker.poll_interval = float(poll) if poll else 0.01
+    listener = getattr(runtime, "listener", None) if poll else None
     worker.max_batch = max_batch
-    worker.writers = 1 if max_batch == 1 else 2
+    worker.writers = 1 if max_batch == 1 else int(os.environ.get(WRITERS_ENV, worker.writers))
     lags: list[float] = []
     originated: dict[str, float] = {}
     worker.on_persisted = lambda _snapshot, lag: lags.append(lag)
+    probe = _WorkerProbe(worker, runtime.engine) if os.environ.get(BREAKDOWN_ENV) else None
     send = pbx.originate
 
     async def timed_originate(request: OriginateRequest) -> None:
@@ -102,15 +124,137 @@ async def worker_main(url: str, ami_port: int, max_batch: int) -> None:
     pbx.originate = timed_originate  # type: ignore[method-assign]
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    profile_path = os.environ.get(PROFILE_ENV)
+    # CPU time, not wall time: on a shared machine wall time charges whatever
+    # function was running when the process lost the CPU.
+    profiler = cProfile.Profile(time.process_time) if profile_path else None
     cpu_start = time.process_time()
+    if profiler is not None:
+        profiler.enable()
     task = asyncio.create_task(worker.run())
+    listening = asyncio.create_task(listener.run()) if listener is not None else None
     await stop.wait()
+    if listening is not None:
+        listening.cancel()
+    if profiler is not None and profile_path:
+        profiler.disable()
+        profiler.dump_stats(profile_path)
     cpu = time.process_time() - cpu_start
     task.cancel()
     await pbx.close()
     await runtime.close()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"lags": lags, "originated": originated, "cpu": cpu, "rss_mb": rss_mb}))
+    result: dict[str, Any] = {"lags": lags, "originated": originated, "cpu": cpu, "rss_mb": rss_mb}
+    if probe is not None:
+        result["breakdown"] = probe.summary()
+    print(json.dumps(result))
+
+
+class _WorkerProbe:
+    """Where event-to-commit time goes, measured from outside the worker (bench only).
+
+    * queue: from the AMI event's arrival (``snapshot.at``) to the start of
+      the transaction that stores it (waiting in ``pending`` for a writer);
+    * txn: the whole ``apply`` call holding it (SELECT, flush, commit, publish);
+    * per SQL statement kind: time from sending it to its result;
+    * loop lag: how late a 5 ms sleep wakes up (CPU starvation, long steps);
+    * GC pauses.
+    """
+
+    def __init__(self, worker: Any, engine: Any) -> None:
+        from sqlalchemy import event
+
+        self.queue: list[float] = []
+        self.txn: list[float] = []
+        self.batch_sizes: list[int] = []
+        self.sql: dict[str, list[float]] = {}
+        self.loop_lag: list[float] = []
+        self.gc_pauses: list[tuple[int, float]] = []
+        self.gc_cpu: list[tuple[int, float]] = []
+        self._gc_started = self._gc_cpu_started = 0.0
+        apply = worker.apply
+
+        async def timed_apply(snapshots: Any) -> Any:
+            batch = list(snapshots)
+            began = time.time()
+            for snapshot in batch:
+                self.queue.append(began - snapshot.at.timestamp())
+            self.batch_sizes.append(len(batch))
+            try:
+                return await apply(batch)
+            finally:
+                self.txn.append(time.time() - began)
+
+        worker.apply = timed_apply
+
+        def before(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            conn.info.setdefault("bench_started", []).append(time.perf_counter())
+
+        def after(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            started = conn.info["bench_started"].pop()
+            kind = " ".join(statement.split()[:3])[:40]
+            self.sql.setdefault(kind, []).append(time.perf_counter() - started)
+
+        event.listen(engine.sync_engine, "before_cursor_execute", before)
+        event.listen(engine.sync_engine, "after_cursor_execute", after)
+        dialect = engine.sync_engine.dialect
+        do_commit = dialect.do_commit
+
+        def timed_commit(dbapi_connection: Any) -> None:
+            started = time.perf_counter()
+            try:
+                do_commit(dbapi_connection)
+            finally:
+                self.sql.setdefault("COMMIT", []).append(time.perf_counter() - started)
+
+        dialect.do_commit = timed_commit
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                self._gc_started = time.perf_counter()
+                self._gc_cpu_started = time.process_time()
+            else:
+                generation = info["generation"]
+                self.gc_pauses.append((generation, time.perf_counter() - self._gc_started))
+                self.gc_cpu.append((generation, time.process_time() - self._gc_cpu_started))
+
+        gc.callbacks.append(on_gc)
+        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            began = time.perf_counter()
+            await asyncio.sleep(0.005)
+            self.loop_lag.append(time.perf_counter() - began - 0.005)
+
+    def summary(self) -> dict[str, Any]:
+        def stats(values: list[float]) -> dict[str, float]:
+            return {
+                "n": len(values),
+                "p50_ms": percentile(values, 0.5) * 1000,
+                "p99_ms": percentile(values, 0.99) * 1000,
+                "max_ms": max(values, default=float("nan")) * 1000,
+                "sum_s": sum(values),
+            }
+
+        return {
+            "queue": stats(self.queue),
+            "txn": stats(self.txn),
+            "batch_p50": percentile([float(n) for n in self.batch_sizes], 0.5),
+            "batch_max": max(self.batch_sizes, default=0),
+            "loop_lag": stats(self.loop_lag),
+            "gc_frozen": gc.get_freeze_count(),
+            "gc_tracked": len(gc.get_objects()),
+            "gc": {
+                str(generation): stats([p for g, p in self.gc_pauses if g == generation])
+                for generation in (0, 1, 2)
+            },
+            "gc_cpu": {
+                str(generation): stats([p for g, p in self.gc_cpu if g == generation])
+                for generation in (0, 1, 2)
+            },
+            "sql": {kind: stats(values) for kind, values in sorted(self.sql.items())},
+        }
 
 
 # -- the driver -----------------------------------------------------------------
@@ -182,7 +326,7 @@ async def seed(
 
 async def drive(
     url: str, campaign_id: int, user_ids: list[int], contact_ids: list[list[int]]
-) -> tuple[dict[str, float], int, float]:
+) -> tuple[dict[str, float], dict[str, float], int, float, list[int]]:
     from dialer.bootstrap import build_runtime
     from dialer.domain import CallState
     from dialer.models import CallAttempt
@@ -193,12 +337,18 @@ async def drive(
         database_url=SecretStr(url),  # type: ignore[call-arg]
         allowed_destinations="CA",
     )
-    runtime = build_runtime(settings, pool_size=40)
+    # 1,000 volunteers clicking at once queue for 50 connections; on a busy
+    # 2-core machine the last one can wait longer than SQLAlchemy's default
+    # 30 s, which would abort the run rather than measure it.
+    runtime = build_runtime(settings, pool_size=40, pool_timeout=300)
     service = runtime.service
     requested: dict[str, float] = {}
     committed: dict[str, float] = {}
     completed = 0
     waiting: dict[str, asyncio.Future[None]] = {}
+    # Calls requested and not yet seen ended, every 0.2 s: how many calls
+    # were really up at once (the driver, not the worker, can be the limit).
+    live: list[int] = []
 
     async def watch_calls() -> None:
         # One query for every call in progress, like one live panel would
@@ -207,6 +357,7 @@ async def drive(
             # Gentle on the database the worker is writing to: the driver is
             # a stand-in for browsers, not the thing measured.
             await asyncio.sleep(0.2)
+            live.append(len(waiting))
             if not waiting:
                 continue
             async with runtime.sessions() as session:
@@ -253,11 +404,29 @@ async def drive(
     elapsed = time.perf_counter() - began
     watcher.cancel()
     await runtime.close()
-    return requested, committed, completed, elapsed
+    return requested, committed, completed, elapsed, live
+
+
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a live child process (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def one_run(
-    volunteers: int, calls_each: int, max_batch: int, time_scale: float
+    volunteers: int,
+    calls_each: int,
+    max_batch: int,
+    time_scale: float,
+    *,
+    profile: str | None = None,
+    breakdown: bool = False,
+    writers: int | None = None,
+    poll_interval: float | None = None,
 ) -> dict[str, Any]:
     name = f"dialer_bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(f"postgresql://{PG_SERVER}/postgres")
@@ -287,15 +456,31 @@ async def one_run(
             stderr=subprocess.DEVNULL,
         )
         await asyncio.sleep(1.0)
+        env = dict(os.environ)
+        if profile:
+            env[PROFILE_ENV] = f"{profile}-{volunteers}-{max_batch}-{name}.prof"
+        if breakdown:
+            env[BREAKDOWN_ENV] = "1"
+        if writers:
+            env[WRITERS_ENV] = str(writers)
+        if poll_interval:
+            env[POLL_ENV] = str(poll_interval)
         worker = subprocess.Popen(
             [sys.executable, __file__, "--worker", url, str(ami_port), str(max_batch)],
             stdout=subprocess.PIPE,
             text=True,
+            env=env,
         )
         await asyncio.sleep(1.5)
-        requested, committed, completed, elapsed = await drive(
+        load_before = os.getloadavg()
+        simulator_cpu = _process_cpu(simulator.pid)
+        driver_cpu = time.process_time()
+        requested, committed, completed, elapsed, live = await drive(
             url, campaign_id, user_ids, contact_ids
         )
+        driver_cpu = time.process_time() - driver_cpu
+        simulator_cpu = _process_cpu(simulator.pid) - simulator_cpu
+        load_after = os.getloadavg()
         worker.send_signal(signal.SIGTERM)
         out, _ = await asyncio.to_thread(worker.communicate, timeout=60)
         metrics = json.loads(out.strip().splitlines()[-1])
@@ -328,6 +513,15 @@ async def one_run(
         "cpu_share": metrics["cpu"] / elapsed,
         "rss_mb": metrics["rss_mb"],
         "max_batch": max_batch,
+        "writers": writers,
+        "poll_interval": poll_interval,
+        "live_peak": max(live, default=0),
+        "live_mean": sum(live) / len(live) if live else 0.0,
+        "driver_cpu_s": driver_cpu,
+        "simulator_cpu_s": simulator_cpu,
+        "load_before": load_before,
+        "load_after": load_after,
+        "breakdown": metrics.get("breakdown"),
     }
 
 
@@ -341,12 +535,46 @@ async def main() -> None:
         default=0.5,
         help="simulated seconds per real second (0.5: a 1 s ring takes 0.5 s)",
     )
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip the 1-update-per-transaction baseline run at N=200",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="run each size this many times")
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also measure where event-to-commit time goes in the worker and print it",
+    )
+    parser.add_argument(
+        "--profile", metavar="PREFIX", help="cProfile the worker to PREFIX-N-BATCH-DB.prof"
+    )
+    parser.add_argument("--json", metavar="FILE", help="append every run's numbers to FILE")
+    parser.add_argument(
+        "--writers", type=int, help="concurrent persistence transactions (default: the worker's)"
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        help="run the worker as in production: woken by NOTIFY, polling every SECONDS "
+        "(default: no listener, a 10 ms poll)",
+    )
     args = parser.parse_args()
+    options: dict[str, Any] = {
+        "profile": args.profile,
+        "breakdown": args.breakdown,
+        "writers": args.writers,
+        "poll_interval": args.poll_interval,
+    }
     rows = [
-        await one_run(n, args.calls_per_volunteer, 500, args.time_scale)
+        await one_run(n, args.calls_per_volunteer, 500, args.time_scale, **options)
         for n in (int(size) for size in args.sizes.split(","))
+        for _ in range(args.repeat)
     ]
-    rows.append(await one_run(200, args.calls_per_volunteer, 1, args.time_scale))
+    if not args.no_baseline:
+        rows.append(await one_run(200, args.calls_per_volunteer, 1, args.time_scale, **options))
+    if args.json:
+        _append_json(args.json, rows)
     header = (
         f"{'volunteers':>10} {'persist':>12} {'calls':>6} {'calls/s':>8} "
         f"{'req->wire p50':>13} {'p99':>7} {'event->stored p50':>17} {'p99':>7} "
@@ -361,6 +589,54 @@ async def main() -> None:
             f"{row['persist_p50']:>15.1f}ms {row['persist_p99']:>5.1f}ms "
             f"{row['cpu_s']:>9.1f}s {row['cpu_share']:>5.0%} {row['rss_mb']:>7.0f}"
         )
+    print(
+        "\nper run: driver (web tier) and simulator CPU, request -> committed p99, "
+        "calls up at once (every 0.2 s), load average (1 min) before -> after"
+    )
+    for row in rows:
+        print(
+            f"{row['volunteers']:>10} driver {row['driver_cpu_s']:5.1f}s "
+            f"({row['driver_cpu_s'] / row['seconds']:4.0%}) "
+            f"simulator {row['simulator_cpu_s']:5.1f}s "
+            f"({row['simulator_cpu_s'] / row['seconds']:4.0%}) "
+            f"req->committed p99 {row['check_p99']:7.1f}ms "
+            f"calls up at once: peak {row['live_peak']}, mean {row['live_mean']:.0f} "
+            f"load {row['load_before'][0]:.2f} -> {row['load_after'][0]:.2f}"
+        )
+    for row in rows:
+        if row.get("breakdown"):
+            _print_breakdown(row)
+
+
+def _append_json(path: str, rows: list[dict[str, Any]]) -> None:
+    with open(path, "a") as out:
+        for row in rows:
+            out.write(json.dumps(row) + "\n")
+
+
+def _print_breakdown(row: dict[str, Any]) -> None:
+    parts = row["breakdown"]
+    print(
+        f"\nN={row['volunteers']} max_batch={row['max_batch']}: "
+        f"batch size p50 {parts['batch_p50']:.0f}, max {parts['batch_max']}; "
+        f"objects at the end: {parts.get('gc_tracked')} tracked by the GC, "
+        f"{parts.get('gc_frozen')} frozen"
+    )
+    lines = [
+        ("queue (event -> its txn starts)", parts["queue"]),
+        ("txn (apply: select, flush, commit, publish)", parts["txn"]),
+        ("event-loop lag (5 ms sleep overshoot)", parts["loop_lag"]),
+        *((f"gc gen {g} (wall)", parts["gc"][g]) for g in ("0", "1", "2")),
+        *((f"gc gen {g} (CPU)", parts["gc_cpu"][g]) for g in ("0", "1", "2") if "gc_cpu" in parts),
+        *((f"sql {kind}", stats) for kind, stats in parts["sql"].items()),
+    ]
+    for label, stats in lines:
+        if stats["n"]:
+            print(
+                f"  {label:<48} n={stats['n']:>6} p50 {stats['p50_ms']:7.2f}ms "
+                f"p99 {stats['p99_ms']:7.2f}ms max {stats['max_ms']:7.1f}ms "
+                f"total {stats['sum_s']:6.2f}s"
+            )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -474,12 +475,17 @@ class CallWorker:
                     await self.pbx.hangup_call(snapshot.call_id, by)
 
     async def apply(self, snapshots: Iterable[CallSnapshot]) -> list[CallAttempt]:
-        """Persist snapshots in one transaction, then publish them."""
+        """Persist snapshots (in one transaction when a call ends), then publish them."""
         ordered = list(snapshots)
         changed: dict[str, CallAttempt] = {}
         event_at: dict[str, datetime] = {}
         ended: list[CallAttempt] = []
-        async with self._store_connections.transaction(self.service.sessions) as session:
+        # Where no call ends, each row's update stands alone: no transaction
+        # needed around the batch (see _StoreConnections).
+        atomic = any(snapshot.state is CallState.ENDED for snapshot in ordered)
+        async with self._store_connections.transaction(
+            self.service.sessions, atomic=atomic
+        ) as session:
             ids = {snapshot.call_id for snapshot in ordered}
             rows = await session.scalars(select(CallAttempt).where(CallAttempt.call_id.in_(ids)))
             calls = {call.call_id: call for call in rows}
@@ -554,51 +560,88 @@ def _freeze_startup_heap() -> None:
 
 
 class _StoreConnections:
-    """Connections the persistence path keeps from one transaction to the next.
+    """Connections the persistence path keeps from one batch to the next (PostgreSQL).
 
     While the consumer loop runs, a batch skips the pool's check-out and its
-    liveness ping, a round trip to the database.  A transaction that fails
-    gives its connection back to the pool (which discards it if it is
-    broken), so the retry starts from a fresh, pinged one; the service given
-    other sessions drops them all.  Outside the loop (a direct ``apply``)
-    nothing is kept.
+    liveness ping, a round trip to the database.  A batch in which no call
+    ends runs on a connection in autocommit: its rows' executemany is one
+    implicit transaction of its own (asyncpg), with no BEGIN and COMMIT
+    round trips around it.  A batch in which a call ends runs in a
+    transaction, so the end and its bookkeeping are stored together and a
+    retry never counts an attempt twice.
+
+    A connection idle for more than ``fresh_for`` seconds goes back to the
+    pool and the batch checks out a pinged one, so a quiet night does not
+    end with a batch failing on a connection the server or a proxy closed.
+    A failure gives the connection back to the pool (which discards it if it
+    is broken), so the retry starts from a fresh, pinged one; the service
+    given other sessions drops them all.  Outside the loop (a direct
+    ``apply``), and on other databases, every batch is a transaction on a
+    pooled connection.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, fresh_for: float = 10.0) -> None:
         self.keep = False
-        self._idle: list[AsyncConnection] = []
+        self.fresh_for = fresh_for
+        # Per kind (atomic or autocommit): connections and when they were last used.
+        self._idle: dict[bool, list[tuple[AsyncConnection, float]]] = {True: [], False: []}
         self._source: async_sessionmaker[AsyncSession] | None = None
 
     @contextlib.asynccontextmanager
     async def transaction(
-        self, sessions: async_sessionmaker[AsyncSession]
+        self, sessions: async_sessionmaker[AsyncSession], *, atomic: bool
     ) -> AsyncIterator[AsyncSession]:
         engine = sessions.kw.get("bind")
-        if not self.keep or not isinstance(engine, AsyncEngine):
+        if (
+            not self.keep
+            or not isinstance(engine, AsyncEngine)
+            or engine.dialect.name != "postgresql"
+        ):
             async with sessions.begin() as session:
                 yield session
             return
         if sessions is not self._source:
             await self.close()
             self._source = sessions
-        connection = self._idle.pop() if self._idle else await engine.connect()
+        connection = await self._take(engine, atomic)
         try:
             async with sessions(bind=connection) as session, session.begin():
                 yield session
         except BaseException:
-            with contextlib.suppress(Exception):
-                await connection.close()
+            await _give_back(connection)
             raise
         if self.keep:
-            self._idle.append(connection)
+            self._idle[atomic].append((connection, time.monotonic()))
         else:
-            await connection.close()
+            await _give_back(connection)
+
+    async def _take(self, engine: AsyncEngine, atomic: bool) -> AsyncConnection:
+        idle = self._idle[atomic]
+        while idle:
+            connection, used_at = idle.pop()
+            if time.monotonic() - used_at <= self.fresh_for:
+                return connection
+            await _give_back(connection)
+        connection = await engine.connect()
+        if not atomic:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+        return connection
 
     async def close(self) -> None:
-        idle, self._idle = self._idle, []
-        for connection in idle:
-            with contextlib.suppress(Exception):
-                await connection.close()
+        for idle in self._idle.values():
+            while idle:
+                connection, _ = idle.pop()
+                await _give_back(connection)
+
+
+async def _give_back(connection: AsyncConnection) -> None:
+    """Return a connection to the pool, which rolls it back or discards it if broken.
+
+    Bounded: at shutdown, with the database unreachable, the worker must not
+    wait on it.
+    """
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(connection.close(), timeout=2.0)
 
 
 def _take_batch(

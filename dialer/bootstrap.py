@@ -163,19 +163,16 @@ def attach_mqtt(runtime: Runtime, *, with_worker: bool) -> None:
 SHUTDOWN_GRACE_SECONDS = 20.0
 
 
-async def _stopped_within(tasks: list[asyncio.Task[None]], grace: float) -> None:
+async def stuck_after(tasks: list[asyncio.Task[None]], grace: float) -> list[asyncio.Task[None]]:
+    """The tasks still running ``grace`` seconds on, each logged with its stack."""
     _done, stuck = await asyncio.wait(tasks, timeout=grace)
-    if not stuck:
-        return
     for task in stuck:
         frames = "".join(
             f"\n  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
             for frame in task.get_stack()
         )
         log.error("task %s did not stop within %.0fs:%s", task.get_name(), grace, frames)
-    logging.shutdown()
-    # Live calls are safe on the PBX; the next start re-attaches them.
-    os._exit(70)
+    return list(stuck)
 
 
 async def _wait_for_stop(stop: asyncio.Event | None) -> None:
@@ -274,7 +271,10 @@ async def run_serve(
             log.info("shutting down; live calls stay up on the PBX")
             for task in tasks:
                 task.cancel()
-            await _stopped_within(tasks, SHUTDOWN_GRACE_SECONDS)
+            if await stuck_after(tasks, SHUTDOWN_GRACE_SECONDS):
+                logging.shutdown()
+                # Live calls are safe on the PBX; the next start re-attaches them.
+                os._exit(70)
     finally:
         if runner is not None:
             await runner.cleanup()

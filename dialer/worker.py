@@ -160,7 +160,7 @@ class CallWorker:
             in_flight = list(rows)
         if expired:
             log.warning("ended %d call request(s) that expired while no worker ran", len(expired))
-            self._publish_ended(expired)
+            self._publish_calls(expired)
         for call in in_flight:
             # The resync that follows the next login re-attaches these or
             # ends them as lost; either way nothing is dialed again.
@@ -199,7 +199,7 @@ class CallWorker:
         )
         return list(result)
 
-    def _publish_ended(self, calls: list[CallAttempt]) -> None:
+    def _publish_calls(self, calls: list[CallAttempt]) -> None:
         for call in calls:
             self.service.publish_call(call, contact_name=None)
 
@@ -277,11 +277,10 @@ class CallWorker:
                     .execution_options(populate_existing=True)
                 )
                 claimed_calls = list(calls)
-        self._publish_ended(expired)
+        self._publish_calls(expired)
         # The web process that took the click may be elsewhere: say here, for
         # MQTT, that the request is on its way to the PBX.
-        for call in claimed_calls:
-            self.service.publish_call(call, contact_name=None)
+        self._publish_calls(claimed_calls)
         return [
             self._originate_request(call, call.volunteer, call.contact) for call in claimed_calls
         ]

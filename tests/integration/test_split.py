@@ -373,3 +373,31 @@ async def test_a_web_process_refuses_calls_while_their_pbx_is_down_and_frees_stu
         assert refused.value.refusal.code is RefusalCode.PBX_UNAVAILABLE
     finally:
         await runtime.close()
+
+
+async def test_a_task_that_ignores_its_cancellation_is_named_at_shutdown(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from dialer.bootstrap import stuck_after
+
+    released = False
+
+    async def stubborn() -> None:
+        while not released:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0.05)
+
+    async def obedient() -> None:
+        await asyncio.sleep(10)
+
+    tasks = [asyncio.create_task(stubborn(), name="stubborn"), asyncio.create_task(obedient())]
+    await asyncio.sleep(0)  # both running
+    for task in tasks:
+        task.cancel()
+    try:
+        assert await stuck_after(tasks, 0.2) == [tasks[0]]
+        assert "task stubborn did not stop within 0s" in caplog.text
+        assert "in stubborn" in caplog.text  # its stack says where it hangs
+    finally:
+        released = True
+        await asyncio.wait_for(tasks[0], 1)

@@ -50,6 +50,11 @@ class Subscription:
             await self._wakeup.wait()
         return self._events.popleft()
 
+    def take(self, limit: int) -> list[LiveEvent]:
+        """Up to ``limit`` events already waiting, without waiting for more."""
+        events = self._events
+        return [events.popleft() for _ in range(min(limit, len(events)))]
+
     def __aiter__(self) -> AsyncIterator[LiveEvent]:
         return self
 

@@ -176,7 +176,11 @@ class MqttPublisher:
                     await window.popleft()  # raises when it failed
                 if not getter.done():
                     continue
-                event, getter = getter.result(), None
+                # Everything that is waiting goes out now: one event per wake
+                # would cost a few loop turns each, and on a busy worker that
+                # caps the rate below what the calls produce.
+                batch = [getter.result(), *subscription.take(self.max_in_flight)]
+                getter = None
                 if subscription.overflowed:
                     # Changes were dropped while we were slow: the snapshot
                     # says where things are now.
@@ -185,9 +189,10 @@ class MqttPublisher:
                         await window.popleft()
                     await self._publish_state(client)
                     continue
-                window.append(asyncio.create_task(self._publish(client, event)))
-                while len(window) >= self.max_in_flight:
-                    await window.popleft()
+                for event in batch:
+                    window.append(asyncio.create_task(self._publish(client, event)))
+                    while len(window) >= self.max_in_flight:
+                        await window.popleft()
         finally:
             pending = [*window, *([getter] if getter is not None else [])]
             for task in pending:

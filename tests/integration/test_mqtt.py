@@ -143,6 +143,23 @@ async def test_topics_and_payloads(prefix: str) -> None:
     await _clear(prefix, late)
 
 
+async def test_a_burst_goes_out_whole_and_in_order(prefix: str) -> None:
+    """More events at once than publishes in flight: each one is sent, in order per topic."""
+    broadcaster = Broadcaster()
+    states = ("ringing_volunteer", "dialing_contact", "talking")
+    async with watching(prefix) as watcher, publishing(broadcaster, BROKER[1], prefix) as publisher:
+        assert publisher.max_in_flight < 300 * len(states)
+        for state in states:
+            for n in range(300):
+                broadcaster.publish("call", f"c{n}", {"call_id": f"c{n}", "state": state})
+        for n in range(300):
+            await watcher.wait_for(f"{prefix}/calls/c{n}", {"call_id": f"c{n}", "state": "talking"})
+        for n in (0, 150, 299):
+            seen = [v for topic, v, _ in watcher.seen if topic == f"{prefix}/calls/c{n}"]
+            assert [v["state"] for v in seen if isinstance(v, dict)] == list(states)
+    await _clear(prefix, watcher)
+
+
 async def test_broker_outage_blocks_nothing_and_state_is_republished(prefix: str) -> None:
     broadcaster = Broadcaster()
     proxy = TcpProxy(*BROKER)

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import select
+import socket
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -19,6 +21,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
+from paho.mqtt.enums import MQTTErrorCode
 
 from dialer.live import Broadcaster, LiveEvent, Subscription
 
@@ -59,6 +62,45 @@ def parse_url(url: str, *, ca_file: str | None = None) -> dict[str, Any]:
     elif ca_file:
         raise MqttSettingsError("DIALER_MQTT_CA_FILE needs an mqtts:// URL")
     return options
+
+
+def read_every_waiting_packet(client: aiomqtt.Client, budget: int = 1000) -> None:
+    """Make ``client`` read every packet that has arrived per wake-up, not one.
+
+    paho's ``loop_read`` reads as many packets as it has messages of its own
+    in flight, so a client that only subscribes reads one per call, and
+    aiomqtt calls it once per event-loop turn: a busy web process would take
+    in live state slower than a worker publishes it.  Here each call goes on
+    while the socket (or TLS) still holds bytes, up to ``budget`` packets, so
+    other callbacks still get their turn.
+    """
+    inner = client._client
+    read_one = inner.loop_read
+
+    def loop_read(max_packets: int = 1) -> MQTTErrorCode:
+        result = read_one()
+        for _ in range(budget - 1):
+            if result != MQTTErrorCode.MQTT_ERR_SUCCESS or not _bytes_waiting(inner.socket()):
+                break
+            result = read_one()
+        return result
+
+    # An instance attribute: aiomqtt's reader callback looks it up on each call.
+    setattr(inner, "loop_read", loop_read)  # noqa: B010
+
+
+def _bytes_waiting(sock: Any) -> bool:
+    if sock is None:
+        return False
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    if not isinstance(sock, socket.socket):
+        return False  # a websocket wrapper: one packet per turn, as before
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return bool(readable)
 
 
 class MqttPublisher:
@@ -271,11 +313,21 @@ class MqttLiveFeed:
         first = True
         while True:
             try:
-                async with aiomqtt.Client(
+                client = aiomqtt.Client(
                     **self.options, identifier=f"dialer-{self.client_name}", timeout=5
-                ) as client:
+                )
+                read_every_waiting_packet(client)
+                async with client:
                     for topic in self.subscriptions:
-                        await client.subscribe(topic, QOS)
+                        # QoS 0 from the broker to here: Mosquitto keeps at most
+                        # 20 QoS 1 messages unacknowledged per client
+                        # (max_inflight_messages), and a web process busy with
+                        # requests acknowledges once per loop turn, so it would
+                        # take in live state slower than workers make it.  On
+                        # a clean session QoS 1 would add nothing: what a
+                        # reconnection loses, the retained messages and the
+                        # database give back (see _drop_ended_calls).
+                        await client.subscribe(topic, 0)
                     self.connected = True
                     delay = 0.5
                     if not first:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, TypeVar, cast
@@ -25,6 +25,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    inspect,
     null,
     or_,
     select,
@@ -312,7 +313,7 @@ class DialerService:
             raise CallRefused(refusal) from None
         except (OperationalError, InterfaceError, OSError) as error:
             raise RetryableError("the database is unavailable; try again") from error
-        self.publish_call(call, contact_name=None)
+        self.publish_call(call)
         if self.on_request is not None:
             self.on_request(call.call_id)
         return call
@@ -410,6 +411,9 @@ class DialerService:
             phone_id=phone.id,
             number_e164=phone.e164,
             volunteer_id=volunteer.id,
+            # Loaded already: the live state names them without a query.
+            volunteer=volunteer,
+            contact=contact,
             caller_id=chosen or None,
             pbx=pbx,
             state=CallState.REQUESTED,
@@ -472,7 +476,7 @@ class DialerService:
         except (OperationalError, InterfaceError, OSError) as error:
             raise RetryableError("the database is unavailable; try again") from error
         if cancelled:
-            self.publish_call(call, contact_name=None)
+            self.publish_call(call)
         elif self.on_hangup_request is not None:
             self.on_hangup_request()
 
@@ -518,15 +522,23 @@ class DialerService:
     # -- live state -------------------------------------------------------------
 
     def publish_call(
-        self, call: CallAttempt, *, contact_name: str | None, event_at: datetime | None = None
+        self,
+        call: CallAttempt,
+        *,
+        names: Mapping[str, str] | None = None,
+        event_at: datetime | None = None,
     ) -> None:
+        """Announce a call's state, with ``names`` (see :func:`call_names`) if known."""
         payload = call_payload(call)
         if event_at is not None:
             # When the PBX news behind this state was read: lets anyone
             # downstream (the panel, MQTT consumers, benchmarks) see the lag.
             payload["event_at"] = _iso(event_at)
-        if contact_name is not None:
-            payload["contact_name"] = contact_name
+        # Carried along so that a live panel, here or in another process,
+        # shows the call without a database round trip of its own.
+        known = names if names is not None else call_names(call)
+        if known:
+            payload.update(known)
         self.broadcaster.publish(
             "call", call.call_id, payload, present=call.state is not CallState.ENDED
         )
@@ -1081,6 +1093,22 @@ def volunteer_status(state: CallState, outcome: CallOutcome | None) -> str:
     if state is CallState.ENDED:
         return "wrap_up" if outcome is CallOutcome.COMPLETED else "idle"
     return "on_call"
+
+
+def call_names(call: CallAttempt) -> dict[str, str] | None:
+    """The volunteer's and the contact's display names, if ``call`` has them loaded.
+
+    Never loads them: a lazy load outside a session is an error here.
+    """
+    if {"volunteer", "contact"} & inspect(call).unloaded:
+        return None
+    volunteer, contact = call.volunteer, call.contact
+    if volunteer is None or contact is None:
+        return None
+    return {
+        "volunteer_name": volunteer.display_name or volunteer.username,
+        "contact_name": contact.full_name,
+    }
 
 
 def call_payload(call: CallAttempt) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from dialer.ports import (
     OriginateRequest,
     PbxUnavailable,
 )
-from dialer.service import DialerService, caller_id_name
+from dialer.service import DialerService, call_names, caller_id_name
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,10 @@ class CallWorker:
         self._counters_wakeup = asyncio.Event()
         self.originates_sent = 0
         self._store_connections = _StoreConnections()
+        # Display names of the calls this worker dialed, until they end: every
+        # state published carries them, so live panels need no look-up.
+        # Calls re-attached after a restart go without (panels look them up).
+        self._names: dict[str, dict[str, str]] = {}
 
     # -- composition hooks ---------------------------------------------------
 
@@ -201,7 +205,7 @@ class CallWorker:
 
     def _publish_calls(self, calls: list[CallAttempt]) -> None:
         for call in calls:
-            self.service.publish_call(call, contact_name=None)
+            self.service.publish_call(call, names=self._names.get(call.call_id))
 
     def _volunteer_channel(self, volunteer: User) -> str:
         return self.service.volunteer_channel_for(volunteer.sip_extension or "")
@@ -277,6 +281,10 @@ class CallWorker:
                     .execution_options(populate_existing=True)
                 )
                 claimed_calls = list(calls)
+        for call in claimed_calls:
+            names = call_names(call)
+            if names is not None:
+                self._names[call.call_id] = names
         self._publish_calls(expired)
         # The web process that took the click may be elsewhere: say here, for
         # MQTT, that the request is on its way to the PBX.
@@ -334,7 +342,7 @@ class CallWorker:
             call.state, call.outcome, call.failure_reason = CallState.ENDED, outcome, reason
             call.ended_at = self.service.clock()
             await self.service.after_call_ended(session, call)
-        self.service.publish_call(call, contact_name=None)
+        self.service.publish_call(call, names=self._names.pop(call_id, None))
 
     # -- hanging up ----------------------------------------------------------
 
@@ -522,7 +530,10 @@ class CallWorker:
             if snapshot.call_id in changed and self.on_persisted is not None:
                 self.on_persisted(snapshot, (stored_at - snapshot.at).total_seconds())
         for call in changed.values():
-            self.service.publish_call(call, contact_name=None, event_at=event_at[call.call_id])
+            names = self._names.get(call.call_id)
+            if call.state is CallState.ENDED:
+                self._names.pop(call.call_id, None)
+            self.service.publish_call(call, names=names, event_at=event_at[call.call_id])
         campaigns = {call.campaign_id for call in ended if call.campaign_id is not None}
         if campaigns:
             self._counters_due.update(campaigns)

@@ -221,6 +221,16 @@ class NameBook:
         self.contacts: dict[int, str] = {}
         self.campaigns: dict[int, str] = {}
 
+    def learn(self, payload: dict[str, Any]) -> None:
+        """Keep the names a payload brings (a worker sends them with the calls it dials)."""
+        for id_field, name_field, cache in (
+            ("volunteer_id", "volunteer_name", self.users),
+            ("contact_id", "contact_name", self.contacts),
+        ):
+            key, name = payload.get(id_field), payload.get(name_field)
+            if isinstance(key, int) and isinstance(name, str) and name:
+                cache[key] = name
+
     def missing(self, payload: dict[str, Any]) -> bool:
         """Whether ``payload`` names someone or something not looked up yet."""
         volunteer_id = payload.get("volunteer_id")
@@ -443,6 +453,7 @@ class LiveHub:
         if held is not None:
             held[1].append(event)
             return
+        self.names.learn(event.payload)
         if self.names.missing(event.payload):
             self._held[key] = (self._next_round, [event])
             self._lookups.append(event.payload)

@@ -181,6 +181,28 @@ async def test_only_what_waits_for_names_waits(live: Live) -> None:
     assert not looked_up.is_set()
 
 
+async def test_names_a_worker_sent_need_no_look_up(live: Live) -> None:
+    asked: list[dict[str, Any]] = []
+
+    async def fill(payloads: list[dict[str, Any]]) -> None:
+        asked.extend(payloads)
+
+    live.hub.names.fill = fill  # type: ignore[method-assign]
+    olivia = await live.open("olivia")
+    await read_events(olivia, lambda found: len(found) >= 1)
+    named = {"contact_id": 9, "contact_name": "Grace Hopper", "volunteer_name": "Alice B."}
+    live.call("c9", "alice", "requested", **named)
+    # Later states of the call (from a worker that restarted, say) bring no names.
+    live.call("c9", "alice", "talking", contact_id=9)
+    found = await read_events(olivia, count(2))
+    payloads = [data["payload"] for name, data in found if name == "change"]
+    assert [(p["contact_name"], p["volunteer_name"]) for p in payloads] == [
+        ("Grace Hopper", "Alice B."),
+        ("Grace Hopper", "Alice B."),
+    ]
+    assert asked == []
+
+
 async def test_a_burst_arrives_whole_and_in_order(live: Live) -> None:
     olivia = await live.open("olivia")
     await read_events(olivia, lambda found: len(found) >= 1)

@@ -10,6 +10,8 @@ import json
 import re
 import socket
 import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ami_bridge.simulator import AmiSimulator
 from dialer.domain import CallState
 from dialer.live import Broadcaster
-from dialer.mqtt import MqttPublisher, parse_url
+from dialer.mqtt import MqttPublisher, parse_url, read_every_waiting_packet
 from tests.integration.pbx_harness import running_worker
 from tests.integration.world import build_world
 from tests.support.tcp_proxy import TcpProxy
@@ -158,6 +160,37 @@ async def test_a_burst_goes_out_whole_and_in_order(prefix: str) -> None:
             seen = [v for topic, v, _ in watcher.seen if topic == f"{prefix}/calls/c{n}"]
             assert [v["state"] for v in seen if isinstance(v, dict)] == list(states)
     await _clear(prefix, watcher)
+
+
+@pytest.mark.parametrize("patched", [False, True])
+async def test_a_subscriber_reads_every_waiting_message(prefix: str, patched: bool) -> None:
+    """paho reads one packet per wake-up for a client that only subscribes; patched, all."""
+    client = aiomqtt.Client(*BROKER)
+    if patched:
+        read_every_waiting_packet(client)
+    async with client:
+        await client.subscribe(f"{prefix}/burst", qos=0)
+        # Published by another process while this loop is blocked, so the
+        # whole burst waits in the subscriber's socket; then one wake-up reads.
+        subprocess.run(  # noqa: ASYNC221
+            [sys.executable, "-c", BURST, f"{prefix}/burst"], check=True, timeout=30
+        )
+        time.sleep(0.3)  # noqa: ASYNC251
+        client._client.loop_read()
+        assert len(client.messages) == (50 if patched else 1)
+
+
+BURST = """
+import sys
+import paho.mqtt.client as paho
+client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+client.connect("127.0.0.1", 1883)
+client.loop_start()
+for n in range(50):
+    client.publish(sys.argv[1], str(n), qos=1).wait_for_publish(5)
+client.loop_stop()
+client.disconnect()
+"""
 
 
 async def test_broker_outage_blocks_nothing_and_state_is_republished(prefix: str) -> None:

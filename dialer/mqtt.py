@@ -314,7 +314,10 @@ class MqttLiveFeed:
         while True:
             try:
                 client = aiomqtt.Client(
-                    **self.options, identifier=f"dialer-{self.client_name}", timeout=5
+                    **self.options,
+                    identifier=f"dialer-{self.client_name}",
+                    timeout=5,
+                    queue_type=self._applying_queue(),
                 )
                 read_every_waiting_packet(client)
                 async with client:
@@ -334,6 +337,8 @@ class MqttLiveFeed:
                         self.reconnects += 1
                         await self._drop_ended_calls()
                     first = False
+                    # Messages are applied as they are read (see
+                    # _applying_queue); this only waits for a disconnection.
                     async for message in client.messages:
                         self.apply(str(message.topic), bytes(message.payload or b""))
             except aiomqtt.MqttError as error:
@@ -346,6 +351,31 @@ class MqttLiveFeed:
                 delay = min(delay * 2, self.reconnect_max_delay)
             finally:
                 self.connected = False
+
+    def _applying_queue(self) -> type[asyncio.Queue[aiomqtt.Message]]:
+        """aiomqtt's incoming queue, made to apply each message as paho reads it.
+
+        aiomqtt's message iterator costs a task and a wait per message, a few
+        event-loop turns each; in a web process whose loop is busy with
+        requests, that is slower than workers publish.  Applied in the read
+        callback instead, a whole burst goes into the broadcaster at once.
+        """
+        feed = self
+
+        class ApplyingQueue(asyncio.Queue[aiomqtt.Message]):
+            def put_nowait(self, item: aiomqtt.Message) -> None:
+                try:
+                    payload = item.payload
+                    feed.apply(
+                        str(item.topic),
+                        payload.encode() if isinstance(payload, str) else bytes(payload or b""),
+                    )
+                except Exception:
+                    # Inside paho's read callback: one bad message must not
+                    # end the connection.
+                    log.exception("could not apply an MQTT message on %s", item.topic)
+
+        return ApplyingQueue
 
     def apply(self, topic: str, payload: bytes) -> None:
         """Replay one message into the broadcaster; anything unexpected is ignored."""

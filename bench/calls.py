@@ -35,7 +35,6 @@ import json
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -45,6 +44,7 @@ from datetime import time as clock_time
 from typing import Any
 
 import asyncpg
+from common import desk_extensions, free_port, percentile
 from pydantic import SecretStr
 from sqlalchemy import insert, select
 
@@ -65,19 +65,6 @@ ALWAYS = CallingHours(
     weekday=TimeWindow(start=clock_time(0), end=clock_time(23, 59, 59)),
     weekend=TimeWindow(start=clock_time(0), end=clock_time(23, 59, 59)),
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def percentile(values: list[float], share: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 # -- the worker process ---------------------------------------------------------
@@ -286,11 +273,11 @@ async def seed(
                 "display_name": f"V{i}",
                 "role": Role.VOLUNTEER,
                 "password_hash": "x",
-                "sip_extension": str(20000 + i),
+                "sip_extension": extension,
                 "is_active": True,
                 "created_at": now,
             }
-            for i in range(volunteers)
+            for i, extension in enumerate(desk_extensions(volunteers))
         ]
         user_ids = list(
             (

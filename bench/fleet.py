@@ -38,9 +38,18 @@ with cheap argon2id parameters and the web processes are started as
 so the sign-in does not re-hash); nothing else differs.  --full-argon2
 keeps the product's parameters (slow).
 
-Run: .venv/bin/python bench/fleet.py [--calls 1000] [--volunteers 1000] [--sse-clients 200]
-     [--time-scale 2] [--baseline-calls 50] [--baseline-sse-clients 20] [--pool 32]
-     [--timeout 80] [--timeline] [--full-argon2]
+Run: .venv/bin/python bench/fleet.py [--calls 1300] [--volunteers 1300] [--sse-clients 200]
+     [--time-scale 12] [--baseline-calls 50] [--baseline-sse-clients 20] [--pool 32]
+     [--timeout 200] [--timeline] [--full-argon2]
+
+1,000 calls up at once: every volunteer clicks as soon as signed in (a burst:
+the two web processes take the requests as fast as they can), and the
+simulator runs at 1/12 speed, so an answered call lasts about 48 s and is
+still up when the last request arrives; about 1,030 of the 1,300 calls answer
+(the rest are busy, congested, rejected or unreachable and end within
+seconds).  The target line checks the peak too.  --time-scale 2 (8 s calls)
+is the old, harsher profile: the same burst with calls ending while others
+start, so more states per second but only about 500 calls up at once.
 
 With fewer volunteers than calls, each volunteer places the next call once
 the last one ended (one live call per volunteer is the product's rule).  A
@@ -62,7 +71,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -75,6 +83,8 @@ from datetime import UTC, datetime
 from datetime import time as clock_time
 from pathlib import Path
 from typing import IO, Any
+
+from common import desk_extensions, free_port, percentile
 
 PG_SERVER = os.environ.get("DIALER_TEST_PG", "postgres@127.0.0.1:5432")
 MQTT_SERVER = os.environ.get("BENCH_MQTT", "127.0.0.1:1883")
@@ -98,19 +108,6 @@ dialer.passwords._hasher = PasswordHasher({params})
 from dialer.cli import main
 main(["web"], prog_name="dialer")
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def percentile(values: Sequence[float], share: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 # -- the SSE readers (a child process) ---------------------------------------------
@@ -470,17 +467,6 @@ class Seeded:
     contacts: list[int]
 
 
-def extensions(count: int) -> list[str]:
-    """Extensions 20000 upwards, skipping ..97/..98/..99 (busy, no answer, unreachable)."""
-    found: list[str] = []
-    number = 20000
-    while len(found) < count:
-        if number % 100 < 97:
-            found.append(str(number))
-        number += 1
-    return found
-
-
 async def seed(url: str, volunteers: int, organizers: int, contacts: int, digest: str) -> Seeded:
     from sqlalchemy import insert
 
@@ -527,7 +513,7 @@ async def seed(url: str, volunteers: int, organizers: int, contacts: int, digest
                 "is_active": True,
                 "created_at": now,
             }
-            for name, extension in zip(volunteer_names, extensions(volunteers), strict=True)
+            for name, extension in zip(volunteer_names, desk_extensions(volunteers), strict=True)
         ] + [
             {
                 "username": name,
@@ -676,26 +662,39 @@ class MqttProbe:
 
         host, port = MQTT_SERVER.rsplit(":", 1)
         calls = f"{self.prefix}/calls/"
-        async with aiomqtt.Client(
-            host, int(port), identifier=f"bench-{uuid.uuid4().hex[:8]}"
-        ) as client:
+        from dialer.mqtt import applying_queue, read_every_waiting_packet
+
+        def take(message: Any) -> None:
+            now = time.time()
+            phase = self.phase
+            if phase is None:
+                return
+            phase.messages.append(now)
+            topic = message.topic.value
+            raw = message.payload
+            if not topic.startswith(calls) or not isinstance(raw, bytes | bytearray) or not raw:
+                return
+            payload = json.loads(raw)
+            if isinstance(payload, dict):
+                phase.on_call(topic[len(calls) :], payload, now)
+
+        # Read as the web processes read (dialer.mqtt): every waiting message
+        # per wake-up, each handled in the read callback, so arrival is timed
+        # when the bytes come in, not when a busy loop gets round to it.
+        client = aiomqtt.Client(
+            host,
+            int(port),
+            identifier=f"bench-{uuid.uuid4().hex[:8]}",
+            queue_type=applying_queue(take),
+        )
+        read_every_waiting_packet(client)
+        async with client:
             # QoS 0: no acknowledgements from this busy process for the broker
             # to wait on, so arrival is as close to the publish as it gets.
             await client.subscribe(f"{self.prefix}/#", qos=0)
             self.subscribed.set()
-            async for message in client.messages:
-                now = time.time()
-                phase = self.phase
-                if phase is None:
-                    continue
-                phase.messages.append(now)
-                topic = message.topic.value
-                raw = message.payload
-                if not topic.startswith(calls) or not isinstance(raw, bytes | bytearray) or not raw:
-                    continue
-                payload = json.loads(raw)
-                if isinstance(payload, dict):
-                    phase.on_call(topic[len(calls) :], payload, now)
+            async for _ in client.messages:  # handled in take(); waits for a disconnection
+                pass
 
 
 @dataclass
@@ -1178,11 +1177,11 @@ def report(
         "had read 1 s after the window"
     )
     if fleet is not None and fleet.sse:
-        met = fleet.sse["p99"] < 250 and fleet.cpu["worker"] < 0.5
+        met = fleet.sse["p99"] < 250 and fleet.cpu["worker"] < 0.5 and fleet.peak_live >= 1000
         print(
-            f"target: p99 event -> panel < 250 ms with the worker < 50% of one core: "
-            f"{'met' if met else 'NOT met'} (p99 {fleet.sse['p99']:.0f} ms, "
-            f"worker {fleet.cpu['worker']:.0%})"
+            f"target: p99 event -> panel < 250 ms with the worker < 50% of one core, at 1,000 "
+            f"calls up at once: {'met' if met else 'NOT met'} (p99 {fleet.sse['p99']:.0f} ms, "
+            f"worker {fleet.cpu['worker']:.0%}, peak {fleet.peak_live} calls)"
         )
     for row in rows:
         if row.sse["failed"]:
@@ -1200,7 +1199,12 @@ def report(
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument(
+        "--calls",
+        type=int,
+        default=1300,
+        help="calls in the measured phase (1,300: about 1,000 of them answer and are up at once)",
+    )
     parser.add_argument(
         "--volunteers",
         type=int,
@@ -1213,11 +1217,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--time-scale",
         type=float,
-        default=2.0,
-        help="simulator speed: 2 makes a 1 s ring last 2 s (longer calls overlap more)",
+        default=12.0,
+        help="simulator speed: 12 makes a 1 s ring last 12 s and a 3 s talk 36 s, "
+        "so that every answered call is still up when the last one is requested",
     )
     parser.add_argument("--pool", type=int, default=32, help="driver connections per web process")
-    parser.add_argument("--timeout", type=float, default=80.0, help="seconds per phase at most")
+    parser.add_argument("--timeout", type=float, default=200.0, help="seconds per phase at most")
     parser.add_argument(
         "--timeline", action="store_true", help="also print event -> MQTT latency per second"
     )

@@ -41,6 +41,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+from common import percentile
 from pydantic import SecretStr
 
 from ami_bridge.client import AmiClient
@@ -490,11 +491,6 @@ def _trace_hub(hub: Any) -> tuple[dict[tuple[str, str], float], list[Any]]:
     hub._start_flush = traced_start_flush
     hub._write_slices = traced_write_slices
     return accepted, flushes
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
 async def main(clients: int, calls: int) -> None:

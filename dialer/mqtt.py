@@ -89,6 +89,31 @@ def read_every_waiting_packet(client: aiomqtt.Client, budget: int = 1000) -> Non
     setattr(inner, "loop_read", loop_read)  # noqa: B010
 
 
+def applying_queue(
+    handle: Callable[[aiomqtt.Message], None],
+) -> type[asyncio.Queue[aiomqtt.Message]]:
+    """An incoming-message queue for aiomqtt that hands each message to ``handle`` at once.
+
+    aiomqtt's message iterator costs a task and a wait per message, a few
+    event-loop turns each; in a process whose loop is busy (a web process
+    serving requests), that is slower than workers publish.  Handled in the
+    read callback instead, a whole burst is taken in at once.  ``handle``
+    must not block; the client's ``messages`` then only waits for a
+    disconnection.
+    """
+
+    class ApplyingQueue(asyncio.Queue[aiomqtt.Message]):
+        def put_nowait(self, item: aiomqtt.Message) -> None:
+            try:
+                handle(item)
+            except Exception:
+                # Inside paho's read callback: one bad message must not end
+                # the connection.
+                log.exception("could not handle an MQTT message on %s", item.topic)
+
+    return ApplyingQueue
+
+
 def _bytes_waiting(sock: Any) -> bool:
     if sock is None:
         return False
@@ -317,7 +342,7 @@ class MqttLiveFeed:
                     **self.options,
                     identifier=f"dialer-{self.client_name}",
                     timeout=5,
-                    queue_type=self._applying_queue(),
+                    queue_type=applying_queue(self._apply_message),
                 )
                 read_every_waiting_packet(client)
                 async with client:
@@ -338,7 +363,7 @@ class MqttLiveFeed:
                         await self._drop_ended_calls()
                     first = False
                     # Messages are applied as they are read (see
-                    # _applying_queue); this only waits for a disconnection.
+                    # applying_queue); this only waits for a disconnection.
                     async for message in client.messages:
                         self.apply(str(message.topic), bytes(message.payload or b""))
             except aiomqtt.MqttError as error:
@@ -352,30 +377,12 @@ class MqttLiveFeed:
             finally:
                 self.connected = False
 
-    def _applying_queue(self) -> type[asyncio.Queue[aiomqtt.Message]]:
-        """aiomqtt's incoming queue, made to apply each message as paho reads it.
-
-        aiomqtt's message iterator costs a task and a wait per message, a few
-        event-loop turns each; in a web process whose loop is busy with
-        requests, that is slower than workers publish.  Applied in the read
-        callback instead, a whole burst goes into the broadcaster at once.
-        """
-        feed = self
-
-        class ApplyingQueue(asyncio.Queue[aiomqtt.Message]):
-            def put_nowait(self, item: aiomqtt.Message) -> None:
-                try:
-                    payload = item.payload
-                    feed.apply(
-                        str(item.topic),
-                        payload.encode() if isinstance(payload, str) else bytes(payload or b""),
-                    )
-                except Exception:
-                    # Inside paho's read callback: one bad message must not
-                    # end the connection.
-                    log.exception("could not apply an MQTT message on %s", item.topic)
-
-        return ApplyingQueue
+    def _apply_message(self, message: aiomqtt.Message) -> None:
+        payload = message.payload
+        self.apply(
+            str(message.topic),
+            payload.encode() if isinstance(payload, str) else bytes(payload or b""),
+        )
 
     def apply(self, topic: str, payload: bytes) -> None:
         """Replay one message into the broadcaster; anything unexpected is ignored."""

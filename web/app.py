@@ -51,7 +51,14 @@ def create_app(
     i18n.load_all()
     app[templates_key] = build_environment()
     app[hub_key] = LiveHub(
-        runtime.broadcaster, runtime.sessions, client_backlog=config.sse_client_backlog
+        runtime.broadcaster,
+        runtime.sessions,
+        client_backlog=config.sse_client_backlog,
+        # Flushes are paced and cut in slices so that a worker on the same
+        # loop keeps its turns; a web process without one (`dialer web`)
+        # gives them a larger share and writes each in one go.
+        write_share=0.2 if runtime.worker is not None else 0.5,
+        flush_slice=50 if runtime.worker is not None else 1000,
     )
     app.add_routes(pages.routes)
     app.add_routes(ops.routes)

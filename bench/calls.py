@@ -492,13 +492,6 @@ async def one_run(
     ]
     lags = [lag * 1000 for lag in metrics["lags"]]
     checks = [(committed[cid] - t) * 1000 for cid, t in requested.items()]
-    # The worker's part of req->wire: from the request's commit (the driver
-    # queues for database connections before that) to the Originate.
-    dispatch = [
-        (metrics["originated"][cid] - committed[cid]) * 1000
-        for cid in requested
-        if cid in metrics["originated"]
-    ]
     return {
         "volunteers": volunteers,
         "calls": completed,
@@ -510,8 +503,6 @@ async def one_run(
         "persist_p99": percentile(lags, 0.99),
         "check_p50": percentile(checks, 0.5),
         "check_p99": percentile(checks, 0.99),
-        "dispatch_p50": percentile(dispatch, 0.5),
-        "dispatch_p99": percentile(dispatch, 0.99),
         "cpu_s": metrics["cpu"],
         "cpu_share": metrics["cpu"] / elapsed,
         "rss_mb": metrics["rss_mb"],
@@ -595,8 +586,7 @@ async def main() -> None:
         )
     print(
         "\nper run: driver (web tier) and simulator CPU, request -> committed p99, "
-        "the worker's committed -> Originate on the wire, calls up at once (every 0.2 s), "
-        "load average (1 min) before -> after"
+        "calls up at once (every 0.2 s), load average (1 min) before -> after"
     )
     for row in rows:
         print(
@@ -605,7 +595,6 @@ async def main() -> None:
             f"simulator {row['simulator_cpu_s']:5.1f}s "
             f"({row['simulator_cpu_s'] / row['seconds']:4.0%}) "
             f"req->committed p99 {row['check_p99']:7.1f}ms "
-            f"committed->wire p50 {row['dispatch_p50']:5.1f}ms p99 {row['dispatch_p99']:6.1f}ms "
             f"calls up at once: peak {row['live_peak']}, mean {row['live_mean']:.0f} "
             f"load {row['load_before'][0]:.2f} -> {row['load_after'][0]:.2f}"
         )

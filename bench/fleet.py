@@ -777,6 +777,7 @@ async def run_phase(
     contacts: list[int],
     limit: float,
     timeline: bool = False,
+    click_rate: float = 0.0,
 ) -> Row:
     row = Row(label, calls, sse_clients)
     panels = fleet.organizers[:sse_clients]
@@ -811,7 +812,10 @@ async def run_phase(
     host_before = host_busy()
     mine = [contacts[index::volunteers] for index in range(volunteers)]
 
-    async def volunteer(account: Account, todo: list[int]) -> None:
+    async def volunteer(index: int, account: Account, todo: list[int]) -> None:
+        if click_rate:
+            # Volunteers start one after the other rather than all at once.
+            await asyncio.sleep(index / click_rate)
         for contact_id in todo:
             if phase.closing:
                 return
@@ -821,8 +825,10 @@ async def run_phase(
 
     phase.started = time.time()
     tasks = [
-        asyncio.create_task(volunteer(account, todo))
-        for account, todo in zip(fleet.volunteers[:volunteers], mine, strict=True)
+        asyncio.create_task(volunteer(index, account, todo))
+        for index, (account, todo) in enumerate(
+            zip(fleet.volunteers[:volunteers], mine, strict=True)
+        )
     ]
     _, pending = await asyncio.wait(tasks, timeout=limit)
     finished = time.time()
@@ -1086,6 +1092,7 @@ async def main(args: argparse.Namespace) -> None:
                 seeded.contacts[args.baseline_calls :],
                 args.timeout,
                 args.timeline,
+                args.click_rate,
             )
         )
     finally:
@@ -1220,6 +1227,14 @@ def parse_args() -> argparse.Namespace:
         default=12.0,
         help="simulator speed: 12 makes a 1 s ring last 12 s and a 3 s talk 36 s, "
         "so that every answered call is still up when the last one is requested",
+    )
+    parser.add_argument(
+        "--click-rate",
+        type=float,
+        default=0.0,
+        help="volunteers' first clicks per second in the measured phase "
+        "(default 0: all at once, a burst); with a rate, make calls last longer than "
+        "calls / rate seconds (--time-scale) for the peak to reach 1,000",
     )
     parser.add_argument("--pool", type=int, default=32, help="driver connections per web process")
     parser.add_argument("--timeout", type=float, default=200.0, help="seconds per phase at most")

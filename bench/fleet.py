@@ -153,6 +153,7 @@ class SseReader(asyncio.Protocol):
         self.trailer = 0  # CRLF bytes left after the current chunk
         self.text = bytearray()
         self.max_seq = 0
+        self.seen: set[int] = set()  # sequence numbers of the call states counted
         self.snapshots = 0
         self.lines = 0  # call states counted by this panel
         loop = asyncio.get_running_loop()
@@ -243,8 +244,13 @@ class SseReader(asyncio.Protocol):
                 seq_at += len(_SEQ)
                 seq = int(events[seq_at : events.find(b",", seq_at)])
             position = end
-            if seq > self.max_seq:  # a change re-sent after a snapshot is not new
-                self.max_seq = seq
+            self.max_seq = max(self.max_seq, seq)
+            # Counted once: a change re-sent after a snapshot is not new.  By
+            # sequence number, not "above the highest so far": a call's first
+            # states can go out after later events of other calls, when they
+            # waited for a name look-up.
+            if seq not in self.seen:
+                self.seen.add(seq)
                 self.lines += 1
                 self.sink.add(events[start:end], now)
 
@@ -261,15 +267,15 @@ class SseReader(asyncio.Protocol):
     def _snapshot(self, snapshot: dict[str, Any], now: float) -> None:
         first = self.snapshots == 0
         self.snapshots += 1
-        newest = self.max_seq
         for item in snapshot["items"]:
             seq = int(item["seq"])
-            newest = max(newest, seq)
+            self.max_seq = max(self.max_seq, seq)
             stamp = item["payload"].get("event_at") if item["kind"] == "call" else None
-            if not first and stamp and seq > self.max_seq:
-                self.lines += 1
-                self.sink.add(stamp.encode(), now)
-        self.max_seq = newest
+            if stamp and seq not in self.seen:
+                self.seen.add(seq)
+                if not first:
+                    self.lines += 1
+                    self.sink.add(stamp.encode(), now)
         if first and not self.ready.done():
             self.ready.set_result(None)
 

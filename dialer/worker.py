@@ -162,6 +162,20 @@ class CallWorker:
                 )
             )
             in_flight = list(rows)
+            # A hang-up is marked handled when a worker takes it, before the
+            # PBX has done it: one taken by a worker that then died is done
+            # again (once the resync re-attaches the call; a second Hangup
+            # of a channel already gone is harmless).
+            taken = await session.execute(
+                select(HangupRequest.call_id, HangupRequest.requested_by).where(
+                    HangupRequest.call_id.in_([call.call_id for call in in_flight]),
+                    HangupRequest.handled_at.is_not(None),
+                )
+            )
+            for call_id, requested_by in taken:
+                self._pending_hangups[call_id] = (
+                    "operator" if requested_by == "operator" else "volunteer"
+                )
         if expired:
             log.warning("ended %d call request(s) that expired while no worker ran", len(expired))
             self._publish_calls(expired)

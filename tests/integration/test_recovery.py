@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ami_bridge.simulator import AmiSimulator, ContactBehaviour
 from dialer.domain import CallOutcome, CallState
-from dialer.models import CallAttempt
+from dialer.models import CallAttempt, HangupRequest
 from tests.integration.pbx_harness import running_worker
 from tests.integration.world import World, build_world
 from tests.support.tcp_proxy import TcpProxy
@@ -43,6 +43,30 @@ async def test_worker_killed_mid_call_reattaches_at_restart(
     assert ended.outcome is CallOutcome.COMPLETED
     assert not ended.needs_review
     assert simulator.action_counts["Originate"] == 1
+
+
+async def test_a_hangup_taken_by_a_worker_that_then_died_is_done_at_restart(
+    world: World, simulator: AmiSimulator
+) -> None:
+    async with running_worker(world, simulator) as first:
+        call_id = await first.call("montreal")  # answers and stays
+        await first.wait_for(call_id, CallState.TALKING)
+    # The volunteer hangs up; a worker takes the request (handled_at is set)
+    # and dies before the PBX has done it.
+    await world.service().hang_up(world.users["alice"], call_id)
+    async with world.sessions.begin() as session:
+        await session.execute(
+            update(HangupRequest)
+            .where(HangupRequest.call_id == call_id)
+            .values(handled_at=HangupRequest.requested_at)
+        )
+    assert simulator.active_calls == 1
+    async with running_worker(world, simulator) as second:
+        ended = await second.wait_for(call_id, CallState.ENDED)
+    # Hung up while talking: a completed call, as when the first worker does it.
+    assert ended.outcome is CallOutcome.COMPLETED
+    assert simulator.active_calls == 0
+    assert simulator.action_counts["Hangup"] >= 1
 
 
 async def test_a_call_that_ended_unseen_is_marked_lost_for_review(

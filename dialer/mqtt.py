@@ -122,10 +122,13 @@ def _bytes_waiting(sock: Any) -> bool:
     if not isinstance(sock, socket.socket):
         return False  # a websocket wrapper: one packet per turn, as before
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        # poll, not select: a web process with many browsers connected can
+        # give the broker's socket a descriptor above select's limit (1024).
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return False
-    return bool(readable)
 
 
 class MqttPublisher:

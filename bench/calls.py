@@ -53,7 +53,7 @@ from datetime import time as clock_time
 from typing import Any
 
 import asyncpg
-from common import desk_extensions, free_port, percentile
+from common import desk_extensions, free_port, percentile, simulator_command
 from pydantic import SecretStr
 from sqlalchemy import insert, select
 
@@ -432,21 +432,7 @@ async def one_run(
         await db.upgrade_async(url)
         campaign_id, user_ids, contact_ids = await seed(url, volunteers, calls_each)
         simulator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dialer",
-                "simulate-pbx",
-                "--port",
-                str(ami_port),
-                "--username",
-                "dialer",
-                "--secret",
-                SECRET,
-                "--least-privilege",
-                "--time-scale",
-                str(time_scale),
-            ],
+            [sys.executable, *simulator_command(ami_port, SECRET, time_scale)],
             stderr=subprocess.DEVNULL,
         )
         await asyncio.sleep(1.0)

@@ -86,7 +86,7 @@ from datetime import time as clock_time
 from pathlib import Path
 from typing import IO, Any
 
-from common import desk_extensions, free_port, percentile
+from common import SseBody, desk_extensions, free_port, percentile, simulator_command
 
 PG_SERVER = os.environ.get("DIALER_TEST_PG", "postgres@127.0.0.1:5432")
 MQTT_SERVER = os.environ.get("BENCH_MQTT", "127.0.0.1:1883")
@@ -148,12 +148,7 @@ class SseReader(asyncio.Protocol):
         self.request = request
         self.sink = sink
         self.head = b""
-        self.started = False
-        self.chunked = False
-        self.raw = bytearray()
-        self.left = 0  # body bytes left in the current chunk
-        self.trailer = 0  # CRLF bytes left after the current chunk
-        self.text = bytearray()
+        self.body: SseBody | None = None  # once the head has been read
         self.max_seq = 0
         self.seen: set[int] = set()  # sequence numbers of the call states counted
         self.snapshots = 0
@@ -174,7 +169,7 @@ class SseReader(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         now = time.time()
-        if not self.started:
+        if self.body is None:
             if self.ready.done():
                 return  # refused (not 200): the rest of the answer does not matter
             self.head += data
@@ -186,50 +181,14 @@ class SseReader(asyncio.Protocol):
             if status != b"200":
                 self.ready.set_exception(ConnectionError(head.decode(errors="replace")))
                 return
-            self.started = True
-            self.chunked = b"transfer-encoding: chunked" in head.lower()
-        if self.chunked:
-            self._dechunk(data)
-        else:
-            self.text += data
-        cut = self.text.rfind(b"\n\n")
-        if cut < 0:
+            self.body = SseBody(chunked=b"transfer-encoding: chunked" in head.lower())
+        events = self.body.feed(data)
+        if not events:
             return
-        events = bytes(self.text[: cut + 2])
-        del self.text[: cut + 2]
         if _SNAPSHOT in events:
             self._slow(events, now)
         else:
             self._fast(events, now)
-
-    def _dechunk(self, data: bytes) -> None:
-        raw = self.raw
-        raw += data
-        position = 0
-        size = len(raw)
-        while position < size:
-            if self.left:
-                take = min(self.left, size - position)
-                self.text += raw[position : position + take]
-                position += take
-                self.left -= take
-                if self.left:
-                    break
-                self.trailer = 2
-            if self.trailer:
-                take = min(self.trailer, size - position)
-                position += take
-                self.trailer -= take
-                continue
-            line_end = raw.find(b"\r\n", position)
-            if line_end < 0:
-                break
-            length = int(bytes(raw[position:line_end]).split(b";")[0], 16)
-            position = line_end + 2
-            if length == 0:
-                break
-            self.left = length
-        del raw[:position]
 
     def _fast(self, events: bytes, now: float) -> None:
         position = 0
@@ -982,21 +941,7 @@ async def main(args: argparse.Namespace) -> None:
         env = base_env(url, ami_port, prefix, f"bench-{run}")
         simulator = await spawn(
             "simulator",
-            [
-                "-m",
-                "dialer",
-                "simulate-pbx",
-                "--port",
-                str(ami_port),
-                "--username",
-                "dialer",
-                "--secret",
-                SECRET,
-                # The production AMI user: no VarSet/Newexten noise.
-                "--least-privilege",
-                "--time-scale",
-                str(args.time_scale),
-            ],
+            simulator_command(ami_port, SECRET, args.time_scale),
             env | {"DIALER_LOG_LEVEL": "WARNING"},
             logs,
         )

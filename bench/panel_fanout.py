@@ -41,7 +41,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from common import percentile
+from common import SseBody, percentile
 from pydantic import SecretStr
 
 from ami_bridge.client import AmiClient
@@ -93,9 +93,7 @@ class SseReader(asyncio.Protocol):
         self.seen: set[tuple[bytes | Any, ...]] = set()
         self.head = b""
         self.status = 0
-        self.raw = bytearray()  # chunked body not yet decoded
-        self.left = 0  # bytes left in the current chunk (+2 for its CRLF)
-        self.text = bytearray()  # decoded body not yet cut at an event boundary
+        self.body = SseBody(chunked=True)
         self.snapshots = 0
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -118,45 +116,9 @@ class SseReader(asyncio.Protocol):
             self.status = int(head.split(b" ", 2)[1])
             assert self.status == 200, head
             assert b"transfer-encoding: chunked" in head.lower(), head
-        if not (self.raw or self.left or self.text):
-            # The usual case: one whole chunk that ends on an event boundary.
-            line_end = data.find(b"\r\n", 0, 10)
-            if line_end > 0:
-                start = line_end + 2
-                end = start + int(data[:line_end], 16)
-                if end > start and len(data) == end + 2 and data.endswith(b"\n\n\r\n"):
-                    self.scan(data, start, end, now)
-                    return
-        raw = self.raw
-        raw += data
-        text = self.text
-        position = 0
-        while True:
-            if self.left:
-                take = min(self.left, len(raw) - position)
-                # The last two bytes of a chunk are its CRLF, not body.
-                body = min(take, self.left - 2) if self.left > 2 else 0
-                text += raw[position : position + max(body, 0)]
-                self.left -= take
-                position += take
-                if self.left:
-                    break
-            else:
-                line_end = raw.find(b"\r\n", position)
-                if line_end < 0:
-                    break
-                size = int(raw[position:line_end], 16)
-                position = line_end + 2
-                if size == 0:
-                    break
-                self.left = size + 2
-        del raw[:position]
-        cut = text.rfind(b"\n\n")
-        if cut < 0:
-            return
-        events = bytes(text[: cut + 2])
-        del text[: cut + 2]
-        self.scan(events, 0, len(events), now)
+        events = self.body.feed(data)
+        if events:
+            self.scan(events, 0, len(events), now)
 
     def scan(self, events: bytes, start: int, end: int, now: float) -> None:
         """Complete events in ``events[start:end]``, read at ``now``."""

@@ -366,9 +366,9 @@ class MqttLiveFeed:
                         await self._drop_ended_calls()
                     first = False
                     # Messages are applied as they are read (see
-                    # applying_queue); this only waits for a disconnection.
+                    # applying_queue): this waits for a disconnection.
                     async for message in client.messages:
-                        self.apply(str(message.topic), bytes(message.payload or b""))
+                        self._apply_message(message)
             except aiomqtt.MqttError as error:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():

@@ -67,6 +67,12 @@ from dialer.domain import CallOutcome, CallState
 
 log = logging.getLogger(__name__)
 
+
+def _log(level: int, message: str, call_id: str, *args: object) -> None:
+    """Log about one call: ``call_id`` is the message's first argument and its ``extra``."""
+    log.log(level, message, call_id, *args, extra={"call_id": call_id})
+
+
 HangupRequester = Literal["operator", "volunteer"]
 
 
@@ -395,11 +401,7 @@ class CallTracker:
         would end it.
         """
         if call_id in self._ended:
-            log.warning(
-                "register(%s): this call has already ended; ignored",
-                call_id,
-                extra={"call_id": call_id},
-            )
+            _log(logging.WARNING, "register(%s): this call has already ended; ignored", call_id)
             return []
         call = self._calls.get(call_id)
         if call is None:
@@ -432,20 +434,11 @@ class CallTracker:
         tracker who to blame.  The first request wins.
         """
         if by not in ("operator", "volunteer"):
-            log.warning(
-                "note_hangup_requested(%s): unknown requester %r",
-                call_id,
-                by,
-                extra={"call_id": call_id},
-            )
+            _log(logging.WARNING, "note_hangup_requested(%s): unknown requester %r", call_id, by)
             return []
         call = self._calls.get(call_id)
         if call is None:
-            log.info(
-                "note_hangup_requested(%s): not a live call; ignored",
-                call_id,
-                extra={"call_id": call_id},
-            )
+            _log(logging.INFO, "note_hangup_requested(%s): not a live call; ignored", call_id)
             return []
         if call.hangup_requested_by is not None:
             return []
@@ -456,11 +449,7 @@ class CallTracker:
         """The Originate got ``Response: Error``: no channel will ever come."""
         call = self._calls.get(call_id)
         if call is None:
-            log.info(
-                "note_originate_error(%s): not a live call; ignored",
-                call_id,
-                extra={"call_id": call_id},
-            )
+            _log(logging.INFO, "note_originate_error(%s): not a live call; ignored", call_id)
             return []
         return [self._snapshot(call, at)] if self._refuse(call, message, at) else []
 
@@ -515,12 +504,12 @@ class CallTracker:
     def _apply(self, call: _Call, trigger: Trigger, at: datetime) -> bool:
         new_state, commands = decide(call.state, trigger)
         if not commands:
-            log.debug(
+            _log(
+                logging.DEBUG,
                 "call %s: %s ignored in state %s",
                 call.call_id,
                 trigger.value,
                 call.state,
-                extra={"call_id": call.call_id},
             )
             return False
         call.state = new_state
@@ -617,9 +606,9 @@ class CallTracker:
 
     def _discover(self, call_id: str) -> _Call | None:
         if call_id in self._ended:
-            log.debug("call %s: event after its end; ignored", call_id, extra={"call_id": call_id})
+            _log(logging.DEBUG, "call %s: event after its end; ignored", call_id)
             return None
-        log.info("call %s: not registered, discovered on AMI", call_id, extra={"call_id": call_id})
+        _log(logging.INFO, "call %s: not registered, discovered on AMI", call_id)
         call = _Call(call_id=call_id, discovered=True)
         self._calls[call_id] = call
         return call
@@ -662,10 +651,10 @@ class CallTracker:
 
     def _refuse(self, call: _Call, message: str, at: datetime) -> bool:
         if call.volunteer_uniqueid is not None:
-            log.info(
+            _log(
+                logging.INFO,
                 "call %s: Originate error after its channel appeared; ignored",
                 call.call_id,
-                extra={"call_id": call.call_id},
             )
             return False
         call.originate_error = message or "no reason given"
@@ -699,9 +688,7 @@ class CallTracker:
                 return None
             call.seen_on = self._connection
             if call.volunteer_uniqueid == uniqueid:
-                log.debug(
-                    "call %s: duplicate Newchannel; ignored", call_id, extra={"call_id": call_id}
-                )
+                _log(logging.DEBUG, "call %s: duplicate Newchannel; ignored", call_id)
                 return None
             self._bind_volunteer(call, message)
             state = message.header("ChannelState")
@@ -769,11 +756,7 @@ class CallTracker:
         call.seen_on = self._connection
         destination = message.header("DestUniqueid")
         if not destination:
-            log.warning(
-                "call %s: DialBegin without DestUniqueid; ignored",
-                call.call_id,
-                extra={"call_id": call.call_id},
-            )
+            _log(logging.WARNING, "call %s: DialBegin without DestUniqueid; ignored", call.call_id)
             return None
         call.contact_uniqueid = destination
         call.contact_channel = message.header("DestChannel")
@@ -803,10 +786,8 @@ class CallTracker:
         call.seen_on = self._connection
         destination = message.header("DestUniqueid")
         if not destination or destination != call.contact_uniqueid:
-            log.info(
-                "call %s: DialEnd for a leg it is not dialling; ignored",
-                call.call_id,
-                extra={"call_id": call.call_id},
+            _log(
+                logging.INFO, "call %s: DialEnd for a leg it is not dialling; ignored", call.call_id
             )
             return None
         call.dial_status = status
@@ -856,12 +837,7 @@ class CallTracker:
             return None
         call.seen_on = self._connection
         if uniqueid not in call.live:
-            log.debug(
-                "call %s: duplicate Hangup of %s; ignored",
-                call.call_id,
-                uniqueid,
-                extra={"call_id": call.call_id},
-            )
+            _log(logging.DEBUG, "call %s: duplicate Hangup of %s; ignored", call.call_id, uniqueid)
             return None
         call.live.discard(uniqueid)
         call.last_hangup_at = at

@@ -1032,10 +1032,19 @@ def _classify_volunteer(call: _Call) -> tuple[CallOutcome, str | None]:
         return CallOutcome.VOLUNTEER_UNREACHABLE, None
     if reason == _REASON_FAILURE:
         endpoint = call.volunteer_endpoint or "the volunteer's phone"
+        if call.volunteer_uniqueid is None:
+            # Refused before any channel existed: a real Asterisk does this
+            # at once for a phone whose contact qualify found Unavailable
+            # (unplugged, not registered), and also for an endpoint that does
+            # not exist, which `dialer check-pbx` reports.
+            return (
+                CallOutcome.VOLUNTEER_UNREACHABLE,
+                f"Asterisk refused to ring {endpoint} (OriginateResponse Reason 0 with no "
+                "channel): its phone is unreachable or not registered, or no such endpoint",
+            )
         return (
             CallOutcome.FAILED,
-            f"Asterisk could not call {endpoint} (OriginateResponse Reason 0: "
-            "no such endpoint, or it has no reachable contact)",
+            f"Asterisk could not call {endpoint} (OriginateResponse Reason 0)",
         )
     if reason == _REASON_HANGUP:
         return _no_answer_or_unreachable(rang), None
@@ -1060,6 +1069,10 @@ def _classify_contact(call: _Call) -> tuple[CallOutcome, str | None]:
     if cause == _CAUSE_REJECTED:
         # A rejection reaches Dial() as NOANSWER; only the cause tells.
         return CallOutcome.CONTACT_REJECTED, None
+    if status == "NOANSWER" and cause in _CAUSE_UNREACHABLE:
+        # So does a carrier's 404 (cause 1, unallocated number): the number
+        # cannot be reached, whoever would have answered.
+        return CallOutcome.CONTACT_UNREACHABLE, None
     if status is not None:
         outcome = _DIAL_STATUS_OUTCOME.get(status)
         if outcome is not None:

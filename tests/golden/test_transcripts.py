@@ -321,8 +321,10 @@ SCENARIOS: dict[tuple[str, ...], dict[str, Expected]] = {
     },
     ("bad_actions.ami",): {
         # Neither Originate has a ChannelId: the replay names them by ActionID.
+        # A missing endpoint looks, on the wire, exactly like an unplugged
+        # phone (Reason 0, no channel): the volunteer could not be reached.
         "82ad6aef8600": Expected(
-            O.FAILED,
+            O.VOLUNTEER_UNREACHABLE,
             visible_without_hints=False,
             path=[S.REQUESTED, S.ENDED],
             fields={
@@ -331,8 +333,8 @@ SCENARIOS: dict[tuple[str, ...], dict[str, Expected]] = {
                 "originate_response": "Failure",
                 "originate_reason": 0,
                 "failure_reason": (
-                    "Asterisk could not call PJSIP/nosuch (OriginateResponse Reason 0: "
-                    "no such endpoint, or it has no reachable contact)"
+                    "Asterisk refused to ring PJSIP/nosuch (OriginateResponse Reason 0 with no "
+                    "channel): its phone is unreachable or not registered, or no such endpoint"
                 ),
             },
         ),

@@ -25,6 +25,10 @@ The consumer reads ``async for item in client.stream()`` and gets, in wire
 order: :class:`~ami_bridge.stream.Received` for each event,
 :class:`~ami_bridge.stream.ConnectionLost` when a logged-in connection ends,
 and one :class:`~ami_bridge.stream.Resynced` after every login.
+
+With ``trace_file`` set, every byte each connection reads and writes also
+goes to a wire trace in the ``.ami`` recording format
+(:mod:`ami_bridge.wiretrace`), secrets masked.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from os import PathLike
 from typing import TYPE_CHECKING, Final
 
 from panoramisk.ami_protocol import AMIProtocol
@@ -47,6 +52,7 @@ from pydantic import SecretStr
 
 from ami_bridge.codec import Action, AmiEncodingError, Decoder, Message, encode_action
 from ami_bridge.stream import ConnectionLost, Received, Resynced, StreamItem
+from ami_bridge.wiretrace import TraceFiles, WireTrace
 
 if TYPE_CHECKING:
     from dialer.settings import Settings
@@ -187,17 +193,23 @@ class _Connection(AMIProtocol):  # type: ignore[misc]  # panoramisk is untyped
         self.lost_reason: str | None = None
         self.logged_in = False
         self.closed = False
+        self.trace: WireTrace | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        if self.client._trace_files is not None:
+            self.trace = self.client._trace_files.open()
 
     def data_received(self, data: bytes) -> None:
         # Runs for every read: nothing here may block or await.
+        if self.trace is not None:
+            self.trace.received(data)
         for message in self.decoder.feed(data):
             self.client._route(self, message)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._end_trace(by_client=False)
         reason = self.lost_reason or (f"connection lost: {exc}" if exc else "closed by the PBX")
         if not self.banner.done():
             self.banner.set_exception(ConnectionError(reason))
@@ -210,17 +222,30 @@ class _Connection(AMIProtocol):  # type: ignore[misc]  # panoramisk is untyped
 
     def send(self, action: Action) -> None:
         # Encoding first means a refused action writes nothing at all.
-        self.transport.write(encode_action(action))
+        data = encode_action(action)
+        self.transport.write(data)
+        if self.trace is not None:
+            self.trace.sent(data)
 
     def abort(self, reason: str) -> None:
         if self.lost_reason is None:
             self.lost_reason = reason
         if not self.closed:
+            self._end_trace(by_client=True)
             self.transport.abort()
 
     def close(self) -> None:
         if not self.closed:
+            self._end_trace(by_client=True)
             self.transport.close()
+
+    def _end_trace(self, *, by_client: bool) -> None:
+        # Ended here rather than in connection_lost, which runs a loop turn
+        # later: the transport reads nothing more once closed, and the file
+        # is then complete by the time AmiClient.close() returns.
+        if self.trace is not None:
+            self.trace.end(by_client=by_client)
+            self.trace = None
 
 
 class AmiClient:
@@ -246,10 +271,15 @@ class AmiClient:
         max_in_flight: int = 64,
         connect_timeout: float = 5.0,
         events: str | None = None,
+        trace_file: str | PathLike[str] | None = None,
     ) -> None:
         """``events`` is sent as the Login's ``Events`` header, e.g.
         ``"call,system"`` to skip the dialplan class (VarSet, Newexten: half
-        of all traffic); ``None`` keeps the PBX's default (everything)."""
+        of all traffic); ``None`` keeps the PBX's default (everything).
+
+        ``trace_file`` switches the raw wire trace on: every connection
+        writes its own file named after that path (see
+        :mod:`ami_bridge.wiretrace`); ``None`` or empty leaves it off."""
         self.host = host
         self.port = port
         self.username = username
@@ -261,6 +291,9 @@ class AmiClient:
         self.reconnect_max_delay = reconnect_max_delay
         self.connect_timeout = connect_timeout
         self._events = events
+        self._trace_files = (
+            TraceFiles(trace_file, secrets=(secret.get_secret_value(),)) if trace_file else None
+        )
         self._limit = asyncio.Semaphore(max_in_flight)
         self._queue: asyncio.Queue[StreamItem | _End] = asyncio.Queue()
         self._conn: _Connection | None = None
@@ -291,6 +324,7 @@ class AmiClient:
             ping_timeout=settings.ami_ping_timeout,
             reconnect_max_delay=settings.ami_reconnect_max_delay,
             max_in_flight=settings.ami_max_actions_in_flight,
+            trace_file=settings.ami_trace_file or None,
         )
 
     def __repr__(self) -> str:

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     ami_ping_timeout: float = Field(default=5.0, gt=0)
     ami_reconnect_max_delay: float = Field(default=30.0, gt=0)
     ami_max_actions_in_flight: int = Field(default=64, ge=1)
+    # Raw AMI wire trace for debugging a PBX (docs/ami-trace.md): each AMI
+    # connection writes its own file named after this path; empty is off.
+    ami_trace_file: str = ""
     mqtt_url: SecretStr = SecretStr("mqtt://127.0.0.1:1883")
     mqtt_topic_prefix: str = "dialer"
     # A private CA to trust for mqtts:// (a self-hosted broker's certificate).

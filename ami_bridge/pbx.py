@@ -24,6 +24,7 @@ from ami_bridge.client import OriginateOutcomeUnknown as AmiOriginateUnknown
 from ami_bridge.codec import AmiEncodingError
 from ami_bridge.tracker import CallTracker, CallUpdate
 from dialer.ports import (
+    AnsweredTimes,
     HangupBy,
     OriginateOutcomeUnknown,
     OriginateRejected,
@@ -72,7 +73,13 @@ class AmiPbx:
     # -- the port ---------------------------------------------------------------
 
     def track(
-        self, call_id: str, *, volunteer_channel: str, contact_number: str, at: datetime
+        self,
+        call_id: str,
+        *,
+        volunteer_channel: str,
+        contact_number: str,
+        at: datetime,
+        known: AnsweredTimes | None = None,
     ) -> None:
         # resumed: if this connection already resynced without this call,
         # it ended while nobody watched, and is settled as lost at once.
@@ -83,6 +90,8 @@ class AmiPbx:
                 contact_number=contact_number,
                 at=at,
                 resumed=True,
+                volunteer_answered_at=known.volunteer_answered_at if known else None,
+                contact_answered_at=known.contact_answered_at if known else None,
             )
         )
 

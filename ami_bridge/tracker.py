@@ -57,7 +57,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, Literal
 
@@ -270,6 +270,9 @@ def _make_update(values: dict[str, Any]) -> CallUpdate:
 class _Call:
     call_id: str
     discovered: bool
+    # Known to the tracker only from its id (a restart, or AMI naming it): no
+    # event of it seen yet, so a resync's listing is the best news of its past.
+    unwatched: bool = False
     state: CallState = CallState.REQUESTED
     # The state in the last CallUpdate handed out (previous_state of the next).
     reported_state: CallState | None = None
@@ -384,6 +387,8 @@ class CallTracker:
         at: datetime,
         action_id: str | None = None,
         resumed: bool = False,
+        volunteer_answered_at: datetime | None = None,
+        contact_answered_at: datetime | None = None,
     ) -> list[CallUpdate]:
         """Start tracking a call whose Originate is being sent.
 
@@ -398,14 +403,17 @@ class CallTracker:
         next resync re-attaches it or ends it.  A fresh call must not be
         registered between a reconnect and its resync (the AMI client sends
         no action then anyway): a listing taken before its channel exists
-        would end it.
+        would end it.  The answer times it had are given back with it: a
+        time seen as it happened is never replaced by what a resync guesses.
         """
         if call_id in self._ended:
             _log(logging.WARNING, "register(%s): this call has already ended; ignored", call_id)
             return []
         call = self._calls.get(call_id)
         if call is None:
-            call = _Call(call_id=call_id, discovered=False)
+            call = _Call(call_id=call_id, discovered=False, unwatched=resumed)
+            call.volunteer_answered_at = volunteer_answered_at
+            call.contact_answered_at = contact_answered_at
             self._calls[call_id] = call
             if resumed and self._synced_on == self._connection and call_id not in self._listed:
                 call.volunteer_endpoint = volunteer_channel
@@ -513,15 +521,17 @@ class CallTracker:
             )
             return False
         call.state = new_state
+        # A step happens once: the first time stamped for it stands (one kept
+        # from before a restart, or one read off the channels in a resync).
         for command in commands:
             if command is Command.STAMP_VOLUNTEER_RINGING:
-                call.volunteer_ringing_at = at
+                call.volunteer_ringing_at = call.volunteer_ringing_at or at
             elif command is Command.STAMP_VOLUNTEER_ANSWERED:
-                call.volunteer_answered_at = at
+                call.volunteer_answered_at = call.volunteer_answered_at or at
             elif command is Command.STAMP_CONTACT_RINGING:
-                call.contact_ringing_at = at
+                call.contact_ringing_at = call.contact_ringing_at or at
             elif command is Command.STAMP_CONTACT_ANSWERED:
-                call.contact_answered_at = at
+                call.contact_answered_at = call.contact_answered_at or at
             elif command is Command.FINISH:
                 self._finish(call, at)
         return True
@@ -609,7 +619,7 @@ class CallTracker:
             _log(logging.DEBUG, "call %s: event after its end; ignored", call_id)
             return None
         _log(logging.INFO, "call %s: not registered, discovered on AMI", call_id)
-        call = _Call(call_id=call_id, discovered=True)
+        call = _Call(call_id=call_id, discovered=True, unwatched=True)
         self._calls[call_id] = call
         return call
 
@@ -942,16 +952,49 @@ class CallTracker:
         if volunteer is not None:
             if volunteer.header("BridgeId"):
                 call.bridge_id = volunteer.header("BridgeId")
-            target = _state_from_listing(volunteer, by_uniqueid.get(call.contact_uniqueid or ""))
+            contact = by_uniqueid.get(call.contact_uniqueid or "")
+            target = _state_from_listing(volunteer, contact)
             trigger = _TRIGGER_FOR_STATE.get(target)
             if trigger is not None and call.state is not target:
-                # A step missed while disconnected is stamped when we learn of
-                # it: never earlier than it happened, so talk time is never
-                # overstated.
+                if call.unwatched:
+                    self._stamp_from_listing(call, target, volunteer, contact, at)
+                # Otherwise a step missed while disconnected is stamped when
+                # we learn of it: never earlier than the last news of the
+                # call, so talk time is never overstated.
                 self._apply(call, trigger, at)
+        call.unwatched = False
         if self._legs_gone(call):
             self._end_unlisted(call, at)
         return call.state is not before
+
+    @staticmethod
+    def _stamp_from_listing(
+        call: _Call, target: CallState, volunteer: Message, contact: Message | None, at: datetime
+    ) -> None:
+        """Times of steps of a call first seen in this resync, from what Asterisk lists.
+
+        A channel's ``Duration`` is how long ago it was created (whole
+        seconds).  The volunteer's leg was created when their phone started
+        ringing; the contact's leg when Dial() ran, a moment after the
+        volunteer answered.  When the two are bridged, the contact answered
+        at some point since; the earliest, its leg's creation, is taken: it
+        overstates talk time by at most the ring time, where the time of the
+        resync would understate it by the whole time nobody watched.
+        Times already known are kept (``_apply`` stamps only empty ones).
+        """
+        volunteer_since = _created_at(volunteer, at)
+        if volunteer_since is not None and call.volunteer_ringing_at is None:
+            call.volunteer_ringing_at = volunteer_since
+        contact_since = _created_at(contact, at) if contact is not None else None
+        if contact_since is None:
+            return
+        if call.volunteer_answered_at is None:
+            call.volunteer_answered_at = contact_since
+        if target is CallState.RINGING_CONTACT and call.contact_ringing_at is None:
+            call.contact_ringing_at = contact_since
+        # How long it rang before the answer is unknown: no ringing time then.
+        if target is CallState.TALKING and call.contact_answered_at is None:
+            call.contact_answered_at = contact_since
 
     def _end_unlisted(self, call: _Call, at: datetime) -> None:
         if call.volunteer_cause is not None or (
@@ -970,6 +1013,15 @@ _TRIGGER_FOR_STATE: Mapping[CallState, Trigger] = {
     CallState.RINGING_CONTACT: Trigger.CONTACT_RINGING,
     CallState.TALKING: Trigger.CONTACT_ANSWERED,
 }
+
+
+def _created_at(channel: Message, at: datetime) -> datetime | None:
+    """When a CoreShowChannel entry's channel was created (``Duration`` HH:MM:SS ago)."""
+    parts = (channel.header("Duration") or "").split(":")
+    if len(parts) != 3 or not all(part.isdigit() for part in parts):
+        return None
+    hours, minutes, seconds = (int(part) for part in parts)
+    return at - timedelta(hours=hours, minutes=minutes, seconds=seconds)
 
 
 def _state_from_listing(volunteer: Message, contact: Message | None) -> CallState:

@@ -98,6 +98,14 @@ class CallSnapshot(Protocol):
     def contact_hangup_cause(self) -> int | None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class AnsweredTimes:
+    """When each leg of a call was answered, as stored before a restart."""
+
+    volunteer_answered_at: datetime | None = None
+    contact_answered_at: datetime | None = None
+
+
 class CallPbx(PbxPort, Protocol):
     """A PBX link that also follows the calls it placed."""
 
@@ -105,9 +113,19 @@ class CallPbx(PbxPort, Protocol):
         """Connect (and keep reconnecting) in the background."""
 
     def track(
-        self, call_id: str, *, volunteer_channel: str, contact_number: str, at: datetime
+        self,
+        call_id: str,
+        *,
+        volunteer_channel: str,
+        contact_number: str,
+        at: datetime,
+        known: AnsweredTimes | None = None,
     ) -> None:
-        """Follow a call placed before a restart, so the resync can settle it."""
+        """Follow a call placed before a restart, so the resync can settle it.
+
+        ``known`` carries the answer times already stored for it: what was
+        seen as it happened is kept, never replaced by the resync's guess.
+        """
 
     async def hangup_call(self, call_id: str, by: HangupBy) -> bool:
         """Hang up the live call; False when it has no channel to hang up (yet)."""

@@ -33,6 +33,7 @@ from sqlalchemy.orm import selectinload
 from dialer.domain import LIVE_CALL_STATES, CallOutcome, CallState
 from dialer.models import CallAttempt, Contact, HangupRequest, User
 from dialer.ports import (
+    AnsweredTimes,
     CallPbx,
     CallSnapshot,
     HangupBy,
@@ -58,6 +59,7 @@ _SNAPSHOT_COLUMNS = (
     "volunteer_hangup_cause",
     "contact_hangup_cause",
 )
+_FIRST_TIME_COLUMNS = frozenset({"volunteer_answered_at", "contact_answered_at", "ended_at"})
 _STATE_ORDER = {state: index for index, state in enumerate(CallState)}
 # Every column a snapshot can change.  A batch stores its changed rows with
 # this one statement sent as a single executemany, whatever each row's
@@ -187,6 +189,7 @@ class CallWorker:
                 volunteer_channel=self._volunteer_channel(call.volunteer),
                 contact_number=call.number_e164,
                 at=call.requested_at,
+                known=AnsweredTimes(call.volunteer_answered_at, call.contact_answered_at),
             )
         if in_flight:
             log.info("following %d call(s) left in flight by the previous run", len(in_flight))
@@ -698,8 +701,13 @@ def _stored_values(call: CallAttempt) -> dict[str, Any]:
 def _copy_snapshot(call: CallAttempt, snapshot: CallSnapshot) -> None:
     values: dict[str, Any] = {name: getattr(snapshot, name) for name in _SNAPSHOT_COLUMNS}
     for name, value in values.items():
-        if value is not None:
-            setattr(call, name, value)
+        if value is None:
+            continue
+        if name in _FIRST_TIME_COLUMNS and getattr(call, name) is not None:
+            # A stored time was seen as it happened; a later snapshot's (a
+            # resync after a restart) can only be a guess.
+            continue
+        setattr(call, name, value)
     call.state = snapshot.state
     if snapshot.outcome is not None:
         call.outcome = snapshot.outcome

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import FrozenInstanceError, dataclass, field
 from dataclasses import fields as dataclass_fields
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -350,8 +351,10 @@ SCENARIOS: dict[tuple[str, ...], dict[str, Expected]] = {
     },
     # The second file of each pair on its own: a fresh worker after a restart.
     ("reconnect_2_new_connection_resyncs.ami",): {
-        # Discovered from the resync listing; its answer time is unknown, so
-        # talk time counts from the resync (0.001 -> 0.504).
+        # Discovered from the resync listing, bridged: its answer time is
+        # taken as its contact leg's creation, which the listing says was 2 s
+        # before the resync (Duration 00:00:02), so talk time counts from
+        # then (-1.999 -> 0.504).
         "c0030": Expected(
             O.HUNG_UP_BY_OPERATOR,
             outcome_without_hints=O.COMPLETED,
@@ -365,7 +368,7 @@ SCENARIOS: dict[tuple[str, ...], dict[str, Expected]] = {
                 "dial_status": None,
                 "volunteer_hangup_cause": 16,
             },
-            talk_seconds=0.503,
+            talk_seconds=2.503,
         )
     },
     ("restart_2_after_restart_call_is_gone.ami",): {},
@@ -707,6 +710,30 @@ def test_a_step_missed_while_disconnected_is_recovered_by_the_resync() -> None:
     assert update.bridge_id == "4ffd60ed-ff4e-4928-9fdf-ed1325e27db6"
     final = run(rest[resynced + 1 :], tracker)["c0030"]
     assert final.outcome is O.HUNG_UP_BY_OPERATOR
+
+
+def test_a_restarted_worker_keeps_the_answer_times_it_had_stored() -> None:
+    # A worker restarted mid-call hands the call back with what it stored;
+    # the resync that re-attaches it must not replace those times.
+    steps = list(replay_steps([AMI / "reconnect_2_new_connection_resyncs.ami"]))
+    resynced = next(i for i, step in enumerate(steps) if isinstance(step, Resynced))
+    answered = steps[resynced].at - timedelta(seconds=11)  # type: ignore[union-attr]
+    tracker = CallTracker()
+    tracker.register(
+        "c0030",
+        volunteer_channel="PJSIP/1002",
+        contact_number="15145550194",
+        at=answered - timedelta(seconds=5),
+        resumed=True,
+        volunteer_answered_at=answered - timedelta(seconds=2),
+        contact_answered_at=answered,
+    )
+    final = run(steps, tracker)["c0030"]
+    assert final.contact_answered_at == answered
+    assert final.volunteer_answered_at == answered - timedelta(seconds=2)
+    assert final.talk_seconds == pytest.approx(
+        (final.ended_at - answered).total_seconds()  # type: ignore[operator]
+    )
 
 
 def test_a_call_never_seen_and_not_listed_is_lost() -> None:

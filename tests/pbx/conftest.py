@@ -126,8 +126,8 @@ async def pbx(_real_pbx_available: None, pbx_folder: Path) -> AsyncIterator[Real
 
 @contextlib.asynccontextmanager
 async def pbx_running(asterisk: Asterisk, agents: dict[str, SippUA]) -> AsyncIterator[RealPbx]:
-    # Asterisk first: SIPp UAs started before it answered Asterisk's first
-    # qualify OPTIONS, yet Asterisk never saw those answers (SIPp 3.7.7).
+    # Asterisk first, fully booted (Asterisk.start): SIP answers that reach
+    # it while it boots are dropped.
     try:
         await asterisk.start()
         with running_uas(agents):

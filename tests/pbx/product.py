@@ -51,6 +51,7 @@ async def seed(
     contacts: dict[str, tuple[str, str]],
     *,
     caller_ids: list[str] | None = None,
+    pbx_of: dict[str, str] | None = None,
 ) -> World:
     """Volunteers (username -> extension), contacts (key -> (E.164 number, volunteer))
     on one active campaign of one team, with an organizer ``olivia``."""
@@ -79,6 +80,7 @@ async def seed(
                 role=role,
                 password_hash=password_hash(),
                 sip_extension=extension,
+                pbx=(pbx_of or {}).get(username),
             )
             session.add(user)
             await session.flush()

@@ -464,6 +464,10 @@ class Asterisk:
                 start_new_session=True,
             )
         await self.wait_for_ami()
+        # Until then PJSIP drops the SIP responses it gets: a phone's answer
+        # to the first qualify is lost, and the phone goes Unavailable once
+        # that transaction times out, long after it looked reachable.
+        await self.cli("core waitfullybooted")
 
     async def wait_for_ami(self, timeout: float = 30) -> None:
         """Until the AMI user can log in (Asterisk is up and has read manager.conf)."""
@@ -525,6 +529,12 @@ class Asterisk:
     async def restart_now(self) -> None:
         """``core restart now``: hangs every channel up, closes AMI, comes back."""
         await self.cli("core restart now")
+
+    async def wait_until_back(self) -> None:
+        """After a restart: AMI logins work and PJSIP takes SIP responses again."""
+        await asyncio.sleep(1)  # the old process still answers for a moment
+        await self.wait_for_ami()
+        await self.cli("core waitfullybooted")
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -6,6 +6,7 @@ writes what the campaign pages show and edit, and audits every change.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -27,7 +28,10 @@ from dialer.models import (
     User,
     utcnow,
 )
+from dialer.service import campaign_caller_ids
 from dialer.survey import CallingHours, SurveyDefinition
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,9 +344,26 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def lacks_caller_id(campaign: Campaign, default_caller_id: str) -> bool:
+    """An active campaign every call of which is refused (``no_caller_id``).
+
+    Activating it is still allowed: the caller ID can come later, from the
+    editor or from DIALER_DEFAULT_CALLER_ID, and the pages warn until then.
+    """
+    return campaign.status is CampaignStatus.ACTIVE and not campaign_caller_ids(
+        campaign, default_caller_id
+    )
+
+
 async def update_campaign(
-    session: AsyncSession, campaign: Campaign, changes: CampaignChanges, *, actor_id: int
+    session: AsyncSession,
+    campaign: Campaign,
+    changes: CampaignChanges,
+    *,
+    actor_id: int,
+    default_caller_id: str,
 ) -> dict[str, Any]:
+    """Apply an edit; ``default_caller_id`` only decides whether to warn of no caller ID."""
     changed: dict[str, Any] = {}
     for name in CampaignChanges.__dataclass_fields__:
         new = getattr(changes, name)
@@ -357,6 +378,14 @@ async def update_campaign(
             entity_id=campaign.id,
             changes=changed,
             actor_id=actor_id,
+        )
+    if changed.keys() & {"status", "allowed_caller_ids"} and lacks_caller_id(
+        campaign, default_caller_id
+    ):
+        log.warning(
+            "campaign %s is active with no caller ID and no default caller ID: "
+            "every call will be refused until one is set",
+            campaign.id,
         )
     return changed
 

@@ -35,6 +35,7 @@ class RefusalCode(StrEnum):
     CAMPAIGN_NOT_ACTIVE = "campaign_not_active"
     NOT_IN_TEAM = "not_in_team"
     CALLER_ID_NOT_ALLOWED = "caller_id_not_allowed"
+    NO_CALLER_ID = "no_caller_id"
     NOT_FOUND = "not_found"
     PBX_UNAVAILABLE = "pbx_unavailable"
 

@@ -125,6 +125,28 @@ def new_call_id() -> str:
     return f"c{uuid.uuid4().hex[:20]}"
 
 
+def usable_caller_id(number: str) -> bool:
+    """Whether the PBX will present ``number`` to the contact: 8 to 15 digits (E.164).
+
+    [dialer-place-call] in asterisk-config/extensions.conf keeps only the
+    digits and hangs up on anything shorter or longer, but only once the
+    volunteer has answered; checking here refuses the click instead.
+    """
+    digits = sum(1 for character in number if character in "0123456789")
+    return 8 <= digits <= 15
+
+
+def campaign_caller_ids(campaign: Campaign, default_caller_id: str) -> list[str]:
+    """The caller IDs a campaign's calls may present: its own list, else the default.
+
+    Empty when every call of the campaign would be refused for want of one.
+    """
+    numbers = list(campaign.allowed_caller_ids) or (
+        [default_caller_id] if default_caller_id else []
+    )
+    return [number for number in numbers if usable_caller_id(number)]
+
+
 def caller_id_name(contact: Contact) -> str:
     # Shown on the volunteer's desk phone; quotes and angle brackets would
     # break the "Name" <number> syntax, control characters are refused
@@ -209,6 +231,15 @@ class DialerService:
         self.region = region
         self.volunteer_channel = volunteer_channel
         self.outbound_context = outbound_context
+        if default_caller_id and not usable_caller_id(default_caller_id):
+            # The PBX would hang up every call presenting it; as unset, clicks
+            # that have nothing better are refused up front (no_caller_id).
+            log.warning(
+                "the default caller ID %r (DIALER_DEFAULT_CALLER_ID) is not a phone number "
+                "of 8 to 15 digits; ignored",
+                default_caller_id,
+            )
+            default_caller_id = ""
         self.default_caller_id = default_caller_id
         self.pbx_name = pbx_name
         self.broadcaster = broadcaster or Broadcaster()
@@ -257,10 +288,9 @@ class DialerService:
     async def allowed_caller_ids(
         self, session: AsyncSession, user: User, campaign: Campaign | None
     ) -> list[str]:
+        """The caller IDs ``user`` may call from; empty when a call would be refused."""
         if campaign is not None:
-            return list(campaign.allowed_caller_ids) or (
-                [self.default_caller_id] if self.default_caller_id else []
-            )
+            return campaign_caller_ids(campaign, self.default_caller_id)
         # Outside a campaign: the default plus those of the user's active campaigns.
         choices = [self.default_caller_id] if self.default_caller_id else []
         statement = select(Campaign.allowed_caller_ids).where(
@@ -269,7 +299,11 @@ class DialerService:
         if user.role not in STAFF_ROLES:
             statement = statement.where(Campaign.team_id.in_(await team_ids(session, user.id)))
         for caller_ids in await session.scalars(statement):
-            choices.extend(number for number in caller_ids if number not in choices)
+            choices.extend(
+                number
+                for number in caller_ids
+                if number not in choices and usable_caller_id(number)
+            )
         return choices
 
     # -- starting a call --------------------------------------------------------
@@ -394,8 +428,17 @@ class DialerService:
             raise CallRefused(hours_refusal)
 
         allowed = await self.allowed_caller_ids(session, volunteer, campaign)
-        chosen = caller_id or (allowed[0] if allowed else "")
-        if chosen and chosen not in allowed:
+        if not allowed:
+            # The dialplan refuses a call without a caller ID, but only after
+            # the volunteer's phone has rung and been answered.
+            refuse(
+                RefusalCode.NO_CALLER_ID,
+                "this campaign has no caller ID to call from and there is no default one"
+                if campaign is not None
+                else "there is no caller ID to call from outside a campaign",
+            )
+        chosen = caller_id or allowed[0]
+        if chosen not in allowed:
             refuse(RefusalCode.CALLER_ID_NOT_ALLOWED, f"{chosen} is not an allowed caller ID here")
         pbx = volunteer.pbx or self.pbx_name
         if self.pbx_reachable is not None and self.pbx_reachable(pbx) is False:
@@ -414,7 +457,7 @@ class DialerService:
             # Loaded already: the live state names them without a query.
             volunteer=volunteer,
             contact=contact,
-            caller_id=chosen or None,
+            caller_id=chosen,
             pbx=pbx,
             state=CallState.REQUESTED,
             requested_at=now,

@@ -179,6 +179,9 @@ def refusal(value: Refusal) -> str:
         RefusalCode.CALLER_ID_NOT_ALLOWED: lambda: _(
             "This caller ID is not allowed for this call."
         ),
+        RefusalCode.NO_CALLER_ID: lambda: _(
+            "There is no caller ID to call from; ask an organizer to set one up."
+        ),
         RefusalCode.NOT_FOUND: lambda: _("No such contact or number."),
         RefusalCode.PBX_UNAVAILABLE: lambda: _(
             "The phone system is not connected; try again shortly."

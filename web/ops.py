@@ -43,6 +43,16 @@ MAX_SURVEY_JSON = 100_000
 def page(
     request: web.Request, template: str, context: dict[str, Any], status: int = 200
 ) -> web.Response:
+    campaign = context.get("campaign")
+    if isinstance(campaign, Campaign):
+        # The campaign pages (_campaign_nav.html) warn for as long as no call
+        # of an active campaign can start; activating one is not refused.
+        context = {
+            **context,
+            "caller_id_missing": campaign_data.lacks_caller_id(
+                campaign, request.app[runtime_key].service.default_caller_id
+            ),
+        }
     return render(request, request.app[templates_key], template, context, status=status)
 
 
@@ -73,9 +83,23 @@ async def campaigns_list(request: web.Request) -> web.Response:
     async with request.app[runtime_key].sessions() as session:
         campaigns = await campaign_data.visible_campaigns(session, user)
         teams = await campaign_data.all_teams(session)
-    return page(
-        request, "ops_campaigns.html", {"campaigns": campaigns, "teams": teams, "errors": {}}
-    )
+    return page(request, "ops_campaigns.html", _campaigns_context(request, campaigns, teams, {}))
+
+
+def _campaigns_context(
+    request: web.Request, campaigns: list[Campaign], teams: list[Team], errors: dict[str, str]
+) -> dict[str, Any]:
+    default = request.app[runtime_key].service.default_caller_id
+    return {
+        "campaigns": campaigns,
+        "teams": teams,
+        "errors": errors,
+        "no_caller_id": {
+            campaign.id
+            for campaign in campaigns
+            if campaign_data.lacks_caller_id(campaign, default)
+        },
+    }
 
 
 @routes.post("/ops/campaigns")
@@ -91,7 +115,7 @@ async def campaign_create(request: web.Request) -> web.StreamResponse:
         return page(
             request,
             "ops_campaigns.html",
-            {"campaigns": campaigns, "teams": teams, "errors": reader.errors},
+            _campaigns_context(request, campaigns, teams, reader.errors),
             status=422,
         )
     async with request.app[runtime_key].sessions.begin() as session:
@@ -275,7 +299,13 @@ async def campaign_save(request: web.Request) -> web.StreamResponse:
         assert stored is not None
         if changes.team_id is not None and await session.get(Team, changes.team_id) is None:
             raise PageError(422, _("Unknown team"), _("Choose one of the teams offered."))
-        await campaign_data.update_campaign(session, stored, changes, actor_id=user.id)
+        await campaign_data.update_campaign(
+            session,
+            stored,
+            changes,
+            actor_id=user.id,
+            default_caller_id=request.app[runtime_key].service.default_caller_id,
+        )
     raise web.HTTPSeeOther(f"/ops/campaigns/{campaign.id}/edit?saved=1")
 
 

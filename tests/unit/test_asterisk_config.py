@@ -52,11 +52,39 @@ ENDPOINT_VARIABLES = {"DIALER_AUTOANSWER"}
 SINK_APPS = {"dial"}
 SINK_FUNCTIONS = ("CALLERID(", "CONNECTEDLINE(", "PJSIP_HEADER(")
 PREDIAL_CONTEXT = "dialer-volunteer-predial"
+REFUSE_CONTEXT = "dialer-refuse"
+# The files an install writes next to the shipped ones, which #include them
+# (docker-compose.yml renders them from .env; docs/deploy.md shows them).
+SECRET_FILES = {
+    "manager_dialer_secret.conf": "secret = test-ami-secret\n",
+    "pjsip_secrets.conf": "".join(
+        f"[{name}-auth]\ntype = auth\nauth_type = userpass\n"
+        f"username = {user}\npassword = test-{name}\n\n"
+        for name, user in [
+            ("1001", "1001"),
+            ("1002", "1002"),
+            ("1003", "1003"),
+            ("carrier", "account"),
+        ]
+    ),
+}
 
 
 def _default(name: str) -> Any:
     """A setting's shipped default (the tests must not depend on a developer's .env)."""
     return Settings.model_fields[name].default
+
+
+def _installed(path: Path, secret_files: dict[str, str] = SECRET_FILES) -> ConfigFile:
+    """A shipped file as Asterisk reads it once the install has written its secrets."""
+    return parse_config(
+        path.read_text(encoding="utf-8"), source=str(path), include_loader=secret_files.get
+    )
+
+
+def _as_in_git(path: Path) -> ConfigFile:
+    """A shipped file with its secrets files present but empty: what git holds."""
+    return _installed(path, dict.fromkeys(SECRET_FILES, ""))
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +99,12 @@ def dialplan(extensions: ConfigFile) -> dict[str, Context]:
 
 @pytest.fixture(scope="module")
 def manager() -> ConfigFile:
-    return load_config(CONFIG_DIR / "manager.conf")
+    return _installed(CONFIG_DIR / "manager.conf")
 
 
 @pytest.fixture(scope="module")
 def pjsip() -> ConfigFile:
-    return load_config(CONFIG_DIR / "pjsip.conf")
+    return _installed(CONFIG_DIR / "pjsip.conf")
 
 
 def _dialer_contexts(dialplan: dict[str, Context]) -> list[Context]:
@@ -97,13 +125,31 @@ def test_the_config_directory_has_the_files_the_dialer_needs() -> None:
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda path: path.name)
 def test_every_file_parses(path: Path) -> None:
-    config = load_config(path)
+    config = _installed(path)
     assert config.sections, f"{path.name} has no section"
     for include in config.includes:
-        # Only the secrets files may be missing from the repository.
-        assert include.optional and include.target.endswith(("_secret.conf", "_secrets.conf")), (
+        # Only the secrets files are not in the repository, and they are
+        # required: #include, never #tryinclude.
+        assert include.target in SECRET_FILES, (
             f"{path.name}:{include.line} includes {include.target!r}"
         )
+        assert not include.optional, f"{path.name}:{include.line}: #tryinclude"
+        assert include.found
+
+
+@pytest.mark.parametrize(
+    ("name", "secrets"),
+    [("pjsip.conf", "pjsip_secrets.conf"), ("manager.conf", "manager_dialer_secret.conf")],
+)
+def test_a_missing_secrets_file_fails_closed(name: str, secrets: str) -> None:
+    """Without its secrets file Asterisk logs the missing #include and rejects the file.
+
+    pjsip.conf then loads no transport and no endpoint, manager.conf no AMI
+    listener: nothing registers, nothing logs in, the error names the file.
+    """
+    present = {target: text for target, text in SECRET_FILES.items() if target != secrets}
+    with pytest.raises(ConfigError, match=re.escape(secrets)):
+        _installed(CONFIG_DIR / name, present)
 
 
 @pytest.mark.skipif(find_spec("asterisklint") is None, reason="asterisklint is not installed")
@@ -296,6 +342,56 @@ def test_the_outbound_context_dials_only_allowed_numbers(
     assert outcome == ("dialer-place-call" if dialed else "dialer-refuse"), outcome
 
 
+def _refusals(dialplan: dict[str, Context]) -> list[Any]:
+    return [
+        step
+        for context in _dialer_contexts(dialplan)
+        for step in context.priorities
+        if step.app.lower() == "gosub" and split_args(step.data)[0] == REFUSE_CONTEXT
+    ]
+
+
+def _gosub_arguments(step: Any) -> list[str]:
+    target = split_args(step.data)
+    assert len(target) == 3, f"{step.source}:{step.line}: Gosub(context,exten,priority(...))"
+    found = re.fullmatch(r"(?P<priority>[^()]+)\((?P<args>.*)\)", target[2])
+    assert found, f"{step.source}:{step.line}: Gosub without arguments"
+    return split_args(found["args"])
+
+
+def test_every_refusal_passes_its_reason_and_number(dialplan: dict[str, Context]) -> None:
+    """Gosub(dialer-refuse,s,1(<reason>,<number>)) everywhere it is called.
+
+    Inside the subroutine ${EXTEN} is `s`, so the number must come as an
+    argument for the log line to say which number was refused.
+    """
+    steps = _refusals(dialplan)
+    assert len(steps) >= 30
+    for step in steps:
+        reason, number = _gosub_arguments(step)
+        assert re.fullmatch(r"[a-z]+(-[a-z]+)*", reason), f"{step.source}:{step.line}"
+        if step.context == "dialer-place-call":
+            expected = "${ARG1}"  # the number it was called with
+        elif step.extension == "i":
+            expected = "${INVALID_EXTEN}"  # ${EXTEN} is `i` there
+        else:
+            expected = "${EXTEN}"
+        assert number == expected, f"{step.source}:{step.line}: {number!r}"
+    assert {step.context for step in steps} == {_default("outbound_context"), "dialer-place-call"}
+
+
+def test_the_refusal_log_names_the_number_from_its_argument(dialplan: dict[str, Context]) -> None:
+    steps = dialplan[REFUSE_CONTEXT].priorities
+    (log,) = [step for step in steps if step.app == "Log"]
+    level, message = log.args()
+    assert level == "WARNING"
+    assert "to ${FILTER(0-9,${ARG2})} refused: ${FILTER(-a-z,${ARG1})}" in message
+    # Logged values are filtered too: the log is read by people and tools.
+    assert not unfiltered_references(message)
+    names = {ref.name for step in steps for ref in variable_references(step.data)}
+    assert "EXTEN" not in names, "${EXTEN} is `s` inside a Gosub"
+
+
 def test_refusal_hangs_up_with_congestion(dialplan: dict[str, Context]) -> None:
     steps = dialplan["dialer-refuse"].priorities
     assert steps[-1].app == "Hangup"
@@ -307,7 +403,7 @@ def test_a_number_without_a_caller_id_is_refused(dialplan: dict[str, Context]) -
     steps = dialplan["dialer-place-call"].priorities
     labels = {step.label: step for step in steps if step.label}
     assert "nocallerid" in labels
-    assert labels["nocallerid"].data.startswith("dialer-refuse,")
+    assert labels["nocallerid"].data == "dialer-refuse,s,1(no-caller-id,${ARG1})"
     dial_index = next(i for i, step in enumerate(steps) if step.app == "Dial")
     check_index = next(i for i, step in enumerate(steps) if "?nocallerid" in step.data)
     assert check_index < dial_index
@@ -379,12 +475,30 @@ def test_the_volunteer_channel_matches_the_pjsip_endpoints(pjsip: ConfigFile) ->
         assert endpoint.get("allow_transfer") == "no"
 
 
-def test_no_password_is_written_in_pjsip_conf(pjsip: ConfigFile) -> None:
-    for section in pjsip.sections:
+def test_no_password_is_written_in_pjsip_conf() -> None:
+    in_git = _as_in_git(CONFIG_DIR / "pjsip.conf")
+    for section in in_git.sections:
         assert not section.get_all("password"), f"[{section.name}] has a password in git"
-    assert any(
-        include.target == "pjsip_secrets.conf" and include.optional for include in pjsip.includes
-    )
+    assert [(i.target, i.optional) for i in in_git.includes] == [("pjsip_secrets.conf", False)]
+
+
+def test_every_pjsip_auth_lives_in_the_secrets_file(pjsip: ConfigFile) -> None:
+    """The shape docs/deploy.md gives pjsip_secrets.conf: one userpass auth per name used."""
+    auths = {section.name: section for section in pjsip.of_type("auth")}
+    used = {
+        name
+        for endpoint in pjsip.of_type("endpoint")
+        for name in (endpoint.get("auth"), endpoint.get("outbound_auth"))
+        if name
+    }
+    assert used == set(auths)
+    for endpoint in pjsip.of_type("endpoint"):
+        if endpoint.get("auth"):
+            assert endpoint.get("auth") == f"{endpoint.name}-auth"
+    assert "carrier-auth" in used
+    for auth in auths.values():
+        assert auth.get("auth_type") == "userpass"
+        assert auth.get("username") and auth.get("password")
 
 
 def test_an_autoanswer_phone_is_configured_by_endpoint_variable(pjsip: ConfigFile) -> None:
@@ -444,10 +558,13 @@ def test_the_dialer_ami_user_has_least_privilege(manager: ConfigFile) -> None:
     assert int(user.get("writetimeout") or "100") >= 1000
 
 
-def test_the_dialer_ami_user_has_no_secret_in_git(manager: ConfigFile) -> None:
-    user = manager.section(_default("ami_username"))
+def test_the_dialer_ami_user_has_no_secret_in_git() -> None:
+    in_git = _as_in_git(CONFIG_DIR / "manager.conf")
+    user = in_git.section(_default("ami_username"))
     assert user.get("secret") is None
-    assert [i.target for i in manager.includes] == ["manager_dialer_secret.conf"]
+    assert [(i.target, i.optional) for i in in_git.includes] == [
+        ("manager_dialer_secret.conf", False)
+    ]
     secret = "s3cr3t"
     with_secret = parse_config(
         (CONFIG_DIR / "manager.conf").read_text(),

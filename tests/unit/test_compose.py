@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from ami_bridge.asterisk_conf import ConfigFile, load_config, parse_config
+from ami_bridge.asterisk_conf import ConfigFile, parse_config
 from dialer.settings import Settings
 
 yaml = pytest.importorskip("yaml")
@@ -195,8 +195,8 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def manager() -> ConfigFile:
-    return load_config(CONFIG_DIR / "manager.conf")
+def manager(model: dict[str, Any]) -> ConfigFile:
+    return _as_mounted(model, "manager.conf")
 
 
 def _default(name: str) -> Any:
@@ -395,30 +395,69 @@ def test_postgres_and_mosquitto_are_internal(model: dict[str, Any]) -> None:
 # --- secrets rendered into the Asterisk configuration ----------------------------------------
 
 
+def _rendered(model: dict[str, Any], service: str) -> dict[str, str]:
+    """What Compose writes into ``service``'s file system: target path -> content."""
+    return {
+        item["target"]: str(model["configs"][item["source"]]["content"])
+        for item in model["services"][service].get("configs", [])
+    }
+
+
 def _config_content(model: dict[str, Any], service: str, target: str) -> str:
-    for item in model["services"][service].get("configs", []):
-        if item["target"] == target:
-            return str(model["configs"][item["source"]]["content"])
-    raise AssertionError(f"nothing is rendered at {target}")
+    content = _rendered(model, service).get(target)
+    if content is None:
+        raise AssertionError(f"nothing is rendered at {target}")
+    return content
 
 
-def test_the_ami_secret_reaches_manager_conf(model: dict[str, Any], manager: ConfigFile) -> None:
-    (include,) = manager.includes
-    content = _config_content(model, "asterisk", f"/etc/asterisk/{include.target}")
-    rendered = parse_config(
-        (CONFIG_DIR / "manager.conf").read_text(), include_loader=lambda target: content
-    )
-    user = rendered.section(_default("ami_username"))
+def _as_mounted(model: dict[str, Any], name: str) -> ConfigFile:
+    """An asterisk-config/ file as the container's Asterisk reads it, includes and all.
+
+    Raises ConfigError, as Asterisk rejects the file, when an #include'd
+    file is neither mounted nor rendered.
+    """
+    rendered = _rendered(model, "asterisk")
+    mounted = {
+        volume["target"]: Path(volume["source"])
+        for volume in model["services"]["asterisk"]["volumes"]
+        if volume["type"] == "bind"
+    }
+
+    def read(target: str) -> str | None:
+        # Asterisk resolves a relative #include in its configuration folder.
+        path = target if target.startswith("/") else f"/etc/asterisk/{target}"
+        if path in rendered:
+            return rendered[path]
+        return mounted[path].read_text() if path in mounted else None
+
+    source = CONFIG_DIR / name
+    return parse_config(source.read_text(), source=str(source), include_loader=read)
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.conf")), ids=lambda path: path.name)
+def test_compose_writes_every_file_the_asterisk_config_includes(
+    model: dict[str, Any], path: Path
+) -> None:
+    """The secrets files are #include'd, so a missing one is fatal to its file.
+
+    Compose renders them from .env on every start (configs: content:), so
+    in this stack they are always there; none is ever a #tryinclude.
+    """
+    config = _as_mounted(model, path.name)
+    for include in config.includes:
+        assert include.found and not include.optional, (path.name, include.target)
+        assert f"/etc/asterisk/{include.target}" in _rendered(model, "asterisk")
+
+
+def test_the_ami_secret_reaches_manager_conf(manager: ConfigFile) -> None:
+    assert [include.target for include in manager.includes] == ["manager_dialer_secret.conf"]
+    user = manager.section(_default("ami_username"))
     assert user.get("secret") == REQUIRED_SECRETS["DIALER_AMI_SECRET"]
 
 
 def test_every_pjsip_auth_is_rendered_with_a_password(model: dict[str, Any]) -> None:
-    pjsip = load_config(CONFIG_DIR / "pjsip.conf")
-    (include,) = pjsip.includes
-    content = _config_content(model, "asterisk", f"/etc/asterisk/{include.target}")
-    rendered = parse_config(
-        (CONFIG_DIR / "pjsip.conf").read_text(), include_loader=lambda target: content
-    )
+    rendered = _as_mounted(model, "pjsip.conf")
+    assert [include.target for include in rendered.includes] == ["pjsip_secrets.conf"]
     auths = {section.name: section for section in rendered.of_type("auth")}
     for endpoint in rendered.of_type("endpoint"):
         for key in ("auth", "outbound_auth"):

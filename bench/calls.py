@@ -267,6 +267,7 @@ async def seed(
             title="bench",
             status=CampaignStatus.ACTIVE,
             team_id=team.id,
+            allowed_caller_ids=["+15145550000"],
             calling_hours=ALWAYS,
             max_attempts=5,
             retry_delay_minutes=0,

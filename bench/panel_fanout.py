@@ -227,6 +227,7 @@ async def seed(url: str, calls: int) -> tuple[list[int], list[int], int]:
             title="Bench",
             status=CampaignStatus.ACTIVE,
             team_id=team.id,
+            allowed_caller_ids=["+15145550000"],
             calling_hours=CallingHours(weekday=everyday, weekend=everyday),
         )
         session.add(campaign)

@@ -442,35 +442,29 @@ def replay(files: tuple[str, ...]) -> None:
 )
 @click.option(
     "--number",
-    help="A contact number the dialplan must accept "
-    "(default: an example number of DIALER_DEFAULT_REGION).",
+    help="A contact number to look up too: the dialplan must dial it if the dialing policy "
+    "allows it, refuse it otherwise (default: an example number of each allowed region).",
 )
 @click.pass_context
 def check_pbx_command(ctx: click.Context, extensions: tuple[str, ...], number: str | None) -> None:
     """Check that the configured PBX and AMI user can do what the dialer needs.
 
     Connects with DIALER_AMI_*, and reports in plain words: cannot connect,
-    login refused, missing write class, outbound context missing, unknown
-    volunteer endpoints.  Nothing rings.  Exit status 1 when something fails.
+    login refused, missing write class, outbound context missing, numbers
+    the dialplan dials that it must refuse (toll fraud) or refuses that
+    the dialer may call, the trunk or a volunteer's phone missing or
+    unreachable.  Nothing rings.  Exit status 1 when something fails.
     """
-    import phonenumbers
-
-    from ami_bridge.check import check_pbx
+    from ami_bridge.check import check_pbx, probe_numbers
 
     settings = _settings(ctx)
-    if number is None:
-        example = phonenumbers.example_number(settings.default_region)
-        probe = (
-            phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
-            if example
-            else "15145550184"
-        )
-    else:
+    given = None
+    if number is not None:
         from dialer.importer import phone_reason
         from dialer.phones import InvalidPhoneNumber, to_e164
 
         try:
-            probe = to_e164(number, settings.default_region)
+            given = to_e164(number, settings.default_region)
         except InvalidPhoneNumber as error:
             message = _(
                 "invalid phone number %(number)s: %(reason)s",
@@ -478,6 +472,7 @@ def check_pbx_command(ctx: click.Context, extensions: tuple[str, ...], number: s
                 reason=phone_reason(error.reason),
             )
             raise click.BadParameter(message, param_hint="--number") from None
+    dial, refuse = probe_numbers(settings.dialing_policy, given)
     chosen = list(extensions) or _run(_user_extensions(settings))
     results = _run(
         check_pbx(
@@ -486,7 +481,8 @@ def check_pbx_command(ctx: click.Context, extensions: tuple[str, ...], number: s
             settings.ami_username,
             settings.ami_secret,
             outbound_context=settings.outbound_context,
-            probe_number=probe.lstrip("+"),
+            dial=dial,
+            refuse=refuse,
             extensions=chosen,
             volunteer_channel=settings.volunteer_channel,
         )
@@ -500,7 +496,7 @@ def check_pbx_command(ctx: click.Context, extensions: tuple[str, ...], number: s
 
 
 async def _user_extensions(settings: Settings) -> list[str]:
-    from sqlalchemy import select
+    from sqlalchemy import or_, select
     from sqlalchemy.exc import SQLAlchemyError
 
     from dialer.db import open_database
@@ -509,9 +505,12 @@ async def _user_extensions(settings: Settings) -> list[str]:
     try:
         async with open_database(settings.database_url_value) as sessions:
             async with sessions() as session:
+                # Only the phones on this PBX: a user's own PBX, else
+                # DIALER_PBX_NAME (as call requests pick it).
+                on_this_pbx = or_(User.pbx == settings.pbx_name, User.pbx.is_(None))
                 rows = await session.scalars(
                     select(User.sip_extension).where(
-                        User.sip_extension.is_not(None), User.is_active.is_(True)
+                        User.sip_extension.is_not(None), User.is_active.is_(True), on_this_pbx
                     )
                 )
                 return sorted(extension for extension in rows if extension)

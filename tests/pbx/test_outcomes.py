@@ -187,6 +187,10 @@ async def test_a_completed_call_is_timed_by_the_sip_messages(batch: Batch) -> No
     assert close_to(row.ended_at, contact.ended_at)
     assert row.contact_hangup_cause == 16
     assert row.caller_id == "+15145550000"
+    # The contact sees the campaign's number, and not their own name.
+    for header in ("from", "p-asserted-identity"):
+        assert "sip:15145550000@" in contact.invite.headers[header]
+        assert "Completed" not in contact.invite.headers[header]
     # The panel showed every step, in order.
     assert batch.states("completed") == [
         "requested",

@@ -223,6 +223,9 @@ def test_the_caller_id_comes_from_dialer_callerid(dialplan: dict[str, Context]) 
     assert any(
         step.app.lower() == "set" and step.data.startswith("CALLERID(num)=") for step in steps
     )
+    # The Originate's caller name is the contact's own name (for the
+    # volunteer's phone): cleared before the contact is dialed.
+    assert any(step.app.lower() == "set" and step.data == "CALLERID(name)=" for step in steps)
 
 
 def _sink_steps(dialplan: dict[str, Context]) -> list[Any]:

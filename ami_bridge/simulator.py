@@ -8,15 +8,39 @@ included, ``Privilege`` headers, ``Uniqueid`` taken from ``ChannelId`` and a
 ``Linkedid`` shared by every leg of a call.  ``tests/golden/test_simulator_shapes.py``
 replays the recordings against it so it cannot drift from them.
 
-The dialplan it imitates is the one the recordings were made with: the
-volunteer's phone is dialled by the Originate; when it answers,
+Two dialplans are imitated.  The default, ``carrier``, is the one shipped
+in ``asterisk-config/extensions.conf`` (the ``shipped_*`` recordings): when
+the volunteer answers, ``dialer-outbound`` runs ``Gosub`` into
+``dialer-place-call`` (``NoOp``, ``Set(CALLERID_DIGITS=...)``, ``GotoIf``,
+``Set(CALLERID(num)=...)``, ``Set(CALLERID(name)=)``) and
+``Dial(PJSIP/<number>@carrier,30)``; a
+``DIALER_CALLERID`` that is not 8 to 15 digits, or a number the shipped
+dialplan refuses (premium rate, directory assistance, non-geographic,
+Caribbean +1 countries: :data:`SHIPPED_REFUSALS`), goes to ``dialer-refuse``
+instead, which hangs the volunteer's leg up with cause 34.  An Originate
+without ``DIALER_CALLERID`` at all presents its own ``CallerID`` instead of
+being refused, and numbers outside +1 are dialed, as if their country's
+patterns had been added.  ``ring_timeout`` stands for the
+``DIALER_RING_TIMEOUT`` global.
+
+The other dialplan is the lab one the other recordings were made with:
 ``dialer-outbound`` runs ``NoOp``, ``Set(CALLERID(num)=...)``,
-``Set(TRUNK=...)``, ``GotoIf`` and ``Dial`` of the contact, either over the
-SIP trunk (``PJSIP/<number>@pstn``, the default here) or through a
-``Local/<number>@fake-pstn`` channel.  The Originate's ``DIALER_TRUNK``
-variable picks the trunk (``pjsip`` or ``local``), ``DIALER_TRUNK_EP`` the
-SIP endpoint (``pstnbusy`` always answers 486) and ``DIALER_RING_TIMEOUT``
-the ``Dial`` timeout in seconds (30 by default).
+``Set(TRUNK=...)``, ``GotoIf`` and ``Dial`` of the contact, either over a
+SIP trunk (``pjsip``: ``PJSIP/<number>@pstn``) or through a
+``Local/<number>@fake-pstn`` channel (``local``).  The Originate's
+``DIALER_TRUNK`` variable picks the trunk (``carrier``, ``pjsip`` or
+``local``; ``default_trunk`` otherwise), ``DIALER_TRUNK_EP`` the lab SIP
+endpoint (``pstnbusy`` always answers 486) and ``DIALER_RING_TIMEOUT`` the
+lab ``Dial`` timeout in seconds (30 by default).
+
+The contact's SIP trunk answers as the recorded carrier did: 486 is
+``DialStatus: BUSY`` with cause 17, 503 ``CONGESTION`` with cause 34, 603
+``NOANSWER`` with cause 21 and 404 (an unallocated number, what
+"unreachable" plays) ``NOANSWER`` with cause 1; ``DIALSTATUS`` says
+``CHANUNAVAIL`` for the last two.  With the shipped dialplan come the
+shipped desk phones (``volunteer-endpoint``): ``device_state_busy_at = 1``
+makes a ringing phone's device ``BUSY`` until it hangs up, where the lab
+phones said ``RINGING``, then ``INUSE``.
 
 DEFAULT RULE (override per number or extension with ``script_contact`` /
 ``script_volunteer`` or the ``contacts`` / ``volunteers`` arguments):
@@ -24,20 +48,23 @@ DEFAULT RULE (override per number or extension with ``script_contact`` /
 * contact, by the number's last digit: 0 rings 1 s, answers and hangs up
   after 4 s; 1 busy; 2 never answers (the ``Dial`` times out); 3 congestion;
   4 rings 1 s, answers and stays until hung up; 5 rejected (cause 21);
-  6 unreachable; 7, 8, 9 ring 1 s, answer and hang up after 3 s.
-* volunteer, by extension: ending in 99 unreachable (no ringing; the
-  Originate fails with Reason 3 after its ``Timeout``), 98 rings and never
-  answers (Reason 3 after ``Timeout``), 97 busy (Reason 5); any other
-  extension answers at once.  Only all-digit PJSIP endpoints exist:
-  ``PJSIP/nosuch`` or ``Bogus/1001`` fail with Reason 0 as in bad_actions.ami.
+  6 unreachable (cause 1); 7, 8, 9 ring 1 s, answer and hang up after 3 s.
+* volunteer, by extension: ending in 99 unreachable (an unplugged phone
+  that qualify found Unavailable: the Originate fails at once with
+  Reason 0 and no channel), 98 rings and never answers (Reason 3 after the
+  Originate's ``Timeout``, cause 19), 97 busy (486: cause 17, Reason 0);
+  any other extension answers at once.  Only all-digit PJSIP endpoints
+  exist: ``PJSIP/nosuch`` or ``Bogus/1001`` fail with Reason 0 as in
+  bad_actions.ami.
 
 All durations are simulated seconds multiplied by ``time_scale`` (0.01 turns
 a 4 s call into 40 ms).  Fault-injection durations (``stall``,
 ``down_for``) are real seconds, because they are about the client's timers.
 
-Not recorded, so modelled on the nearest recording: SIP-trunk no answer,
-congestion, rejection and unreachable; a busy or never-answering volunteer;
-hangups by action before the call is bridged.
+Not recorded, so modelled on the nearest recording: the ``local`` trunk's
+unreachable contact, and its contact leg hung up by action while it rings;
+the volunteer's leg hung up by action before it answered, or over a SIP
+trunk while bridged; the refusal for want of a caller ID.
 """
 
 from __future__ import annotations
@@ -58,6 +85,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+from ami_bridge.asterisk_conf import pattern_matches
 from ami_bridge.codec import Action, Decoder, Message, encode_action
 
 log = logging.getLogger(__name__)
@@ -180,6 +208,18 @@ class ContactOutcome(enum.Enum):
     UNREACHABLE = "unreachable"
 
 
+# A SIP trunk's final answers: cause, the contact leg's TechCause (the SIP
+# status), the volunteer leg's TechCause, DialStatus, then DIALSTATUS as
+# Dial() leaves it.  Recorded from a real carrier (shipped_contact_*):
+# unreachable plays an unallocated number (404).
+_SIP_REFUSALS: dict[ContactOutcome, tuple[int, int, int, str, str]] = {
+    ContactOutcome.BUSY: (17, 486, 486, "BUSY", "BUSY"),
+    ContactOutcome.CONGESTION: (34, 503, 503, "CONGESTION", "CONGESTION"),
+    ContactOutcome.REJECTED: (21, 603, 403, "NOANSWER", "CHANUNAVAIL"),
+    ContactOutcome.UNREACHABLE: (1, 404, 404, "NOANSWER", "CHANUNAVAIL"),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class ContactBehaviour:
     """What the called party does.  ``talk_seconds=None``: stays until hung up."""
@@ -215,9 +255,17 @@ class ContactBehaviour:
 
 class VolunteerOutcome(enum.Enum):
     ANSWER = "answer"
+    # 486 Busy Here.
     BUSY = "busy"
+    # 603 Decline.
+    DECLINED = "declined"
+    # Rings until the Originate's Timeout.
     NO_ANSWER = "no_answer"
+    # Qualify found the phone's contact Unavailable: refused before any channel.
     UNREACHABLE = "unreachable"
+    # A contact nobody answers at all, qualify off: no ringing, then the
+    # Originate's Timeout (pjsip_volunteer_unreachable.ami).
+    NO_RESPONSE = "no_response"
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +310,37 @@ def default_volunteer_behaviour(extension: str) -> VolunteerBehaviour:
     return VolunteerBehaviour()
 
 
-Trunk = Literal["pjsip", "local"]
+Trunk = Literal["carrier", "pjsip", "local"]
+TRUNKS: tuple[Trunk, ...] = ("carrier", "pjsip", "local")
+
+# What [dialer-outbound] of the shipped extensions.conf refuses among the
+# numbers its _1NXXNXXXXXX pattern would dial: (pattern, reason given to
+# dialer-refuse).  tests/integration/test_simulator.py keeps it equal to
+# the file.
+SHIPPED_REFUSALS: tuple[tuple[str, str], ...] = (
+    ("_1900NXXXXXX", "premium-rate"),
+    ("_1NXX976XXXX", "premium-rate"),
+    ("_1NXX5551212", "directory-assistance"),
+    *(
+        (f"_1{area}NXXXXXX", "non-geographic")
+        for area in ("700", "500", "533", "544", "566", "577", "588")
+    ),
+    *(
+        (f"_1{area}NXXXXXX", "international-rate")
+        for area in (
+            "242", "246", "264", "268", "284", "345", "441", "473", "649", "658", "664",
+            "721", "758", "767", "784", "809", "829", "849", "868", "869", "876",
+        )
+    ),
+)  # fmt: skip
+
+
+def shipped_refusal(number: str) -> str | None:
+    """Why the shipped dialplan refuses ``number`` (E.164 digits), or None."""
+    for pattern, reason in SHIPPED_REFUSALS:
+        if pattern_matches(pattern, number):
+            return reason
+    return None
 
 
 class _Channel:
@@ -440,8 +518,9 @@ class AmiSimulator:
         least_privilege: bool = False,
         users: Iterable[AmiUser] = (),
         time_scale: float = 1.0,
-        default_trunk: Trunk = "pjsip",
+        default_trunk: Trunk = "carrier",
         dialplan_events: bool = True,
+        ring_timeout: float = 30.0,
         contacts: Mapping[str, ContactBehaviour] | None = None,
         volunteers: Mapping[str, VolunteerBehaviour] | None = None,
         contact_rule: Callable[[str], ContactBehaviour] = default_contact_behaviour,
@@ -464,6 +543,8 @@ class AmiSimulator:
         self.time_scale = time_scale
         self.default_trunk: Trunk = default_trunk
         self.dialplan_events = dialplan_events
+        # The shipped dialplan's DIALER_RING_TIMEOUT global, in seconds.
+        self.ring_timeout = ring_timeout
         self.write_timeout = write_timeout
         # None: every context exists / every all-digit PJSIP endpoint exists.
         # A set models a PBX whose dialplan or pjsip.conf lacks something.
@@ -771,18 +852,23 @@ class AmiSimulator:
         tech, _, resource = request.partition("/")
         channel_id = message.get("ChannelId") or None
         exists = tech.upper() == "PJSIP" and self._endpoint_exists(resource)
+        failed_uniqueid = channel_id or "<unknown>"
         # A ChannelId already in use: Asterisk cannot allocate the channel,
-        # which fails like a missing endpoint.
+        # which fails like a missing endpoint (but under no Uniqueid: the
+        # one asked for belongs to another call).
         if channel_id is not None and (channel_id in self._calls or channel_id in self._uniqueids):
             exists = False
+            failed_uniqueid = "<unknown>"
         if is_async:
             self._respond(session, action_id, "Success", "Originate successfully queued")
         if not exists:
 
             def fail() -> None:
                 if is_async:
+                    # Asterisk names the channel it was asked for, under the
+                    # ChannelId it would have had.
                     self._originate_response(
-                        action_id, "Failure", request, context, exten, 0, "<unknown>",
+                        action_id, "Failure", request, context, exten, 0, failed_uniqueid,
                         cid_num or "<unknown>", cid_name or "<unknown>",
                     )  # fmt: skip
                 else:
@@ -1146,12 +1232,23 @@ class _Call:
             created=time.monotonic(),
         )
         trunk = self.vars.get("DIALER_TRUNK", sim.default_trunk).lower()
-        self.trunk: Trunk = "local" if trunk == "local" else "pjsip"
-        self.endpoint = self.vars.get("DIALER_TRUNK_EP", "pstn")
-        try:
-            self.ring_timeout = int(self.vars.get("DIALER_RING_TIMEOUT", "30"))
-        except ValueError:
-            self.ring_timeout = 30
+        self.trunk: Trunk = next((t for t in TRUNKS if t == trunk), sim.default_trunk)
+        # The shipped dialplan (and its desk phones) rather than the lab one.
+        self.shipped = self.trunk == "carrier"
+        self.ring_timeout: float
+        if self.shipped:
+            self.endpoint = "carrier"
+            self.ring_timeout = sim.ring_timeout
+            # The shipped endpoints' callerid ("Volunteer 1001" <1001>).
+            self.v.cid_num, self.v.cid_name = resource, f"Volunteer {resource}"
+        else:
+            self.endpoint = self.vars.get("DIALER_TRUNK_EP", "pstn")
+            try:
+                self.ring_timeout = int(self.vars.get("DIALER_RING_TIMEOUT", "30"))
+            except ValueError:
+                self.ring_timeout = 30
+        # The dialplan's Hangup() after a failed Dial(): set by the dialplan.
+        self.failed_priority = 0
         self.volunteer = sim._volunteer_behaviour(resource)
         self.p: _Channel | None = None
         self.l1: _Channel | None = None
@@ -1195,6 +1292,16 @@ class _Call:
 
     async def _run(self) -> None:
         sim, v = self.sim, self.v
+        volunteer = self.volunteer
+        if volunteer.outcome is VolunteerOutcome.UNREACHABLE:
+            # Refused before a channel exists (recorded:
+            # shipped_volunteer_unplugged): nothing but the OriginateResponse,
+            # which still names the ChannelId and the Originate's CallerID.
+            cid_num, cid_name = self.cid
+            v.cid_num, v.cid_name = cid_num or "<unknown>", cid_name or "<unknown>"
+            self._originate_failed(0)
+            self._end()
+            return
         v.created = time.monotonic()
         sim._register(v)
         sim._newexten(v, "AppDial2", "(Outgoing Line)")
@@ -1207,31 +1314,38 @@ class _Call:
             v.conn_num, v.conn_name = v.cid_num, v.cid_name
             sim._newconnectedline(v)
         sim._dial_begin(None, v, self.resource)
-        volunteer = self.volunteer
-        if volunteer.outcome is VolunteerOutcome.UNREACHABLE:
+        if volunteer.outcome is VolunteerOutcome.NO_RESPONSE:
             await sim._sleep(self.timeout)
             self._originate_failed(3)
             sim._hangup_event(v, 19, 480)
             self._end()
             return
-        if volunteer.outcome is VolunteerOutcome.BUSY:
-            sim._dial_end(None, v, "BUSY")
-            self._originate_failed(5)
-            sim._hangup_event(v, 17, 486)
+        if volunteer.outcome in (VolunteerOutcome.BUSY, VolunteerOutcome.DECLINED):
+            # The phone's final answer (recorded: shipped_volunteer_busy and
+            # _declines): the Originate says Reason 0, not 5; the cause tells.
+            cause, tech_cause, status = (
+                (17, 486, "BUSY") if volunteer.outcome is VolunteerOutcome.BUSY
+                else (21, 603, "NOANSWER")
+            )  # fmt: skip
+            sim._hangup_request(v, cause, tech_cause)
+            sim._dial_end(None, v, status)
+            self._originate_failed(0)
+            sim._hangup_event(v, cause, tech_cause)
             self._end()
             return
         sim._newstate(v, 5)
-        sim._device_state(v.device, "RINGING")
+        self._volunteer_device("RINGING")
         sim._dial_state(None, v, "RINGING")
         self.v_ringing = True
         if (
             volunteer.outcome is VolunteerOutcome.NO_ANSWER
             or volunteer.answer_after >= self.timeout
         ):
+            # The Originate gives up (recorded: shipped_volunteer_no_answer):
+            # no DialEnd, the phone gets CANCEL.
             await sim._sleep(self.timeout)
-            sim._dial_end(None, v, "NOANSWER")
             self._originate_failed(3)
-            sim._hangup_event(v, 19)
+            sim._hangup_event(v, 19, 480)
             sim._device_state(v.device, "NOT_INUSE")
             self._end()
             return
@@ -1240,13 +1354,27 @@ class _Call:
         self._originate_succeeded()
         sim._newstate(v, 6)
         sim._dial_end(None, v, "ANSWER")
-        sim._device_state(v.device, "INUSE")
+        self._volunteer_device("INUSE")
         self.v_ringing = False
-        self._run_dialplan()
-        if self.trunk == "pjsip":
+        if self.shipped:
+            if self._run_shipped_dialplan():
+                await self._dial_pjsip()
+        elif self.trunk == "pjsip":
+            self._run_dialplan()
             await self._dial_pjsip()
         else:
+            self._run_dialplan()
             await self._dial_local()
+
+    def _volunteer_device(self, state: str) -> None:
+        """The volunteer's device state as the phone's endpoint reports it."""
+        if self.shipped:
+            # device_state_busy_at = 1: one call of any kind makes the
+            # device BUSY, from the first ring to the hangup.
+            if state == "INUSE":
+                return
+            state = "BUSY"
+        self.sim._device_state(self.v.device, state)
 
     def _originate_succeeded(self) -> None:
         v = self.v
@@ -1269,6 +1397,71 @@ class _Call:
             self.action_id, "Failure", self.request, self.context, self.number, reason,
             v.uniqueid, v.cid_num, v.cid_name,
         )  # fmt: skip
+
+    def _run_shipped_dialplan(self) -> bool:
+        """[dialer-outbound] then [dialer-place-call] up to its Dial(), or
+        [dialer-refuse]: whether the contact is to be dialed."""
+        sim, v, number = self.sim, self.v, self.number
+        v.context, v.exten = self.context, number
+        # FILTER(-A-Za-z0-9_,${DIALER_CALL_ID}), as the dialplan logs it.
+        call_id = "".join(
+            c
+            for c in self.vars.get("DIALER_CALL_ID", "")
+            if c.isascii() and (c.isalnum() or c in "-_")
+        )
+        refusal = shipped_refusal(number)
+        if refusal is not None:
+            sim._newexten(
+                v, "Gosub", f"dialer-refuse,s,1({refusal},{number})", priority=self.priority
+            )
+            self._refuse(call_id, refusal, number)
+            return False
+        sim._newexten(v, "Gosub", f"dialer-place-call,s,1({number})", priority=self.priority)
+        sim._varset(v, "LOCAL(ARG1)", number)
+        sim._varset(v, "LOCAL(ARGC)", "1")
+        v.context, v.exten = "dialer-place-call", "s"
+        sim._newexten(v, "NoOp", f"dialer call {call_id} to {number}", priority=1)
+        given = self.vars.get("DIALER_CALLERID")
+        # Not the dialer's Originate (a hand-written one in a test): dialed
+        # with its own CallerID rather than refused.
+        presented = given if given is not None else self.cid[0] or ""
+        digits = "".join(c for c in presented if c.isdigit())
+        sim._newexten(v, "Set", f"CALLERID_DIGITS={digits}", priority=2)
+        sim._varset(v, "CALLERID_DIGITS", digits)
+        unusable = given is not None and not 8 <= len(digits) <= 15
+        sim._newexten(v, "GotoIf", f"{int(unusable)}?nocallerid", priority=3)
+        if unusable:
+            sim._newexten(v, "Gosub", f"dialer-refuse,s,1(no-caller-id,{number})", priority=8)
+            self._refuse(call_id, "no-caller-id", number)
+            return False
+        sim._newexten(v, "Set", f"CALLERID(num)={digits}", priority=4)
+        v.cid_num = digits
+        sim._newcallerid(v)
+        # The Originate's caller name is the contact's own: not for the contact.
+        sim._newexten(v, "Set", "CALLERID(name)=", priority=5)
+        v.cid_name = ""
+        sim._newcallerid(v)
+        timeout = _seconds(self.ring_timeout)
+        sim._newexten(v, "Dial", f"PJSIP/{number}@{self.endpoint},{timeout}", priority=6)
+        self.failed_priority = 7
+        return True
+
+    def _refuse(self, call_id: str, reason: str, number: str) -> None:
+        """[dialer-refuse]: Log, then Hangup(34) (recorded: shipped_refused_by_dialplan)."""
+        sim, v = self.sim, self.v
+        sim._varset(v, "LOCAL(ARG1)", reason)
+        sim._varset(v, "LOCAL(ARG2)", number)
+        sim._varset(v, "LOCAL(ARGC)", "2")
+        v.context, v.exten = "dialer-refuse", "s"
+        sim._newexten(
+            v, "Log", f"WARNING,dialer call {call_id} to {number} refused: {reason}", priority=1
+        )
+        sim._newexten(v, "Hangup", "34", priority=2)
+        sim._soft_hangup_request(v, 16)
+        sim._qos(v)
+        sim._hangup_event(v, 34, 503)
+        sim._device_state(v.device, "NOT_INUSE")
+        self._end()
 
     def _run_dialplan(self) -> None:
         sim, v = self.sim, self.v
@@ -1308,7 +1501,7 @@ class _Call:
         sim, v = self.sim, self.v
         sim._varset(v, "DIALSTATUS", "ANSWER")
         sim._varset(v, "DIALEDPEERNAME", contact.name)
-        suffix = self.endpoint if self.trunk == "pjsip" else "fake-pstn"
+        suffix = "fake-pstn" if self.trunk == "local" else self.endpoint
         sim._varset(v, "DIALEDPEERNUMBER", f"{self.number}@{suffix}")
         contact.exten = ""
         sim._dial_end(v, contact, "ANSWER")
@@ -1363,29 +1556,23 @@ class _Call:
     async def _dial_pjsip(self) -> None:
         sim, v, number = self.sim, self.v, self.number
         ep = self.endpoint
-        sim._newexten(
-            v, "Dial", f"PJSIP/{number}@{ep},{self.ring_timeout}", priority=self.priority + 6
-        )
+        if not self.shipped:
+            sim._newexten(
+                v, "Dial", f"PJSIP/{number}@{ep},{self.ring_timeout}", priority=self.priority + 6
+            )
+            self.failed_priority = self.priority + 7
         self._dial_vars_reset()
         self.dial_started = time.monotonic()
         behaviour = sim._contact_behaviour(number)
         if ep == "pstnbusy":
             behaviour = ContactBehaviour.busy()
         outcome = behaviour.outcome
-        if outcome is ContactOutcome.UNREACHABLE:
-            # No contact for the endpoint: Dial() cannot create the channel.
-            self._after_failed_dial("CHANUNAVAIL", self.priority + 7)
-            sim._qos(v)
-            sim._hangup_event(v, 20)
-            sim._device_state(v.device, "NOT_INUSE")
-            self._end()
-            return
         p = _Channel(
             self,
             f"PJSIP/{ep}-{next(sim._pjsip_seq):08x}",
             sim._new_uniqueid(),
             state=0,
-            context="from-pstn",
+            context="from-carrier" if self.shipped else "from-pstn",
             exten="s",
             tech="PJSIP",
             created=time.monotonic(),
@@ -1393,33 +1580,34 @@ class _Call:
         self.p = p
         sim._register(p)
         sim._varset(p, "DIALEDPEERNUMBER", f"{number}@{ep}")
-        p.cid_num, p.cid_name = number, v.cid_name
+        # Dial() gives the new channel the extension it runs in as caller ID:
+        # the number in the lab dialplan, "s" in the shipped subroutine.
+        p.cid_num, p.cid_name = v.exten, v.cid_name
         p.conn_num, p.conn_name = v.cid_num, v.cid_name
-        p.exten = number
+        p.exten = v.exten
         sim._newexten(p, "AppDial", "(Outgoing Line)")
         sim._newcallerid(p)
         sim._newconnectedline(p)
-        if outcome in (ContactOutcome.BUSY, ContactOutcome.CONGESTION, ContactOutcome.REJECTED):
-            cause, tech_cause, dial_status, variable = {
-                ContactOutcome.BUSY: (17, 486, "BUSY", "BUSY"),
-                ContactOutcome.CONGESTION: (34, 503, "CONGESTION", "CONGESTION"),
-                ContactOutcome.REJECTED: (21, 403, "NOANSWER", "CHANUNAVAIL"),
-            }[outcome]
+        refusal = _SIP_REFUSALS.get(outcome)
+        if refusal is not None:
+            # The carrier's final answer (recorded: shipped_contact_busy,
+            # _congestion, _declines, _not_found).
+            cause, contact_tech, volunteer_tech, dial_status, variable = refusal
             sim._dial_begin(v, p, f"{number}@{ep}")
-            v.conn_num = number
+            v.conn_num = p.cid_num
             sim._newconnectedline(v)
-            sim._hangup_request(p, cause, tech_cause)
+            sim._hangup_request(p, cause, contact_tech)
             sim._dial_end(v, p, dial_status)
-            self._after_failed_dial(variable, self.priority + 7)
+            self._after_failed_dial(variable, self.failed_priority)
             sim._qos(v)
-            sim._hangup_event(v, cause, tech_cause)
+            sim._hangup_event(v, cause, volunteer_tech)
             sim._device_state(v.device, "NOT_INUSE")
-            sim._hangup_event(p, cause, tech_cause)
+            sim._hangup_event(p, cause, contact_tech)
             self._end()
             return
         sim._newstate(p, 5)
         sim._dial_begin(v, p, f"{number}@{ep}")
-        v.conn_num = number
+        v.conn_num = p.cid_num
         sim._newconnectedline(v)
         sim._varset(v, "RINGTIME", "0")
         sim._varset(v, "RINGTIME_MS", "1")
@@ -1432,7 +1620,7 @@ class _Call:
             sim._dial_end(v, p, "NOANSWER")
             sim._hangup_event(p, 0)
             sim._device_state(p.device, "NOT_INUSE")
-            self._after_failed_dial("NOANSWER", self.priority + 7)
+            self._after_failed_dial("NOANSWER", self.failed_priority)
             sim._qos(v)
             sim._hangup_event(v, 16)
             sim._device_state(v.device, "NOT_INUSE")
@@ -1453,8 +1641,22 @@ class _Call:
                 sim._varset(p, "BRIDGEPVTCALLID", p_call_id)
         who = await self._talk(behaviour.talk_seconds)
         if who == "volunteer":
+            # The volunteer's phone sends BYE (recorded:
+            # shipped_volunteer_hangs_up_during_talk).
+            sim._qos_bridged(v, p)
             sim._hangup_request(v, 16)
-            self._caller_leaves_bridge(16)
+            self._clear_bridge_peers(v)
+            self._clear_bridge_peers(p)
+            self._leave(v)
+            self._leave(p)
+            self._destroy_bridge()
+            self._dial_times()
+            sim._soft_hangup_request(v, 16)
+            sim._qos(p)
+            sim._hangup_event(p, 16)
+            sim._hangup_event(v, 16)
+            sim._device_state(p.device, "NOT_INUSE")
+            sim._device_state(v.device, "NOT_INUSE")
             self._end()
             return
         # The contact sends BYE (recorded: pjsip_contact_answers_then_hangs_up).
@@ -1507,7 +1709,7 @@ class _Call:
         sim._local_bridge(l1, l2, number)
         sim._dial_begin(v, l1, target)
         device = l1.device
-        failed_priority = self.priority + 5
+        failed_priority = self.failed_priority = self.priority + 5
 
         if outcome in (ContactOutcome.CONGESTION, ContactOutcome.BUSY):
             app, status, cause = (
@@ -1712,13 +1914,14 @@ class _Call:
     def _callee_gone_while_ringing(self, channel: _Channel, cause: int) -> None:
         sim, v = self.sim, self.v
         if self.p is not None:
+            # Recorded: shipped_hangup_by_volunteer_while_contact_rings.
             p = self.p
             sim._dial_end(v, p, "NOANSWER")
             sim._hangup_event(p, cause)
             sim._device_state(p.device, "NOT_INUSE")
-            self._after_failed_dial("CHANUNAVAIL", self.priority + 7)
+            self._after_failed_dial("NOANSWER", self.failed_priority)
             sim._qos(v)
-            sim._hangup_event(v, cause)
+            sim._hangup_event(v, 16)
             sim._device_state(v.device, "NOT_INUSE")
             return
         l1, l2 = self.l1, self.l2
@@ -1731,12 +1934,12 @@ class _Call:
             sim._hangup_event(l2, cause)
             sim._device_state(l1.device, "NOT_INUSE")
             sim._device_state(l1.device, "NOT_INUSE")
-            self._after_failed_dial("CHANUNAVAIL", self.priority + 5)
+            self._after_failed_dial("CHANUNAVAIL", self.failed_priority)
             sim._qos(v)
             sim._hangup_event(v, cause)
             sim._device_state(v.device, "NOT_INUSE")
         else:
-            self._local_contact_gone(cause, self.priority + 5)
+            self._local_contact_gone(cause, self.failed_priority)
 
     def _caller_leaves_bridge(self, cause: int) -> None:
         """The volunteer's leg goes (recorded: reconnect_2, hangup by channel regex)."""
@@ -1772,6 +1975,7 @@ class _Call:
         sim._qos(v)
         sim._hangup_event(v, cause)
         sim._device_state(v.device, "NOT_INUSE")
+        sim._qos(contact)
         sim._hangup_event(contact, 16)
         sim._device_state(contact.device, "NOT_INUSE")
 
@@ -1801,17 +2005,19 @@ class _Call:
             sim._hangup_event(v, 16)
             sim._device_state(v.device, "NOT_INUSE")
             return
+        # Recorded: shipped_hangup_by_operator_during_talk.
         p = self._contact()
         self._clear_bridge_peers(p)
         self._clear_bridge_peers(v)
         self._leave(p)
-        sim._hangup_event(p, cause)
         self._leave(v)
         self._dial_times()
-        sim._soft_hangup_request(v, 16)
-        sim._qos(v)
         self._destroy_bridge()
+        sim._soft_hangup_request(v, 16)
+        sim._qos(p)
+        sim._qos(v)
         sim._hangup_event(v, 16)
+        sim._hangup_event(p, cause)
         sim._device_state(v.device, "NOT_INUSE")
         sim._device_state(p.device, "NOT_INUSE")
 
@@ -1854,7 +2060,7 @@ async def run_simulator(
     secret: str,
     least_privilege: bool = False,
     time_scale: float = 1.0,
-    default_trunk: Trunk = "pjsip",
+    default_trunk: Trunk = "carrier",
     dialplan_events: bool = True,
 ) -> None:
     """Serve the simulator until cancelled (``dialer simulate-pbx``)."""

@@ -774,8 +774,11 @@ class CallTracker:
         call.contact_dial_ended_at = None
         self._add_channel(call, destination, call.contact_channel)
         if call.contact_number is None:
-            # The volunteer leg sits on the contact's number in dialer-outbound.
-            call.contact_number = message.header("Exten")
+            # The number dialed, from the dial string (`15145550100@carrier`
+            # or `15145550100`); the leg's Exten is `s` inside the Gosub that
+            # dials it.
+            dialed = (message.header("DialString") or "").split("@", 1)[0]
+            call.contact_number = dialed or message.header("Exten")
         return call if self._apply(call, Trigger.CONTACT_RINGING, at) else None
 
     def _on_dial_end(self, message: Message, at: datetime) -> _Call | None:

@@ -369,10 +369,11 @@ def demo(ctx: click.Context, port: int | None, ami_port: int, time_scale: float)
 @click.option("--time-scale", type=float, default=1.0, show_default=True)
 @click.option(
     "--trunk",
-    type=click.Choice(["pjsip", "local"]),
-    default="pjsip",
+    type=click.Choice(["carrier", "pjsip", "local"]),
+    default="carrier",
     show_default=True,
-    help="How contacts are reached: a SIP trunk or Local channels.",
+    help="How contacts are reached: the shipped dialplan's carrier trunk, or the lab "
+    "dialplans of the older recordings (a SIP trunk, or Local channels).",
 )
 @click.option("--no-dialplan-events", is_flag=True, help="Leave out VarSet and Newexten noise.")
 @click.pass_context
@@ -388,7 +389,7 @@ def simulate_pbx(
     no_dialplan_events: bool,
 ) -> None:
     """Serve an AMI-speaking PBX simulator (see the README for its behaviour rule)."""
-    from ami_bridge.simulator import run_simulator
+    from ami_bridge.simulator import TRUNKS, run_simulator
 
     settings = _settings(ctx)
     _configure_logging(settings)
@@ -414,7 +415,7 @@ def simulate_pbx(
                 secret=password,
                 least_privilege=least_privilege,
                 time_scale=time_scale,
-                default_trunk="local" if trunk == "local" else "pjsip",
+                default_trunk=next(choice for choice in TRUNKS if choice == trunk),
                 dialplan_events=not no_dialplan_events,
             )
         )

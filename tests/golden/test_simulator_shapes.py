@@ -3,8 +3,13 @@
 Each recording's client side is replayed against the simulator over TCP:
 an action is sent as soon as the simulator has caught up with every event
 the recording shows before it (so the test does not depend on timing), with
-recorded channel names swapped for the simulator's.  Faults that came from
-the server side (the restart, the crash) are injected at the same point.
+recorded channel names swapped for the simulator's (and masked secrets for
+its own).  Faults that came from the server side (the restart, the crash)
+are injected at the same point.  The simulator plays the dialplan and trunk
+each recording was made with, and the far ends are scripted to do what the
+recorded phones and carrier did: the ``shipped_*`` recordings' carrier acts
+on the number's last digit as ``tests/pbx/scenarios/carrier.xml`` says, not
+as the simulator's default rule.
 
 What is compared, per call and per leg ("lane"): the sequence of event names,
 with the field that tells two events of a name apart (DialStatus, Cause,
@@ -12,27 +17,39 @@ ChannelStateDesc, Application...) and runs of VarSet collapsed to one.  The
 recordings show that a real Asterisk interleaves the legs of one call
 differently from run to run (its channels run in threads), so the total
 order of a call is not a stable property; the order within a leg is.  The
-header names of every event must also be ones the recordings use, and the
-responses and list items must match.
+Originate's own dial of the volunteer's phone (DialBegin, DialState and
+DialEnd with no calling channel) is a lane of its own: the Originate's
+thread reports it, racing the phone's channel (Newstate Ringing comes before
+or after DialState RINGING from one run to the next).  The header names of
+every event must also be ones the recordings use, and the responses and
+list items must match.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from ami_bridge.codec import Action, Decoder, Message
-from ami_bridge.simulator import AmiSimulator, RawAmiClient
+from ami_bridge.simulator import (
+    AmiSimulator,
+    ContactBehaviour,
+    RawAmiClient,
+    Trunk,
+    VolunteerBehaviour,
+    VolunteerOutcome,
+    default_contact_behaviour,
+)
 from ami_bridge.transcript import Frame, read_transcript
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ami"
 TIME_SCALE = 0.05
-SECRETS = {"dialer": "dialer-secret", "dialer_lp": "dialer-lp-secret"}
+SECRETS = {"dialer": "dialer-secret", "dialer_lp": "dialer-lp-secret", "recorder": "rec-secret"}
 
 # Events that answer an action rather than describe a call.
 LIST_EVENTS = frozenset(
@@ -47,6 +64,7 @@ LIST_EVENTS = frozenset(
 )
 # Events about the PBX rather than a call.
 SYSTEM_EVENTS = frozenset({"FullyBooted", "Shutdown"})
+ORIGINATE_DIAL = frozenset({"DialBegin", "DialState", "DialEnd"})
 DISCRIMINATOR = {
     "Newstate": "ChannelStateDesc",
     "DialState": "DialStatus",
@@ -155,6 +173,12 @@ class LaneBook:
             self.unplaced_bridges[m["BridgeUniqueid"]].append(signature)
         elif name == "BridgeDestroy":
             self._put(self.bridge_call[m["BridgeUniqueid"]], "B", signature)
+        elif name in ORIGINATE_DIAL and "Channel" not in m:
+            # The Originate dialing the volunteer's phone: reported by the
+            # Originate's thread, so it races with the channel's own events.
+            call = m["DestLinkedid"]
+            self._learn(m["DestChannel"], call, role_of(m["DestChannel"], m["DestUniqueid"], call))
+            self._put(call, "OD", signature)
         else:
             prefix = "" if "Channel" in m else "Dest"
             channel = m[f"{prefix}Channel"]
@@ -212,11 +236,48 @@ def reply_summaries(book: LaneBook) -> list[tuple[object, ...]]:
     return out
 
 
+def carrier(number: str) -> ContactBehaviour:
+    """What tests/pbx/scenarios/carrier.xml does, by the number's last digit."""
+    match number[-1:]:
+        case "0":
+            return ContactBehaviour.answers(after=1.0, hangs_up_after=3.0)
+        case "1":
+            return ContactBehaviour.busy()
+        case "2":
+            return ContactBehaviour.no_answer()
+        case "3":
+            return ContactBehaviour.rejected()
+        case "4":
+            return ContactBehaviour.answers(after=1.0, hangs_up_after=40.0)
+        case "5":
+            return ContactBehaviour.answers(after=1.0, hangs_up_after=300.0)
+        case "6":
+            return ContactBehaviour.congestion()
+        case _:
+            return ContactBehaviour.unreachable()
+
+
+# The desk phones of tests/pbx/conftest.py that do something else than answer.
+SHIPPED_PHONES = {
+    "1030": VolunteerBehaviour(answer_after=0.5, hangs_up_after=2.0),
+    "1031": VolunteerBehaviour(VolunteerOutcome.BUSY),
+    "1032": VolunteerBehaviour(VolunteerOutcome.NO_ANSWER),
+    "1033": VolunteerBehaviour(VolunteerOutcome.DECLINED),
+}
+# The lab's 1099 had a contact nobody answered and qualify off.
+LAB_PHONES = {"1099": VolunteerBehaviour(VolunteerOutcome.NO_RESPONSE)}
+
+
 @dataclass(frozen=True)
 class Scenario:
     files: tuple[str, ...]
     least_privilege: bool = False
     username: str = "dialer"
+    # The dialplan and trunk the recording was made with (the lab's
+    # Originates name theirs with DIALER_TRUNK), and what the far ends do.
+    trunk: Trunk = "local"
+    contacts: Callable[[str], ContactBehaviour] = default_contact_behaviour
+    volunteers: Mapping[str, VolunteerBehaviour] = field(default_factory=lambda: LAB_PHONES)
     # The server-side faults of the restart and crash recordings.
     restart_on_cause_4: bool = False
     crash_on_close: bool = False
@@ -248,6 +309,31 @@ SCENARIOS = {
         crash_on_close=True,
     ),
     "bad actions": Scenario(("bad_actions.ami",)),
+    **{
+        name.replace("_", " "): Scenario(
+            (f"{name}.ami",),
+            username="recorder",
+            trunk="carrier",
+            contacts=carrier,
+            volunteers=SHIPPED_PHONES,
+        )
+        for name in (
+            "shipped_volunteer_unplugged",
+            "shipped_volunteer_busy",
+            "shipped_volunteer_no_answer",
+            "shipped_volunteer_declines",
+            "shipped_contact_answers_then_hangs_up",
+            "shipped_contact_busy",
+            "shipped_contact_no_answer",
+            "shipped_contact_declines",
+            "shipped_contact_congestion",
+            "shipped_contact_not_found",
+            "shipped_volunteer_hangs_up_during_talk",
+            "shipped_hangup_by_operator_during_talk",
+            "shipped_refused_by_dialplan",
+            "shipped_hangup_by_volunteer_while_contact_rings",
+        )
+    },
 }
 
 
@@ -264,6 +350,9 @@ def rebuild(message: Message, sim_book: LaneBook, recorded: LaneBook) -> Action:
             continue
         if key == "Channel" and value in recorded.role_by_name:
             value = sim_book.name_by_role[recorded.role_by_name[value]]
+        if key == "Secret":
+            # Masked in the recordings made through the wire trace.
+            value = SECRETS[message["Username"]]
         headers.append((key, value))
     return Action(message["Action"], tuple(headers), tuple(variables), message.action_id)
 
@@ -343,10 +432,12 @@ async def replay(sim: AmiSimulator, scenario: Scenario) -> list[Side]:
 async def test_simulator_matches_recording(scenario: Scenario) -> None:
     sim = AmiSimulator(
         time_scale=TIME_SCALE,
-        default_trunk="local",
+        default_trunk=scenario.trunk,
         username=scenario.username,
         secret=SECRETS[scenario.username],
         least_privilege=scenario.least_privilege,
+        contact_rule=scenario.contacts,
+        volunteers=scenario.volunteers,
     )
     await sim.start()
     try:

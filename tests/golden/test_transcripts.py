@@ -23,9 +23,10 @@ from typing import Any
 import pytest
 
 from ami_bridge.codec import Decoder, Message
-from ami_bridge.replay import REPLAY_EPOCH, ReplayStep, replay, replay_steps, run
+from ami_bridge.replay import REPLAY_EPOCH, HangupSent, ReplayStep, replay, replay_steps, run
 from ami_bridge.stream import ConnectionLost, Received, Resynced
 from ami_bridge.tracker import TRANSITIONS, CallTracker, CallUpdate, Command, Trigger, decide
+from ami_bridge.transcript import read_transcript
 from dialer.domain import CallOutcome, CallState
 
 AMI = Path(__file__).parent.parent / "fixtures" / "ami"
@@ -348,6 +349,245 @@ SCENARIOS: dict[tuple[str, ...], dict[str, Expected]] = {
                 "originate_reason": None,
             },
         ),
+    },
+    # Recorded by tests/pbx/record_transcripts.py on the shipped
+    # asterisk-config/ (contacts dialed as PJSIP/<number>@carrier through
+    # [dialer-place-call]), the Originate built by the dialer's own client.
+    ("shipped_volunteer_unplugged.ami",): {
+        # Qualify had the phone Unavailable: refused at once, no channel
+        # ever, so events alone never see the call.
+        "s0001": Expected(
+            O.VOLUNTEER_UNREACHABLE,
+            visible_without_hints=False,
+            path=[S.REQUESTED, S.ENDED],
+            fields={
+                "volunteer_channel": None,
+                "volunteer_uniqueid": None,
+                "contact_channel": None,
+                "dial_status": None,
+                "volunteer_hangup_cause": None,
+                "originate_response": "Failure",
+                "originate_reason": 0,
+                "failure_reason": (
+                    "Asterisk refused to ring PJSIP/1099 (OriginateResponse Reason 0 with no "
+                    "channel): its phone is unreachable or not registered, or no such endpoint"
+                ),
+            },
+        )
+    },
+    ("shipped_volunteer_busy.ami",): {
+        # 486 from the phone: Reason 0 (not 5), the cause says busy.
+        "s0002": Expected(
+            O.VOLUNTEER_BUSY,
+            path=[S.REQUESTED, S.ENDED],
+            fields={
+                "volunteer_channel": "PJSIP/1031-00000000",
+                "volunteer_uniqueid": "s0002-v",
+                "contact_channel": None,
+                "volunteer_hangup_cause": 17,
+                "volunteer_hangup_cause_text": "User busy",
+                "originate_response": "Failure",
+                "originate_reason": 0,
+                "volunteer_ringing_at": None,
+                "failure_reason": None,
+            },
+        )
+    },
+    ("shipped_volunteer_no_answer.ami",): {
+        # Rang until the Originate's 15 s Timeout: cause 19, Reason 3, no DialEnd.
+        "s0003": Expected(
+            O.VOLUNTEER_NO_ANSWER,
+            path=[S.REQUESTED, S.RINGING_VOLUNTEER, S.ENDED],
+            fields={
+                "volunteer_channel": "PJSIP/1032-00000001",
+                "contact_channel": None,
+                "dial_status": None,
+                "volunteer_hangup_cause": 19,
+                "volunteer_hangup_cause_text": "User alerting, no answer",
+                "originate_response": "Failure",
+                "originate_reason": 3,
+                "volunteer_answered_at": None,
+            },
+        )
+    },
+    ("shipped_volunteer_declines.ami",): {
+        # 603 from the phone: cause 21, Reason 0; declining is being busy.
+        "s0004": Expected(
+            O.VOLUNTEER_BUSY,
+            path=[S.REQUESTED, S.ENDED],
+            fields={
+                "volunteer_channel": "PJSIP/1033-00000002",
+                "volunteer_hangup_cause": 21,
+                "volunteer_hangup_cause_text": "Call Rejected",
+                "originate_response": "Failure",
+                "originate_reason": 0,
+            },
+        )
+    },
+    ("shipped_contact_answers_then_hangs_up.ami",): {
+        "s0005": Expected(
+            O.COMPLETED,
+            fields={
+                "volunteer_channel": "PJSIP/1001-00000003",
+                "volunteer_uniqueid": "s0005-v",
+                "contact_channel": "PJSIP/carrier-00000004",
+                "contact_uniqueid": "1796473857.4",
+                "linkedid": "s0005-v",
+                "bridge_id": "90191004-a357-4b02-b334-78287f56fbbf",
+                "dial_status": "ANSWER",
+                "volunteer_hangup_cause": 16,
+                "contact_hangup_cause": 16,
+                "originate_reason": 4,
+            },
+            ring_seconds=1.007,
+            talk_seconds=3.004,
+        )
+    },
+    ("shipped_contact_busy.ami",): {
+        "s0006": Expected(
+            O.CONTACT_BUSY,
+            path=CONTACT_NOT_REACHED,
+            fields={
+                "volunteer_channel": "PJSIP/1002-00000005",
+                "contact_channel": "PJSIP/carrier-00000006",
+                "contact_uniqueid": "1796473863.6",
+                "dial_status": "BUSY",
+                "volunteer_hangup_cause": 17,
+                "contact_hangup_cause": 17,
+                "contact_hangup_cause_text": "User busy",
+            },
+            ring_seconds=0.003,
+        )
+    },
+    ("shipped_contact_no_answer.ami",): {
+        # The shipped DIALER_RING_TIMEOUT: 30 s.
+        "s0007": Expected(
+            O.CONTACT_NO_ANSWER,
+            path=CONTACT_NOT_REACHED,
+            fields={
+                "volunteer_channel": "PJSIP/1009-00000007",
+                "contact_channel": "PJSIP/carrier-00000008",
+                "dial_status": "NOANSWER",
+                "volunteer_hangup_cause": 16,
+                "contact_hangup_cause": 0,
+            },
+            ring_seconds=30.027,
+        )
+    },
+    ("shipped_contact_declines.ami",): {
+        # 603: NOANSWER, cause 21 (DIALSTATUS says CHANUNAVAIL).
+        "s0008": Expected(
+            O.CONTACT_REJECTED,
+            path=CONTACT_NOT_REACHED,
+            fields={
+                "volunteer_channel": "PJSIP/1004-00000009",
+                "contact_channel": "PJSIP/carrier-0000000a",
+                "dial_status": "NOANSWER",
+                "volunteer_hangup_cause": 21,
+                "contact_hangup_cause": 21,
+                "contact_hangup_cause_text": "Call Rejected",
+            },
+            ring_seconds=0.006,
+        )
+    },
+    ("shipped_contact_congestion.ami",): {
+        # 503: CONGESTION, cause 34.
+        "s0009": Expected(
+            O.CONTACT_CONGESTION,
+            path=CONTACT_NOT_REACHED,
+            fields={
+                "volunteer_channel": "PJSIP/1005-0000000b",
+                "contact_channel": "PJSIP/carrier-0000000c",
+                "dial_status": "CONGESTION",
+                "volunteer_hangup_cause": 34,
+                "contact_hangup_cause": 34,
+                "contact_hangup_cause_text": "Circuit/channel congestion",
+            },
+            ring_seconds=0.009,
+        )
+    },
+    ("shipped_contact_not_found.ami",): {
+        # 404: NOANSWER like a 603, but cause 1: the number does not exist.
+        "s0010": Expected(
+            O.CONTACT_UNREACHABLE,
+            path=CONTACT_NOT_REACHED,
+            fields={
+                "volunteer_channel": "PJSIP/1006-0000000d",
+                "contact_channel": "PJSIP/carrier-0000000e",
+                "dial_status": "NOANSWER",
+                "volunteer_hangup_cause": 1,
+                "contact_hangup_cause": 1,
+                "contact_hangup_cause_text": "Unallocated (unassigned) number",
+            },
+            ring_seconds=0.008,
+        )
+    },
+    ("shipped_volunteer_hangs_up_during_talk.ami",): {
+        # The volunteer's phone sent BYE: a call that reached the contact.
+        "s0011": Expected(
+            O.COMPLETED,
+            fields={
+                "volunteer_channel": "PJSIP/1030-0000000f",
+                "contact_channel": "PJSIP/carrier-00000010",
+                "bridge_id": "99d395f9-0179-43a2-ae35-3b6fb1833ff2",
+                "dial_status": "ANSWER",
+                "volunteer_hangup_cause": 16,
+                "contact_hangup_cause": 16,
+            },
+            ring_seconds=1.011,
+            talk_seconds=1.992,
+        )
+    },
+    ("shipped_hangup_by_operator_during_talk.ami",): {
+        "s0012": Expected(
+            O.HUNG_UP_BY_OPERATOR,
+            outcome_without_hints=O.COMPLETED,
+            fields={
+                "volunteer_channel": "PJSIP/1007-00000011",
+                "contact_channel": "PJSIP/carrier-00000012",
+                "contact_uniqueid": "1796473905.18",
+                "bridge_id": "44fd39e6-30c0-4fb0-bdf9-a417ed706007",
+                "dial_status": "ANSWER",
+                "volunteer_hangup_cause": 16,
+                "contact_hangup_cause": 16,
+            },
+            ring_seconds=1.013,
+            talk_seconds=1.508,
+        )
+    },
+    ("shipped_refused_by_dialplan.ami",): {
+        # [dialer-refuse] hung the answered volunteer up with cause 34
+        # before any Dial(): no contact leg at all.
+        "s0013": Expected(
+            O.FAILED,
+            path=[S.REQUESTED, S.RINGING_VOLUNTEER, S.VOLUNTEER_ANSWERED, S.ENDED],
+            fields={
+                "volunteer_channel": "PJSIP/1008-00000013",
+                "contact_channel": None,
+                "dial_status": None,
+                "volunteer_hangup_cause": 34,
+                "originate_reason": 4,
+                "failure_reason": "the volunteer answered but the contact was never dialled",
+            },
+        )
+    },
+    ("shipped_hangup_by_volunteer_while_contact_rings.ami",): {
+        # The replay takes every Hangup the client sent for the operator's
+        # (test_the_volunteer_cancels_a_ringing_contact has the volunteer's);
+        # events alone look like a Dial() that was never answered.
+        "s0014": Expected(
+            O.HUNG_UP_BY_OPERATOR,
+            outcome_without_hints=O.CONTACT_NO_ANSWER,
+            path=CONTACT_NOT_REACHED,
+            fields={
+                "volunteer_channel": "PJSIP/1010-00000014",
+                "contact_channel": "PJSIP/carrier-00000015",
+                "dial_status": "NOANSWER",
+                "volunteer_hangup_cause": 16,
+                "contact_hangup_cause": 16,
+            },
+            ring_seconds=1.504,
+        )
     },
     # The second file of each pair on its own: a fresh worker after a restart.
     ("reconnect_2_new_connection_resyncs.ami",): {
@@ -869,3 +1109,52 @@ def test_calls_handed_back_after_the_first_resync() -> None:
         "c0100", volunteer_channel="PJSIP/1001", contact_number="3", at=REPLAY_EPOCH
     )
     assert fresh.state is S.REQUESTED
+
+
+def test_a_call_seen_from_events_alone_knows_the_number_dialed() -> None:
+    updates = _replay(("shipped_contact_answers_then_hangs_up.ami",), client_hints=False)
+    assert updates["s0005"][-1].contact_number == "15145550100"
+
+
+def test_the_volunteer_cancels_a_ringing_contact() -> None:
+    # What the service notes when the volunteer presses Hang up while the
+    # contact's phone rings; then the Hangup of the contact's leg.
+    steps = list(replay_steps([AMI / "shipped_hangup_by_volunteer_while_contact_rings.ami"]))
+    tracker = CallTracker()
+    hangup = next(i for i, step in enumerate(steps) if isinstance(step, HangupSent))
+    run(steps[:hangup], tracker)
+    [noted] = tracker.note_hangup_requested("s0014", by="volunteer", at=steps[hangup].at)
+    assert noted.state is S.RINGING_CONTACT
+    final = run(steps[hangup + 1 :], tracker)["s0014"]
+    assert (final.outcome, final.contact_answered_at) == (O.HUNG_UP_BY_VOLUNTEER, None)
+
+
+SHIPPED_ORIGINATE_HEADERS = (
+    "Action", "Channel", "Context", "Exten", "Priority", "CallerID", "Timeout", "Async",
+    "ChannelId", "OtherChannelId", "Variable", "Variable", "ActionID",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("path", sorted(AMI.glob("shipped_*.ami")), ids=lambda path: path.name)
+def test_the_shipped_recordings_originate_as_the_dialer_does(path: Path) -> None:
+    # One Originate per file, shaped by the worker and AmiClient.originate.
+    [originate] = [
+        action
+        for frame in read_transcript(path)
+        if frame.direction == "client" and frame.note is None
+        for action in Decoder(expect_banner=False).feed(frame.data)
+        if action.action == "Originate"
+    ]
+    call_id = originate.action_id
+    assert call_id is not None
+    assert tuple(key for key, _ in originate.pairs) == SHIPPED_ORIGINATE_HEADERS
+    assert (originate["Context"], originate["Priority"], originate["Async"]) == (
+        "dialer-outbound",
+        "1",
+        "true",
+    )
+    assert (originate["ChannelId"], originate["OtherChannelId"]) == (f"{call_id}-v", f"{call_id}-o")
+    assert originate.getall("Variable") == [
+        f"DIALER_CALL_ID={call_id}",
+        "DIALER_CALLERID=15145550000",
+    ]

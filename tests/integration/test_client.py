@@ -145,11 +145,10 @@ async def stream(client: AmiClient) -> Collector:
         ("15145550181", "1001", "BUSY", "4"),
         ("15145550182", "1001", "NOANSWER", "4"),
         ("15145550183", "1001", "CONGESTION", "4"),
-        ("15145550185", "1001", "NOANSWER", "4"),  # rejected: 403, DIALSTATUS CHANUNAVAIL
-        ("15145550186", "1001", None, "4"),  # unreachable: no contact channel at all
-        ("15145550180", "1099", None, "3"),
+        ("15145550185", "1001", "NOANSWER", "4"),  # rejected: 603, DIALSTATUS CHANUNAVAIL
+        ("15145550186", "1001", "NOANSWER", "4"),  # unreachable: 404, cause 1
         ("15145550180", "1098", None, "3"),
-        ("15145550180", "1097", None, "5"),
+        ("15145550180", "1097", None, "0"),  # busy: 486, cause 17
     ],
 )
 async def test_originate_each_outcome(
@@ -172,6 +171,16 @@ async def test_originate_each_outcome(
     assert outcome.action_id == call and outcome["Reason"] == reason
     statuses = [m["DialStatus"] for m in events if m.event == "DialEnd" and "Channel" in m]
     assert statuses == ([dial_status] if dial_status else [])
+
+
+async def test_an_unplugged_phone_is_refused_without_a_channel(
+    client: AmiClient, stream: Collector
+) -> None:
+    await place_call(client, "o1099", "15145550180", volunteer="1099")
+    await stream.event(lambda m: m.event == "OriginateResponse")
+    [outcome] = [m for m in stream.events() if m.event == "OriginateResponse"]
+    assert (outcome.action_id, outcome["Reason"], outcome["Uniqueid"]) == ("o1099", "0", "o1099-v")
+    assert not [m for m in stream.events() if m.get("Linkedid") == "o1099-v"]
 
 
 async def test_events_reach_the_consumer_in_wire_order(

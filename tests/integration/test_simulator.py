@@ -5,19 +5,26 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
+from ami_bridge.asterisk_conf import load_config, parse_dialplan
 from ami_bridge.codec import Action, Message
 from ami_bridge.simulator import (
+    SHIPPED_REFUSALS,
     AmiSimulator,
     ContactBehaviour,
+    ContactOutcome,
     RawAmiClient,
     VolunteerBehaviour,
     VolunteerOutcome,
     default_contact_behaviour,
     default_volunteer_behaviour,
+    shipped_refusal,
 )
+
+ASTERISK_CONFIG = Path(__file__).resolve().parents[2] / "asterisk-config"
 
 SCALE = 0.01
 USER, SECRET = "dialer", "dialer-secret"
@@ -187,7 +194,7 @@ async def test_a_call_has_the_recorded_identity(ami: RawAmiClient) -> None:
     contact = [m for m in events if m.get("Uniqueid") not in (None, "c1-v")]
     assert volunteer[0].event == "Newchannel"
     assert volunteer[0]["Channel"].startswith("PJSIP/1001-")
-    assert contact and all(m["Channel"].startswith("PJSIP/pstn-") for m in contact)
+    assert contact and all(m["Channel"].startswith("PJSIP/carrier-") for m in contact)
     assert {m["Linkedid"] for m in events} == {"c1-v"}
     assert {m["Privilege"] for m in events} == {"call,all", "dialplan,all"}
     response = next(m for m in ami.messages if m.event == "OriginateResponse")
@@ -199,28 +206,126 @@ async def test_a_call_has_the_recorded_identity(ami: RawAmiClient) -> None:
     # The Originate's variables come back as VarSet, in reverse order.
     variables = [(m["Variable"], m["Value"]) for m in volunteer if m.event == "VarSet"]
     assert variables[:2] == [("DIALER_CALLERID", "15145550000"), ("DIALER_CALL_ID", "c1")]
+    # The shipped dialplan, step by step, and the caller ID the contact sees.
+    steps = [
+        (m["Context"], m["Priority"], m["Application"], m["AppData"])
+        for m in volunteer
+        if m.event == "Newexten"
+    ]
+    assert steps == [
+        ("from-phones", "1", "AppDial2", "(Outgoing Line)"),
+        ("dialer-outbound", "1", "Gosub", "dialer-place-call,s,1(15145550180)"),
+        ("dialer-place-call", "1", "NoOp", "dialer call c1 to 15145550180"),
+        ("dialer-place-call", "2", "Set", "CALLERID_DIGITS=15145550000"),
+        ("dialer-place-call", "3", "GotoIf", "0?nocallerid"),
+        ("dialer-place-call", "4", "Set", "CALLERID(num)=15145550000"),
+        ("dialer-place-call", "5", "Set", "CALLERID(name)="),
+        ("dialer-place-call", "6", "Dial", "PJSIP/15145550180@carrier,30"),
+    ]
+    dial = next(m for m in events if m.event == "DialBegin" and "Channel" in m)
+    assert (dial["CallerIDNum"], dial["CallerIDName"], dial["DialString"]) == (
+        "15145550000",
+        "",
+        "15145550180@carrier",
+    )
+    # device_state_busy_at = 1 on the shipped phones: BUSY from the first ring.
+    devices = [(m["Device"], m["State"]) for m in ami.messages if m.event == "DeviceStateChange"]
+    assert [state for device, state in devices if device == "PJSIP/1001"] == ["BUSY", "NOT_INUSE"]
+    assert [state for device, state in devices if device == "PJSIP/carrier"] == [
+        "RINGING",
+        "INUSE",
+        "NOT_INUSE",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("number", "variables", "reason"),
+    [
+        ("15145551212", {}, "directory-assistance"),
+        ("19005550100", {}, "premium-rate"),
+        ("18095550100", {}, "international-rate"),
+        ("15145550180", {"DIALER_CALLERID": ""}, "no-caller-id"),
+        ("15145550180", {"DIALER_CALLERID": "1234"}, "no-caller-id"),
+    ],
+)
+async def test_the_shipped_dialplan_refuses_after_the_volunteer_answered(
+    ami: RawAmiClient, number: str, variables: dict[str, str], reason: str
+) -> None:
+    await ami.request(originate(number, "f1", variables=variables))
+    hangup = await ami.wait_for(is_hangup_of("f1-v"))
+    assert (hangup["Cause"], hangup["TechCause"]) == ("34", "503")
+    events = call_events(ami, "f1")
+    assert not [m for m in events if m.get("Uniqueid") != "f1-v"]
+    logged = next(m for m in events if m.event == "Newexten" and m["Application"] == "Log")
+    assert logged["AppData"] == f"WARNING,dialer call f1 to {number} refused: {reason}"
+    response = next(m for m in ami.messages if m.event == "OriginateResponse")
+    assert response["Reason"] == "4"
+
+
+async def test_the_dialplan_steps_are_the_shipped_dialplans(ami: RawAmiClient) -> None:
+    dialplan = parse_dialplan(load_config(ASTERISK_CONFIG / "extensions.conf"))
+    shipped = [
+        (str(step.priority), step.app)
+        for step in dialplan["dialer-place-call"].priorities
+        if step.extension == "s"
+    ]
+    played: list[tuple[str, str]] = []
+    for call, variables in (("p1", {}), ("p2", {"DIALER_CALLERID": "1"})):
+        await ami.request(originate("15145550181", call, variables=variables))  # busy
+        await ami.wait_for(is_hangup_of(f"{call}-v"))
+        played += [
+            (m["Priority"], m["Application"])
+            for m in call_events(ami, call)
+            if m.event == "Newexten" and m["Context"] == "dialer-place-call"
+        ]
+    # Every step once: the failed Dial() then Hangup(), and the refusal's Gosub.
+    assert sorted(set(played)) == sorted(shipped)
+
+
+def test_the_refusals_are_the_shipped_dialplans() -> None:
+    dialplan = parse_dialplan(load_config(ASTERISK_CONFIG / "extensions.conf"))
+    refused = {
+        (step.extension, step.args()[2].split("(")[1].split(",")[0])
+        for step in dialplan["dialer-outbound"].priorities
+        if step.priority == 1 and step.args()[0] == "dialer-refuse"
+    }
+    # The catch-all and the invalid extension refuse what the simulator dials
+    # anyway (numbers outside +1; see the module's docstring).
+    refused -= {("_X.", "not-allowed"), ("i", "invalid")}
+    assert refused == set(SHIPPED_REFUSALS)
+    assert shipped_refusal("15145550180") is None
+    assert shipped_refusal("33142685300") is None
 
 
 def dial_end_statuses(events: list[Message]) -> list[str]:
     return [m["DialStatus"] for m in events if m.event == "DialEnd" and "Channel" in m]
 
 
-@pytest.mark.parametrize("trunk", ["pjsip", "local"])
-@pytest.mark.parametrize(
-    ("digit", "dial_status", "volunteer_cause"),
-    [
-        ("0", "ANSWER", "16"),
-        ("1", "BUSY", None),
-        ("2", "NOANSWER", "16"),
-        ("3", "CONGESTION", None),
-        ("5", None, "21"),
-        ("6", None, None),
-        ("7", "ANSWER", "16"),
-    ],
-)
-async def test_contact_outcomes_by_last_digit(
-    ami: RawAmiClient, trunk: str, digit: str, dial_status: str | None, volunteer_cause: str | None
-) -> None:
+# What a SIP trunk answers, as recorded from a real carrier (shipped_contact_*):
+# DialStatus, the volunteer leg's cause, and the contact leg's cause.
+SIP_OUTCOMES = {
+    "0": ("ANSWER", "16", "16"),
+    "1": ("BUSY", "17", "17"),
+    "2": ("NOANSWER", "16", "0"),
+    "3": ("CONGESTION", "34", "34"),
+    "5": ("NOANSWER", "21", "21"),
+    "6": ("NOANSWER", "1", "1"),
+    "7": ("ANSWER", "16", "16"),
+}
+LOCAL_OUTCOMES = {
+    "0": ("ANSWER", "16", "16"),
+    "1": ("BUSY", "16", "17"),
+    "2": ("NOANSWER", "16", "0"),
+    "3": ("CONGESTION", "16", "34"),
+    "5": ("NOANSWER", "21", "21"),
+    "6": ("NOANSWER", "27", "27"),
+    "7": ("ANSWER", "16", "16"),
+}
+
+
+@pytest.mark.parametrize("trunk", ["carrier", "pjsip", "local"])
+@pytest.mark.parametrize("digit", list(SIP_OUTCOMES))
+async def test_contact_outcomes_by_last_digit(ami: RawAmiClient, trunk: str, digit: str) -> None:
     call = f"d{digit}{trunk}"
     await ami.request(
         originate(
@@ -230,12 +335,20 @@ async def test_contact_outcomes_by_last_digit(
         )
     )
     hangup = await ami.wait_for(is_hangup_of(f"{call}-v"))
+    await ami.wait_for(
+        lambda m: m.event == "DeviceStateChange" and m["Device"] == "PJSIP/1001",
+        start=ami.messages.index(hangup),
+    )
     events = call_events(ami, call)
-    statuses = dial_end_statuses(events)
-    if dial_status is not None:
-        assert statuses == [dial_status]
-    if volunteer_cause is not None:
-        assert hangup["Cause"] == volunteer_cause
+    dial_status, volunteer_cause, contact_cause = (
+        LOCAL_OUTCOMES if trunk == "local" else SIP_OUTCOMES
+    )[digit]
+    assert dial_end_statuses(events) == [dial_status]
+    assert hangup["Cause"] == volunteer_cause
+    contact_causes = [
+        m["Cause"] for m in events if m.event == "Hangup" and m["Uniqueid"] != f"{call}-v"
+    ]
+    assert contact_cause in contact_causes
     dial_variable = [m["Value"] for m in events if m.get("Variable") == "DIALSTATUS"][-1]
     expected_variable = {
         "0": "ANSWER",
@@ -287,21 +400,59 @@ async def test_hangup_by_regex_lists_the_channels(ami: RawAmiClient, sim: AmiSim
     assert sim.active_calls == 0
 
 
+async def test_an_unplugged_volunteer_phone_is_refused_at_once(ami: RawAmiClient) -> None:
+    started = time.monotonic()
+    start = len(ami.messages)
+    await ami.request(originate("15145550180", "u1", volunteer="1099", timeout_ms=300_000))
+    response = await ami.wait_for(lambda m: m.event == "OriginateResponse")
+    # Long before the Originate's Timeout (3 s here), and no channel at all.
+    assert time.monotonic() - started < 1.0
+    assert (response["Response"], response["Reason"], response["Channel"]) == (
+        "Failure",
+        "0",
+        "PJSIP/1099",
+    )
+    assert (response["Uniqueid"], response["CallerIDNum"]) == ("u1-v", "15145550000")
+    await asyncio.sleep(5 * SCALE)
+    assert [m.event for m in ami.messages[start:] if m.event] == ["OriginateResponse"]
+
+
 @pytest.mark.parametrize(
-    ("extension", "reason", "rings"),
-    [("1099", "3", False), ("1098", "3", True), ("1097", "5", False)],
+    ("extension", "reason", "cause", "rings"),
+    [
+        ("1098", "3", ("19", "480"), True),
+        ("1097", "0", ("17", "486"), False),
+        ("1096", "0", ("21", "603"), False),
+        ("1095", "3", ("19", "480"), False),
+    ],
 )
 async def test_volunteer_outcomes(
-    ami: RawAmiClient, extension: str, reason: str, rings: bool
+    ami: RawAmiClient,
+    sim: AmiSimulator,
+    extension: str,
+    reason: str,
+    cause: tuple[str, str],
+    rings: bool,
 ) -> None:
+    sim.script_volunteer("1096", VolunteerBehaviour(VolunteerOutcome.DECLINED))
+    sim.script_volunteer("1095", VolunteerBehaviour(VolunteerOutcome.NO_RESPONSE))
     call = f"v{extension}"
     await ami.request(originate("15145550180", call, volunteer=extension, timeout_ms=5000))
     response = await ami.wait_for(lambda m: m.event == "OriginateResponse")
     assert (response["Response"], response["Reason"]) == ("Failure", reason)
-    await ami.wait_for(is_hangup_of(f"{call}-v"))
+    hangup = await ami.wait_for(is_hangup_of(f"{call}-v"))
+    assert (hangup["Cause"], hangup["TechCause"]) == cause
     events = call_events(ami, call)
     assert any(m.event == "Newstate" for m in events) == rings
     assert not any(m.event == "Newexten" and m["Application"] == "Dial" for m in events)
+    # The Originate's own dial of the phone ends only when the phone answered
+    # something; a timeout leaves it without a DialEnd.
+    ends = [
+        m["DialStatus"]
+        for m in ami.messages
+        if m.event == "DialEnd" and m["DestUniqueid"] == f"{call}-v"
+    ]
+    assert ends == {"3": [], "0": ["BUSY" if extension == "1097" else "NOANSWER"]}[reason]
 
 
 async def test_time_scale_shrinks_a_call(ami: RawAmiClient) -> None:
@@ -454,5 +605,8 @@ def test_default_rule() -> None:
     assert default_contact_behaviour("15145550184") == ContactBehaviour.answers(after=1.0)
     assert default_contact_behaviour("15145550180").talk_seconds == 4.0
     assert default_contact_behaviour("15145550189").talk_seconds == 3.0
+    assert default_contact_behaviour("15145550186").outcome is ContactOutcome.UNREACHABLE
     assert default_volunteer_behaviour("1099").outcome is VolunteerOutcome.UNREACHABLE
+    assert default_volunteer_behaviour("1098").outcome is VolunteerOutcome.NO_ANSWER
+    assert default_volunteer_behaviour("1097").outcome is VolunteerOutcome.BUSY
     assert default_volunteer_behaviour("1001").outcome is VolunteerOutcome.ANSWER

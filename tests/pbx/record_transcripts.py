@@ -1,0 +1,355 @@
+"""Record AMI sessions from a real Asterisk running the shipped ``asterisk-config/``.
+
+    .venv/bin/python -m tests.pbx.record_transcripts [--out tests/fixtures/ami] [NAME ...]
+
+Starts its own Asterisk through the real-PBX harness (the shipped
+configuration with the operator's edits, on free ports), with SIPp desk
+phones and the carrier of ``tests/pbx/scenarios/carrier.xml``, plus one
+extra AMI user, ``recorder``, that reads every event class the dialer's
+least-privilege user cannot (``dialplan``, ``system``...) and has no event
+filter: the recordings then hold every event, VarSet and Newexten
+included, like the lab recordings in ``tests/fixtures/ami/``.
+
+Each scenario is one AMI connection and one file, ``shipped_<name>.ami``,
+written by the product's own AMI client with its wire trace on
+(:mod:`ami_bridge.wiretrace`): the Login, the resync ``CoreShowChannels``,
+the ``Originate`` built exactly as the worker builds it
+(:class:`ami_bridge.pbx.AmiPbx` with an ``OriginateRequest`` shaped like
+``dialer.worker``'s), a ``Hangup`` where someone presses Hang up in the
+app, then the ``Logoff`` a second after the call ended.  Secrets are masked.
+
+Scenarios run one after the other in a fixed order on one fresh Asterisk,
+with fixed call ids, so channel names (``PJSIP/1001-00000003``) come out
+the same on every run; what changes from run to run is only what Asterisk
+makes up itself (times, the contact leg's ``Uniqueid``, bridge ids, RTP
+numbers).  After re-recording, update the pinned values in
+``tests/golden/test_transcripts.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import random
+import shutil
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from ami_bridge.client import AmiClient
+from ami_bridge.pbx import AmiPbx
+from ami_bridge.tracker import CallUpdate
+from dialer.domain import CallOutcome, CallState
+from dialer.ports import HangupBy, OriginateRequest
+from tests.pbx.conftest import (
+    STANDARD_UAS,
+    UNPLUGGED,
+    VOLUNTEER_BUSY,
+    VOLUNTEER_DECLINES,
+    VOLUNTEER_HANGS_UP,
+    VOLUNTEER_NO_ANSWER,
+    pbx_running,
+    standard_phones,
+    start_pbx,
+)
+from tests.pbx.realpbx import missing_pieces
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_OUT = REPO / "tests" / "fixtures" / "ami"
+O = CallOutcome  # noqa: E741
+PREFIX = "shipped_"
+RECORDER = "recorder"
+# The campaign caller ID the dialer sends as DIALER_CALLERID (E.164 digits).
+CALLER_ID = "15145550000"
+CONTEXT = "dialer-outbound"
+# The volunteer's phone rings this long (DIALER_ORIGINATE_TIMEOUT_MS), as in
+# the lab recordings.
+ORIGINATE_TIMEOUT_MS = 15_000
+# Events that follow a call's end (the last DeviceStateChange, RTCP) arrive
+# within milliseconds; the lab recordings waited a second too.
+TAIL_SECONDS = 1.0
+
+
+def recorder_user(secret: str) -> str:
+    """The manager.conf section of the recording user: full read, no filter."""
+    return (
+        f"[{RECORDER}]\n"
+        f"secret = {secret}\n"
+        "deny = 0.0.0.0/0.0.0.0\n"
+        "permit = 127.0.0.1/255.255.255.255\n"
+        "read = call,system,reporting,agent,dialplan,originate\n"
+        "write = call,originate,system,reporting\n"
+        "writetimeout = 5000\n"
+    )
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    call_id: str
+    extension: str
+    number: str  # E.164 digits; the carrier acts on the last digit
+    # What the dialer concludes, as its tracker sees the call live.
+    outcome: CallOutcome
+    what: str
+    # Someone presses Hang up in the app (AmiPbx.hangup_call, as the
+    # service does): who, once the call reached which state, how long after.
+    hangup: tuple[HangupBy, CallState, float] | None = None
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "volunteer_unplugged", "s0001", UNPLUGGED, "15145550180",
+        O.VOLUNTEER_UNREACHABLE,
+        "nothing listens at the phone's SIP contact, qualify says Unavailable: "
+        "OriginateResponse Failure Reason 0 at once, no channel at all",
+    ),
+    Scenario(
+        "volunteer_busy", "s0002", VOLUNTEER_BUSY, "15145550180",
+        O.VOLUNTEER_BUSY,
+        "the phone answers 486 Busy Here: the volunteer leg hangs up with cause 17, "
+        "OriginateResponse Failure Reason 0 (not 5)",
+    ),
+    Scenario(
+        "volunteer_no_answer", "s0003", VOLUNTEER_NO_ANSWER, "15145550180",
+        O.VOLUNTEER_NO_ANSWER,
+        "the phone rings (180) until the Originate's 15 s Timeout: CANCEL, "
+        "OriginateResponse Failure Reason 3",
+    ),
+    Scenario(
+        "volunteer_declines", "s0004", VOLUNTEER_DECLINES, "15145550180",
+        O.VOLUNTEER_BUSY,
+        "the phone answers 603 Decline",
+    ),
+    Scenario(
+        "contact_answers_then_hangs_up", "s0005", "1001", "15145550100",
+        O.COMPLETED,
+        "the contact rings 1 s, answers, talks 3 s and hangs up (BYE)",
+    ),
+    Scenario(
+        "contact_busy", "s0006", "1002", "15145550111",
+        O.CONTACT_BUSY,
+        "the carrier answers 486 Busy Here",
+    ),
+    Scenario(
+        "contact_no_answer", "s0007", "1009", "15145550122",
+        O.CONTACT_NO_ANSWER,
+        "the contact rings until the dialplan's 30 s DIALER_RING_TIMEOUT",
+    ),
+    Scenario(
+        "contact_declines", "s0008", "1004", "15145550133",
+        O.CONTACT_REJECTED,
+        "the carrier answers 603 Decline",
+    ),
+    Scenario(
+        "contact_congestion", "s0009", "1005", "15145550146",
+        O.CONTACT_CONGESTION,
+        "the carrier answers 503 Service Unavailable",
+    ),
+    Scenario(
+        "contact_not_found", "s0010", "1006", "15145550157",
+        O.CONTACT_UNREACHABLE,
+        "the carrier answers 404 Not Found (an unallocated number)",
+    ),
+    Scenario(
+        "volunteer_hangs_up_during_talk", "s0011", VOLUNTEER_HANGS_UP, "15145550185",
+        O.COMPLETED,
+        "the contact answers and stays; the volunteer's phone sends BYE 3 s after answering",
+    ),
+    Scenario(
+        "hangup_by_operator_during_talk", "s0012", "1007", "15145550194",
+        O.HUNG_UP_BY_OPERATOR,
+        "the contact answers and stays; 1.5 s later the operator hangs the call up "
+        "from the app (Hangup of the contact's channel)",
+        hangup=("operator", CallState.TALKING, 1.5),
+    ),
+    Scenario(
+        "refused_by_dialplan", "s0013", "1008", "15145551212",
+        O.FAILED,
+        "a billed number (directory assistance) the dialplan refuses: the volunteer "
+        "answers, then the dialplan hangs the leg up with cause 34",
+    ),
+    Scenario(
+        "hangup_by_volunteer_while_contact_rings", "s0014", "1010", "15145550202",
+        O.HUNG_UP_BY_VOLUNTEER,
+        "the contact rings; 1.5 s later the volunteer hangs up from the app "
+        "(Hangup of the contact's ringing channel)",
+        hangup=("volunteer", CallState.RINGING_CONTACT, 1.5),
+    ),
+)  # fmt: skip
+
+
+class Recording:
+    """One scenario's AMI connection: the product's client and tracker, traced."""
+
+    def __init__(self, port: int, secret: str, trace_dir: Path) -> None:
+        client = AmiClient(
+            "127.0.0.1",
+            port,
+            RECORDER,
+            SecretStr(secret),
+            # No Ping during a recording: it would only add noise.
+            ping_interval=3600,
+            trace_file=f"{trace_dir}/",
+        )
+        self.pbx = AmiPbx(client)
+        self.trace_dir = trace_dir
+        self.updates: dict[str, CallUpdate] = {}
+        self._changed = asyncio.Condition()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Recording:
+        await self.pbx.start(wait=True)
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.pbx.close()
+        if self._reader is not None:
+            await self._reader
+
+    async def _read(self) -> None:
+        async for update in self.pbx.updates():
+            async with self._changed:
+                self.updates[update.call_id] = update
+                self._changed.notify_all()
+
+    async def until(self, call_id: str, *states: CallState, timeout: float = 90) -> CallUpdate:
+        async with asyncio.timeout(timeout), self._changed:
+            while True:
+                update = self.updates.get(call_id)
+                if update is not None and (update.state in states or update.ended):
+                    return update
+                await self._changed.wait()
+
+    def trace(self) -> Path:
+        [path] = self.trace_dir.glob("*.ami")
+        return path
+
+
+def originate_request(scenario: Scenario) -> OriginateRequest:
+    """What ``dialer.worker`` asks of the PBX port for this call."""
+    return OriginateRequest(
+        call_id=scenario.call_id,
+        channel=f"PJSIP/{scenario.extension}",
+        context=CONTEXT,
+        exten=scenario.number,
+        caller_id_name="Phone bank",
+        caller_id_number=scenario.number,
+        timeout_ms=ORIGINATE_TIMEOUT_MS,
+        variables={"DIALER_CALL_ID": scenario.call_id, "DIALER_CALLERID": CALLER_ID},
+    )
+
+
+async def record(scenario: Scenario, port: int, secret: str, work: Path, out: Path) -> CallUpdate:
+    trace_dir = work / scenario.name
+    trace_dir.mkdir(parents=True)
+    async with Recording(port, secret, trace_dir) as recording:
+        await recording.pbx.originate(originate_request(scenario))
+        if scenario.hangup is not None:
+            by, state, after = scenario.hangup
+            reached = await recording.until(scenario.call_id, state)
+            if not reached.ended:
+                await asyncio.sleep(after)
+                await recording.pbx.hangup_call(scenario.call_id, by)
+        final = await recording.until(scenario.call_id, CallState.ENDED)
+        await asyncio.sleep(TAIL_SECONDS)
+    target = out / f"{PREFIX}{scenario.name}.ami"
+    shutil.move(recording.trace(), target)
+    # Traces are private to their owner; a fixture is for everyone to read.
+    target.chmod(0o644)
+    return final
+
+
+@contextlib.asynccontextmanager
+async def recording_pbx(folder: Path) -> AsyncIterator[tuple[int, str]]:
+    """A fresh Asterisk with the standard phones and carrier: (AMI port, recorder secret)."""
+    secret = f"rec{random.getrandbits(64):x}"
+    asterisk, agents = await start_pbx(
+        folder, STANDARD_UAS, standard_phones(), appended={"manager.conf": recorder_user(secret)}
+    )
+    async with pbx_running(asterisk, agents):
+        # Every phone judged by qualify first: the unplugged one must be
+        # refused at once, not rung, and a phone's first qualify landing in
+        # the middle of a recording would add PeerStatus/ContactStatus noise
+        # about a phone the call never touches.
+        await asterisk.wait_for_contacts(
+            {
+                phone.extension: "Avail" if phone.ua else "Unavail"
+                for phone in asterisk.layout.phones
+            }
+            | {"carrier": "Avail"},
+            timeout=60,
+        )
+        yield asterisk.ami_port, secret
+
+
+async def record_all(
+    out: Path, folder: Path, scenarios: Sequence[Scenario] = SCENARIOS
+) -> AsyncIterator[tuple[Scenario, CallUpdate]]:
+    """Record ``scenarios`` in order on one fresh Asterisk kept in ``folder``;
+    yields each with its call's last update as the tracker saw it."""
+    async with recording_pbx(folder / "pbx") as (port, secret):
+        for scenario in scenarios:
+            yield scenario, await record(scenario, port, secret, folder / "traces", out)
+
+
+async def main_async(out: Path, names: Sequence[str], keep: bool) -> int:
+    reason = missing_pieces()
+    if reason is not None:
+        print(reason, file=sys.stderr)
+        return 2
+    unknown = set(names) - {s.name for s in SCENARIOS}
+    if unknown:
+        print(f"unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    chosen = [s for s in SCENARIOS if not names or s.name in names]
+    out.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="dialer-record-"))
+    try:
+        async for scenario, final in record_all(out, folder, chosen):
+            if final.outcome is not scenario.outcome:
+                print(f"expected {scenario.outcome.value}:", end=" ")
+            print(
+                f"{PREFIX}{scenario.name}.ami: {final.outcome.value if final.outcome else '-'}"
+                f" (dial status {final.dial_status}, volunteer cause "
+                f"{final.volunteer_hangup_cause}, contact cause {final.contact_hangup_cause}, "
+                f"Reason {final.originate_reason})"
+            )
+    finally:
+        if keep:
+            print(f"Asterisk's folder kept: {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.pbx.record_transcripts",
+        description="Record AMI sessions from a real Asterisk running asterisk-config/.",
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the .ami files go")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep Asterisk's folder (logs, SIPp traces)"
+    )
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="scenarios to record (default: all): "
+        + ", ".join(scenario.name for scenario in SCENARIOS),
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return asyncio.run(main_async(args.out, args.names, args.keep))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

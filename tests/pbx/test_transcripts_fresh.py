@@ -1,0 +1,57 @@
+"""The recordings of tests/fixtures/ami/shipped_*.ami still say what Asterisk does.
+
+Records every scenario of ``tests.pbx.record_transcripts`` afresh on a real
+Asterisk loaded with today's ``asterisk-config/``, and compares each with its
+committed recording the way ``tests/golden/test_simulator_shapes.py``
+compares the simulator: per call leg, the event names with what tells them
+apart, VarSet runs collapsed.  A change to the shipped dialplan, the phones'
+endpoints or the Originate the dialer sends that changes the events fails
+here, naming the recording to make again (see tests/fixtures/ami/README.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from ami_bridge.tracker import CallUpdate
+from ami_bridge.transcript import read_transcript
+from tests.golden.test_simulator_shapes import LaneBook, server_messages
+from tests.pbx.record_transcripts import DEFAULT_OUT, PREFIX, SCENARIOS, Scenario, record_all
+
+pytestmark = pytest.mark.slow
+
+
+def lanes(path: Path) -> dict[str, dict[str, list[str]]]:
+    book = LaneBook()
+    for frame in read_transcript(path):
+        if frame.direction == "server" and frame.note is None:
+            book.feed(server_messages(frame))
+    return book.plain_lanes()
+
+
+@pytest.fixture(scope="module")
+async def fresh(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[tuple[Path, dict[str, CallUpdate]]]:
+    out = tmp_path_factory.mktemp("fresh")
+    finals: dict[str, CallUpdate] = {}
+    async for scenario, final in record_all(out, tmp_path_factory.mktemp("pbx")):
+        finals[scenario.name] = final
+    yield out, finals
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[scenario.name for scenario in SCENARIOS])
+async def test_the_committed_recording_still_holds(
+    fresh: tuple[Path, dict[str, CallUpdate]], scenario: Scenario
+) -> None:
+    out, finals = fresh
+    name = f"{PREFIX}{scenario.name}.ami"
+    assert lanes(out / name) == lanes(DEFAULT_OUT / name), (
+        f"Asterisk no longer plays {name} as recorded: record it again "
+        "(python -m tests.pbx.record_transcripts) and update tests/golden"
+    )
+    final = finals[scenario.name]
+    assert (final.ended, final.outcome) == (True, scenario.outcome), final.failure_reason

@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tests.pbx.product import truncate_all
 from tests.pbx.realpbx import (
     Asterisk,
     PbxLayout,
@@ -79,6 +81,15 @@ def pbx_folder() -> Iterator[Path]:
     yield folder
     if os.environ.get("DIALER_TEST_KEEP_PBX") != "1":
         clean(folder)
+
+
+@pytest.fixture
+async def db(
+    session_maker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """The test database, emptied after the test (the dialer processes commit to it)."""
+    yield session_maker
+    await truncate_all(session_maker)
 
 
 class RealPbx:

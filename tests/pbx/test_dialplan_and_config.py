@@ -4,7 +4,6 @@ how they fail when an operator forgets a piece."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ami_bridge.codec import Action, Decoder, Message
 from tests.pbx.conftest import STANDARD_UAS, RealPbx, pbx_running, standard_phones, start_pbx
-from tests.pbx.product import Browser, dialer_running, seed, truncate_all
+from tests.pbx.product import Browser, dialer_running, seed
 from tests.pbx.realpbx import AMI_USER
 
 pytestmark = pytest.mark.slow
@@ -33,14 +32,6 @@ TOLL_FRAUD = {
     "33142685300": "not-allowed",
     "1514555012": "not-allowed",
 }
-
-
-@pytest.fixture
-async def db(
-    session_maker: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    yield session_maker
-    await truncate_all(session_maker)
 
 
 class RawAmi:

@@ -30,7 +30,7 @@ from dialer.domain import CampaignStatus
 from dialer.models import Campaign
 from tests.e2e.webworld import PASSWORD
 from tests.pbx.conftest import RealPbx
-from tests.pbx.product import Browser, close_to, dialer_running, stored_call, truncate_all
+from tests.pbx.product import Browser, close_to, dialer_running, stored_call
 
 pytestmark = pytest.mark.slow
 
@@ -40,14 +40,6 @@ DIALED = "15145550310"
 CALLER_ID = "+1 514 555 0100"
 CALLER_ID_DIGITS = "15145550100"
 TORONTO = ZoneInfo("America/Toronto")  # the contact's zone, by its area code
-
-
-@pytest.fixture
-async def db(
-    session_maker: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    yield session_maker
-    await truncate_all(session_maker)
 
 
 async def dialer_cli(pg_url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

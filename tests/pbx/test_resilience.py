@@ -25,20 +25,11 @@ from tests.pbx.product import (
     dialer_running,
     seed,
     stored_call,
-    truncate_all,
     utc,
 )
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def db(
-    session_maker: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    yield session_maker
-    await truncate_all(session_maker)
 
 
 @pytest.fixture(scope="module")

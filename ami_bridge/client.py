@@ -45,7 +45,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from os import PathLike
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from panoramisk.ami_protocol import AMIProtocol
 from pydantic import SecretStr
@@ -53,9 +53,6 @@ from pydantic import SecretStr
 from ami_bridge.codec import Action, AmiEncodingError, Decoder, Message, encode_action
 from ami_bridge.stream import ConnectionLost, Received, Resynced, StreamItem
 from ami_bridge.wiretrace import TraceFiles, WireTrace
-
-if TYPE_CHECKING:
-    from dialer.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -311,21 +308,6 @@ class AmiClient:
         # Told, for each Originate the PBX answered (Success or Error), the
         # seconds from writing it to reading the response (metrics).
         self.on_originate_answered: Callable[[float], None] | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> AmiClient:
-        return cls(
-            settings.ami_host,
-            settings.ami_port,
-            settings.ami_username,
-            settings.ami_secret,
-            action_timeout=settings.ami_action_timeout,
-            ping_interval=settings.ami_ping_interval,
-            ping_timeout=settings.ami_ping_timeout,
-            reconnect_max_delay=settings.ami_reconnect_max_delay,
-            max_in_flight=settings.ami_max_actions_in_flight,
-            trace_file=settings.ami_trace_file or None,
-        )
 
     def __repr__(self) -> str:
         return (

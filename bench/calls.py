@@ -80,9 +80,8 @@ ALWAYS = CallingHours(
 
 
 async def worker_main(url: str, ami_port: int, max_batch: int) -> None:
-    from ami_bridge.client import AmiClient
     from ami_bridge.pbx import AmiPbx
-    from dialer.bootstrap import build_runtime
+    from dialer.bootstrap import ami_client, build_runtime
     from dialer.ports import OriginateRequest
     from dialer.settings import Settings
 
@@ -94,7 +93,7 @@ async def worker_main(url: str, ami_port: int, max_batch: int) -> None:
         ami_secret=SecretStr(SECRET),
         allowed_destinations="CA",
     )
-    client = AmiClient.from_settings(settings)
+    client = ami_client(settings)
     pbx = AmiPbx(client)
     runtime = build_runtime(settings, pbx, pool_size=40)
     worker = runtime.worker

@@ -16,7 +16,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -30,6 +30,9 @@ from dialer.ports import CallPbx
 from dialer.service import DialerService
 from dialer.settings import Settings
 from dialer.worker import CallWorker
+
+if TYPE_CHECKING:
+    from ami_bridge.client import AmiClient
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,24 @@ class Runtime:
                 "detail": "connected" if connected else "disconnected",
             }
         return checks
+
+
+def ami_client(settings: Settings) -> AmiClient:
+    """The AMI client the settings describe (ami_bridge takes plain arguments)."""
+    from ami_bridge.client import AmiClient
+
+    return AmiClient(
+        settings.ami_host,
+        settings.ami_port,
+        settings.ami_username,
+        settings.ami_secret,
+        action_timeout=settings.ami_action_timeout,
+        ping_interval=settings.ami_ping_interval,
+        ping_timeout=settings.ami_ping_timeout,
+        reconnect_max_delay=settings.ami_reconnect_max_delay,
+        max_in_flight=settings.ami_max_actions_in_flight,
+        trace_file=settings.ami_trace_file or None,
+    )
 
 
 def build_runtime(settings: Settings, pbx: CallPbx | None = None, **engine_options: Any) -> Runtime:
@@ -241,10 +262,9 @@ async def run_serve(
     Shutting down leaves live calls up on the PBX: the next start follows
     them again through the resync.
     """
-    from ami_bridge.client import AmiClient
     from ami_bridge.pbx import AmiPbx
 
-    pbx = AmiPbx(AmiClient.from_settings(settings)) if with_worker else None
+    pbx = AmiPbx(ami_client(settings)) if with_worker else None
     runtime = build_runtime(settings, pbx)
     attach_mqtt(runtime, with_worker=with_worker)
     runner: Any = None

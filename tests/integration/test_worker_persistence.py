@@ -238,6 +238,38 @@ async def test_each_row_gets_what_its_snapshots_said(world: World) -> None:
     assert talked.volunteer_channel == "PJSIP/1001-00000001"  # kept, not cleared
 
 
+async def test_a_stored_answer_time_is_never_replaced_by_a_later_one(world: World) -> None:
+    # A restarted worker's resync reports the call again with its own times:
+    # what was stored as it happened stands.
+    now = world.clock.now
+    resync = now + timedelta(seconds=11)
+    await live_call(world, "resumed", "vancouver", "alice")
+    worker = worker_for(world)
+    await worker.apply(
+        [
+            *dialed("resumed", now, 1),
+            Snapshot("resumed", CallState.TALKING, now, contact_answered_at=now),
+        ]
+    )
+    restarted = worker_for(world)
+    await restarted.apply(
+        [
+            Snapshot(
+                "resumed",
+                CallState.TALKING,
+                resync,
+                volunteer_answered_at=resync,
+                contact_answered_at=resync,
+            ),
+            ended("resumed", resync + timedelta(seconds=1), CallOutcome.COMPLETED, "ANSWER"),
+            ended("resumed", resync + timedelta(seconds=9), CallOutcome.COMPLETED, "ANSWER"),
+        ]
+    )
+    resumed = await row(world, "resumed")
+    assert (resumed.volunteer_answered_at, resumed.contact_answered_at) == (now, now)
+    assert resumed.ended_at == resync + timedelta(seconds=1)
+
+
 async def test_the_last_allowed_attempt_closes_the_entry_and_a_due_callback_is_made(
     world: World,
 ) -> None:

@@ -1,6 +1,6 @@
 """The dialer's PBX port, implemented over AMI: client + call tracker.
 
-This is the adapter ``dialer`` sees (``dialer.ports.CallPbx``): it turns an
+This is the adapter ``dialer`` sees (``dialer.domain.ports.CallPbx``): it turns an
 ``OriginateRequest`` into one Originate, hangs calls up on the right leg,
 and turns the ordered AMI stream into call updates through the tracker.
 """
@@ -23,7 +23,7 @@ from ami_bridge.client import (
 from ami_bridge.client import OriginateOutcomeUnknown as AmiOriginateUnknown
 from ami_bridge.codec import AmiEncodingError
 from ami_bridge.tracker import CallTracker, CallUpdate
-from dialer.ports import (
+from dialer.domain.ports import (
     AnsweredTimes,
     HangupBy,
     OriginateOutcomeUnknown,

@@ -63,7 +63,7 @@ from typing import Any, Literal
 
 from ami_bridge.codec import Message
 from ami_bridge.stream import ConnectionLost, Received, Resynced, StreamItem
-from dialer.domain import CallOutcome, CallState
+from dialer.domain.vocabulary import CallOutcome, CallState
 
 log = logging.getLogger(__name__)
 

@@ -41,9 +41,9 @@ from panoramisk.manager import Manager
 
 from ami_bridge.codec import Decoder
 from ami_bridge.stream import Received
+from ami_bridge.tools.transcript import read_transcript
 from ami_bridge.tracker import CallTracker
-from ami_bridge.transcript import read_transcript
-from dialer.domain import CallState
+from dialer.domain.vocabulary import CallState
 
 AMI = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "ami"
 START = datetime(2026, 8, 1, tzinfo=UTC)

@@ -57,11 +57,19 @@ from common import desk_extensions, free_port, percentile, simulator_command
 from pydantic import SecretStr
 from sqlalchemy import insert, select
 
-from dialer import db
-from dialer.domain import CampaignStatus, Role
-from dialer.models import CallingListEntry, Campaign, Contact, ContactPhone, Team, TeamMember, User
-from dialer.outcomes import parse_submission
-from dialer.survey import CallingHours, TimeWindow
+from dialer.domain.outcomes import parse_submission
+from dialer.domain.survey import CallingHours, TimeWindow
+from dialer.domain.vocabulary import CampaignStatus, Role
+from dialer.store import engine as db
+from dialer.store.models import (
+    CallingListEntry,
+    Campaign,
+    Contact,
+    ContactPhone,
+    Team,
+    TeamMember,
+    User,
+)
 
 PG_SERVER = os.environ.get("DIALER_TEST_PG", "postgres@127.0.0.1:5432")
 # Set by --profile / --breakdown for the worker process.
@@ -81,9 +89,9 @@ ALWAYS = CallingHours(
 
 async def worker_main(url: str, ami_port: int, max_batch: int) -> None:
     from ami_bridge.pbx import AmiPbx
-    from dialer.bootstrap import ami_client, build_runtime
-    from dialer.ports import OriginateRequest
-    from dialer.settings import Settings
+    from dialer.domain.ports import OriginateRequest
+    from dialer.runtime.bootstrap import ami_client, build_runtime
+    from dialer.runtime.settings import Settings
 
     settings = Settings(
         _env_file=None,
@@ -321,10 +329,10 @@ async def seed(
 async def drive(
     url: str, campaign_id: int, user_ids: list[int], contact_ids: list[list[int]]
 ) -> tuple[dict[str, float], dict[str, float], int, float, list[int]]:
-    from dialer.bootstrap import build_runtime
-    from dialer.domain import CallState
-    from dialer.models import CallAttempt
-    from dialer.settings import Settings
+    from dialer.domain.vocabulary import CallState
+    from dialer.runtime.bootstrap import build_runtime
+    from dialer.runtime.settings import Settings
+    from dialer.store.models import CallAttempt
 
     settings = Settings(
         _env_file=None,

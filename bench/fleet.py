@@ -34,7 +34,7 @@ Sign-in cost: argon2id with the product's default parameters costs about
 0.5 s of CPU per sign-in here, so 1,200 sign-ins would take minutes of both
 cores before anything is measured.  By default the users' hashes are made
 with cheap argon2id parameters and the web processes are started as
-`dialer web` with the same cheap hasher installed (`dialer.passwords._hasher`,
+`dialer web` with the same cheap hasher installed (`dialer.domain.passwords._hasher`,
 so the sign-in does not re-hash); nothing else differs.  --full-argon2
 keeps the product's parameters (slow).
 
@@ -105,9 +105,9 @@ DIGITS = "7890789078907891356"
 
 _WEB_LAUNCHER = """
 from argon2 import PasswordHasher
-import dialer.passwords
-dialer.passwords._hasher = PasswordHasher({params})
-from dialer.cli import main
+import dialer.domain.passwords
+dialer.domain.passwords._hasher = PasswordHasher({params})
+from dialer.runtime.cli import main
 main(["web"], prog_name="dialer")
 """
 
@@ -437,9 +437,10 @@ class Seeded:
 async def seed(url: str, volunteers: int, organizers: int, contacts: int, digest: str) -> Seeded:
     from sqlalchemy import insert
 
-    from dialer import db
-    from dialer.domain import CampaignStatus, Role
-    from dialer.models import (
+    from dialer.domain.survey import CallingHours, TimeWindow
+    from dialer.domain.vocabulary import CampaignStatus, Role
+    from dialer.store import engine as db
+    from dialer.store.models import (
         CallingListEntry,
         Campaign,
         Contact,
@@ -448,7 +449,6 @@ async def seed(url: str, volunteers: int, organizers: int, contacts: int, digest
         TeamMember,
         User,
     )
-    from dialer.survey import CallingHours, TimeWindow
 
     always = TimeWindow(start=clock_time(0), end=clock_time(23, 59, 59))
     engine = db.create_engine(url)
@@ -629,7 +629,7 @@ class MqttProbe:
 
         host, port = MQTT_SERVER.rsplit(":", 1)
         calls = f"{self.prefix}/calls/"
-        from dialer.mqtt import applying_queue, read_every_waiting_packet
+        from dialer.live.mqtt import applying_queue, read_every_waiting_packet
 
         def take(message: Any) -> None:
             now = time.time()
@@ -645,7 +645,7 @@ class MqttProbe:
             if isinstance(payload, dict):
                 phase.on_call(topic[len(calls) :], payload, now)
 
-        # Read as the web processes read (dialer.mqtt): every waiting message
+        # Read as the web processes read (dialer.live.mqtt): every waiting message
         # per wake-up, each handled in the read callback, so arrival is timed
         # when the bytes come in, not when a busy loop gets round to it.
         client = aiomqtt.Client(
@@ -895,7 +895,7 @@ async def main(args: argparse.Namespace) -> None:
     import aiohttp
     import asyncpg
 
-    from dialer import db
+    from dialer.store import engine as db
 
     load_before = os.getloadavg()
     volunteers = args.volunteers or args.calls
@@ -927,7 +927,7 @@ async def main(args: argparse.Namespace) -> None:
     try:
         await db.upgrade_async(url)
         if args.full_argon2:
-            from dialer.passwords import hash_password
+            from dialer.domain.passwords import hash_password
 
             digest = hash_password(PASSWORD)
         else:

@@ -1,7 +1,7 @@
 """Contact import speed into PostgreSQL.
 
 Prints rows/second for:
-- ours: `dialer.importer.import_contacts` on a generated 100,000-row CSV
+- ours: `dialer.services.importer.import_contacts` on a generated 100,000-row CSV
   (and a re-import of the same file, the idempotent merge path);
 - baseline: a naive row-by-row ORM import (one SELECT + INSERT and a commit
   per row), the obvious first implementation, on a 5,000-row slice;
@@ -26,10 +26,10 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy import select
 
-from dialer import db
-from dialer.importer import import_contacts
-from dialer.models import Contact, ContactPhone
-from dialer.phones import to_e164
+from dialer.domain.numbers import to_e164
+from dialer.services.importer import import_contacts
+from dialer.store import engine as db
+from dialer.store.models import Contact, ContactPhone
 
 PG_SERVER = os.environ.get("DIALER_TEST_PG", "postgres@127.0.0.1:5432")
 FIRST = ["Ada", "Émile", "Marie", "Tommy", "Grace", "Alan", "Louise", "Jean", "Fatima", "Wei"]

@@ -47,13 +47,21 @@ from pydantic import SecretStr
 from ami_bridge.client import AmiClient
 from ami_bridge.pbx import AmiPbx
 from ami_bridge.simulator import AmiSimulator
-from dialer import db
-from dialer.bootstrap import build_runtime
-from dialer.domain import CampaignStatus, Role
-from dialer.models import CallingListEntry, Campaign, Contact, ContactPhone, Team, TeamMember, User
-from dialer.passwords import hash_password
-from dialer.settings import Settings
-from dialer.survey import CallingHours, TimeWindow
+from dialer.domain.passwords import hash_password
+from dialer.domain.survey import CallingHours, TimeWindow
+from dialer.domain.vocabulary import CampaignStatus, Role
+from dialer.runtime.bootstrap import build_runtime
+from dialer.runtime.settings import Settings
+from dialer.store import engine as db
+from dialer.store.models import (
+    CallingListEntry,
+    Campaign,
+    Contact,
+    ContactPhone,
+    Team,
+    TeamMember,
+    User,
+)
 from web.app import create_app
 from web.config import WebConfig
 
@@ -302,7 +310,7 @@ async def phase(url: str, clients: int, calls: int) -> tuple[list[float], dict[s
     )
     from aiohttp import web
 
-    from web.keys import hub_key
+    from web.deps import hub_key
 
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -1,3 +1,3 @@
-from dialer.cli import main
+from dialer.runtime.cli import main
 
 main()

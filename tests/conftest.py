@@ -17,8 +17,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer import db, i18n
-from dialer.models import Base
+from dialer.domain import i18n
+from dialer.store import engine as db
+from dialer.store.models import Base
 
 PG_SERVER = os.environ.get("DIALER_TEST_PG", "postgres@127.0.0.1:5432")
 FIXTURES = Path(__file__).parent / "fixtures"

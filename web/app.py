@@ -13,13 +13,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from dialer.bootstrap import Runtime
-from dialer.metrics import Metrics
-from web import api, health, i18n, ops, pages
+from dialer.runtime.bootstrap import Runtime
+from dialer.runtime.metrics import Metrics
 from web.config import WebConfig
-from web.keys import config_key, hub_key, runtime_key, templates_key
-from web.live import LiveHub, run_hub
-from web.metrics import setup as setup_metrics
+from web.deps import config_key, hub_key, runtime_key, templates_key
+from web.i18n import translate as i18n
+from web.live.sse import LiveHub, run_hub
+from web.routes import api, health, ops, pages
+from web.routes.metrics import setup as setup_metrics
 from web.security import context_middleware, error_middleware, security_headers
 from web.templating import build_environment
 
@@ -40,7 +41,7 @@ def create_app(
     runtime: Runtime, config: WebConfig | None = None, *, metrics: Metrics | None = None
 ) -> web.Application:
     """``metrics``: the process's metrics, when it composed them; otherwise the
-    app installs its own for ``runtime`` (see ``web.metrics.setup``)."""
+    app installs its own for ``runtime`` (see ``web.routes.metrics.setup``)."""
     config = config or WebConfig()
     app = web.Application(
         middlewares=[error_middleware, context_middleware],

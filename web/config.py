@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dialer.accounts import LoginLimits, SessionPolicy
+from dialer.services.accounts import LoginLimits, SessionPolicy
 
 
 class WebConfig(BaseSettings):

@@ -9,7 +9,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from web.errors import PageError
-from web.i18n import _
+from web.i18n.translate import _
 
 # Any single field longer than this is refused outright (hostile input).
 MAX_FIELD = 20_000

@@ -23,19 +23,19 @@ from urllib.parse import urlsplit
 from aiohttp import ClientConnectionResetError, web
 from multidict import MultiDictProxy
 
-from dialer.access import STAFF_ROLES
-from dialer.accounts import load_session
-from dialer.compliance import CallRefused, RefusalCode
-from dialer.db import is_unavailable
-from dialer.domain import Role
-from dialer.models import User
-from dialer.outcomes import SubmissionInvalid
-from dialer.service import NotAllowed, RetryableError
-from dialer.web_models import WebSession
-from web import i18n, labels
+from dialer.domain.compliance import CallRefused, RefusalCode
+from dialer.domain.outcomes import SubmissionInvalid
+from dialer.domain.vocabulary import Role
+from dialer.services.accounts import load_session
+from dialer.services.calling import NotAllowed, RetryableError
+from dialer.store.access import STAFF_ROLES
+from dialer.store.engine import is_unavailable
+from dialer.store.models import User, WebSession
+from web.deps import config_key, runtime_key, template_context_key, templates_key
 from web.errors import ApiError, PageError
-from web.i18n import _
-from web.keys import config_key, runtime_key, template_context_key, templates_key
+from web.i18n import labels
+from web.i18n import translate as i18n
+from web.i18n.translate import _
 from web.templating import render
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,9 @@ from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from web import i18n, jsstrings, labels
-from web.keys import template_context_key
+from web.deps import template_context_key
+from web.i18n import jsstrings, labels
+from web.i18n import translate as i18n
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"

@@ -17,11 +17,12 @@ import pytest
 from playwright.async_api import Page, expect
 from sqlalchemy import select
 
-from dialer.domain import CallOutcome, DispositionOutcome, TaskStatus
-from dialer.models import CallAttempt, Contact, Disposition, FollowUpTask
+from dialer.domain.vocabulary import CallOutcome, DispositionOutcome, TaskStatus
+from dialer.store.models import CallAttempt, Contact, Disposition, FollowUpTask
 from tests.browser.conftest import Contexts, shot
 from tests.e2e.webworld import PASSWORD, Served, WebWorld, serve
-from web import i18n, labels
+from web.i18n import labels
+from web.i18n import translate as i18n
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ from typing import Any
 import aiohttp
 from sqlalchemy import func, select
 
-from dialer.models import Contact, Disposition
-from dialer.service import RetryableError
+from dialer.services.calling import RetryableError
+from dialer.store.models import Contact, Disposition
 from tests.e2e.conftest import Browser, ClientFactory
 from tests.e2e.webworld import Served, WebWorld
 
@@ -224,7 +224,7 @@ async def test_a_slow_stream_gets_a_fresh_snapshot(
     hub_clients: list[Any] = []
 
     async def flood() -> None:
-        from web.keys import hub_key
+        from web.deps import hub_key
 
         hub = served.app[hub_key]
         hub_clients.extend(hub.clients)

@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 from sqlalchemy import func, select
 
-from dialer.bootstrap import build_runtime
-from dialer.models import CallAttempt, Campaign
+from dialer.runtime.bootstrap import build_runtime
+from dialer.store.models import CallAttempt, Campaign
 from tests.e2e import webworld
 from tests.e2e.conftest import ClientFactory
 from tests.e2e.webworld import CALLER_ID, Served, WebWorld

@@ -21,13 +21,14 @@ import aiohttp
 import pytest
 from babel.messages.pofile import read_po
 
-from dialer import i18n as shared_i18n
-from dialer.importer import ImportReport, parse_rows
+from dialer.domain import i18n as shared_i18n
+from dialer.services.importer import ImportReport, parse_rows
 from tests.e2e.conftest import Browser, ClientFactory
 from tests.e2e.webworld import WebWorld
-from web import catalog, i18n
+from web.i18n import catalog
+from web.i18n import translate as i18n
 
-WEB = Path(catalog.__file__).parent
+WEB = Path(catalog.__file__).parents[1]
 TEMPLATES = WEB / "templates"
 
 # Visible text that is deliberately not translated, with the reason.
@@ -74,7 +75,7 @@ def test_the_template_file_is_in_step_with_the_code() -> None:
         pot = read_po(handle)
     committed = {message.id for message in pot if message.id}
     extracted = {message.id for message in catalog.extract() if message.id}
-    assert committed == extracted, "run: python -m web.catalog update"
+    assert committed == extracted, "run: python -m web.i18n.catalog update"
 
 
 def test_catalogs_compile_and_french_differs() -> None:
@@ -231,7 +232,7 @@ def test_web_modules_mark_every_sentence() -> None:
 
 
 def test_dialer_modules_that_talk_to_people_mark_every_message() -> None:
-    assert set(catalog.DIALER_MODULES) >= {"cli.py", "importer.py"}
+    assert set(catalog.DIALER_MODULES) >= {"runtime/cli.py", "services/importer.py"}
     offenders = {
         name: found
         for name in catalog.DIALER_MODULES
@@ -255,14 +256,14 @@ def test_the_strict_check_catches_unmarked_cli_and_import_messages() -> None:
     assert strict('click.echo(f"{file}:{row_error}")') == []
     assert strict('dnc_reason = "imported as do-not-call"') == []
     # The modules really are checked: an unmarked message slipped into one is caught.
-    for name in ("cli.py", "importer.py"):
+    for name in ("runtime/cli.py", "services/importer.py"):
         source = (DIALER / name).read_text("utf-8")
         assert strict(source + '\nclick.echo("nothing to import")\n') == ["nothing to import"]
 
 
 def test_the_dialer_modules_strings_are_in_the_catalog() -> None:
     locations = {filename for message in catalog.extract() for filename, _line in message.locations}
-    assert {"../dialer/cli.py", "../dialer/importer.py"} <= locations
+    assert {"../dialer/runtime/cli.py", "../dialer/services/importer.py"} <= locations
     french = i18n.load_all()["fr"]
     assert french.gettext("the file is empty") == "le fichier est vide"
     assert french.gettext("no phone number") == "aucun numéro de téléphone"

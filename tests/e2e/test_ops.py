@@ -9,7 +9,7 @@ import json
 import aiohttp
 from sqlalchemy import func, select
 
-from dialer.models import CallingListEntry, Campaign, Contact, ContactPhone, User
+from dialer.store.models import CallingListEntry, Campaign, Contact, ContactPhone, User
 from tests.e2e.conftest import ClientFactory
 from tests.e2e.webworld import WebWorld
 

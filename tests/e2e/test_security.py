@@ -10,8 +10,7 @@ import pytest
 from sqlalchemy import select, update
 from yarl import URL
 
-from dialer.models import Contact, utcnow
-from dialer.web_models import ContactNote, LoginFailure, WebSession
+from dialer.store.models import Contact, ContactNote, LoginFailure, WebSession, utcnow
 from tests.e2e.conftest import ClientFactory, form_token
 from tests.e2e.webworld import PASSWORD, Served, WebWorld, serve
 

@@ -15,9 +15,12 @@ from aiohttp import web
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer.bootstrap import Runtime, build_runtime
-from dialer.domain import CampaignStatus, Role
-from dialer.models import (
+from dialer.domain.passwords import hash_password
+from dialer.domain.survey import CallingHours, TimeWindow
+from dialer.domain.vocabulary import CampaignStatus, Role
+from dialer.runtime.bootstrap import Runtime, build_runtime
+from dialer.runtime.settings import Settings
+from dialer.store.models import (
     CallingListEntry,
     Campaign,
     Contact,
@@ -26,9 +29,6 @@ from dialer.models import (
     TeamMember,
     User,
 )
-from dialer.passwords import hash_password
-from dialer.settings import Settings
-from dialer.survey import CallingHours, TimeWindow
 from web.app import create_app
 from web.config import WebConfig
 

@@ -45,7 +45,7 @@ from ami_bridge.simulator import (
     VolunteerOutcome,
     default_contact_behaviour,
 )
-from ami_bridge.transcript import Frame, read_transcript
+from ami_bridge.tools.transcript import Frame, read_transcript
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ami"
 TIME_SCALE = 0.05

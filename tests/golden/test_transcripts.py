@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 
 from ami_bridge.codec import Decoder, Message
-from ami_bridge.replay import REPLAY_EPOCH, HangupSent, ReplayStep, replay, replay_steps, run
 from ami_bridge.stream import ConnectionLost, Received, Resynced
+from ami_bridge.tools.replay import REPLAY_EPOCH, HangupSent, ReplayStep, replay, replay_steps, run
+from ami_bridge.tools.transcript import read_transcript
 from ami_bridge.tracker import TRANSITIONS, CallTracker, CallUpdate, Command, Trigger, decide
-from ami_bridge.transcript import read_transcript
-from dialer.domain import CallOutcome, CallState
+from dialer.domain.vocabulary import CallOutcome, CallState
 
 AMI = Path(__file__).parent.parent / "fixtures" / "ami"
 

@@ -9,7 +9,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ami_bridge.simulator import AmiSimulator
-from dialer import db
+from dialer.store import engine as db
 from tests.integration.pbx_harness import SECRET
 from tests.support.tcp_proxy import TcpProxy
 

@@ -13,10 +13,10 @@ from sqlalchemy import select
 from ami_bridge.client import AmiClient
 from ami_bridge.pbx import AmiPbx
 from ami_bridge.simulator import AmiSimulator
-from dialer.domain import CallState
-from dialer.models import CallAttempt
-from dialer.service import DialerService
-from dialer.worker import CallWorker
+from dialer.domain.vocabulary import CallState
+from dialer.services.calling import DialerService
+from dialer.store.models import CallAttempt
+from dialer.worker.call_worker import CallWorker
 from tests.integration.world import World
 
 SECRET = "test-secret"

@@ -15,7 +15,9 @@ from pydantic import SecretStr
 
 from ami_bridge.client import AmiClient
 from ami_bridge.codec import Decoder
-from ami_bridge.replay import (
+from ami_bridge.simulator import AmiSimulator
+from ami_bridge.stream import ConnectionLost, Resynced, StreamItem
+from ami_bridge.tools.replay import (
     HangupSent,
     OriginateSent,
     ReplayStep,
@@ -24,10 +26,8 @@ from ami_bridge.replay import (
     replay,
     run,
 )
-from ami_bridge.simulator import AmiSimulator
-from ami_bridge.stream import ConnectionLost, Resynced, StreamItem
+from ami_bridge.tools.transcript import parse_transcript
 from ami_bridge.tracker import CallTracker, CallUpdate
-from ami_bridge.transcript import parse_transcript
 
 SCALE = 0.01
 SECRET = "trace-test-secret-9f2c"

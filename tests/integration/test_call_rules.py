@@ -9,9 +9,16 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer.compliance import CallRefused, RefusalCode
-from dialer.domain import CallOutcome, CallState, CampaignStatus
-from dialer.models import AuditEntry, CallAttempt, CallingListEntry, Campaign, Contact, ContactPhone
+from dialer.domain.compliance import CallRefused, RefusalCode
+from dialer.domain.vocabulary import CallOutcome, CallState, CampaignStatus
+from dialer.store.models import (
+    AuditEntry,
+    CallAttempt,
+    CallingListEntry,
+    Campaign,
+    Contact,
+    ContactPhone,
+)
 from tests.integration.world import CALLER_ID, World, build_world
 
 Sessions = async_sessionmaker[AsyncSession]

@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer.campaigns import CampaignChanges, lacks_caller_id, update_campaign
-from dialer.compliance import CallRefused, RefusalCode
-from dialer.domain import CampaignStatus
-from dialer.models import CallAttempt, Campaign
-from dialer.service import DialerService, campaign_caller_ids, usable_caller_id
+from dialer.domain.compliance import CallRefused, RefusalCode
+from dialer.domain.vocabulary import CampaignStatus
+from dialer.services.calling import DialerService, campaign_caller_ids, usable_caller_id
+from dialer.services.campaigns import CampaignChanges, lacks_caller_id, update_campaign
+from dialer.store.models import CallAttempt, Campaign
 from tests.integration.world import CALLER_ID, World, build_world
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -104,7 +104,7 @@ async def test_a_caller_id_the_pbx_would_refuse_counts_as_none(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
     # An extension is not a caller ID: the dialplan wants 8 to 15 digits.
-    with caplog.at_level(logging.WARNING, logger="dialer.service"):
+    with caplog.at_level(logging.WARNING, logger="dialer.services.calling"):
         service = world.service(default_caller_id="1001")
     assert service.default_caller_id == ""
     assert "DIALER_DEFAULT_CALLER_ID" in caplog.text and "'1001'" in caplog.text
@@ -187,7 +187,7 @@ async def test_activating_a_campaign_without_caller_id_warns_and_is_allowed(
             )
             assert changed["status"] == "active"
 
-    with caplog.at_level(logging.WARNING, logger="dialer.campaigns"):
+    with caplog.at_level(logging.WARNING, logger="dialer.services.campaigns"):
         await activate(CALLER_ID)
         assert not caplog.records
         await activate("")

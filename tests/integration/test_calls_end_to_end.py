@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ami_bridge.simulator import AmiSimulator, VolunteerBehaviour, VolunteerOutcome
-from dialer.domain import CallOutcome, CallState, DispositionOutcome
-from dialer.models import CallingListEntry, Disposition
-from dialer.outcomes import parse_submission
+from dialer.domain.outcomes import parse_submission
+from dialer.domain.vocabulary import CallOutcome, CallState, DispositionOutcome
+from dialer.store.models import CallingListEntry, Disposition
 from tests.integration.pbx_harness import Harness, running_worker
 from tests.integration.world import build_world
 

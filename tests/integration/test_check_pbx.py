@@ -21,10 +21,10 @@ from collections.abc import AsyncIterator
 import pytest
 from pydantic import SecretStr
 
-from ami_bridge.check import CheckResult, Verdict, check_pbx, probe_numbers, route_of
 from ami_bridge.codec import Message
 from ami_bridge.simulator import LEAST_PRIVILEGE_READ, AmiSimulator, AmiUser
-from dialer.compliance import DialingPolicy
+from ami_bridge.tools.check import CheckResult, Verdict, check_pbx, probe_numbers, route_of
+from dialer.domain.compliance import DialingPolicy
 
 SECRET = "check-secret"
 DIAL, REFUSE = probe_numbers(DialingPolicy.parse(["CA"], []))

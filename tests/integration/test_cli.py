@@ -13,9 +13,15 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer.domain import CallOutcome, CallState, CampaignStatus, DispositionOutcome, Role
-from dialer.models import CallAttempt, Campaign, Contact, Disposition, TeamMember, User
-from dialer.passwords import verify_password
+from dialer.domain.passwords import verify_password
+from dialer.domain.vocabulary import (
+    CallOutcome,
+    CallState,
+    CampaignStatus,
+    DispositionOutcome,
+    Role,
+)
+from dialer.store.models import CallAttempt, Campaign, Contact, Disposition, TeamMember, User
 
 Sessions = async_sessionmaker[AsyncSession]
 CSV = Path(__file__).parent.parent / "fixtures" / "csv"

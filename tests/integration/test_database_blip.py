@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer.domain import CallOutcome, CallState
-from dialer.models import CallAttempt, Disposition
-from dialer.outcomes import parse_submission
-from dialer.service import RetryableError
+from dialer.domain.outcomes import parse_submission
+from dialer.domain.vocabulary import CallOutcome, CallState
+from dialer.services.calling import RetryableError
+from dialer.store.models import CallAttempt, Disposition
 from tests.integration.world import World, build_world
 from tests.support.tcp_proxy import TcpProxy
 

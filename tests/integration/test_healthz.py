@@ -8,8 +8,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ami_bridge.simulator import AmiSimulator
-from dialer.bootstrap import Runtime
-from dialer.settings import Settings
+from dialer.runtime.bootstrap import Runtime
+from dialer.runtime.settings import Settings
 from tests.integration.pbx_harness import running_worker
 from tests.integration.world import build_world
 from tests.support.tcp_proxy import TcpProxy

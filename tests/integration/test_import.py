@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
-from dialer.domain import CampaignStatus, PhoneType, Role
-from dialer.importer import ImportFileError, RowError, import_contacts
-from dialer.models import AuditEntry, CallingListEntry, Campaign, Contact, ContactPhone, User
+from dialer.domain.vocabulary import CampaignStatus, PhoneType, Role
+from dialer.services.importer import ImportFileError, RowError, import_contacts
+from dialer.store.models import AuditEntry, CallingListEntry, Campaign, Contact, ContactPhone, User
 
 Sessions = async_sessionmaker[AsyncSession]
 CSV = Path(__file__).parent.parent / "fixtures" / "csv"

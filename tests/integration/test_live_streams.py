@@ -20,9 +20,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from dialer.domain import Role
-from dialer.live import Broadcaster
-from web.live import LiveHub, stream
+from dialer.domain.vocabulary import Role
+from dialer.live.broadcaster import Broadcaster
+from web.live.sse import LiveHub, stream
 
 
 @dataclass(frozen=True)

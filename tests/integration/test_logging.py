@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ami_bridge.simulator import AmiSimulator, VolunteerBehaviour, VolunteerOutcome
-from dialer.domain import CallState
-from dialer.logs import JsonFormatter
+from dialer.domain.vocabulary import CallState
+from dialer.runtime.logs import JsonFormatter
 from tests.integration.pbx_harness import SECRET, running_worker
 from tests.integration.world import build_world
 

@@ -19,18 +19,18 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ami_bridge.simulator import AmiSimulator
-from dialer.bootstrap import Runtime
-from dialer.domain import CallState
-from dialer.metrics import LIVE_STATES, OUTCOMES, install
-from dialer.models import User
-from dialer.mqtt import MqttPublisher
-from dialer.passwords import hash_password
-from dialer.settings import Settings
+from dialer.domain.passwords import hash_password
+from dialer.domain.vocabulary import CallState
+from dialer.live.mqtt import MqttPublisher
+from dialer.runtime.bootstrap import Runtime
+from dialer.runtime.metrics import LIVE_STATES, OUTCOMES, install
+from dialer.runtime.settings import Settings
+from dialer.store.models import User
 from tests.integration.pbx_harness import Harness, running_worker
 from tests.integration.world import build_world
 from web.app import create_app
 from web.config import WebConfig
-from web.metrics import metrics_key
+from web.routes.metrics import metrics_key
 
 Sessions = async_sessionmaker[AsyncSession]
 PASSWORD = "metrics-test-password"

@@ -14,9 +14,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
-import dialer.web_models  # noqa: F401  (registers the web tables)
-from dialer import db
-from dialer.models import Base
+import dialer.store.models  # noqa: F401  (registers the web tables)
+from dialer.store import engine as db
+from dialer.store.models import Base
 from tests.conftest import PG_SERVER, _dsn
 
 # Every table the models declare, plus Alembic's own bookkeeping.

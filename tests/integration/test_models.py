@@ -9,10 +9,10 @@ from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer import audit
-from dialer.domain import CallState, Role
-from dialer.models import AuditEntry, CallAttempt, Campaign, Contact, ContactPhone, User
-from dialer.survey import SurveyDefinition
+from dialer.domain.survey import SurveyDefinition
+from dialer.domain.vocabulary import CallState, Role
+from dialer.store import audit
+from dialer.store.models import AuditEntry, CallAttempt, Campaign, Contact, ContactPhone, User
 
 Sessions = async_sessionmaker[AsyncSession]
 

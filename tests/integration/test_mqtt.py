@@ -22,9 +22,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ami_bridge.simulator import AmiSimulator
-from dialer.domain import CallState
-from dialer.live import Broadcaster
-from dialer.mqtt import MqttPublisher, parse_url, read_every_waiting_packet
+from dialer.domain.vocabulary import CallState
+from dialer.live.broadcaster import Broadcaster
+from dialer.live.mqtt import MqttPublisher, parse_url, read_every_waiting_packet
 from tests.integration.pbx_harness import running_worker
 from tests.integration.world import build_world
 from tests.support.tcp_proxy import TcpProxy

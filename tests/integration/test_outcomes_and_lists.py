@@ -11,8 +11,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
-from dialer.domain import CallOutcome, CallState, DispositionOutcome, TaskStatus
-from dialer.models import (
+from dialer.domain.outcomes import SubmissionInvalid, parse_submission
+from dialer.domain.vocabulary import CallOutcome, CallState, DispositionOutcome, TaskStatus
+from dialer.services.calling import NotAllowed
+from dialer.store.models import (
     AuditEntry,
     CallAttempt,
     CallingListEntry,
@@ -20,8 +22,6 @@ from dialer.models import (
     Disposition,
     FollowUpTask,
 )
-from dialer.outcomes import SubmissionInvalid, parse_submission
-from dialer.service import NotAllowed
 from tests.integration.world import World, build_world
 
 Sessions = async_sessionmaker[AsyncSession]

@@ -13,8 +13,8 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ami_bridge.simulator import AmiSimulator, ContactBehaviour
-from dialer.domain import CallOutcome, CallState
-from dialer.models import CallAttempt, HangupRequest
+from dialer.domain.vocabulary import CallOutcome, CallState
+from dialer.store.models import CallAttempt, HangupRequest
 from tests.integration.pbx_harness import running_worker
 from tests.integration.world import World, build_world
 from tests.support.tcp_proxy import TcpProxy

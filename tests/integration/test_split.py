@@ -18,14 +18,14 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ami_bridge.simulator import AmiSimulator, ContactBehaviour, ContactOutcome
-from dialer.bootstrap import build_runtime
-from dialer.compliance import CallRefused, RefusalCode
-from dialer.domain import CallOutcome, CallState
-from dialer.live import Broadcaster
-from dialer.models import CallAttempt, User
-from dialer.mqtt import MqttLiveFeed, MqttPublisher
-from dialer.notify import CALL_REQUESTS, HANGUP_REQUESTS, PgListener, asyncpg_dsn
-from dialer.settings import Settings
+from dialer.domain.compliance import CallRefused, RefusalCode
+from dialer.domain.vocabulary import CallOutcome, CallState
+from dialer.live.broadcaster import Broadcaster
+from dialer.live.mqtt import MqttLiveFeed, MqttPublisher
+from dialer.runtime.bootstrap import build_runtime
+from dialer.runtime.settings import Settings
+from dialer.store.models import CallAttempt, User
+from dialer.store.notify import CALL_REQUESTS, HANGUP_REQUESTS, PgListener, asyncpg_dsn
 from tests.integration.pbx_harness import SECRET, Harness, running_worker
 from tests.integration.world import CALLER_ID, build_world
 
@@ -378,7 +378,7 @@ async def test_a_web_process_refuses_calls_while_their_pbx_is_down_and_frees_stu
 async def test_a_task_that_ignores_its_cancellation_is_named_at_shutdown(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from dialer.bootstrap import stuck_after
+    from dialer.runtime.bootstrap import stuck_after
 
     released = False
 

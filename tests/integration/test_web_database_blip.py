@@ -8,7 +8,7 @@ from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer.bootstrap import build_runtime
+from dialer.runtime.bootstrap import build_runtime
 from tests.e2e import webworld
 from tests.support.tcp_proxy import TcpProxy
 from web.app import create_app

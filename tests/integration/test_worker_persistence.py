@@ -18,10 +18,10 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ami_bridge.simulator import AmiSimulator
-from dialer.domain import CallOutcome, CallState, DispositionOutcome
-from dialer.models import CallAttempt, CallingListEntry, Disposition
-from dialer.ports import CallPbx
-from dialer.worker import CallWorker, _StoreConnections
+from dialer.domain.ports import CallPbx
+from dialer.domain.vocabulary import CallOutcome, CallState, DispositionOutcome
+from dialer.store.models import CallAttempt, CallingListEntry, Disposition
+from dialer.worker.call_worker import CallWorker, _StoreConnections
 from tests.integration.pbx_harness import running_worker
 from tests.integration.world import World, build_world
 

@@ -9,9 +9,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer.compliance import DialingPolicy
-from dialer.domain import CampaignStatus, Role
-from dialer.models import (
+from dialer.domain.compliance import DialingPolicy
+from dialer.domain.vocabulary import CampaignStatus, Role
+from dialer.services.calling import DialerService
+from dialer.store.models import (
     CallingListEntry,
     Campaign,
     Contact,
@@ -20,7 +21,6 @@ from dialer.models import (
     TeamMember,
     User,
 )
-from dialer.service import DialerService
 
 # Tuesday 2026-11-24 17:30 UTC: 12:30 in Montreal, 09:30 in Vancouver, 18:30 in Paris.
 TUESDAY_AFTERNOON = datetime(2026, 11, 24, 17, 30, tzinfo=UTC)

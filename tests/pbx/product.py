@@ -20,8 +20,8 @@ import aiohttp
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer.domain import CampaignStatus, Role
-from dialer.models import (
+from dialer.domain.vocabulary import CampaignStatus, Role
+from dialer.store.models import (
     Base,
     CallAttempt,
     CallingListEntry,

@@ -15,7 +15,7 @@ written by the product's own AMI client with its wire trace on
 (:mod:`ami_bridge.wiretrace`): the Login, the resync ``CoreShowChannels``,
 the ``Originate`` built exactly as the worker builds it
 (:class:`ami_bridge.pbx.AmiPbx` with an ``OriginateRequest`` shaped like
-``dialer.worker``'s), a ``Hangup`` where someone presses Hang up in the
+``dialer.worker.call_worker``'s), a ``Hangup`` where someone presses Hang up in the
 app, then the ``Logoff`` a second after the call ended.  Secrets are masked.
 
 Scenarios run one after the other in a fixed order on one fresh Asterisk,
@@ -45,8 +45,8 @@ from pydantic import SecretStr
 from ami_bridge.client import AmiClient
 from ami_bridge.pbx import AmiPbx
 from ami_bridge.tracker import CallUpdate
-from dialer.domain import CallOutcome, CallState
-from dialer.ports import HangupBy, OriginateRequest
+from dialer.domain.ports import HangupBy, OriginateRequest
+from dialer.domain.vocabulary import CallOutcome, CallState
 from tests.pbx.conftest import (
     STANDARD_UAS,
     UNPLUGGED,
@@ -234,7 +234,7 @@ class Recording:
 
 
 def originate_request(scenario: Scenario) -> OriginateRequest:
-    """What ``dialer.worker`` asks of the PBX port for this call."""
+    """What ``dialer.worker.call_worker`` asks of the PBX port for this call."""
     return OriginateRequest(
         call_id=scenario.call_id,
         channel=f"PJSIP/{scenario.extension}",

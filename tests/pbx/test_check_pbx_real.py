@@ -26,7 +26,9 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ami_bridge.check import (
+from ami_bridge.codec import Action
+from ami_bridge.simulator import RawAmiClient
+from ami_bridge.tools.check import (
     CheckResult,
     Probe,
     Route,
@@ -35,11 +37,9 @@ from ami_bridge.check import (
     probe_numbers,
     route_of,
 )
-from ami_bridge.codec import Action
-from ami_bridge.simulator import RawAmiClient
-from dialer.compliance import DialingPolicy
-from dialer.domain import Role
-from dialer.models import User
+from dialer.domain.compliance import DialingPolicy
+from dialer.domain.vocabulary import Role
+from dialer.store.models import User
 from tests.e2e.webworld import password_hash
 from tests.pbx.conftest import UNPLUGGED, VOLUNTEER_BUSY, RealPbx, pbx_running, start_pbx
 from tests.pbx.realpbx import AMI_USER, Asterisk, Phone, free_port

@@ -26,8 +26,8 @@ import aiohttp
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer.domain import CampaignStatus
-from dialer.models import Campaign
+from dialer.domain.vocabulary import CampaignStatus
+from dialer.store.models import Campaign
 from tests.e2e.webworld import PASSWORD
 from tests.pbx.conftest import RealPbx
 from tests.pbx.product import Browser, close_to, dialer_running, stored_call

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer.models import CallAttempt
+from dialer.store.models import CallAttempt
 from tests.pbx.conftest import (
     UNPLUGGED,
     VOLUNTEER_BUSY,

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from ami_bridge.tools.transcript import read_transcript
 from ami_bridge.tracker import CallUpdate
-from ami_bridge.transcript import read_transcript
 from tests.golden.test_simulator_shapes import LaneBook, server_messages
 from tests.pbx.record_transcripts import DEFAULT_OUT, PREFIX, SCENARIOS, Scenario, record_all
 

@@ -36,7 +36,7 @@ from ami_bridge.asterisk_conf import (
     unfiltered_references,
     variable_references,
 )
-from dialer.settings import Settings
+from dialer.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "asterisk-config"

@@ -18,7 +18,7 @@ from ami_bridge.codec import (
     iter_messages,
     parse_block,
 )
-from ami_bridge.transcript import read_transcript, server_bytes
+from ami_bridge.tools.transcript import read_transcript, server_bytes
 
 AMI = Path(__file__).parent.parent / "fixtures" / "ami"
 BANNER = b"Asterisk Call Manager/13.0.0\r\n"

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dialer.compliance import (
+from dialer.domain.compliance import (
     DialingPolicy,
     RefusalCode,
     check_attempts,
@@ -16,7 +16,7 @@ from dialer.compliance import (
     next_opening,
     within_hours,
 )
-from dialer.survey import CallingHours, TimeWindow
+from dialer.domain.survey import CallingHours, TimeWindow
 
 MONTREAL = "+15145550184"
 VANCOUVER = "+16045550111"

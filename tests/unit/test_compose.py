@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from ami_bridge.asterisk_conf import ConfigFile, parse_config
-from dialer.settings import Settings
+from dialer.runtime.settings import Settings
 
 yaml = pytest.importorskip("yaml")
 

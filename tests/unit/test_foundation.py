@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from dialer.export import spreadsheet_safe
-from dialer.importer import normalise_header
-from dialer.phones import InvalidPhoneNumber, display, to_e164
-from dialer.settings import Settings
-from dialer.survey import CallingHours, SurveyDefinition
+from dialer.domain.numbers import InvalidPhoneNumber, display, to_e164
+from dialer.domain.survey import CallingHours, SurveyDefinition
+from dialer.runtime.settings import Settings
+from dialer.services.export import spreadsheet_safe
+from dialer.services.importer import normalise_header
 
 
 @pytest.mark.parametrize(
@@ -153,7 +153,7 @@ def test_headers_are_normalised(header: str, expected: str) -> None:
 def test_database_unavailability_is_recognised_through_wrappers() -> None:
     from sqlalchemy.exc import DBAPIError
 
-    from dialer.db import is_unavailable
+    from dialer.store.engine import is_unavailable
 
     class TooManyConnectionsError(Exception):  # the name asyncpg gives it
         pass

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from dialer.domain import PhoneType
-from dialer.outcomes import SubmissionInvalid, parse_submission, validate_submission
-from dialer.survey import SurveyDefinition
+from dialer.domain.outcomes import SubmissionInvalid, parse_submission, validate_submission
+from dialer.domain.survey import SurveyDefinition
+from dialer.domain.vocabulary import PhoneType
 
 NOW = datetime(2026, 11, 24, 17, 0, tzinfo=UTC)
 SURVEY = SurveyDefinition.model_validate(

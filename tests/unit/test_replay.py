@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from ami_bridge.codec import Action, Decoder, Message
-from ami_bridge.replay import (
+from ami_bridge.stream import ConnectionLost, Received, Resynced
+from ami_bridge.tools.replay import (
     HangupSent,
     OriginateSent,
     call_id_of_originate,
@@ -17,7 +18,6 @@ from ami_bridge.replay import (
     replay,
     replay_steps,
 )
-from ami_bridge.stream import ConnectionLost, Received, Resynced
 
 AMI = Path(__file__).parent.parent / "fixtures" / "ami"
 

@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ami_bridge.codec import Action, Decoder
-from ami_bridge.replay import replay
-from ami_bridge.transcript import Frame, parse_transcript, read_transcript, server_bytes
+from ami_bridge.tools.replay import replay
+from ami_bridge.tools.transcript import Frame, parse_transcript, read_transcript, server_bytes
 from ami_bridge.wiretrace import (
     MASK,
     MessageFramer,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dialer.worker import _take_batch
+from dialer.worker.call_worker import _take_batch
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Operator tools over AMI: `dialer check-pbx`, transcript replay and recording formats."""

@@ -1,0 +1,235 @@
+"""Who may be called, when: the pure rules behind every refusal.
+
+No I/O and no clock: callers pass ``now``, so tests pin time and zones.
+Each rule returns a :class:`Refusal` (a stable code the UI and API show,
+plus a human sentence) or ``None`` when the call may go ahead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from enum import StrEnum
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from phonenumbers import PhoneNumberType
+from phonenumbers import timezone as phone_timezones
+
+from dialer.domain.survey import CallingHours, TimeWindow
+
+
+class RefusalCode(StrEnum):
+    NO_EXTENSION = "no_extension"
+    VOLUNTEER_BUSY = "volunteer_busy"
+    INVALID_NUMBER = "invalid_number"
+    NUMBER_NOT_ALLOWED = "number_not_allowed"
+    DO_NOT_CALL = "do_not_call"
+    WRONG_NUMBER = "wrong_number"
+    OUTSIDE_CALLING_HOURS = "outside_calling_hours"
+    MAX_ATTEMPTS = "max_attempts"
+    RETRY_TOO_SOON = "retry_too_soon"
+    CONTACT_BEING_CALLED = "contact_being_called"
+    CAMPAIGN_NOT_ACTIVE = "campaign_not_active"
+    NOT_IN_TEAM = "not_in_team"
+    CALLER_ID_NOT_ALLOWED = "caller_id_not_allowed"
+    NO_CALLER_ID = "no_caller_id"
+    NOT_FOUND = "not_found"
+    PBX_UNAVAILABLE = "pbx_unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    code: RefusalCode
+    message: str
+    # When the refusal lifts by itself (calling hours, retry delay).
+    retry_at: datetime | None = None
+
+
+class CallRefused(Exception):
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+
+
+# Premium-rate and shared-cost numbers are the classic toll-fraud targets;
+# they are refused whatever the configured prefixes say.
+_ALWAYS_BLOCKED_TYPES = frozenset({PhoneNumberType.PREMIUM_RATE, PhoneNumberType.SHARED_COST})
+DEFAULT_BLOCKED_PREFIXES = ("+1900", "+1976")
+
+
+@dataclass(frozen=True, slots=True)
+class DialingPolicy:
+    """Which numbers may be dialed at all.
+
+    ``allowed`` holds ISO regions (``CA`` allows Canadian numbers only, not
+    the rest of the +1 zone such as +1 809) and/or calling codes (``+33``
+    allows every number under +33).  Deny by default: anything else is
+    refused, as is any number starting with a ``blocked_prefixes`` entry.
+    """
+
+    allowed: frozenset[str]
+    blocked_prefixes: tuple[str, ...] = DEFAULT_BLOCKED_PREFIXES
+
+    @classmethod
+    def parse(cls, allowed: Iterable[str], blocked_prefixes: Iterable[str]) -> DialingPolicy:
+        entries: set[str] = set()
+        for raw in allowed:
+            entry = raw.strip().upper()
+            if not entry:
+                continue
+            if entry.startswith("+"):
+                if not entry[1:].isdigit():
+                    raise ValueError(f"invalid calling code {raw!r}; write it like +33")
+            elif entry not in phonenumbers.SUPPORTED_REGIONS:
+                raise ValueError(
+                    f"unknown region {raw!r}; use an ISO code like CA or a code like +33"
+                )
+            entries.add(entry)
+        prefixes = []
+        for raw in blocked_prefixes:
+            prefix = raw.strip()
+            if not prefix:
+                continue
+            if not prefix.startswith("+") or not prefix[1:].isdigit():
+                raise ValueError(f"invalid blocked prefix {raw!r}; write it in E.164 like +1900")
+            prefixes.append(prefix)
+        return cls(frozenset(entries), tuple(prefixes))
+
+    def check(self, e164: str) -> Refusal | None:
+        try:
+            number = phonenumbers.parse(e164, None)
+        except phonenumbers.NumberParseException:
+            return Refusal(RefusalCode.INVALID_NUMBER, f"{e164} is not a phone number")
+        if (
+            not phonenumbers.is_valid_number(number)
+            or phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) != e164
+        ):
+            return Refusal(RefusalCode.INVALID_NUMBER, f"{e164} is not a valid E.164 number")
+        for prefix in self.blocked_prefixes:
+            if e164.startswith(prefix):
+                return Refusal(
+                    RefusalCode.NUMBER_NOT_ALLOWED,
+                    f"numbers starting with {prefix} may not be dialed",
+                )
+        if phonenumbers.number_type(number) in _ALWAYS_BLOCKED_TYPES:
+            return Refusal(
+                RefusalCode.NUMBER_NOT_ALLOWED,
+                "premium-rate and shared-cost numbers may not be dialed",
+            )
+        region = phonenumbers.region_code_for_number(number)
+        if region in self.allowed or f"+{number.country_code}" in self.allowed:
+            return None
+        return Refusal(
+            RefusalCode.NUMBER_NOT_ALLOWED,
+            f"calls to {region or '+' + str(number.country_code)} are not allowed "
+            "by the dialing policy",
+        )
+
+
+@lru_cache(maxsize=4096)
+def _zones_for(e164: str) -> tuple[str, ...]:
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return ()
+    zones = phone_timezones.time_zones_for_number(number)
+    return tuple(zone for zone in zones if zone != phone_timezones.UNKNOWN_TIMEZONE)
+
+
+def contact_zones(e164: str, explicit: str | None, fallback: str) -> tuple[ZoneInfo, ...]:
+    """The time zones the contact may be in.
+
+    An explicit zone on the contact wins.  Otherwise the number's zones:
+    a number that could be in several (a toll-free or a nationwide mobile
+    range) must be within hours in all of them.
+    """
+    if explicit:
+        try:
+            return (ZoneInfo(explicit),)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    names = _zones_for(e164) or (fallback,)
+    return tuple(ZoneInfo(name) for name in names)
+
+
+def _window_for(hours: CallingHours, local: datetime) -> TimeWindow | None:
+    return hours.weekend if local.weekday() >= 5 else hours.weekday
+
+
+def within_hours(hours: CallingHours, zones: Iterable[ZoneInfo], now: datetime) -> bool:
+    for zone in zones:
+        local = now.astimezone(zone)
+        window = _window_for(hours, local)
+        if window is None or not window.contains(local.time().replace(tzinfo=None)):
+            return False
+    return True
+
+
+def next_opening(
+    hours: CallingHours, zones: tuple[ZoneInfo, ...], now: datetime, *, horizon_days: int = 8
+) -> datetime | None:
+    """The first moment at or after ``now`` when every zone is within hours."""
+    if within_hours(hours, zones, now):
+        return now
+    candidates: list[datetime] = []
+    for zone in zones:
+        local_day = now.astimezone(zone).date()
+        for offset in range(horizon_days):
+            day = local_day + timedelta(days=offset)
+            probe = datetime.combine(day, time(12), zone)
+            window = _window_for(hours, probe)
+            if window is None:
+                continue
+            opening = datetime.combine(day, window.start, zone).astimezone(UTC)
+            if opening >= now:
+                candidates.append(opening)
+    for candidate in sorted(candidates):
+        if within_hours(hours, zones, candidate):
+            return candidate
+    return None
+
+
+def check_calling_hours(
+    hours: CallingHours, zones: tuple[ZoneInfo, ...], now: datetime
+) -> Refusal | None:
+    if within_hours(hours, zones, now):
+        return None
+    opening = next_opening(hours, zones, now)
+    local = now.astimezone(zones[0])
+    when = ""
+    if opening is not None:
+        opening_local = opening.astimezone(zones[0])
+        when = f"; calls may start at {opening_local:%a %H:%M} their time"
+    return Refusal(
+        RefusalCode.OUTSIDE_CALLING_HOURS,
+        f"it is {local:%a %H:%M} for this contact ({zones[0].key}), outside calling hours{when}",
+        retry_at=opening,
+    )
+
+
+def check_attempts(
+    attempts: int,
+    max_attempts: int,
+    last_attempt_at: datetime | None,
+    retry_delay: timedelta,
+    now: datetime,
+    *,
+    callback_due: bool = False,
+) -> Refusal | None:
+    if attempts >= max_attempts and not callback_due:
+        return Refusal(
+            RefusalCode.MAX_ATTEMPTS,
+            f"this contact was already tried {attempts} times (the maximum is {max_attempts})",
+        )
+    if last_attempt_at is not None and not callback_due:
+        ready = last_attempt_at + retry_delay
+        if now < ready:
+            return Refusal(
+                RefusalCode.RETRY_TOO_SOON,
+                f"this contact was tried recently; try again after {ready:%H:%M} UTC",
+                retry_at=ready,
+            )
+    return None

@@ -1,0 +1,134 @@
+"""What the dialer service needs from the PBX side, as a Protocol.
+
+``ami_bridge`` implements it; the service and its tests depend only on this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+from dialer.domain.vocabulary import CallOutcome, CallState
+
+
+@dataclass(frozen=True, slots=True)
+class OriginateRequest:
+    call_id: str
+    # The volunteer's dial string, from DIALER_VOLUNTEER_CHANNEL.
+    channel: str
+    context: str
+    # The contact's number as E.164 digits without '+', the dialplan's ${EXTEN}.
+    exten: str
+    caller_id_name: str
+    caller_id_number: str
+    timeout_ms: int
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+class PbxError(Exception):
+    """Base of everything the PBX side raises to the service."""
+
+
+class PbxUnavailable(PbxError):
+    """Not connected: the action was not sent at all."""
+
+
+class OriginateRejected(PbxError):
+    """The PBX answered the Originate with an error; nothing is ringing."""
+
+
+class OriginateOutcomeUnknown(PbxError):
+    """The connection dropped after the Originate was written.
+
+    It may or may not be ringing; it must not be sent again.  The resync
+    after the reconnect tells.
+    """
+
+
+class PbxPort(Protocol):
+    @property
+    def connected(self) -> bool: ...
+
+    async def originate(self, request: OriginateRequest) -> None: ...
+
+
+HangupBy = Literal["operator", "volunteer"]
+
+
+class CallSnapshot(Protocol):
+    """One tracked call right after it changed (ami_bridge's CallUpdate)."""
+
+    @property
+    def call_id(self) -> str: ...
+    @property
+    def at(self) -> datetime:
+        """When the AMI news behind this update arrived."""
+
+    @property
+    def state(self) -> CallState: ...
+    @property
+    def outcome(self) -> CallOutcome | None: ...
+    @property
+    def failure_reason(self) -> str | None: ...
+    @property
+    def discovered(self) -> bool: ...
+    @property
+    def volunteer_channel(self) -> str | None: ...
+    @property
+    def volunteer_uniqueid(self) -> str | None: ...
+    @property
+    def contact_channel(self) -> str | None: ...
+    @property
+    def contact_uniqueid(self) -> str | None: ...
+    @property
+    def linkedid(self) -> str | None: ...
+    @property
+    def volunteer_answered_at(self) -> datetime | None: ...
+    @property
+    def contact_answered_at(self) -> datetime | None: ...
+    @property
+    def ended_at(self) -> datetime | None: ...
+    @property
+    def dial_status(self) -> str | None: ...
+    @property
+    def volunteer_hangup_cause(self) -> int | None: ...
+    @property
+    def contact_hangup_cause(self) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AnsweredTimes:
+    """When each leg of a call was answered, as stored before a restart."""
+
+    volunteer_answered_at: datetime | None = None
+    contact_answered_at: datetime | None = None
+
+
+class CallPbx(PbxPort, Protocol):
+    """A PBX link that also follows the calls it placed."""
+
+    async def start(self) -> None:
+        """Connect (and keep reconnecting) in the background."""
+
+    def track(
+        self,
+        call_id: str,
+        *,
+        volunteer_channel: str,
+        contact_number: str,
+        at: datetime,
+        known: AnsweredTimes | None = None,
+    ) -> None:
+        """Follow a call placed before a restart, so the resync can settle it.
+
+        ``known`` carries the answer times already stored for it: what was
+        seen as it happened is kept, never replaced by the resync's guess.
+        """
+
+    async def hangup_call(self, call_id: str, by: HangupBy) -> bool:
+        """Hang up the live call; False when it has no channel to hang up (yet)."""
+
+    def updates(self) -> AsyncIterator[CallSnapshot]:
+        """Every change of every call, in the order the PBX reported them."""

@@ -1,0 +1,1 @@
+"""Live call state: the in-process broadcaster and the MQTT feed."""

@@ -1,0 +1,303 @@
+"""Composition root: the one place that builds and wires every part.
+
+Nothing is built at import time.  ``dialer serve`` runs the worker and the
+web app in one process; the same pieces run apart as ``dialer worker`` and
+``dialer web``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from dialer.domain.ports import CallPbx
+from dialer.live.broadcaster import Broadcaster
+from dialer.live.mqtt import MqttLiveFeed, MqttPublisher
+from dialer.runtime.metrics import Metrics, install
+from dialer.runtime.settings import Settings
+from dialer.services.calling import DialerService
+from dialer.store import engine as db
+from dialer.store.notify import CALL_REQUESTS, HANGUP_REQUESTS, PgListener, asyncpg_dsn
+from dialer.worker.call_worker import CallWorker
+
+if TYPE_CHECKING:
+    from ami_bridge.client import AmiClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    broadcaster: Broadcaster
+    service: DialerService
+    worker: CallWorker | None = None
+    # The worker publishes live state; a web process without a worker reads it.
+    mqtt: MqttPublisher | MqttLiveFeed | None = None
+    listener: PgListener | None = None
+    metrics: Metrics | None = None
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    def pbx_reachable(self, pbx: str) -> bool | None:
+        """Can ``pbx``'s worker reach it?  None when nobody has said."""
+        if self.worker is not None and pbx == self.settings.pbx_name:
+            return self.worker.pbx.connected
+        # Workers elsewhere say it on MQTT (docs/mqtt.md, workers/<name>/status).
+        event = self.broadcaster.current("health", pbx)
+        if event is None:
+            return None
+        if event.payload.get("status") == "offline":
+            return False
+        ami = event.payload.get("ami")
+        return None if ami is None else ami == "connected"
+
+    async def health(self) -> dict[str, dict[str, object]]:
+        """What this process depends on, each with ``ok`` and a ``detail``."""
+        checks: dict[str, dict[str, object]] = {}
+        try:
+            async with asyncio.timeout(2.0):
+                async with self.sessions() as session:
+                    await session.execute(text("SELECT 1"))
+            checks["database"] = {"ok": True, "detail": "reachable"}
+        except Exception as error:  # any failure is the answer here, not a crash
+            checks["database"] = {"ok": False, "detail": type(error).__name__}
+        if self.mqtt is not None:
+            # Live state only: calls work without the broker, but whoever
+            # watches MQTT should know it is stale.
+            checks["mqtt"] = {
+                "ok": self.mqtt.connected,
+                "detail": "connected" if self.mqtt.connected else "disconnected",
+            }
+        if self.worker is not None:
+            connected = self.worker.pbx.connected
+            checks["ami"] = {
+                "ok": connected,
+                "detail": "connected" if connected else "disconnected",
+            }
+        return checks
+
+
+def ami_client(settings: Settings) -> AmiClient:
+    """The AMI client the settings describe (ami_bridge takes plain arguments)."""
+    from ami_bridge.client import AmiClient
+
+    return AmiClient(
+        settings.ami_host,
+        settings.ami_port,
+        settings.ami_username,
+        settings.ami_secret,
+        action_timeout=settings.ami_action_timeout,
+        ping_interval=settings.ami_ping_interval,
+        ping_timeout=settings.ami_ping_timeout,
+        reconnect_max_delay=settings.ami_reconnect_max_delay,
+        max_in_flight=settings.ami_max_actions_in_flight,
+        trace_file=settings.ami_trace_file or None,
+    )
+
+
+def build_runtime(settings: Settings, pbx: CallPbx | None = None, **engine_options: Any) -> Runtime:
+    if settings.database_url_value.startswith("postgresql"):
+        engine_options.setdefault("pool_size", settings.database_pool_size)
+        engine_options.setdefault("max_overflow", settings.database_pool_size)
+    engine = db.create_engine(settings.database_url_value, **engine_options)
+    sessions = db.session_factory(engine)
+    broadcaster = Broadcaster()
+    service = DialerService(
+        sessions,
+        policy=settings.dialing_policy,
+        region=settings.default_region,
+        volunteer_channel=settings.volunteer_channel,
+        outbound_context=settings.outbound_context,
+        default_caller_id=settings.default_caller_id,
+        pbx_name=settings.pbx_name,
+        broadcaster=broadcaster,
+    )
+    runtime = Runtime(settings, engine, sessions, broadcaster, service)
+    service.pbx_reachable = runtime.pbx_reachable
+    if pbx is not None:
+        worker = CallWorker(
+            service,
+            pbx,
+            originate_timeout_ms=settings.originate_timeout_ms,
+            request_expiry=timedelta(seconds=settings.request_expiry_seconds),
+        )
+        service.on_request = worker.wake
+        service.on_hangup_request = worker.wake_hangups
+        runtime.worker = worker
+        if settings.database_url_value.startswith("postgresql"):
+            # Requests made by web processes elsewhere wake this worker at once.
+            runtime.listener = PgListener(
+                asyncpg_dsn(settings.database_url_value),
+                {CALL_REQUESTS: worker.wake, HANGUP_REQUESTS: worker.wake_hangups},
+                pbx=settings.pbx_name,
+            )
+    runtime.metrics = install(runtime)
+    return runtime
+
+
+def attach_mqtt(runtime: Runtime, *, with_worker: bool) -> None:
+    """The worker publishes live state; a web process on its own subscribes to it."""
+    settings = runtime.settings
+    url = settings.mqtt_url.get_secret_value()
+    if not url:
+        if not with_worker:
+            log.warning(
+                "DIALER_MQTT_URL is empty: this web process shows no live state from workers"
+            )
+        return
+    if with_worker:
+        runtime.mqtt = MqttPublisher(
+            runtime.broadcaster,
+            url,
+            prefix=settings.mqtt_topic_prefix,
+            worker_name=settings.pbx_name,
+            ca_file=settings.mqtt_ca_file or None,
+        )
+    else:
+        runtime.mqtt = MqttLiveFeed(
+            runtime.broadcaster,
+            url,
+            prefix=settings.mqtt_topic_prefix,
+            client_name=f"web-{socket.gethostname()}-{os.getpid()}",
+            ended_calls=runtime.service.final_states,
+            ca_file=settings.mqtt_ca_file or None,
+        )
+
+
+# A task that ignores its cancellation must not keep a supervisor waiting:
+# after this long the process says which task hung, and exits.
+SHUTDOWN_GRACE_SECONDS = 20.0
+
+
+async def stuck_after(tasks: list[asyncio.Task[None]], grace: float) -> list[asyncio.Task[None]]:
+    """The tasks still running ``grace`` seconds on, each logged with its stack."""
+    _done, stuck = await asyncio.wait(tasks, timeout=grace)
+    for task in stuck:
+        frames = "".join(
+            f"\n  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+            for frame in task.get_stack()
+        )
+        log.error("task %s did not stop within %.0fs:%s", task.get_name(), grace, frames)
+    return list(stuck)
+
+
+async def _wait_for_stop(stop: asyncio.Event | None) -> None:
+    event = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, event.set)
+    await event.wait()
+
+
+async def start_web(runtime: Runtime, host: str, port: int) -> tuple[Any, int]:
+    """Serve the web app; returns the runner and the port actually bound."""
+    try:
+        from web.app import create_app
+    except ImportError:
+        log.warning("the web app is not available in this build; serving the worker only")
+        return None, 0
+    return await _serve(create_app(runtime, metrics=runtime.metrics), host, port)
+
+
+async def start_probes(runtime: Runtime, host: str, port: int) -> tuple[Any, int]:
+    """A worker on its own still answers /healthz and /metrics.
+
+    A port already taken is logged, not fatal: calls matter more than probes.
+    """
+    try:
+        from web.routes.health import create_probe_app
+    except ImportError:
+        return None, 0
+    try:
+        return await _serve(create_probe_app(runtime), host, port)
+    except OSError as error:
+        log.error("cannot serve /healthz and /metrics on %s:%s: %s", host, port, error)
+        return None, 0
+
+
+async def _serve(app: Any, host: str, port: int) -> tuple[Any, int]:
+    from aiohttp import web as aiohttp_web
+
+    runner = aiohttp_web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = aiohttp_web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    server = getattr(site, "_server", None)
+    bound = port
+    if server is not None and server.sockets:
+        bound = server.sockets[0].getsockname()[1]
+    return runner, bound
+
+
+async def run_serve(
+    settings: Settings,
+    *,
+    with_worker: bool = True,
+    with_web: bool = True,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[Runtime, int], None] | None = None,
+) -> None:
+    """Run the worker and/or the web app until SIGINT/SIGTERM (or ``stop``).
+
+    Shutting down leaves live calls up on the PBX: the next start follows
+    them again through the resync.
+    """
+    from ami_bridge.pbx import AmiPbx
+
+    pbx = AmiPbx(ami_client(settings)) if with_worker else None
+    runtime = build_runtime(settings, pbx)
+    attach_mqtt(runtime, with_worker=with_worker)
+    runner: Any = None
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks: list[asyncio.Task[None]] = []
+            if runtime.worker is not None:
+                tasks.append(group.create_task(runtime.worker.run(), name="worker"))
+            if runtime.listener is not None:
+                tasks.append(group.create_task(runtime.listener.run(), name="pg-listener"))
+            if runtime.mqtt is not None:
+                tasks.append(group.create_task(runtime.mqtt.run(), name="mqtt"))
+            port = 0
+            if with_web:
+                runner, port = await start_web(runtime, settings.web_host, settings.web_port)
+            elif settings.worker_http:
+                runner, port = await start_probes(
+                    runtime, settings.web_host, settings.worker_http_port
+                )
+            log.info("dialer running (worker=%s, http port=%s)", with_worker, port or "-")
+            if on_ready is not None:
+                on_ready(runtime, port)
+            await _wait_for_stop(stop)
+            log.info("shutting down; live calls stay up on the PBX")
+            for task in tasks:
+                task.cancel()
+            if await stuck_after(tasks, SHUTDOWN_GRACE_SECONDS):
+                logging.shutdown()
+                # Live calls are safe on the PBX; the next start re-attaches them.
+                os._exit(70)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        if pbx is not None:
+            await pbx.close()
+        await runtime.close()

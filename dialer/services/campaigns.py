@@ -1,0 +1,413 @@
+"""Campaigns for the web pages: who sees which, attendance, the editor, list assignment.
+
+The rules of calling live in :mod:`dialer.services.calling`; this module reads and
+writes what the campaign pages show and edit, and audits every change.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dialer.domain.survey import CallingHours, SurveyDefinition
+from dialer.domain.vocabulary import CampaignStatus, DispositionOutcome, Role
+from dialer.services.calling import campaign_caller_ids
+from dialer.store import audit
+from dialer.store.access import STAFF_ROLES, team_ids
+from dialer.store.models import (
+    Attendance,
+    CallingListEntry,
+    Campaign,
+    Contact,
+    Disposition,
+    Team,
+    TeamMember,
+    User,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignCard:
+    campaign: Campaign
+    attending: bool | None
+    my_remaining: int
+    my_total: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListRow:
+    entry: CallingListEntry
+    contact: Contact
+    last_outcome: DispositionOutcome | None
+
+
+@dataclass(slots=True)
+class VolunteerLoad:
+    user: User
+    total: int = 0
+    done: int = 0
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.done
+
+
+@dataclass(slots=True)
+class ListOverview:
+    volunteers: list[VolunteerLoad] = field(default_factory=list)
+    unassigned: int = 0
+    total: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignChanges:
+    """A validated edit from the campaign editor."""
+
+    title: str
+    brief: str
+    team_id: int | None
+    status: CampaignStatus
+    scheduled_on: date | None
+    starts_at: datetime | None
+    ends_at: datetime | None
+    allowed_caller_ids: list[str]
+    calling_hours: CallingHours
+    max_attempts: int
+    retry_delay_minutes: int
+    survey: SurveyDefinition
+
+
+async def visible_campaigns(session: AsyncSession, user: User) -> list[Campaign]:
+    statement = select(Campaign).order_by(
+        Campaign.scheduled_on.is_(None), Campaign.scheduled_on.desc(), Campaign.id.desc()
+    )
+    if user.role not in STAFF_ROLES:
+        teams = await team_ids(session, user.id)
+        if not teams:
+            return []
+        statement = statement.where(
+            Campaign.team_id.in_(teams), Campaign.status != CampaignStatus.DRAFT
+        )
+    return list(await session.scalars(statement))
+
+
+async def campaign_cards(session: AsyncSession, user: User) -> list[CampaignCard]:
+    campaigns = await visible_campaigns(session, user)
+    if not campaigns:
+        return []
+    ids = [campaign.id for campaign in campaigns]
+    attendance = {
+        row.campaign_id: row.attending
+        for row in await session.scalars(
+            select(Attendance).where(Attendance.user_id == user.id, Attendance.campaign_id.in_(ids))
+        )
+    }
+    counts = {
+        row.campaign_id: (int(row.total), int(row.remaining or 0))
+        for row in await session.execute(
+            select(
+                CallingListEntry.campaign_id,
+                func.count().label("total"),
+                func.sum(case((CallingListEntry.done.is_(False), 1), else_=0)).label("remaining"),
+            )
+            .where(CallingListEntry.volunteer_id == user.id, CallingListEntry.campaign_id.in_(ids))
+            .group_by(CallingListEntry.campaign_id)
+        )
+    }
+    return [
+        CampaignCard(
+            campaign,
+            attendance.get(campaign.id),
+            counts.get(campaign.id, (0, 0))[1],
+            counts.get(campaign.id, (0, 0))[0],
+        )
+        for campaign in campaigns
+    ]
+
+
+async def set_attendance(
+    session: AsyncSession, *, user_id: int, campaign_id: int, attending: bool
+) -> None:
+    row = await session.get(Attendance, (campaign_id, user_id))
+    if row is None:
+        session.add(
+            Attendance(
+                campaign_id=campaign_id, user_id=user_id, attending=attending, marked_at=utcnow()
+            )
+        )
+    else:
+        row.attending = attending
+        row.marked_at = utcnow()
+    audit.record(
+        session,
+        action="campaign.attendance",
+        entity_type="campaign",
+        entity_id=campaign_id,
+        changes={"attending": attending},
+        actor_id=user_id,
+    )
+
+
+async def attendees(session: AsyncSession, campaign_id: int) -> list[User]:
+    rows = await session.scalars(
+        select(User)
+        .join(Attendance, Attendance.user_id == User.id)
+        .where(Attendance.campaign_id == campaign_id, Attendance.attending.is_(True))
+        .order_by(User.display_name)
+    )
+    return list(rows)
+
+
+async def team_members(session: AsyncSession, team_id: int | None) -> list[User]:
+    if team_id is None:
+        return []
+    rows = await session.scalars(
+        select(User)
+        .join(TeamMember, TeamMember.user_id == User.id)
+        .where(TeamMember.team_id == team_id, User.is_active.is_(True))
+        .order_by(User.display_name, User.username)
+    )
+    return list(rows)
+
+
+async def colleagues(session: AsyncSession, user: User) -> list[User]:
+    """People a follow-up task can go to: members of the user's teams, and staff."""
+    teams = await team_ids(session, user.id)
+    statement = select(User).where(User.is_active.is_(True))
+    if user.role not in STAFF_ROLES:
+        statement = statement.where(
+            (User.id.in_(select(TeamMember.user_id).where(TeamMember.team_id.in_(teams))))
+            | User.role.in_([Role.ORGANIZER, Role.ADMIN])
+        )
+    return list(await session.scalars(statement.order_by(User.display_name, User.username)))
+
+
+async def list_rows(
+    session: AsyncSession, campaign_id: int, owner_id: int, *, limit: int = 200
+) -> list[ListRow]:
+    latest = (
+        select(Disposition.contact_id, func.max(Disposition.id).label("last_id"))
+        .where(Disposition.campaign_id == campaign_id)
+        .group_by(Disposition.contact_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(CallingListEntry, Contact, Disposition.outcome)
+        .join(Contact, Contact.id == CallingListEntry.contact_id)
+        .outerjoin(latest, latest.c.contact_id == Contact.id)
+        .outerjoin(Disposition, Disposition.id == latest.c.last_id)
+        .where(
+            CallingListEntry.campaign_id == campaign_id, CallingListEntry.volunteer_id == owner_id
+        )
+        .order_by(
+            CallingListEntry.done,
+            CallingListEntry.callback_at.is_(None),
+            CallingListEntry.callback_at,
+            CallingListEntry.id,
+        )
+        .limit(limit)
+    )
+    return [ListRow(entry, contact, outcome) for entry, contact, outcome in rows]
+
+
+async def list_overview(session: AsyncSession, campaign: Campaign) -> ListOverview:
+    overview = ListOverview()
+    members = {
+        user.id: VolunteerLoad(user) for user in await team_members(session, campaign.team_id)
+    }
+    rows = await session.execute(
+        select(CallingListEntry.volunteer_id, CallingListEntry.done, func.count())
+        .where(CallingListEntry.campaign_id == campaign.id)
+        .group_by(CallingListEntry.volunteer_id, CallingListEntry.done)
+    )
+    for volunteer_id, done, count in rows:
+        overview.total += count
+        if volunteer_id is None:
+            if not done:
+                overview.unassigned += count
+            continue
+        load = members.get(volunteer_id)
+        if load is None:
+            user = await session.get(User, volunteer_id)
+            if user is None:
+                continue
+            load = members[volunteer_id] = VolunteerLoad(user)
+        load.total += count
+        if done:
+            load.done += count
+    overview.volunteers = sorted(members.values(), key=lambda load: load.user.display_name)
+    return overview
+
+
+async def assign_unassigned(
+    session: AsyncSession, campaign_id: int, volunteer_ids: list[int], *, actor_id: int
+) -> int:
+    """Share the campaign's unassigned, open entries out among volunteers in turn."""
+    if not volunteer_ids:
+        return 0
+    entries = list(
+        await session.scalars(
+            select(CallingListEntry)
+            .where(
+                CallingListEntry.campaign_id == campaign_id,
+                CallingListEntry.volunteer_id.is_(None),
+                CallingListEntry.done.is_(False),
+            )
+            .order_by(CallingListEntry.id)
+        )
+    )
+    now = utcnow()
+    for index, entry in enumerate(entries):
+        entry.volunteer_id = volunteer_ids[index % len(volunteer_ids)]
+        entry.assigned_at = now
+    audit.record(
+        session,
+        action="list.assign",
+        entity_type="campaign",
+        entity_id=campaign_id,
+        changes={"volunteers": volunteer_ids, "entries": len(entries)},
+        actor_id=actor_id,
+    )
+    return len(entries)
+
+
+async def move_open_entries(
+    session: AsyncSession,
+    campaign_id: int,
+    from_id: int | None,
+    to_id: int | None,
+    *,
+    actor_id: int,
+) -> int:
+    """Hand one volunteer's remaining contacts to another (or back to unassigned)."""
+    condition = (
+        CallingListEntry.volunteer_id.is_(None)
+        if from_id is None
+        else CallingListEntry.volunteer_id == from_id
+    )
+    entries = list(
+        await session.scalars(
+            select(CallingListEntry).where(
+                CallingListEntry.campaign_id == campaign_id,
+                condition,
+                CallingListEntry.done.is_(False),
+            )
+        )
+    )
+    now = utcnow()
+    for entry in entries:
+        entry.volunteer_id = to_id
+        entry.assigned_at = now
+    audit.record(
+        session,
+        action="list.move",
+        entity_type="campaign",
+        entity_id=campaign_id,
+        changes={"from": from_id, "to": to_id, "entries": len(entries)},
+        actor_id=actor_id,
+    )
+    return len(entries)
+
+
+async def create_campaign(
+    session: AsyncSession, *, title: str, team_id: int | None, actor_id: int
+) -> Campaign:
+    campaign = Campaign(title=title, team_id=team_id, created_by_id=actor_id)
+    session.add(campaign)
+    await session.flush()
+    audit.record(
+        session,
+        action="campaign.create",
+        entity_type="campaign",
+        entity_id=campaign.id,
+        changes={"title": title, "team_id": team_id},
+        actor_id=actor_id,
+    )
+    return campaign
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, CallingHours | SurveyDefinition):
+        return value.to_json()
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    if isinstance(value, CampaignStatus):
+        return value.value
+    return value
+
+
+def lacks_caller_id(campaign: Campaign, default_caller_id: str) -> bool:
+    """An active campaign every call of which is refused (``no_caller_id``).
+
+    Activating it is still allowed: the caller ID can come later, from the
+    editor or from DIALER_DEFAULT_CALLER_ID, and the pages warn until then.
+    """
+    return campaign.status is CampaignStatus.ACTIVE and not campaign_caller_ids(
+        campaign, default_caller_id
+    )
+
+
+async def update_campaign(
+    session: AsyncSession,
+    campaign: Campaign,
+    changes: CampaignChanges,
+    *,
+    actor_id: int,
+    default_caller_id: str,
+) -> dict[str, Any]:
+    """Apply an edit; ``default_caller_id`` only decides whether to warn of no caller ID."""
+    changed: dict[str, Any] = {}
+    for name in CampaignChanges.__dataclass_fields__:
+        new = getattr(changes, name)
+        if _jsonable(getattr(campaign, name)) != _jsonable(new):
+            setattr(campaign, name, new)
+            changed[name] = _jsonable(new)
+    if changed:
+        audit.record(
+            session,
+            action="campaign.update",
+            entity_type="campaign",
+            entity_id=campaign.id,
+            changes=changed,
+            actor_id=actor_id,
+        )
+    if changed.keys() & {"status", "allowed_caller_ids"} and lacks_caller_id(
+        campaign, default_caller_id
+    ):
+        log.warning(
+            "campaign %s is active with no caller ID and no default caller ID: "
+            "every call will be refused until one is set",
+            campaign.id,
+        )
+    return changed
+
+
+async def all_teams(session: AsyncSession) -> list[Team]:
+    return list(await session.scalars(select(Team).order_by(Team.name)))
+
+
+async def callbacks_due(
+    session: AsyncSession, campaign_id: int, owner_id: int, now: datetime
+) -> int:
+    found = await session.scalar(
+        select(func.count())
+        .select_from(CallingListEntry)
+        .where(
+            and_(
+                CallingListEntry.campaign_id == campaign_id,
+                CallingListEntry.volunteer_id == owner_id,
+                CallingListEntry.done.is_(False),
+                CallingListEntry.callback_at.is_not(None),
+                CallingListEntry.callback_at <= now,
+            )
+        )
+    )
+    return int(found or 0)

@@ -1,0 +1,116 @@
+"""Creating and finding users and teams."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dialer.domain.i18n import _
+from dialer.domain.passwords import hash_password
+from dialer.domain.vocabulary import Role
+from dialer.store import audit
+from dialer.store.models import Team, TeamMember, User
+
+_USERNAME = re.compile(r"[A-Za-z0-9_.@-]{2,100}\Z")
+_EXTENSION = re.compile(r"[0-9A-Za-z_-]{1,40}\Z")
+_PBX_NAME = re.compile(r"[0-9A-Za-z._-]{1,100}\Z")
+
+
+class UserError(ValueError):
+    """A user cannot be created as asked; ``field`` is the culprit (username or extension)."""
+
+    def __init__(self, message: str, field: str = "username") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def check_extension(extension: str) -> str:
+    # The extension ends up in the Originate's Channel header through the
+    # volunteer channel template, so only dial-string-safe characters pass.
+    if not _EXTENSION.match(extension):
+        raise UserError(
+            _("a SIP extension may only use letters, digits, '_' and '-'"), field="extension"
+        )
+    return extension
+
+
+def check_pbx_name(pbx: str) -> str:
+    # Matched against DIALER_PBX_NAME of the workers; also an MQTT topic level.
+    if not _PBX_NAME.match(pbx):
+        raise UserError(_("a PBX name may only use letters, digits, '.', '_' and '-'"), field="pbx")
+    return pbx
+
+
+async def get_or_create_team(session: AsyncSession, name: str) -> Team:
+    team = await session.scalar(select(Team).where(Team.name == name))
+    if team is None:
+        team = Team(name=name)
+        session.add(team)
+        await session.flush()
+    return team
+
+
+async def add_user(
+    session: AsyncSession,
+    *,
+    username: str,
+    password: str,
+    role: Role = Role.VOLUNTEER,
+    display_name: str = "",
+    email: str | None = None,
+    extension: str | None = None,
+    teams: tuple[str, ...] = (),
+    language: str | None = None,
+    pbx: str | None = None,
+    actor_label: str = "cli",
+) -> User:
+    if not _USERNAME.match(username):
+        raise UserError(_("a username is 2-100 letters, digits or . _ @ -"))
+    if await session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise UserError(_("user %(username)s already exists", username=repr(username)))
+    if extension is not None:
+        check_extension(extension)
+        taken = await session.scalar(select(User.username).where(User.sip_extension == extension))
+        if taken is not None:
+            raise UserError(
+                _(
+                    "extension %(extension)s is already used by %(username)s",
+                    extension=extension,
+                    username=taken,
+                ),
+                field="extension",
+            )
+    if pbx is not None:
+        check_pbx_name(pbx)
+    user = User(
+        username=username,
+        pbx=pbx,
+        display_name=display_name or username,
+        email=email,
+        role=role,
+        password_hash=hash_password(password),
+        sip_extension=extension,
+        language=language,
+    )
+    session.add(user)
+    await session.flush()
+    for name in teams:
+        team = await get_or_create_team(session, name)
+        session.add(TeamMember(team_id=team.id, user_id=user.id))
+    audit.record(
+        session,
+        action="user.create",
+        entity_type="user",
+        entity_id=user.id,
+        changes={
+            "username": username,
+            "role": role.value,
+            "extension": extension,
+            "pbx": pbx,
+            "teams": list(teams),
+        },
+        actor_label=actor_label,
+    )
+    return user

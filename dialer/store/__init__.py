@@ -1,0 +1,1 @@
+"""Persistence: the models, the migrations, the engine, and one writer module per aggregate."""

@@ -1,0 +1,517 @@
+"""The data model: SQLAlchemy 2 typed declarative classes.
+
+Runs on PostgreSQL (production) and SQLite (the embedded demo), so only
+portable types are used; JSON columns that carry structure (surveys,
+calling hours) are validated by pydantic on the way in.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from dialer.domain.survey import CallingHours, SurveyDefinition
+from dialer.domain.vocabulary import (
+    CallOutcome,
+    CallState,
+    CampaignStatus,
+    DispositionOutcome,
+    PhoneType,
+    Role,
+    TaskStatus,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+LIVE_STATES_SQL = "state <> 'ended'"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend.
+
+    SQLite has no time zone type and hands back naive values; normalising
+    here keeps comparisons in Python from mixing naive and aware times.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused; pass an aware datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class PydanticJSON(TypeDecorator[M]):
+    """A JSON column holding one validated pydantic model."""
+
+    impl = JSON
+    cache_ok = True
+
+    def __init__(self, model: type[M]) -> None:
+        super().__init__()
+        self.model = model
+
+    def process_bind_param(self, value: M | dict[str, Any] | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        validated = value if isinstance(value, self.model) else self.model.model_validate(value)
+        return validated.model_dump(mode="json")
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> M | None:
+        if value is None:
+            return None
+        return self.model.model_validate(value)
+
+
+def enum_column(enum: type[StrEnum], name: str) -> SAEnum:
+    # Stored as plain strings with a CHECK constraint: portable, readable in
+    # psql, and adding a value is a constraint change rather than ALTER TYPE.
+    return SAEnum(
+        enum,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=32,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+    }
+
+
+class Team(Base):
+    __tablename__ = "teams"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    members: Mapped[list[TeamMember]] = relationship(back_populates="team", cascade="all")
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint("length(username) >= 2", name="username_length"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str | None] = mapped_column(String(320))
+    role: Mapped[Role] = mapped_column(enum_column(Role, "role"), default=Role.VOLUNTEER)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    sip_extension: Mapped[str | None] = mapped_column(String(40), unique=True)
+    # The PBX (worker) the desk phone is registered on, as in DIALER_PBX_NAME;
+    # None: the PBX of the process taking the request.
+    pbx: Mapped[str | None] = mapped_column(String(100))
+    language: Mapped[str | None] = mapped_column(String(16))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    memberships: Mapped[list[TeamMember]] = relationship(back_populates="user", cascade="all")
+
+
+class TeamMember(Base):
+    __tablename__ = "team_members"
+
+    team_id: Mapped[int] = mapped_column(
+        ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    joined_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    team: Mapped[Team] = relationship(back_populates="members")
+    user: Mapped[User] = relationship(back_populates="memberships")
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    __table_args__ = (
+        CheckConstraint(
+            "support_score IS NULL OR (support_score >= 1 AND support_score <= 5)",
+            name="support_score_range",
+        ),
+        CheckConstraint("NOT do_not_call OR dnc_at IS NOT NULL", name="dnc_has_date"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    first_name: Mapped[str] = mapped_column(String(200), default="")
+    last_name: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str | None] = mapped_column(String(320))
+    language: Mapped[str | None] = mapped_column(String(16))
+    address: Mapped[str | None] = mapped_column(String(500))
+    area: Mapped[str | None] = mapped_column(String(200))
+    # An IANA zone set by hand; wins over the zone guessed from the number.
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    support_score: Mapped[int | None] = mapped_column(Integer)
+    do_not_call: Mapped[bool] = mapped_column(Boolean, default=False)
+    dnc_reason: Mapped[str | None] = mapped_column(String(500))
+    dnc_at: Mapped[datetime | None] = mapped_column()
+    notes: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    phones: Mapped[list[ContactPhone]] = relationship(
+        back_populates="contact", cascade="all, delete-orphan", order_by="ContactPhone.id"
+    )
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class ContactPhone(Base):
+    __tablename__ = "contact_phones"
+    __table_args__ = (
+        # A number identifies one person: imports merge duplicates on it.
+        UniqueConstraint("e164", name="uq_contact_phones_e164"),
+        CheckConstraint("e164 LIKE '+%'", name="e164_format"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    e164: Mapped[str] = mapped_column(String(20))
+    phone_type: Mapped[PhoneType] = mapped_column(
+        enum_column(PhoneType, "phone_type"), default=PhoneType.OTHER
+    )
+    wrong_number: Mapped[bool] = mapped_column(Boolean, default=False)
+    do_not_call: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    contact: Mapped[Contact] = relationship(back_populates="phones")
+
+
+class Campaign(Base):
+    """A "calling action": who calls whom, when, with which script."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
+        CheckConstraint("retry_delay_minutes >= 0", name="retry_delay_non_negative"),
+        CheckConstraint(
+            "ends_at IS NULL OR starts_at IS NULL OR ends_at > starts_at", name="window_ordered"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    brief: Mapped[str] = mapped_column(Text, default="")
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"))
+    status: Mapped[CampaignStatus] = mapped_column(
+        enum_column(CampaignStatus, "campaign_status"), default=CampaignStatus.DRAFT
+    )
+    scheduled_on: Mapped[date | None] = mapped_column(Date)
+    starts_at: Mapped[datetime | None] = mapped_column()
+    ends_at: Mapped[datetime | None] = mapped_column()
+    allowed_caller_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    calling_hours: Mapped[CallingHours] = mapped_column(
+        PydanticJSON(CallingHours), default=CallingHours
+    )
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    retry_delay_minutes: Mapped[int] = mapped_column(Integer, default=240)
+    survey: Mapped[SurveyDefinition] = mapped_column(
+        PydanticJSON(SurveyDefinition), default=SurveyDefinition
+    )
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    team: Mapped[Team | None] = relationship()
+
+
+class Attendance(Base):
+    __tablename__ = "attendances"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    attending: Mapped[bool] = mapped_column(Boolean, default=True)
+    marked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CallingListEntry(Base):
+    """One contact on a campaign's list, optionally assigned to a volunteer."""
+
+    __tablename__ = "calling_list_entries"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "contact_id", name="uq_calling_list_campaign_contact"),
+        Index("ix_calling_list_volunteer", "campaign_id", "volunteer_id"),
+        CheckConstraint("attempts >= 0", name="attempts_non_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    volunteer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_attempt_at: Mapped[datetime | None] = mapped_column()
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    callback_at: Mapped[datetime | None] = mapped_column()
+    # True once a disposition closes the contact for this campaign.
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+    assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CallAttempt(Base):
+    __tablename__ = "call_attempts"
+    __table_args__ = (
+        # The atomic claims: at most one live call per contact and per
+        # volunteer, enforced by the database across every worker process.
+        Index(
+            "uq_call_attempts_live_contact",
+            "contact_id",
+            unique=True,
+            postgresql_where=text(LIVE_STATES_SQL),
+            sqlite_where=text(LIVE_STATES_SQL),
+        ),
+        Index(
+            "uq_call_attempts_live_volunteer",
+            "volunteer_id",
+            unique=True,
+            postgresql_where=text(LIVE_STATES_SQL),
+            sqlite_where=text(LIVE_STATES_SQL),
+        ),
+        Index("ix_call_attempts_campaign_contact", "campaign_id", "contact_id"),
+        Index("ix_call_attempts_state", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(64), unique=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    phone_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contact_phones.id", ondelete="SET NULL")
+    )
+    number_e164: Mapped[str] = mapped_column(String(20))
+    volunteer_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    caller_id: Mapped[str | None] = mapped_column(String(40))
+    # Which worker/PBX owns the call; several workers share one database.
+    pbx: Mapped[str] = mapped_column(String(100), default="default")
+    state: Mapped[CallState] = mapped_column(
+        enum_column(CallState, "call_state"), default=CallState.REQUESTED
+    )
+    outcome: Mapped[CallOutcome | None] = mapped_column(enum_column(CallOutcome, "call_outcome"))
+    failure_reason: Mapped[str | None] = mapped_column(String(500))
+    needs_review: Mapped[bool] = mapped_column(Boolean, default=False)
+    originate_sent_at: Mapped[datetime | None] = mapped_column()
+    volunteer_channel: Mapped[str | None] = mapped_column(String(200))
+    volunteer_uniqueid: Mapped[str | None] = mapped_column(String(100))
+    contact_channel: Mapped[str | None] = mapped_column(String(200))
+    contact_uniqueid: Mapped[str | None] = mapped_column(String(100))
+    linkedid: Mapped[str | None] = mapped_column(String(100))
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    volunteer_answered_at: Mapped[datetime | None] = mapped_column()
+    contact_answered_at: Mapped[datetime | None] = mapped_column()
+    ended_at: Mapped[datetime | None] = mapped_column()
+    dial_status: Mapped[str | None] = mapped_column(String(40))
+    volunteer_hangup_cause: Mapped[int | None] = mapped_column(Integer)
+    contact_hangup_cause: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    volunteer: Mapped[User] = relationship(foreign_keys=[volunteer_id])
+    contact: Mapped[Contact] = relationship()
+
+
+class HangupRequest(Base):
+    """A hang-up asked for by a volunteer or ops, waiting for its PBX's worker.
+
+    A row rather than a message so a web process can ask without the worker
+    in the same process, and a worker restart does not forget the request.
+    """
+
+    __tablename__ = "hangup_requests"
+    __table_args__ = (
+        Index(
+            "ix_hangup_requests_waiting",
+            "pbx",
+            postgresql_where=text("handled_at IS NULL"),
+            sqlite_where=text("handled_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(64))
+    pbx: Mapped[str] = mapped_column(String(100))
+    # "volunteer" or "operator": it decides the call's outcome.
+    requested_by: Mapped[str] = mapped_column(String(20))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    handled_at: Mapped[datetime | None] = mapped_column()
+
+
+class Disposition(Base):
+    """What the volunteer recorded about a call (or a contact, for manual notes)."""
+
+    __tablename__ = "dispositions"
+    __table_args__ = (
+        CheckConstraint(
+            "support_score IS NULL OR (support_score >= 1 AND support_score <= 5)",
+            name="support_score_range",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Client-chosen key that makes a re-sent submission a no-op.
+    submission_id: Mapped[str] = mapped_column(String(64), unique=True)
+    call_attempt_id: Mapped[int | None] = mapped_column(
+        ForeignKey("call_attempts.id", ondelete="SET NULL"), unique=True
+    )
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
+    volunteer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    outcome: Mapped[DispositionOutcome] = mapped_column(
+        enum_column(DispositionOutcome, "disposition_outcome")
+    )
+    consent: Mapped[bool | None] = mapped_column(Boolean)
+    survey_answers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    comments: Mapped[str] = mapped_column(Text, default="")
+    mobilized: Mapped[bool | None] = mapped_column(Boolean)
+    support_score: Mapped[int | None] = mapped_column(Integer)
+    callback_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FollowUpTask(Base):
+    __tablename__ = "follow_up_tasks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    assignee_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
+    disposition_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dispositions.id", ondelete="SET NULL")
+    )
+    description: Mapped[str] = mapped_column(Text)
+    due_on: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[TaskStatus] = mapped_column(
+        enum_column(TaskStatus, "task_status"), default=TaskStatus.OPEN
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column()
+
+
+class AuditEntry(Base):
+    """Append-only: the migration installs triggers refusing UPDATE and DELETE."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # Who, when there is no user: "cli", "worker", "import".
+    actor_label: Mapped[str] = mapped_column(String(100), default="")
+    action: Mapped[str] = mapped_column(String(100))
+    entity_type: Mapped[str] = mapped_column(String(50))
+    entity_id: Mapped[str | None] = mapped_column(String(64))
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+# Tables of the web layer (migration 0002): sessions live in the database
+# rather than in memory so several `dialer web` processes behind a load
+# balancer share them, and a sign-out or an expiry takes effect everywhere.
+class WebSession(Base):
+    """One signed-in browser.  The cookie holds a random token; only its hash is stored."""
+
+    __tablename__ = "web_sessions"
+
+    # SHA-256 of the cookie's token, hex: a leaked table does not sign anyone in.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    # "Don't ask again this session" before dialing a number.
+    confirm_before_dial: Mapped[bool] = mapped_column(Boolean, default=True)
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+
+
+class LoginFailure(Base):
+    """A failed sign-in, counted by the rate limit (per username and per address)."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), index=True)
+    ip: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class ContactNote(Base):
+    """A comment on a contact's record, typed during or after a call."""
+
+    __tablename__ = "contact_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    call_id: Mapped[str | None] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

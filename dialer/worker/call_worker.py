@@ -1,0 +1,715 @@
+"""The worker: turns committed call requests into Originates and PBX news into rows.
+
+The service inserts a call request; from then on this module alone writes
+the call's row.
+
+One worker per PBX.  It owns three things:
+
+* the outbox: ``requested`` rows of its PBX not yet sent are claimed with a
+  conditional UPDATE (so two workers never both send one) and sent once;
+* the persistence of every call change the PBX link reports, written
+  before it is published, so a screen never shows a state the database
+  does not have;
+* the reconciliation at start-up: rows left in flight by a previous run are
+  followed again and settled by the PBX link's resync (re-attached when
+  the PBX still has them, ended as ``lost`` and flagged for review when not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, exists, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from dialer.domain.ports import (
+    AnsweredTimes,
+    CallPbx,
+    CallSnapshot,
+    HangupBy,
+    OriginateOutcomeUnknown,
+    OriginateRejected,
+    OriginateRequest,
+    PbxUnavailable,
+)
+from dialer.domain.vocabulary import LIVE_CALL_STATES, CallOutcome, CallState
+from dialer.services.calling import DialerService, call_names, caller_id_name
+from dialer.store.models import CallAttempt, Contact, HangupRequest, User
+
+log = logging.getLogger(__name__)
+
+_SNAPSHOT_COLUMNS = (
+    "volunteer_channel",
+    "volunteer_uniqueid",
+    "contact_channel",
+    "contact_uniqueid",
+    "linkedid",
+    "volunteer_answered_at",
+    "contact_answered_at",
+    "ended_at",
+    "dial_status",
+    "volunteer_hangup_cause",
+    "contact_hangup_cause",
+)
+_FIRST_TIME_COLUMNS = frozenset({"volunteer_answered_at", "contact_answered_at", "ended_at"})
+_STATE_ORDER = {state: index for index, state in enumerate(CallState)}
+# Every column a snapshot can change.  A batch stores its changed rows with
+# this one statement sent as a single executemany, whatever each row's
+# changes: the new values are the row read at the start of the transaction
+# with the snapshots applied in order (only this worker writes its calls'
+# states, and a call is in one transaction at a time).
+_STORED_COLUMNS = (*_SNAPSHOT_COLUMNS, "state", "outcome", "failure_reason", "needs_review")
+_CALLS = cast(Table, CallAttempt.__table__)
+_STORE_CALL = (
+    update(_CALLS)
+    .where(_CALLS.c.id == bindparam("row_id"))
+    .values({name: bindparam(f"new_{name}", type_=_CALLS.c[name].type) for name in _STORED_COLUMNS})
+)
+
+
+class CallWorker:
+    def __init__(
+        self,
+        service: DialerService,
+        pbx: CallPbx,
+        *,
+        originate_timeout_ms: int,
+        request_expiry: timedelta = timedelta(seconds=60),
+        poll_interval: float = 1.0,
+        max_batch: int = 500,
+        writers: int = 2,
+        on_persisted: Callable[[CallSnapshot, float], None] | None = None,
+    ) -> None:
+        self.service = service
+        self.pbx = pbx
+        self.originate_timeout_ms = originate_timeout_ms
+        self.request_expiry = request_expiry
+        self.poll_interval = poll_interval
+        self.max_batch = max_batch
+        self.writers = writers
+        # Told, for each stored update, how long after its AMI event it was
+        # committed (metrics, benchmarks).
+        self.on_persisted = on_persisted
+        self._wakeup = asyncio.Event()
+        self._hangup_wakeup = asyncio.Event()
+        self._pending_hangups: dict[str, HangupBy] = {}
+        self._last_expiry_sweep: datetime | None = None
+        self._counters_due: set[int] = set()
+        self._counters_wakeup = asyncio.Event()
+        self.originates_sent = 0
+        self._store_connections = _StoreConnections()
+        # Display names of the calls this worker dialed, until they end: every
+        # state published carries them, so live panels need no look-up.
+        # Calls re-attached after a restart go without (panels look them up).
+        self._names: dict[str, dict[str, str]] = {}
+
+    # -- composition hooks ---------------------------------------------------
+
+    def wake(self, call_id: str | None = None) -> None:
+        """A request was committed: look at the outbox now rather than at the next poll."""
+        self._wakeup.set()
+
+    def wake_hangups(self, pbx: str | None = None) -> None:
+        """A hang-up was requested: look at the requests now rather than at the next poll."""
+        self._hangup_wakeup.set()
+
+    async def run(self) -> None:
+        # Calls left in flight must be followed before the first resync
+        # arrives, or the resync could not settle them.
+        await self.reconcile_at_startup()
+        await self.pbx.start()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._consume_updates(), name="call-updates")
+            group.create_task(self._dispatch_loop(), name="outbox")
+            group.create_task(self._hangup_loop(), name="hangup-requests")
+            group.create_task(self._counters_loop(), name="campaign-counters")
+            group.create_task(self._watch_link(), name="pbx-link")
+
+    async def _watch_link(self, interval: float = 0.25) -> None:
+        """Tell every process whether this worker can reach its PBX (MQTT carries it),
+        so web processes refuse calls at once while it cannot."""
+        shown: bool | None = None
+        while True:
+            connected = self.pbx.connected
+            if connected != shown:
+                shown = connected
+                self.service.broadcaster.publish(
+                    "health",
+                    self.service.pbx_name,
+                    {"status": "online", "ami": "connected" if connected else "disconnected"},
+                )
+            await asyncio.sleep(interval)
+
+    # -- start-up ------------------------------------------------------------
+
+    async def reconcile_at_startup(self) -> None:
+        now = self.service.clock()
+        async with self.service.sessions.begin() as session:
+            expired = await self._end_expired_requests(session, now - self.request_expiry)
+            rows = await session.scalars(
+                select(CallAttempt)
+                .options(selectinload(CallAttempt.volunteer))
+                .where(
+                    CallAttempt.pbx == self.service.pbx_name,
+                    CallAttempt.state.in_([s.value for s in LIVE_CALL_STATES]),
+                    CallAttempt.originate_sent_at.is_not(None),
+                )
+            )
+            in_flight = list(rows)
+            # A hang-up is marked handled when a worker takes it, before the
+            # PBX has done it: one taken by a worker that then died is done
+            # again (once the resync re-attaches the call; a second Hangup
+            # of a channel already gone is harmless).
+            taken = await session.execute(
+                select(HangupRequest.call_id, HangupRequest.requested_by).where(
+                    HangupRequest.call_id.in_([call.call_id for call in in_flight]),
+                    HangupRequest.handled_at.is_not(None),
+                )
+            )
+            for call_id, requested_by in taken:
+                self._pending_hangups[call_id] = (
+                    "operator" if requested_by == "operator" else "volunteer"
+                )
+        if expired:
+            log.warning("ended %d call request(s) that expired while no worker ran", len(expired))
+            self._publish_calls(expired)
+        for call in in_flight:
+            # The resync that follows the next login re-attaches these or
+            # ends them as lost; either way nothing is dialed again.
+            self.pbx.track(
+                call.call_id,
+                volunteer_channel=self._volunteer_channel(call.volunteer),
+                contact_number=call.number_e164,
+                at=call.requested_at,
+                known=AnsweredTimes(call.volunteer_answered_at, call.contact_answered_at),
+            )
+        if in_flight:
+            log.info("following %d call(s) left in flight by the previous run", len(in_flight))
+
+    async def _end_expired_requests(
+        self, session: AsyncSession, before: datetime
+    ) -> list[CallAttempt]:
+        """Requests never sent to the PBX in time are ended, not dialed late.
+
+        Returns them, to be published once the transaction has committed.
+        """
+        result = await session.scalars(
+            update(CallAttempt)
+            .where(
+                CallAttempt.pbx == self.service.pbx_name,
+                CallAttempt.state == CallState.REQUESTED,
+                CallAttempt.originate_sent_at.is_(None),
+                CallAttempt.requested_at < before,
+            )
+            .values(
+                state=CallState.ENDED,
+                outcome=CallOutcome.FAILED,
+                failure_reason="request expired before the PBX was reachable",
+                ended_at=self.service.clock(),
+            )
+            .returning(CallAttempt)
+            .execution_options(populate_existing=True)
+        )
+        return list(result)
+
+    def _publish_calls(self, calls: list[CallAttempt]) -> None:
+        for call in calls:
+            self.service.publish_call(call, names=self._names.get(call.call_id))
+
+    def _volunteer_channel(self, volunteer: User) -> str:
+        return self.service.volunteer_channel_for(volunteer.sip_extension or "")
+
+    # -- the outbox ----------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self.poll_interval)
+            self._wakeup.clear()
+            try:
+                await self.dispatch_pending()
+            except Exception:
+                log.exception("outbox pass failed; retrying at the next poll")
+
+    async def dispatch_pending(self) -> int:
+        if not self.pbx.connected:
+            return 0
+        requests = await self._claim_batch()
+        if not requests:
+            return 0
+        # The AMI client bounds the actions in flight; sending concurrently
+        # keeps one slow answer from delaying every other volunteer's call.
+        sent = await asyncio.gather(*(self._send(request) for request in requests))
+        return sum(sent)
+
+    async def _claim_batch(self, limit: int = 200) -> list[OriginateRequest]:
+        """Mark requests as sent before sending: a crash after this never re-sends.
+
+        One conditional UPDATE claims them all; when two workers race, the
+        database re-checks ``originate_sent_at IS NULL`` on each locked row,
+        so every request goes to exactly one of them.
+        """
+        now = self.service.clock()
+        expired: list[CallAttempt] = []
+        claimed_calls: list[CallAttempt] = []
+        async with self.service.sessions.begin() as session:
+            if self._last_expiry_sweep is None or now - self._last_expiry_sweep >= timedelta(
+                seconds=1
+            ):
+                self._last_expiry_sweep = now
+                expired = await self._end_expired_requests(session, now - self.request_expiry)
+            waiting = (
+                select(CallAttempt.id)
+                .where(
+                    CallAttempt.pbx == self.service.pbx_name,
+                    CallAttempt.state == CallState.REQUESTED,
+                    CallAttempt.originate_sent_at.is_(None),
+                    # Cancelled before it was dialed: the hang-up pass ends it.
+                    ~exists().where(
+                        HangupRequest.call_id == CallAttempt.call_id,
+                        HangupRequest.handled_at.is_(None),
+                    ),
+                )
+                .order_by(CallAttempt.requested_at)
+                .limit(limit)
+            )
+            claimed = list(
+                await session.scalars(
+                    update(CallAttempt)
+                    .where(CallAttempt.id.in_(waiting), CallAttempt.originate_sent_at.is_(None))
+                    .values(originate_sent_at=now)
+                    .returning(CallAttempt.id)
+                )
+            )
+            if claimed:
+                calls = await session.scalars(
+                    select(CallAttempt)
+                    .options(selectinload(CallAttempt.volunteer), selectinload(CallAttempt.contact))
+                    .where(CallAttempt.id.in_(claimed))
+                    .order_by(CallAttempt.requested_at)
+                    .execution_options(populate_existing=True)
+                )
+                claimed_calls = list(calls)
+        for call in claimed_calls:
+            names = call_names(call)
+            if names is not None:
+                self._names[call.call_id] = names
+        self._publish_calls(expired)
+        # The web process that took the click may be elsewhere: say here, for
+        # MQTT, that the request is on its way to the PBX.
+        self._publish_calls(claimed_calls)
+        return [
+            self._originate_request(call, call.volunteer, call.contact) for call in claimed_calls
+        ]
+
+    def _originate_request(
+        self, call: CallAttempt, volunteer: User, contact: Contact
+    ) -> OriginateRequest:
+        caller_id = call.caller_id or ""
+        return OriginateRequest(
+            call_id=call.call_id,
+            channel=self._volunteer_channel(volunteer),
+            context=self.service.outbound_context,
+            exten=call.number_e164.lstrip("+"),
+            caller_id_name=caller_id_name(contact),
+            caller_id_number=call.number_e164.lstrip("+"),
+            timeout_ms=self.originate_timeout_ms,
+            variables={"DIALER_CALL_ID": call.call_id, "DIALER_CALLERID": caller_id.lstrip("+")},
+        )
+
+    async def _send(self, request: OriginateRequest) -> bool:
+        call_id = request.call_id
+        try:
+            await self.pbx.originate(request)
+        except PbxUnavailable:
+            # Nothing left this process; say so rather than ring much later.
+            await self._end_without_pbx(call_id, CallOutcome.FAILED, "the PBX is not connected")
+            return False
+        except OriginateRejected as error:
+            log.warning(
+                "call %s: the PBX refused the Originate: %s",
+                call_id,
+                error,
+                extra={"call_id": call_id},
+            )
+            await self._end_without_pbx(call_id, CallOutcome.FAILED, f"PBX refused: {error}")
+            return False
+        except OriginateOutcomeUnknown:
+            log.warning(
+                "call %s: connection lost while originating; the resync will tell",
+                call_id,
+                extra={"call_id": call_id},
+            )
+        self.originates_sent += 1
+        return True
+
+    async def _end_without_pbx(self, call_id: str, outcome: CallOutcome, reason: str) -> None:
+        async with self.service.sessions.begin() as session:
+            call = await session.scalar(select(CallAttempt).where(CallAttempt.call_id == call_id))
+            if call is None or call.state is CallState.ENDED:
+                return
+            call.state, call.outcome, call.failure_reason = CallState.ENDED, outcome, reason
+            call.ended_at = self.service.clock()
+            await self.service.after_call_ended(session, call)
+        self.service.publish_call(call, names=self._names.pop(call_id, None))
+
+    # -- hanging up ----------------------------------------------------------
+
+    async def _hangup_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hangup_wakeup.wait(), self.poll_interval)
+            self._hangup_wakeup.clear()
+            try:
+                await self.handle_hangup_requests()
+            except Exception:
+                log.exception("hang-up requests pass failed; retrying at the next poll")
+
+    async def handle_hangup_requests(self) -> int:
+        """Carry out the hang-ups asked for this PBX, each exactly once."""
+        if not self.pbx.connected:
+            # Left waiting: after the reconnection they are still wanted.
+            return 0
+        async with self.service.sessions.begin() as session:
+            claimed = list(
+                await session.execute(
+                    update(HangupRequest)
+                    .where(
+                        HangupRequest.pbx == self.service.pbx_name,
+                        HangupRequest.handled_at.is_(None),
+                    )
+                    .values(handled_at=self.service.clock())
+                    .returning(HangupRequest.call_id, HangupRequest.requested_by)
+                )
+            )
+        for call_id, requested_by in claimed:
+            by: HangupBy = "operator" if requested_by == "operator" else "volunteer"
+            await self.hangup(call_id, by)
+        return len(claimed)
+
+    async def hangup(self, call_id: str, by: HangupBy) -> None:
+        """Hang up now, or as soon as the call has a channel to hang up."""
+        async with self.service.sessions() as session:
+            call = await session.scalar(select(CallAttempt).where(CallAttempt.call_id == call_id))
+        if call is None or call.state is CallState.ENDED:
+            return
+        if call.state is CallState.REQUESTED and call.originate_sent_at is None:
+            await self._end_without_pbx(
+                call_id,
+                CallOutcome.HUNG_UP_BY_OPERATOR
+                if by == "operator"
+                else CallOutcome.HUNG_UP_BY_VOLUNTEER,
+                "cancelled before it was dialed",
+            )
+            return
+        if not await self.pbx.hangup_call(call_id, by):
+            self._pending_hangups[call_id] = by
+
+    # -- PBX news ------------------------------------------------------------
+
+    async def _consume_updates(self) -> None:
+        """Persist PBX news in batches, with up to ``writers`` transactions at once.
+
+        Whatever arrives while batches are being written goes in the next
+        one, so a burst costs a few transactions rather than one per event.
+        Two commits overlap so one commit's round trips and flush do not hold
+        up everything behind it; a call is never in two transactions at
+        once, so each call's updates are still stored in the order they came.
+        """
+        pending: list[CallSnapshot] = []
+        changed = asyncio.Event()
+        in_flight: set[str] = set()
+        writers: set[asyncio.Task[None]] = set()
+
+        async def read() -> None:
+            async for snapshot in self.pbx.updates():
+                pending.append(snapshot)
+                changed.set()
+            changed.set()
+
+        busy = 0  # writers running; counted here, not by done-callbacks, which run late
+
+        async def write(batch: list[CallSnapshot], calls: set[str]) -> None:
+            nonlocal busy
+            try:
+                await self._persist_until_stored(batch)
+                await self._send_pending_hangups(batch)
+            finally:
+                busy -= 1
+                in_flight.difference_update(calls)
+                changed.set()
+
+        _freeze_startup_heap()
+        reader = asyncio.create_task(read(), name="call-updates-reader")
+        self._store_connections.keep = True
+        try:
+            while not (reader.done() and not pending and not busy):
+                await changed.wait()
+                changed.clear()
+                while pending and busy < self.writers:
+                    batch, deferred = _take_batch(pending, in_flight, self.max_batch)
+                    pending[:] = deferred
+                    if not batch:
+                        break
+                    calls = {snapshot.call_id for snapshot in batch}
+                    in_flight.update(calls)
+                    busy += 1
+                    task = asyncio.create_task(write(batch, calls), name="call-updates-writer")
+                    writers.add(task)
+                    task.add_done_callback(writers.discard)
+        finally:
+            reader.cancel()
+            for task in (reader, *writers):
+                task.cancel()
+            await asyncio.gather(reader, *writers, return_exceptions=True)
+            self._store_connections.keep = False
+            await self._store_connections.close()
+
+    async def _persist_until_stored(self, batch: list[CallSnapshot]) -> None:
+        # A database outage must not lose call states: keep the batch and
+        # retry (applying a snapshot twice is harmless).
+        delay = 0.2
+        while True:
+            try:
+                await self.apply(batch)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "could not persist %d call update(s); retrying in %.1fs", len(batch), delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _send_pending_hangups(self, batch: list[CallSnapshot]) -> None:
+        for snapshot in batch:
+            by = self._pending_hangups.get(snapshot.call_id)
+            if by is not None and (snapshot.volunteer_channel or snapshot.state is CallState.ENDED):
+                del self._pending_hangups[snapshot.call_id]
+                if snapshot.state is not CallState.ENDED:
+                    await self.pbx.hangup_call(snapshot.call_id, by)
+
+    async def apply(self, snapshots: Iterable[CallSnapshot]) -> list[CallAttempt]:
+        """Persist snapshots (in one transaction when a call ends), then publish them."""
+        ordered = list(snapshots)
+        changed: dict[str, CallAttempt] = {}
+        event_at: dict[str, datetime] = {}
+        ended: list[CallAttempt] = []
+        # Where no call ends, each row's update stands alone: no transaction
+        # needed around the batch (see _StoreConnections).
+        atomic = any(snapshot.state is CallState.ENDED for snapshot in ordered)
+        async with self._store_connections.transaction(
+            self.service.sessions, atomic=atomic
+        ) as session:
+            ids = {snapshot.call_id for snapshot in ordered}
+            rows = await session.scalars(select(CallAttempt).where(CallAttempt.call_id.in_(ids)))
+            calls = {call.call_id: call for call in rows}
+            # Written below by one executemany, not by the unit of work's
+            # per-row flush: detached, the rows are not flushed a second time.
+            session.expunge_all()
+            for snapshot in ordered:
+                call = calls.get(snapshot.call_id)
+                if call is None:
+                    if not snapshot.discovered:
+                        log.warning(
+                            "call %s: update for a call with no row",
+                            snapshot.call_id,
+                            extra={"call_id": snapshot.call_id},
+                        )
+                    continue
+                if call.state is CallState.ENDED:
+                    continue
+                if _STATE_ORDER[snapshot.state] < _STATE_ORDER[call.state]:
+                    continue
+                _copy_snapshot(call, snapshot)
+                if snapshot.state is CallState.ENDED:
+                    if call.outcome is CallOutcome.LOST:
+                        call.needs_review = True
+                    ended.append(call)
+                changed[call.call_id] = call
+                event_at[call.call_id] = snapshot.at
+            if changed:
+                await session.execute(
+                    _STORE_CALL, [_stored_values(call) for call in changed.values()]
+                )
+            await self.service.after_calls_ended(session, ended)
+        stored_at = self.service.clock()
+        for snapshot in ordered:
+            if snapshot.call_id in changed and self.on_persisted is not None:
+                self.on_persisted(snapshot, (stored_at - snapshot.at).total_seconds())
+        for call in changed.values():
+            names = self._names.get(call.call_id)
+            if call.state is CallState.ENDED:
+                self._names.pop(call.call_id, None)
+            self.service.publish_call(call, names=names, event_at=event_at[call.call_id])
+        campaigns = {call.campaign_id for call in ended if call.campaign_id is not None}
+        if campaigns:
+            self._counters_due.update(campaigns)
+            self._counters_wakeup.set()
+        return list(changed.values())
+
+    async def _counters_loop(self) -> None:
+        """Campaign counters after calls end, at most once a second per campaign
+        and outside the transaction that stores call states."""
+        while True:
+            await self._counters_wakeup.wait()
+            self._counters_wakeup.clear()
+            due, self._counters_due = self._counters_due, set()
+            try:
+                await self.service.publish_campaign_counters(due)
+            except Exception:
+                log.warning("could not count campaign results; next time", exc_info=True)
+            await asyncio.sleep(1.0)
+
+
+def _freeze_startup_heap() -> None:
+    """Put what is alive once the worker runs out of the cycle collector's reach.
+
+    The worker's heap is large and stable (modules, the ORM's mappers and
+    compiled statements); a full collection walks all of it, a pause of a
+    few hundred milliseconds on a busy machine that every call update
+    waiting at that moment pays.  Frozen once (after a last collection, so
+    no garbage is kept), it is never walked again; what is created later is
+    collected as usual.  Once per process: a second worker finds it done.
+    """
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
+
+
+class _StoreConnections:
+    """Connections the persistence path keeps from one batch to the next (PostgreSQL).
+
+    While the consumer loop runs, a batch skips the pool's check-out and its
+    liveness ping, a round trip to the database.  A batch in which no call
+    ends runs on a connection in autocommit: its rows' executemany is one
+    implicit transaction of its own (asyncpg), with no BEGIN and COMMIT
+    round trips around it.  A batch in which a call ends runs in a
+    transaction, so the end and its bookkeeping are stored together and a
+    retry never counts an attempt twice.
+
+    A connection idle for more than ``fresh_for`` seconds goes back to the
+    pool and the batch checks out a pinged one, so a quiet night does not
+    end with a batch failing on a connection the server or a proxy closed.
+    A failure gives the connection back to the pool (which discards it if it
+    is broken), so the retry starts from a fresh, pinged one; the service
+    given other sessions drops them all.  Outside the loop (a direct
+    ``apply``), and on other databases, every batch is a transaction on a
+    pooled connection.
+    """
+
+    def __init__(self, fresh_for: float = 10.0) -> None:
+        self.keep = False
+        self.fresh_for = fresh_for
+        # Per kind (atomic or autocommit): connections and when they were last used.
+        self._idle: dict[bool, list[tuple[AsyncConnection, float]]] = {True: [], False: []}
+        self._source: async_sessionmaker[AsyncSession] | None = None
+
+    @contextlib.asynccontextmanager
+    async def transaction(
+        self, sessions: async_sessionmaker[AsyncSession], *, atomic: bool
+    ) -> AsyncIterator[AsyncSession]:
+        engine = sessions.kw.get("bind")
+        if (
+            not self.keep
+            or not isinstance(engine, AsyncEngine)
+            or engine.dialect.name != "postgresql"
+        ):
+            async with sessions.begin() as session:
+                yield session
+            return
+        if sessions is not self._source:
+            await self.close()
+            self._source = sessions
+        connection = await self._take(engine, atomic)
+        try:
+            async with sessions(bind=connection) as session, session.begin():
+                yield session
+        except BaseException:
+            await _give_back(connection)
+            raise
+        if self.keep:
+            self._idle[atomic].append((connection, time.monotonic()))
+        else:
+            await _give_back(connection)
+
+    async def _take(self, engine: AsyncEngine, atomic: bool) -> AsyncConnection:
+        idle = self._idle[atomic]
+        while idle:
+            connection, used_at = idle.pop()
+            if time.monotonic() - used_at <= self.fresh_for:
+                return connection
+            await _give_back(connection)
+        connection = await engine.connect()
+        if not atomic:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+        return connection
+
+    async def close(self) -> None:
+        for idle in self._idle.values():
+            while idle:
+                connection, _ = idle.pop()
+                await _give_back(connection)
+
+
+async def _give_back(connection: AsyncConnection) -> None:
+    """Return a connection to the pool, which rolls it back or discards it if broken.
+
+    Bounded: at shutdown, with the database unreachable, the worker must not
+    wait on it.
+    """
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(connection.close(), timeout=2.0)
+
+
+def _take_batch(
+    pending: list[CallSnapshot], in_flight: set[str], limit: int
+) -> tuple[list[CallSnapshot], list[CallSnapshot]]:
+    """Split ``pending`` into a batch to write now and what must wait.
+
+    A snapshot waits when its call is being written, or when an earlier
+    snapshot of the same call waits: per call, order is kept.
+    """
+    batch: list[CallSnapshot] = []
+    deferred: list[CallSnapshot] = []
+    held: set[str] = set()
+    for snapshot in pending:
+        call_id = snapshot.call_id
+        if len(batch) >= limit or call_id in in_flight or call_id in held:
+            deferred.append(snapshot)
+            held.add(call_id)
+        else:
+            batch.append(snapshot)
+    return batch, deferred
+
+
+def _stored_values(call: CallAttempt) -> dict[str, Any]:
+    values = {f"new_{name}": getattr(call, name) for name in _STORED_COLUMNS}
+    values["row_id"] = call.id
+    return values
+
+
+def _copy_snapshot(call: CallAttempt, snapshot: CallSnapshot) -> None:
+    values: dict[str, Any] = {name: getattr(snapshot, name) for name in _SNAPSHOT_COLUMNS}
+    for name, value in values.items():
+        if value is None:
+            continue
+        if name in _FIRST_TIME_COLUMNS and getattr(call, name) is not None:
+            # A stored time was seen as it happened; a later snapshot's (a
+            # resync after a restart) can only be a guess.
+            continue
+        setattr(call, name, value)
+    call.state = snapshot.state
+    if snapshot.outcome is not None:
+        call.outcome = snapshot.outcome
+    if snapshot.failure_reason is not None:
+        call.failure_reason = snapshot.failure_reason[:500]

@@ -1,0 +1,1 @@
+"""Server-sent events: each volunteer's and organizer's live view of calls."""

@@ -1,0 +1,1 @@
+"""The HTTP routes: pages, JSON API, organizer screens, health and metrics."""

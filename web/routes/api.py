@@ -1,0 +1,421 @@
+"""The JSON API: what the pages use and what integrations call.
+
+Authentication is the session cookie (sign in with ``POST /api/session``);
+every state-changing call carries the ``X-CSRF-Token`` header.  Errors are
+``{"error": {"code", "message", "fields"?}}`` with a stable ``code``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from dialer.domain.numbers import display as display_number
+from dialer.domain.outcomes import parse_submission
+from dialer.domain.vocabulary import CallState
+from dialer.services import contacts as contact_data
+from dialer.services.accounts import (
+    LoginRefusalCode,
+    LoginRefused,
+    end_session,
+    set_confirm_before_dial,
+    sign_in,
+)
+from dialer.services.calling import NextContact, call_payload
+from dialer.store.models import CallAttempt, Campaign, Contact, User
+from web.deps import config_key, hub_key, runtime_key
+from web.errors import ApiError
+from web.i18n import labels
+from web.i18n.translate import _, fmt_datetime
+from web.live.sse import stream
+from web.routes.openapi import openapi_document
+from web.security import (
+    SESSION_COOKIE,
+    client_ip,
+    current_session,
+    not_found,
+    require_user,
+)
+
+routes = web.RouteTableDef()
+
+MAX_JSON = 64 * 1024
+MAX_NOTE = contact_data.MAX_NOTE
+
+
+async def read_json(request: web.Request, *, limit: int = MAX_JSON) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise ApiError(
+            415, "unsupported_media_type", _("Send JSON (Content-Type: application/json).")
+        )
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "too_large", _("The request is too large."))
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise ApiError(413, "too_large", _("The request is too large."))
+    try:
+        value = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "bad_json", _("The request body is not valid JSON.")) from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "bad_json", _("The request body must be a JSON object."))
+    return value
+
+
+def _int(value: Any, field: str, *, required: bool = True) -> int | None:
+    if value is None or value == "":
+        if required:
+            raise ApiError(
+                422, "invalid", _("Some answers need fixing."), fields={field: _("Required.")}
+            )
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ApiError(
+            422,
+            "invalid",
+            _("Some answers need fixing."),
+            fields={field: _("Enter a whole number.")},
+        )
+    try:
+        number = int(value)
+    except ValueError:
+        raise ApiError(
+            422,
+            "invalid",
+            _("Some answers need fixing."),
+            fields={field: _("Enter a whole number.")},
+        ) from None
+    if not 0 < number < 2**31:
+        raise ApiError(
+            422, "invalid", _("Some answers need fixing."), fields={field: _("Out of range.")}
+        )
+    return number
+
+
+def _query_int(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 9:
+        raise ApiError(400, "bad_request", _("Bad parameter: %(name)s.", name=name))
+    return int(raw)
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "username": user.username,
+        "display_name": user.display_name,
+        "role": user.role.value,
+        "extension": user.sip_extension,
+        "language": user.language,
+    }
+
+
+def call_json(call: CallAttempt, contact_name: str | None = None) -> dict[str, Any]:
+    payload = call_payload(call)
+    payload["state_label"] = labels.call_state(call.state)
+    payload["outcome_label"] = labels.call_outcome(call.outcome)
+    if contact_name is not None:
+        payload["contact_name"] = contact_name
+    return payload
+
+
+# -- session -----------------------------------------------------------------------
+
+
+@routes.post("/api/session")
+async def api_sign_in(request: web.Request) -> web.Response:
+    runtime = request.app[runtime_key]
+    config = request.app[config_key]
+    body = await read_json(request, limit=4096)
+    username, password = body.get("username"), body.get("password")
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise ApiError(422, "invalid", _("Give a username and a password."))
+    try:
+        signed = await sign_in(
+            runtime.sessions,
+            username=username,
+            password=password[:1000],
+            ip=client_ip(request),
+            user_agent=request.headers.get("User-Agent", ""),
+            policy=config.session_policy,
+            limits=config.login_limits,
+        )
+    except LoginRefused as refused:
+        if refused.code is LoginRefusalCode.TOO_MANY_ATTEMPTS:
+            seconds = int(refused.retry_after.total_seconds()) + 1 if refused.retry_after else 60
+            raise ApiError(
+                429,
+                "too_many_attempts",
+                _("Too many failed sign-ins; wait a few minutes and try again."),
+                headers={"Retry-After": str(seconds)},
+            ) from None
+        raise ApiError(401, "bad_credentials", _("Wrong username or password.")) from None
+    response = web.json_response(
+        {"user": user_json(signed.user), "csrf_token": signed.session.csrf_token}
+    )
+    set_session_cookie(request, response, signed.token)
+    return response
+
+
+def set_session_cookie(request: web.Request, response: web.StreamResponse, token: str) -> None:
+    config = request.app[config_key]
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        secure=config.secure_cookies,
+        samesite="Lax",
+        path="/",
+        max_age=int(config.session_policy.absolute.total_seconds()),
+    )
+
+
+@routes.delete("/api/session")
+async def api_sign_out(request: web.Request) -> web.Response:
+    require_user(request)
+    await end_session(request.app[runtime_key].sessions, request.cookies.get(SESSION_COOKIE, ""))
+    response = web.json_response({"signed_out": True})
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@routes.get("/api/me")
+async def api_me(request: web.Request) -> web.Response:
+    user = require_user(request)
+    web_session = current_session(request)
+    return web.json_response(
+        {
+            "user": user_json(user),
+            "confirm_before_dial": web_session.confirm_before_dial if web_session else True,
+        }
+    )
+
+
+@routes.post("/api/preferences")
+async def api_preferences(request: web.Request) -> web.Response:
+    require_user(request)
+    body = await read_json(request, limit=1024)
+    confirm = body.get("confirm_before_dial")
+    if not isinstance(confirm, bool):
+        raise ApiError(
+            422,
+            "invalid",
+            _("Some answers need fixing."),
+            fields={"confirm_before_dial": _("Answer yes or no.")},
+        )
+    web_session = current_session(request)
+    assert web_session is not None
+    await set_confirm_before_dial(request.app[runtime_key].sessions, web_session.id, confirm)
+    return web.json_response({"confirm_before_dial": confirm})
+
+
+# -- calls -------------------------------------------------------------------------
+
+
+@routes.post("/api/calls")
+async def api_start_call(request: web.Request) -> web.Response:
+    user = require_user(request)
+    body = await read_json(request, limit=4096)
+    caller_id = body.get("caller_id")
+    if caller_id is not None and (not isinstance(caller_id, str) or len(caller_id) > 40):
+        raise ApiError(
+            422,
+            "invalid",
+            _("Some answers need fixing."),
+            fields={"caller_id": _("Not a caller ID.")},
+        )
+    service = request.app[runtime_key].service
+    call = await service.start_call(
+        volunteer_id=user.id,
+        contact_id=_int(body.get("contact_id"), "contact_id") or 0,
+        phone_id=_int(body.get("phone_id"), "phone_id", required=False),
+        campaign_id=_int(body.get("campaign_id"), "campaign_id", required=False),
+        caller_id=caller_id or None,
+    )
+    return web.json_response(
+        call_json(call), status=201, headers={"Location": f"/api/calls/{call.call_id}"}
+    )
+
+
+async def _visible_call(request: web.Request, user: User) -> tuple[CallAttempt, str]:
+    call_id = request.match_info["call_id"]
+    if len(call_id) > 64:
+        raise not_found(request)
+    async with request.app[runtime_key].sessions() as session:
+        row = (
+            await session.execute(
+                select(CallAttempt, Contact.first_name, Contact.last_name)
+                .join(Contact, Contact.id == CallAttempt.contact_id)
+                .where(CallAttempt.call_id == call_id)
+            )
+        ).first()
+    if row is None:
+        raise not_found(request)
+    call, first, last = row
+    if call.volunteer_id != user.id and user.role.value not in ("organizer", "admin"):
+        raise not_found(request)
+    return call, f"{first} {last}".strip()
+
+
+@routes.get("/api/calls/{call_id}")
+async def api_call_state(request: web.Request) -> web.Response:
+    user = require_user(request)
+    call, name = await _visible_call(request, user)
+    return web.json_response(call_json(call, name))
+
+
+@routes.post("/api/calls/{call_id}/hangup")
+async def api_hang_up(request: web.Request) -> web.Response:
+    user = require_user(request)
+    call, _name = await _visible_call(request, user)
+    await request.app[runtime_key].service.hang_up(user.id, call.call_id)
+    return web.json_response(
+        {"call_id": call.call_id, "hangup_requested": call.state is not CallState.ENDED}, status=202
+    )
+
+
+# -- outcomes, notes, lists ---------------------------------------------------------
+
+
+@routes.post("/api/outcomes")
+async def api_record_outcome(request: web.Request) -> web.Response:
+    user = require_user(request)
+    body = await read_json(request)
+    submission = parse_submission(body)
+    result = await request.app[runtime_key].service.record_outcome(user.id, submission)
+    return web.json_response(
+        {
+            "submission_id": submission.submission_id,
+            "disposition_id": result.disposition_id,
+            "duplicate": result.duplicate,
+        },
+        status=200 if result.duplicate else 201,
+    )
+
+
+@routes.post("/api/contacts/{contact_id:\\d{1,9}}/notes")
+async def api_add_note(request: web.Request) -> web.Response:
+    user = require_user(request)
+    contact_id = int(request.match_info["contact_id"])
+    body = await read_json(request)
+    text = body.get("body")
+    call_id = body.get("call_id")
+    if not isinstance(text, str) or not text.strip():
+        raise ApiError(
+            422,
+            "invalid",
+            _("Some answers need fixing."),
+            fields={"body": _("Write a note first.")},
+        )
+    if len(text) > MAX_NOTE:
+        raise ApiError(
+            422,
+            "invalid",
+            _("Some answers need fixing."),
+            fields={"body": _("At most %(count)s characters.", count=MAX_NOTE)},
+        )
+    if call_id is not None and (not isinstance(call_id, str) or len(call_id) > 64):
+        raise ApiError(
+            422, "invalid", _("Some answers need fixing."), fields={"call_id": _("Not a call.")}
+        )
+    runtime = request.app[runtime_key]
+    async with runtime.sessions.begin() as session:
+        if not await runtime.service.can_access_contact(session, user, contact_id):
+            raise not_found(request)
+        if await session.get(Contact, contact_id) is None:
+            raise not_found(request)
+        note = await contact_data.add_note(
+            session, contact_id=contact_id, author_id=user.id, body=text.strip(), call_id=call_id
+        )
+    return web.json_response(
+        {
+            "id": note.id,
+            "created_at": note.created_at.isoformat(),
+            "created_label": fmt_datetime(note.created_at, "short"),
+        },
+        status=201,
+    )
+
+
+def next_contact_json(found: NextContact) -> dict[str, Any]:
+    contact = found.contact
+    return {
+        "contact": None
+        if contact is None
+        else {
+            "id": contact.id,
+            "name": contact.full_name,
+            "language": contact.language,
+            "phones": [
+                {"id": phone.id, "number": phone.e164, "display": display_number(phone.e164)}
+                for phone in contact.phones
+                if not phone.wrong_number and not phone.do_not_call
+            ],
+        },
+        "is_callback": found.is_callback,
+        "empty_reason": found.empty_reason,
+        "message": labels.empty_list_reason(found.empty_reason, found.available_at)
+        if contact is None
+        else "",
+        "available_at": found.available_at.isoformat() if found.available_at else None,
+    }
+
+
+@routes.get("/api/campaigns/{campaign_id:\\d{1,9}}/next")
+async def api_next_contact(request: web.Request) -> web.Response:
+    user = require_user(request)
+    campaign_id = int(request.match_info["campaign_id"])
+    owner = _query_int(request, "owner")
+    runtime = request.app[runtime_key]
+    async with runtime.sessions() as session:
+        campaign = await session.get(Campaign, campaign_id)
+        if campaign is None or not await runtime.service.can_access_campaign(
+            session, user, campaign
+        ):
+            raise not_found(request)
+    found = await runtime.service.next_contact(user.id, campaign_id, list_owner_id=owner)
+    return web.json_response(next_contact_json(found))
+
+
+# -- live --------------------------------------------------------------------------
+
+
+@routes.get("/api/live/events")
+async def api_live_events(request: web.Request) -> web.StreamResponse:
+    user = require_user(request)
+    config = request.app[config_key]
+    return await stream(request, request.app[hub_key], user, keepalive=config.sse_keepalive_seconds)
+
+
+@routes.get("/api/live/snapshot")
+async def api_live_snapshot(request: web.Request) -> web.Response:
+    user = require_user(request)
+    hub = request.app[hub_key]
+    client = hub.register(user)
+    try:
+        snapshot = await hub.snapshot_for(client)
+    finally:
+        hub.unregister(client)
+    return web.json_response(snapshot)
+
+
+@routes.get("/api/openapi.json")
+async def api_openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+async def load_contact(request: web.Request, user: User, contact_id: int) -> Contact:
+    runtime = request.app[runtime_key]
+    async with runtime.sessions() as session:
+        if not await runtime.service.can_access_contact(session, user, contact_id):
+            raise not_found(request)
+        contact = await session.get(Contact, contact_id, options=[selectinload(Contact.phones)])
+    if contact is None:
+        raise not_found(request)
+    return contact

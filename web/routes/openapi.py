@@ -1,0 +1,433 @@
+"""The OpenAPI 3.1 description of the JSON API, served at /api/openapi.json."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from dialer.domain.compliance import RefusalCode
+from dialer.domain.outcomes import OutcomeSubmission
+from dialer.domain.vocabulary import CallOutcome, CallState, DispositionOutcome, PhoneType
+
+ERROR_CODES = sorted(
+    {code.value for code in RefusalCode}
+    | {
+        "unauthenticated",
+        "forbidden",
+        "csrf",
+        "not_found",
+        "invalid",
+        "retry",
+        "too_large",
+        "too_many_attempts",
+        "bad_credentials",
+        "bad_json",
+        "bad_request",
+        "unsupported_media_type",
+        "method_not_allowed",
+        "internal",
+    }
+)
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_CSRF = [{"$ref": "#/components/parameters/CsrfToken"}]
+_COMMON_ERRORS = {
+    "401": _error("Not signed in"),
+    "403": _error("Not allowed, or CSRF token missing (code csrf)"),
+}
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    submission_schema = OutcomeSubmission.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+    definitions = submission_schema.pop("$defs", {})
+    schemas: dict[str, Any] = {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {
+                        "code": {"type": "string", "enum": ERROR_CODES},
+                        "message": {
+                            "type": "string",
+                            "description": "For people, in the caller's language",
+                        },
+                        "fields": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                            "description": (
+                                "Field-level errors keyed by dotted path, e.g. survey.vote"
+                            ),
+                        },
+                        "retry_at": {"type": "string", "format": "date-time"},
+                    },
+                }
+            },
+        },
+        "User": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "username": {"type": "string"},
+                "display_name": {"type": "string"},
+                "role": {"type": "string", "enum": ["volunteer", "organizer", "admin"]},
+                "extension": {"type": ["string", "null"]},
+                "language": {"type": ["string", "null"]},
+            },
+        },
+        "Call": {
+            "type": "object",
+            "properties": {
+                "call_id": {"type": "string"},
+                "state": {"type": "string", "enum": [state.value for state in CallState]},
+                "state_label": {"type": "string"},
+                "outcome": {
+                    "type": ["string", "null"],
+                    "enum": [*(outcome.value for outcome in CallOutcome), None],
+                },
+                "outcome_label": {"type": "string"},
+                "failure_reason": {"type": ["string", "null"]},
+                "volunteer_id": {"type": "integer"},
+                "contact_id": {"type": "integer"},
+                "contact_name": {"type": "string"},
+                "campaign_id": {"type": ["integer", "null"]},
+                "number": {"type": "string"},
+                "caller_id": {"type": ["string", "null"]},
+                "requested_at": {"type": "string", "format": "date-time"},
+                "volunteer_answered_at": {"type": ["string", "null"], "format": "date-time"},
+                "contact_answered_at": {"type": ["string", "null"], "format": "date-time"},
+                "ended_at": {"type": ["string", "null"], "format": "date-time"},
+                "dial_status": {"type": ["string", "null"]},
+                "needs_review": {"type": "boolean"},
+            },
+        },
+        "CallRequest": {
+            "type": "object",
+            "required": ["contact_id"],
+            "properties": {
+                "contact_id": {"type": "integer"},
+                "phone_id": {"type": "integer"},
+                "campaign_id": {"type": "integer"},
+                "caller_id": {"type": "string", "description": "One of the allowed caller IDs"},
+            },
+        },
+        "OutcomeResult": {
+            "type": "object",
+            "properties": {
+                "submission_id": {"type": "string"},
+                "disposition_id": {"type": "integer"},
+                "duplicate": {
+                    "type": "boolean",
+                    "description": "True when this submission_id was already stored",
+                },
+            },
+        },
+        "NextContact": {
+            "type": "object",
+            "properties": {
+                "contact": {
+                    "type": ["object", "null"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "name": {"type": "string"},
+                        "language": {"type": ["string", "null"]},
+                        "phones": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "id": {"type": "integer"},
+                                    "number": {"type": "string"},
+                                    "display": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                },
+                "is_callback": {"type": "boolean"},
+                "empty_reason": {
+                    "type": ["string", "null"],
+                    "enum": ["all_done", "outside_hours", "waiting_for_retry", "empty", None],
+                },
+                "message": {"type": "string"},
+                "available_at": {"type": ["string", "null"], "format": "date-time"},
+            },
+        },
+        "OutcomeSubmission": submission_schema,
+        **definitions,
+    }
+    schemas["OutcomeSubmission"].setdefault("properties", {})
+    schemas["OutcomeSubmission"]["properties"]["outcome"] = {
+        "type": "string",
+        "enum": [outcome.value for outcome in DispositionOutcome],
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Phone bank API",
+            "version": "1",
+            "description": (
+                "Click-to-call, live call state and outcomes. Sign in with POST /api/session; "
+                "the session cookie authenticates later calls, and every state-changing call "
+                "sends the returned csrf_token in the X-CSRF-Token header. Errors carry a "
+                "stable code and a message in the caller's language (Accept-Language or the "
+                "user's setting). Phone types: " + ", ".join(kind.value for kind in PhoneType) + "."
+            ),
+        },
+        "components": {
+            "schemas": schemas,
+            "parameters": {
+                "CsrfToken": {
+                    "name": "X-CSRF-Token",
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            },
+            "securitySchemes": {
+                "session": {"type": "apiKey", "in": "cookie", "name": "pb_session"}
+            },
+        },
+        "security": [{"session": []}],
+        "paths": {
+            "/api/session": {
+                "post": {
+                    "summary": "Sign in",
+                    "security": [],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["username", "password"],
+                                    "properties": {
+                                        "username": {"type": "string"},
+                                        "password": {"type": "string"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "user": _ref("User"),
+                                    "csrf_token": {"type": "string"},
+                                },
+                            },
+                            "Signed in; the pb_session cookie is set",
+                        ),
+                        "401": _error("Wrong username or password (bad_credentials)"),
+                        "429": _error("Too many failed sign-ins (too_many_attempts)"),
+                    },
+                },
+                "delete": {
+                    "summary": "Sign out",
+                    "parameters": _CSRF,
+                    "responses": {"200": _json({"type": "object"}), **_COMMON_ERRORS},
+                },
+            },
+            "/api/me": {
+                "get": {
+                    "summary": "The signed-in user",
+                    "responses": {"200": _json({"type": "object"}), **_COMMON_ERRORS},
+                }
+            },
+            "/api/preferences": {
+                "post": {
+                    "summary": "Session preferences (ask before dialing)",
+                    "parameters": _CSRF,
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"confirm_before_dial": {"type": "boolean"}},
+                                }
+                            }
+                        }
+                    },
+                    "responses": {"200": _json({"type": "object"}), **_COMMON_ERRORS},
+                }
+            },
+            "/api/calls": {
+                "post": {
+                    "summary": "Start a call: rings your phone, then dials the contact",
+                    "parameters": _CSRF,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("CallRequest")}},
+                    },
+                    "responses": {
+                        "201": _json(_ref("Call"), "Requested"),
+                        "404": _error("No such contact or number (not_found)"),
+                        "409": _error(
+                            "Refused by a calling rule: do_not_call, outside_calling_hours, "
+                            "volunteer_busy, max_attempts... (see the code)"
+                        ),
+                        "503": _error(
+                            "The phone system is unavailable (pbx_unavailable), or retry"
+                        ),
+                        **_COMMON_ERRORS,
+                    },
+                }
+            },
+            "/api/calls/{call_id}": {
+                "get": {
+                    "summary": "A call's current state",
+                    "parameters": [
+                        {
+                            "name": "call_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json(_ref("Call")),
+                        "404": _error("No such call (or not yours)"),
+                        **_COMMON_ERRORS,
+                    },
+                }
+            },
+            "/api/calls/{call_id}/hangup": {
+                "post": {
+                    "summary": "Hang up a live call (your own, or any as an organizer)",
+                    "parameters": [
+                        {
+                            "name": "call_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        *_CSRF,
+                    ],
+                    "responses": {
+                        "202": _json({"type": "object"}, "Hang-up requested"),
+                        "404": _error("No such call (or not yours)"),
+                        "503": _error("The phone system is unavailable (pbx_unavailable)"),
+                        **_COMMON_ERRORS,
+                    },
+                }
+            },
+            "/api/outcomes": {
+                "post": {
+                    "summary": "Record how a call went (idempotent on submission_id)",
+                    "parameters": _CSRF,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("OutcomeSubmission")}},
+                    },
+                    "responses": {
+                        "201": _json(_ref("OutcomeResult"), "Stored"),
+                        "200": _json(_ref("OutcomeResult"), "Already stored (a retry)"),
+                        "422": _error("Field-level errors in error.fields (code invalid)"),
+                        "503": _error(
+                            "Database unavailable: send the same submission again (retry)"
+                        ),
+                        **_COMMON_ERRORS,
+                    },
+                }
+            },
+            "/api/contacts/{contact_id}/notes": {
+                "post": {
+                    "summary": "Add a comment to a contact's record",
+                    "parameters": [
+                        {
+                            "name": "contact_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "integer"},
+                        },
+                        *_CSRF,
+                    ],
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["body"],
+                                    "properties": {
+                                        "body": {"type": "string", "maxLength": 10000},
+                                        "call_id": {"type": "string"},
+                                    },
+                                }
+                            }
+                        }
+                    },
+                    "responses": {"201": _json({"type": "object"}), **_COMMON_ERRORS},
+                }
+            },
+            "/api/campaigns/{campaign_id}/next": {
+                "get": {
+                    "summary": (
+                        "The next contact to call on a list (yours, or a teammate's with owner)"
+                    ),
+                    "parameters": [
+                        {
+                            "name": "campaign_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "integer"},
+                        },
+                        {"name": "owner", "in": "query", "schema": {"type": "integer"}},
+                    ],
+                    "responses": {"200": _json(_ref("NextContact")), **_COMMON_ERRORS},
+                }
+            },
+            "/api/live/events": {
+                "get": {
+                    "summary": "Live call state as Server-Sent Events",
+                    "description": (
+                        "First a `snapshot` event ({now, items, roster?}), then `change` events "
+                        "({kind, key, present, seq, payload}); a new `snapshot` replaces "
+                        "everything when the stream fell behind. Volunteers see their own calls; "
+                        "organizers see every call and the volunteer roster."
+                    ),
+                    "responses": {
+                        "200": {
+                            "description": "An event stream",
+                            "content": {"text/event-stream": {}},
+                        },
+                        **_COMMON_ERRORS,
+                    },
+                }
+            },
+            "/api/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "security": [],
+                    "responses": {"200": _json({"type": "object"})},
+                }
+            },
+            "/api/live/snapshot": {
+                "get": {
+                    "summary": "The same snapshot as JSON",
+                    "responses": {"200": _json({"type": "object"}), **_COMMON_ERRORS},
+                }
+            },
+        },
+    }

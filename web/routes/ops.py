@@ -1,0 +1,708 @@
+"""Pages for organizers and admins: live panel, dashboards, editor, import, lists, DNC, users."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from dialer.domain.numbers import InvalidPhoneNumber, to_e164
+from dialer.domain.numbers import display as display_number
+from dialer.domain.passwords import WeakPassword, generate_password
+from dialer.domain.survey import CallingHours, SurveyDefinition, TimeWindow
+from dialer.domain.vocabulary import CallOutcome, CampaignStatus, DispositionOutcome, Role
+from dialer.services import campaigns as campaign_data
+from dialer.services import contacts as contact_data
+from dialer.services.campaigns import CampaignChanges
+from dialer.services.dashboard import campaign_stats
+from dialer.services.export import ExportError, export_results
+from dialer.services.importer import ImportFileError, ImportReport, import_contacts
+from dialer.services.users import (
+    UserError,
+    add_user,
+    check_extension,
+    check_pbx_name,
+    get_or_create_team,
+)
+from dialer.store import audit
+from dialer.store.models import Campaign, Team, TeamMember, User, utcnow
+from web.deps import runtime_key, templates_key
+from web.errors import PageError
+from web.forms import Reader, read_form
+from web.i18n import translate as i18n
+from web.i18n.translate import _
+from web.security import current_user, not_found, require_staff, safe_next
+from web.templating import render
+
+routes = web.RouteTableDef()
+
+MAX_BRIEF = 20_000
+MAX_SURVEY_JSON = 100_000
+
+
+def page(
+    request: web.Request, template: str, context: dict[str, Any], status: int = 200
+) -> web.Response:
+    campaign = context.get("campaign")
+    if isinstance(campaign, Campaign):
+        # The campaign pages (_campaign_nav.html) warn for as long as no call
+        # of an active campaign can start; activating one is not refused.
+        context = {
+            **context,
+            "caller_id_missing": campaign_data.lacks_caller_id(
+                campaign, request.app[runtime_key].service.default_caller_id
+            ),
+        }
+    return render(request, request.app[templates_key], template, context, status=status)
+
+
+async def _campaign(request: web.Request) -> Campaign:
+    require_staff(request)
+    async with request.app[runtime_key].sessions() as session:
+        campaign = await session.get(Campaign, int(request.match_info["campaign_id"]))
+    if campaign is None:
+        raise not_found(request)
+    return campaign
+
+
+# -- live panel ---------------------------------------------------------------------
+
+
+@routes.get("/ops/live")
+async def live_panel(request: web.Request) -> web.Response:
+    require_staff(request)
+    return page(request, "live.html", {})
+
+
+# -- campaigns -----------------------------------------------------------------------
+
+
+@routes.get("/ops/campaigns")
+async def campaigns_list(request: web.Request) -> web.Response:
+    user = require_staff(request)
+    async with request.app[runtime_key].sessions() as session:
+        campaigns = await campaign_data.visible_campaigns(session, user)
+        teams = await campaign_data.all_teams(session)
+    return page(request, "ops_campaigns.html", _campaigns_context(request, campaigns, teams, {}))
+
+
+def _campaigns_context(
+    request: web.Request, campaigns: list[Campaign], teams: list[Team], errors: dict[str, str]
+) -> dict[str, Any]:
+    default = request.app[runtime_key].service.default_caller_id
+    return {
+        "campaigns": campaigns,
+        "teams": teams,
+        "errors": errors,
+        "no_caller_id": {
+            campaign.id
+            for campaign in campaigns
+            if campaign_data.lacks_caller_id(campaign, default)
+        },
+    }
+
+
+@routes.post("/ops/campaigns")
+async def campaign_create(request: web.Request) -> web.StreamResponse:
+    user = require_staff(request)
+    reader = Reader(await read_form(request))
+    title = reader.text("title", max_length=300, required=True)
+    team_id = reader.integer("team_id", low=1, high=2**31 - 1)
+    if reader.errors:
+        async with request.app[runtime_key].sessions() as session:
+            campaigns = await campaign_data.visible_campaigns(session, user)
+            teams = await campaign_data.all_teams(session)
+        return page(
+            request,
+            "ops_campaigns.html",
+            _campaigns_context(request, campaigns, teams, reader.errors),
+            status=422,
+        )
+    async with request.app[runtime_key].sessions.begin() as session:
+        if team_id is not None and await session.get(Team, team_id) is None:
+            team_id = None
+        campaign = await campaign_data.create_campaign(
+            session, title=title, team_id=team_id, actor_id=user.id
+        )
+    raise web.HTTPSeeOther(f"/ops/campaigns/{campaign.id}/edit")
+
+
+@routes.get("/ops/campaigns/{campaign_id:\\d{1,9}}")
+async def dashboard(request: web.Request) -> web.Response:
+    campaign = await _campaign(request)
+    zone = i18n.current().zone
+    async with request.app[runtime_key].sessions() as session:
+        stats = await campaign_stats(session, campaign.id, now=utcnow(), zone=zone)
+    return page(
+        request,
+        "dashboard.html",
+        {
+            "campaign": campaign,
+            "stats": stats,
+            "disposition_outcomes": list(DispositionOutcome),
+            "call_outcomes": list(CallOutcome),
+        },
+    )
+
+
+def _survey_text(survey: SurveyDefinition) -> str:
+    return json.dumps(survey.to_json(), indent=2, ensure_ascii=False)
+
+
+def _editor_values(campaign: Campaign) -> dict[str, str]:
+    zone = i18n.current().zone
+
+    def local(moment: Any) -> str:
+        return moment.astimezone(zone).strftime("%Y-%m-%dT%H:%M") if moment else ""
+
+    hours = campaign.calling_hours
+    return {
+        "title": campaign.title,
+        "brief": campaign.brief,
+        "team_id": str(campaign.team_id or ""),
+        "status": campaign.status.value,
+        "scheduled_on": campaign.scheduled_on.isoformat() if campaign.scheduled_on else "",
+        "starts_at": local(campaign.starts_at),
+        "ends_at": local(campaign.ends_at),
+        "caller_ids": "\n".join(campaign.allowed_caller_ids),
+        "weekday_start": hours.weekday.start.strftime("%H:%M"),
+        "weekday_end": hours.weekday.end.strftime("%H:%M"),
+        "weekend_enabled": "1" if hours.weekend else "",
+        "weekend_start": hours.weekend.start.strftime("%H:%M") if hours.weekend else "10:00",
+        "weekend_end": hours.weekend.end.strftime("%H:%M") if hours.weekend else "18:00",
+        "max_attempts": str(campaign.max_attempts),
+        "retry_delay_minutes": str(campaign.retry_delay_minutes),
+        "survey": _survey_text(campaign.survey),
+    }
+
+
+async def _editor(
+    request: web.Request,
+    campaign: Campaign,
+    values: dict[str, str],
+    errors: dict[str, str],
+    *,
+    saved: bool = False,
+    status: int = 200,
+) -> web.Response:
+    async with request.app[runtime_key].sessions() as session:
+        teams = await campaign_data.all_teams(session)
+    return page(
+        request,
+        "campaign_edit.html",
+        {
+            "campaign": campaign,
+            "values": values,
+            "errors": errors,
+            "teams": teams,
+            "statuses": list(CampaignStatus),
+            "saved": saved,
+        },
+        status=status,
+    )
+
+
+@routes.get("/ops/campaigns/{campaign_id:\\d{1,9}}/edit")
+async def campaign_edit(request: web.Request) -> web.Response:
+    campaign = await _campaign(request)
+    return await _editor(
+        request, campaign, _editor_values(campaign), {}, saved=request.query.get("saved") == "1"
+    )
+
+
+def _parse_changes(reader: Reader, region: str) -> CampaignChanges:
+    zone = i18n.current().zone
+    title = reader.text("title", max_length=300, required=True)
+    brief = reader.text("brief", max_length=MAX_BRIEF)
+    team_id = reader.integer("team_id", low=1, high=2**31 - 1)
+    status_raw = reader.raw("status")
+    status = (
+        CampaignStatus(status_raw)
+        if status_raw in CampaignStatus._value2member_map_
+        else CampaignStatus.DRAFT
+    )
+    scheduled_on = reader.day("scheduled_on")
+    starts_at = reader.local_datetime("starts_at", zone)
+    ends_at = reader.local_datetime("ends_at", zone)
+    if starts_at and ends_at and ends_at <= starts_at:
+        reader.errors["ends_at"] = _("The end must come after the start.")
+    caller_ids: list[str] = []
+    for line in reader.text("caller_ids", max_length=2000).splitlines():
+        if not line.strip():
+            continue
+        try:
+            number = to_e164(line, region)
+        except InvalidPhoneNumber:
+            reader.errors["caller_ids"] = _(
+                "%(number)s is not a valid phone number.", number=line.strip()[:40]
+            )
+            continue
+        if number not in caller_ids:
+            caller_ids.append(number)
+    weekday_start = reader.clock("weekday_start", time(9)) or time(9)
+    weekday_end = reader.clock("weekday_end", time(21)) or time(21)
+    weekend_start = reader.clock("weekend_start", time(10)) or time(10)
+    weekend_end = reader.clock("weekend_end", time(18)) or time(18)
+    hours = CallingHours()
+    try:
+        hours = CallingHours(
+            weekday=TimeWindow(start=weekday_start, end=weekday_end),
+            weekend=TimeWindow(start=weekend_start, end=weekend_end)
+            if reader.flag("weekend_enabled")
+            else None,
+        )
+    except ValidationError:
+        reader.errors["calling_hours"] = _("A calling window must start before it ends.")
+    max_attempts = reader.integer("max_attempts", low=1, high=50, required=True, default=3) or 3
+    retry_delay = reader.integer(
+        "retry_delay_minutes", low=0, high=100_000, required=True, default=240
+    )
+    survey = SurveyDefinition()
+    survey_text = reader.text("survey", max_length=MAX_SURVEY_JSON)
+    if survey_text:
+        try:
+            survey = SurveyDefinition.model_validate_json(survey_text)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}".strip(": ")
+                for item in error.errors()[:5]
+            )
+            reader.errors["survey"] = _("The survey is not valid: %(problems)s", problems=problems)
+    return CampaignChanges(
+        title=title,
+        brief=brief,
+        team_id=team_id,
+        status=status,
+        scheduled_on=scheduled_on,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        allowed_caller_ids=caller_ids,
+        calling_hours=hours,
+        max_attempts=max_attempts,
+        retry_delay_minutes=retry_delay if retry_delay is not None else 240,
+        survey=survey,
+    )
+
+
+@routes.post("/ops/campaigns/{campaign_id:\\d{1,9}}/edit")
+async def campaign_save(request: web.Request) -> web.StreamResponse:
+    campaign = await _campaign(request)
+    user = require_staff(request)
+    form = await read_form(request)
+    reader = Reader(form)
+    changes = _parse_changes(reader, request.app[runtime_key].settings.default_region)
+    if reader.errors:
+        values = {key: reader.raw(key) for key in _editor_values(campaign)}
+        return await _editor(request, campaign, values, reader.errors, status=422)
+    async with request.app[runtime_key].sessions.begin() as session:
+        stored = await session.get(Campaign, campaign.id)
+        assert stored is not None
+        if changes.team_id is not None and await session.get(Team, changes.team_id) is None:
+            raise PageError(422, _("Unknown team"), _("Choose one of the teams offered."))
+        await campaign_data.update_campaign(
+            session,
+            stored,
+            changes,
+            actor_id=user.id,
+            default_caller_id=request.app[runtime_key].service.default_caller_id,
+        )
+    raise web.HTTPSeeOther(f"/ops/campaigns/{campaign.id}/edit?saved=1")
+
+
+# -- import, lists, export ------------------------------------------------------------
+
+
+async def _import_page(
+    request: web.Request,
+    campaign: Campaign,
+    report: ImportReport | None = None,
+    error: str = "",
+    status: int = 200,
+) -> web.Response:
+    async with request.app[runtime_key].sessions() as session:
+        members = await campaign_data.team_members(session, campaign.team_id)
+    return page(
+        request,
+        "import.html",
+        {"campaign": campaign, "report": report, "error": error, "members": members},
+        status=status,
+    )
+
+
+@routes.get("/ops/campaigns/{campaign_id:\\d{1,9}}/import")
+async def import_form(request: web.Request) -> web.Response:
+    return await _import_page(request, await _campaign(request))
+
+
+@routes.post("/ops/campaigns/{campaign_id:\\d{1,9}}/import")
+async def import_upload(request: web.Request) -> web.Response:
+    campaign = await _campaign(request)
+    user = require_staff(request)
+    runtime = request.app[runtime_key]
+    form = await request.post()
+    upload = form.get("file")
+    if not isinstance(upload, web.FileField):
+        return await _import_page(request, campaign, error=_("Choose a CSV file."), status=422)
+    encoding = str(form.get("encoding", "utf-8"))
+    if encoding not in ("utf-8", "latin-1", "cp1252"):
+        encoding = "utf-8"
+    assign_to = [str(name)[:100] for name in form.getall("assign_to", [])][:500]
+    data = upload.file.read()
+    name = Path(upload.filename or "upload.csv").name[:200]
+    try:
+        report = await import_contacts(
+            runtime.sessions,
+            Path(name),
+            region=runtime.settings.default_region,
+            campaign_id=campaign.id,
+            assign_to=assign_to,
+            encoding=encoding,
+            actor_label="web",
+            actor_id=user.id,
+            data=data,
+        )
+    except ImportFileError as error:
+        return await _import_page(
+            request,
+            campaign,
+            error=_("The file could not be imported: %(reason)s", reason=str(error)),
+            status=422,
+        )
+    return await _import_page(request, campaign, report=report)
+
+
+async def _assign_page(request: web.Request, campaign: Campaign, done: str = "") -> web.Response:
+    async with request.app[runtime_key].sessions() as session:
+        overview = await campaign_data.list_overview(session, campaign)
+    return page(request, "assign.html", {"campaign": campaign, "overview": overview, "done": done})
+
+
+@routes.get("/ops/campaigns/{campaign_id:\\d{1,9}}/assign")
+async def assign_form(request: web.Request) -> web.Response:
+    campaign = await _campaign(request)
+    done = request.query.get("moved", "")
+    return await _assign_page(
+        request, campaign, _("%(count)s contacts assigned.", count=done) if done.isdigit() else ""
+    )
+
+
+@routes.post("/ops/campaigns/{campaign_id:\\d{1,9}}/assign")
+async def assign_submit(request: web.Request) -> web.StreamResponse:
+    campaign = await _campaign(request)
+    user = require_staff(request)
+    form = await read_form(request)
+    action = str(form.get("action", ""))
+    async with request.app[runtime_key].sessions.begin() as session:
+        members = {
+            member.id for member in await campaign_data.team_members(session, campaign.team_id)
+        }
+        if action == "share":
+            chosen = [
+                int(v)
+                for v in form.getall("volunteer", [])
+                if str(v).isdigit() and int(v) in members
+            ]
+            count = await campaign_data.assign_unassigned(
+                session, campaign.id, chosen, actor_id=user.id
+            )
+        elif action == "move":
+            source, target = str(form.get("from", "")), str(form.get("to", ""))
+            from_id = int(source) if source.isdigit() else None
+            to_id = int(target) if target.isdigit() else None
+            if (from_id is not None and from_id not in members) or (
+                to_id is not None and to_id not in members
+            ):
+                raise PageError(
+                    422, _("Unknown volunteer"), _("Choose volunteers from this campaign's team.")
+                )
+            count = (
+                0
+                if from_id == to_id
+                else await campaign_data.move_open_entries(
+                    session, campaign.id, from_id, to_id, actor_id=user.id
+                )
+            )
+        else:
+            raise PageError(400, _("Unknown action"), _("Use the buttons of the form."))
+    raise web.HTTPSeeOther(f"/ops/campaigns/{campaign.id}/assign?moved={count}")
+
+
+@routes.get("/ops/campaigns/{campaign_id:\\d{1,9}}/export.csv")
+async def export_csv(request: web.Request) -> web.Response:
+    campaign = await _campaign(request)
+    buffer = io.StringIO()
+    async with request.app[runtime_key].sessions() as session:
+        try:
+            await export_results(session, campaign.id, buffer)
+        except ExportError:
+            raise not_found(request) from None
+    return web.Response(
+        body=buffer.getvalue().encode("utf-8"),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="campaign-{campaign.id}-results.csv"'
+        },
+    )
+
+
+# -- do-not-call -----------------------------------------------------------------------
+
+
+async def _dnc_page(
+    request: web.Request, *, errors: dict[str, str] | None = None, status: int = 200
+) -> web.Response:
+    query = request.query.get("q", "")[:200]
+    async with request.app[runtime_key].sessions() as session:
+        contacts = await contact_data.dnc_list(session, query=query)
+    return page(
+        request,
+        "dnc.html",
+        {
+            "contacts": contacts,
+            "q": query,
+            "errors": errors or {},
+            "display_number": display_number,
+        },
+        status=status,
+    )
+
+
+@routes.get("/ops/dnc")
+async def dnc_page(request: web.Request) -> web.Response:
+    require_staff(request)
+    return await _dnc_page(request)
+
+
+@routes.post("/ops/dnc")
+async def dnc_add(request: web.Request) -> web.StreamResponse:
+    user = require_staff(request)
+    reader = Reader(await read_form(request))
+    number = reader.text("number", max_length=40, required=True)
+    reason = reader.text("reason", max_length=500)
+    if reader.errors:
+        return await _dnc_page(request, errors=reader.errors, status=422)
+    runtime = request.app[runtime_key]
+    try:
+        async with runtime.sessions.begin() as session:
+            await contact_data.add_number_to_dnc(
+                session,
+                number=number,
+                region=runtime.settings.default_region,
+                reason=reason,
+                actor_id=user.id,
+            )
+    except InvalidPhoneNumber:
+        return await _dnc_page(
+            request, errors={"number": _("This is not a valid phone number.")}, status=422
+        )
+    raise web.HTTPSeeOther("/ops/dnc")
+
+
+@routes.post("/ops/dnc/{contact_id:\\d{1,9}}/remove")
+async def dnc_remove(request: web.Request) -> web.StreamResponse:
+    user = require_staff(request)
+    async with request.app[runtime_key].sessions.begin() as session:
+        if not await contact_data.remove_from_dnc(
+            session, contact_id=int(request.match_info["contact_id"]), actor_id=user.id
+        ):
+            raise not_found(request)
+    raise web.HTTPSeeOther("/ops/dnc")
+
+
+# -- users ----------------------------------------------------------------------------
+
+
+async def _users_page(
+    request: web.Request,
+    *,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+    created: tuple[str, str] | None = None,
+    status: int = 200,
+) -> web.Response:
+    async with request.app[runtime_key].sessions() as session:
+        users = list(await session.scalars(select(User).order_by(User.role, User.username)))
+        teams = await campaign_data.all_teams(session)
+        memberships: dict[int, list[str]] = {}
+        for user_id, name in await session.execute(
+            select(TeamMember.user_id, Team.name).join(Team, Team.id == TeamMember.team_id)
+        ):
+            memberships.setdefault(user_id, []).append(name)
+    actor = current_user(request)
+    roles = [
+        role
+        for role in Role
+        if actor is not None and (actor.role is Role.ADMIN or role is not Role.ADMIN)
+    ]
+    return page(
+        request,
+        "users.html",
+        {
+            "users": users,
+            "teams": teams,
+            "memberships": memberships,
+            "roles": roles,
+            "errors": errors or {},
+            "values": values or {},
+            "created": created,
+            "languages": i18n.LANGUAGES,
+        },
+        status=status,
+    )
+
+
+@routes.get("/ops/users")
+async def users_page(request: web.Request) -> web.Response:
+    require_staff(request)
+    return await _users_page(request)
+
+
+@routes.post("/ops/users")
+async def users_add(request: web.Request) -> web.Response:
+    actor = require_staff(request)
+    form = await read_form(request)
+    reader = Reader(form)
+    username = reader.text("username", max_length=100, required=True)
+    display_name = reader.text("display_name", max_length=200)
+    role_raw = reader.raw("role")
+    role = Role(role_raw) if role_raw in Role._value2member_map_ else Role.VOLUNTEER
+    if role is Role.ADMIN and actor.role is not Role.ADMIN:
+        reader.errors["role"] = _("Only an administrator can create administrators.")
+    extension = reader.text("extension", max_length=40) or None
+    email = reader.text("email", max_length=320) or None
+    language = i18n.normalise_language(reader.raw("language"))
+    teams = tuple(
+        name.strip()[:200]
+        for name in reader.text("teams", max_length=1000).split(",")
+        if name.strip()
+    )
+    password = reader.raw("password")[:1000]
+    generated = not password
+    if generated:
+        password = generate_password()
+    values = {
+        key: reader.raw(key)
+        for key in ("username", "display_name", "role", "extension", "email", "language", "teams")
+    }
+    if reader.errors:
+        return await _users_page(request, errors=reader.errors, values=values, status=422)
+    try:
+        async with request.app[runtime_key].sessions.begin() as session:
+            await add_user(
+                session,
+                username=username,
+                password=password,
+                role=role,
+                display_name=display_name,
+                email=email,
+                extension=extension,
+                teams=teams,
+                language=language,
+                actor_label=f"web:{actor.username}",
+            )
+    except WeakPassword:
+        return await _users_page(
+            request,
+            errors={"password": _("A password needs at least 10 characters.")},
+            values=values,
+            status=422,
+        )
+    except UserError as error:
+        field = error.field
+        message = (
+            _("This extension is taken or not valid (letters, digits, _ and - only).")
+            if field == "extension"
+            else _("This username is taken or not valid (2-100 letters, digits or . _ @ -).")
+        )
+        return await _users_page(request, errors={field: message}, values=values, status=422)
+    return await _users_page(request, created=(username, password if generated else ""))
+
+
+@routes.post("/ops/users/{user_id:\\d{1,9}}")
+async def users_update(request: web.Request) -> web.StreamResponse:
+    actor = require_staff(request)
+    form = await read_form(request)
+    reader = Reader(form)
+    extension = reader.text("extension", max_length=40) or None
+    pbx = reader.text("pbx", max_length=100) or None
+    teams = [
+        name.strip()[:200]
+        for name in reader.text("teams", max_length=1000).split(",")
+        if name.strip()
+    ]
+    active = reader.flag("active")
+    async with request.app[runtime_key].sessions.begin() as session:
+        user = await session.get(User, int(request.match_info["user_id"]))
+        if user is None:
+            raise not_found(request)
+        if user.role is Role.ADMIN and actor.role is not Role.ADMIN:
+            raise PageError(
+                403, _("Not allowed"), _("Only an administrator can change an administrator.")
+            )
+        if extension is not None:
+            try:
+                check_extension(extension)
+            except UserError:
+                raise PageError(
+                    422,
+                    _("Not valid"),
+                    _("This extension is taken or not valid (letters, digits, _ and - only)."),
+                ) from None
+            taken = await session.scalar(
+                select(User.id).where(User.sip_extension == extension, User.id != user.id)
+            )
+            if taken is not None:
+                raise PageError(
+                    422,
+                    _("Not valid"),
+                    _("This extension is taken or not valid (letters, digits, _ and - only)."),
+                )
+        if pbx is not None:
+            try:
+                check_pbx_name(pbx)
+            except UserError:
+                raise PageError(
+                    422,
+                    _("Not valid"),
+                    _("A PBX name may only use letters, digits, '.', '_' and '-'."),
+                ) from None
+        user.sip_extension = extension
+        user.pbx = pbx
+        if user.id != actor.id:
+            user.is_active = active
+        current = {
+            member.team_id
+            for member in await session.scalars(
+                select(TeamMember).where(TeamMember.user_id == user.id)
+            )
+        }
+        wanted = {(await get_or_create_team(session, name)).id for name in teams}
+        for team_id in wanted - current:
+            session.add(TeamMember(team_id=team_id, user_id=user.id))
+        for member in await session.scalars(
+            select(TeamMember).where(
+                TeamMember.user_id == user.id, TeamMember.team_id.in_(current - wanted)
+            )
+        ):
+            await session.delete(member)
+        audit.record(
+            session,
+            action="user.update",
+            entity_type="user",
+            entity_id=user.id,
+            changes={
+                "extension": extension,
+                "pbx": pbx,
+                "teams": teams,
+                "active": user.is_active,
+            },
+            actor_id=actor.id,
+        )
+    raise web.HTTPSeeOther(safe_next(str(form.get("next", "")), "/ops/users"))

@@ -50,7 +50,7 @@ from ami_bridge.simulator import AmiSimulator
 from dialer.domain.passwords import hash_password
 from dialer.domain.survey import CallingHours, TimeWindow
 from dialer.domain.vocabulary import CampaignStatus, Role
-from dialer.runtime.bootstrap import build_runtime
+from dialer.runtime.bootstrap import build_runtime, web_app
 from dialer.runtime.settings import Settings
 from dialer.store import engine as db
 from dialer.store.models import (
@@ -62,7 +62,6 @@ from dialer.store.models import (
     TeamMember,
     User,
 )
-from web.app import create_app
 from web.config import WebConfig
 
 PG = os.environ.get("DIALER_TEST_PG", "postgres@127.0.0.1:5432")
@@ -305,7 +304,7 @@ async def phase(url: str, clients: int, calls: int) -> tuple[list[float], dict[s
     async with asyncio.timeout(10):
         while not pbx.connected:  # noqa: ASYNC110 - a property, no event to wait on
             await asyncio.sleep(0.02)
-    app = create_app(
+    app = web_app(
         runtime, WebConfig(_env_file=None, public_url="http://127.0.0.1", sse_client_backlog=2000)
     )
     from aiohttp import web

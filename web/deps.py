@@ -1,19 +1,46 @@
-"""Typed keys of what the app factory puts on the application."""
+"""What the web layer needs from the rest of the product, and the typed keys
+of what the app factory puts on the application.
+
+The composition root (``dialer.runtime.bootstrap.web_deps``) builds one
+:class:`WebDeps`; handlers read it with ``request.app[deps_key]``.  The web
+layer knows these parts by their types only, never the whole runtime.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from jinja2 import Environment
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer.runtime.bootstrap import Runtime
+from dialer.live.broadcaster import Broadcaster
+from dialer.live.metrics import Metrics
+from dialer.services.calling import DialerService
 from web.config import WebConfig
 
 if TYPE_CHECKING:
     from web.live.sse import LiveHub
 
-runtime_key = web.AppKey("runtime", Runtime)
+HealthCheck = Callable[[], Awaitable[dict[str, dict[str, object]]]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebDeps:
+    service: DialerService
+    sessions: async_sessionmaker[AsyncSession]
+    broadcaster: Broadcaster
+    metrics: Metrics
+    health: HealthCheck
+    # Where numbers typed without a country code are from (DIALER_DEFAULT_REGION).
+    default_region: str
+    # A worker on the same event loop: the live hub then paces its writes.
+    shares_loop_with_worker: bool
+
+
+deps_key = web.AppKey("deps", WebDeps)
 config_key = web.AppKey("config", WebConfig)
 templates_key = web.AppKey("templates", Environment)
 hub_key: web.AppKey[LiveHub] = web.AppKey("hub")

@@ -31,7 +31,7 @@ from dialer.services.calling import NotAllowed, RetryableError
 from dialer.store.access import STAFF_ROLES
 from dialer.store.engine import is_unavailable
 from dialer.store.models import User, WebSession
-from web.deps import config_key, runtime_key, template_context_key, templates_key
+from web.deps import config_key, deps_key, template_context_key, templates_key
 from web.errors import ApiError, PageError
 from web.i18n import labels
 from web.i18n import translate as i18n
@@ -212,7 +212,7 @@ def _choose_language(request: web.Request, user: User | None) -> str:
 
 @web.middleware
 async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    runtime = request.app[runtime_key]
+    runtime = request.app[deps_key]
     config = request.app[config_key]
     user: User | None = None
     token = request.cookies.get(SESSION_COOKIE, "")

@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dialer.domain.ports import CallPbx
 from dialer.live.broadcaster import Broadcaster
+from dialer.live.metrics import Metrics
 from dialer.live.mqtt import MqttLiveFeed, MqttPublisher
-from dialer.runtime.metrics import Metrics, install
+from dialer.runtime.metrics import install
 from dialer.runtime.settings import Settings
 from dialer.services.calling import DialerService
 from dialer.store import engine as db
@@ -32,7 +33,11 @@ from dialer.store.notify import CALL_REQUESTS, HANGUP_REQUESTS, PgListener, asyn
 from dialer.worker.call_worker import CallWorker
 
 if TYPE_CHECKING:
+    from aiohttp import web as aiohttp_web
+
     from ami_bridge.client import AmiClient
+    from web.config import WebConfig
+    from web.deps import WebDeps
 
 log = logging.getLogger(__name__)
 
@@ -205,14 +210,35 @@ async def _wait_for_stop(stop: asyncio.Event | None) -> None:
     await event.wait()
 
 
+def web_deps(runtime: Runtime) -> WebDeps:
+    """What the web layer may use of this runtime."""
+    from web.deps import WebDeps
+
+    return WebDeps(
+        service=runtime.service,
+        sessions=runtime.sessions,
+        broadcaster=runtime.broadcaster,
+        metrics=runtime.metrics or install(runtime),
+        health=runtime.health,
+        default_region=runtime.settings.default_region,
+        shares_loop_with_worker=runtime.worker is not None,
+    )
+
+
+def web_app(runtime: Runtime, config: WebConfig | None = None) -> aiohttp_web.Application:
+    from web.app import create_app
+
+    return create_app(web_deps(runtime), config)
+
+
 async def start_web(runtime: Runtime, host: str, port: int) -> tuple[Any, int]:
     """Serve the web app; returns the runner and the port actually bound."""
     try:
-        from web.app import create_app
+        app = web_app(runtime)
     except ImportError:
         log.warning("the web app is not available in this build; serving the worker only")
         return None, 0
-    return await _serve(create_app(runtime, metrics=runtime.metrics), host, port)
+    return await _serve(app, host, port)
 
 
 async def start_probes(runtime: Runtime, host: str, port: int) -> tuple[Any, int]:
@@ -225,7 +251,8 @@ async def start_probes(runtime: Runtime, host: str, port: int) -> tuple[Any, int
     except ImportError:
         return None, 0
     try:
-        return await _serve(create_probe_app(runtime), host, port)
+        metrics = runtime.metrics or install(runtime)
+        return await _serve(create_probe_app(runtime.health, metrics), host, port)
     except OSError as error:
         log.error("cannot serve /healthz and /metrics on %s:%s: %s", host, port, error)
         return None, 0

@@ -14,12 +14,11 @@ import pytest
 from aiohttp import web
 from sqlalchemy import func, select
 
-from dialer.runtime.bootstrap import build_runtime
+from dialer.runtime.bootstrap import build_runtime, web_app
 from dialer.store.models import CallAttempt, Campaign
 from tests.e2e import webworld
 from tests.e2e.conftest import ClientFactory
 from tests.e2e.webworld import CALLER_ID, Served, WebWorld
-from web.app import create_app
 
 WARNING_EN = "This campaign is active but has no caller ID, and no default caller ID is set"
 WARNING_FR = "Cette campagne est active mais n'a aucun numéro affiché"
@@ -31,7 +30,7 @@ async def served(pg_url: str, world: WebWorld) -> AsyncIterator[Served]:
     # Imported through the module: a bare test_settings would be collected as a test.
     settings = webworld.test_settings(pg_url).model_copy(update={"default_caller_id": ""})
     runtime = build_runtime(settings)
-    app = create_app(runtime, webworld.web_config())
+    app = web_app(runtime, webworld.web_config())
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dialer.domain.passwords import hash_password
 from dialer.domain.survey import CallingHours, TimeWindow
 from dialer.domain.vocabulary import CampaignStatus, Role
-from dialer.runtime.bootstrap import Runtime, build_runtime
+from dialer.runtime.bootstrap import Runtime, build_runtime, web_app
 from dialer.runtime.settings import Settings
 from dialer.store.models import (
     CallingListEntry,
@@ -29,7 +29,6 @@ from dialer.store.models import (
     TeamMember,
     User,
 )
-from web.app import create_app
 from web.config import WebConfig
 
 PASSWORD = "correct horse battery staple"
@@ -253,7 +252,7 @@ async def serve(
         await wait_until_connected(pbx)
     else:
         runtime = build_runtime(test_settings(pg_url))
-    app = create_app(runtime, web_config(**config))
+    app = web_app(runtime, web_config(**config))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -8,12 +8,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ami_bridge.simulator import AmiSimulator
-from dialer.runtime.bootstrap import Runtime
+from dialer.runtime.bootstrap import Runtime, web_app
 from dialer.runtime.settings import Settings
 from tests.integration.pbx_harness import running_worker
 from tests.integration.world import build_world
 from tests.support.tcp_proxy import TcpProxy
-from web.app import create_app
 from web.config import WebConfig
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -39,7 +38,7 @@ async def test_healthz_turns_unhealthy_when_the_ami_link_drops_and_back(
             harness.service,
             harness.worker,
         )
-        app = create_app(runtime, WebConfig(_env_file=None, public_url="http://127.0.0.1"))
+        app = web_app(runtime, WebConfig(_env_file=None, public_url="http://127.0.0.1"))
         async with TestClient(TestServer(app)) as client:
             status, body = await status_of(client)
             assert status == 200, body

@@ -21,14 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ami_bridge.simulator import AmiSimulator
 from dialer.domain.passwords import hash_password
 from dialer.domain.vocabulary import CallState
+from dialer.live.metrics import LIVE_STATES, OUTCOMES
 from dialer.live.mqtt import MqttPublisher
-from dialer.runtime.bootstrap import Runtime
-from dialer.runtime.metrics import LIVE_STATES, OUTCOMES, install
+from dialer.runtime.bootstrap import Runtime, web_app
+from dialer.runtime.metrics import install
 from dialer.runtime.settings import Settings
 from dialer.store.models import User
 from tests.integration.pbx_harness import Harness, running_worker
 from tests.integration.world import build_world
-from web.app import create_app
 from web.config import WebConfig
 from web.routes.metrics import metrics_key
 
@@ -95,7 +95,7 @@ async def harness(sessions: Sessions, simulator: AmiSimulator) -> AsyncIterator[
 
 
 async def test_a_call_from_request_to_outcome_shows_in_the_metrics(harness: Harness) -> None:
-    app = create_app(runtime_of(harness), web_config())
+    app = web_app(runtime_of(harness), web_config())
     async with TestClient(TestServer(app)) as client:
         _, before = await scrape(client)
         assert value(before, "dialer_ami_connected") == 1
@@ -140,7 +140,7 @@ async def test_a_call_from_request_to_outcome_shows_in_the_metrics(harness: Harn
 
 
 async def test_sse_clients_are_counted_while_their_stream_is_open(harness: Harness) -> None:
-    app = create_app(runtime_of(harness), web_config())
+    app = web_app(runtime_of(harness), web_config())
     async with TestClient(TestServer(app)) as client:
         _, samples = await scrape(client)
         assert value(samples, "dialer_sse_clients") == 0
@@ -166,7 +166,7 @@ async def test_a_web_process_without_worker_exports_what_it_has(sessions: Sessio
     runtime = Runtime(
         Settings(_env_file=None), sessions.kw["bind"], sessions, service.broadcaster, service
     )
-    async with TestClient(TestServer(create_app(runtime, web_config()))) as client:
+    async with TestClient(TestServer(web_app(runtime, web_config()))) as client:
         await client.get("/no/such/page")
         text, samples = await scrape(client)
         assert value(samples, "dialer_sse_clients") == 0
@@ -193,7 +193,8 @@ async def test_metrics_composed_by_the_process_are_served_as_given(harness: Harn
     runtime.mqtt = MqttPublisher(runtime.broadcaster, f"mqtt://127.0.0.1:{closed_port}")
     publisher = asyncio.create_task(runtime.mqtt.run())
     try:
-        app = create_app(runtime, web_config(), metrics=metrics)
+        runtime.metrics = metrics
+        app = web_app(runtime, web_config())
         assert app[metrics_key] is metrics
         async with TestClient(TestServer(app)) as client:
             call_id = await harness.call("vancouver")  # busy

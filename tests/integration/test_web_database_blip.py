@@ -8,10 +8,9 @@ from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer.runtime.bootstrap import build_runtime
+from dialer.runtime.bootstrap import build_runtime, web_app
 from tests.e2e import webworld
 from tests.support.tcp_proxy import TcpProxy
-from web.app import create_app
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -32,7 +31,7 @@ async def test_a_database_outage_answers_retry_not_internal_error(
     )
     runtime = build_runtime(settings)
     try:
-        app = create_app(runtime, webworld.web_config())
+        app = web_app(runtime, webworld.web_config())
         async with TestClient(TestServer(app)) as client:
             # No Origin header: like a script, not a browser (CSRF token still checked).
             origin: dict[str, str] = {}

@@ -27,7 +27,7 @@ from dialer.services.accounts import (
 )
 from dialer.services.calling import NextContact, call_payload
 from dialer.store.models import CallAttempt, Campaign, Contact, User
-from web.deps import config_key, hub_key, runtime_key
+from web.deps import config_key, deps_key, hub_key
 from web.errors import ApiError
 from web.i18n import labels
 from web.i18n.translate import _, fmt_datetime
@@ -130,7 +130,7 @@ def call_json(call: CallAttempt, contact_name: str | None = None) -> dict[str, A
 
 @routes.post("/api/session")
 async def api_sign_in(request: web.Request) -> web.Response:
-    runtime = request.app[runtime_key]
+    runtime = request.app[deps_key]
     config = request.app[config_key]
     body = await read_json(request, limit=4096)
     username, password = body.get("username"), body.get("password")
@@ -179,7 +179,7 @@ def set_session_cookie(request: web.Request, response: web.StreamResponse, token
 @routes.delete("/api/session")
 async def api_sign_out(request: web.Request) -> web.Response:
     require_user(request)
-    await end_session(request.app[runtime_key].sessions, request.cookies.get(SESSION_COOKIE, ""))
+    await end_session(request.app[deps_key].sessions, request.cookies.get(SESSION_COOKIE, ""))
     response = web.json_response({"signed_out": True})
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
@@ -211,7 +211,7 @@ async def api_preferences(request: web.Request) -> web.Response:
         )
     web_session = current_session(request)
     assert web_session is not None
-    await set_confirm_before_dial(request.app[runtime_key].sessions, web_session.id, confirm)
+    await set_confirm_before_dial(request.app[deps_key].sessions, web_session.id, confirm)
     return web.json_response({"confirm_before_dial": confirm})
 
 
@@ -230,7 +230,7 @@ async def api_start_call(request: web.Request) -> web.Response:
             _("Some answers need fixing."),
             fields={"caller_id": _("Not a caller ID.")},
         )
-    service = request.app[runtime_key].service
+    service = request.app[deps_key].service
     call = await service.start_call(
         volunteer_id=user.id,
         contact_id=_int(body.get("contact_id"), "contact_id") or 0,
@@ -247,7 +247,7 @@ async def _visible_call(request: web.Request, user: User) -> tuple[CallAttempt, 
     call_id = request.match_info["call_id"]
     if len(call_id) > 64:
         raise not_found(request)
-    async with request.app[runtime_key].sessions() as session:
+    async with request.app[deps_key].sessions() as session:
         row = (
             await session.execute(
                 select(CallAttempt, Contact.first_name, Contact.last_name)
@@ -274,7 +274,7 @@ async def api_call_state(request: web.Request) -> web.Response:
 async def api_hang_up(request: web.Request) -> web.Response:
     user = require_user(request)
     call, _name = await _visible_call(request, user)
-    await request.app[runtime_key].service.hang_up(user.id, call.call_id)
+    await request.app[deps_key].service.hang_up(user.id, call.call_id)
     return web.json_response(
         {"call_id": call.call_id, "hangup_requested": call.state is not CallState.ENDED}, status=202
     )
@@ -288,7 +288,7 @@ async def api_record_outcome(request: web.Request) -> web.Response:
     user = require_user(request)
     body = await read_json(request)
     submission = parse_submission(body)
-    result = await request.app[runtime_key].service.record_outcome(user.id, submission)
+    result = await request.app[deps_key].service.record_outcome(user.id, submission)
     return web.json_response(
         {
             "submission_id": submission.submission_id,
@@ -324,7 +324,7 @@ async def api_add_note(request: web.Request) -> web.Response:
         raise ApiError(
             422, "invalid", _("Some answers need fixing."), fields={"call_id": _("Not a call.")}
         )
-    runtime = request.app[runtime_key]
+    runtime = request.app[deps_key]
     async with runtime.sessions.begin() as session:
         if not await runtime.service.can_access_contact(session, user, contact_id):
             raise not_found(request)
@@ -372,7 +372,7 @@ async def api_next_contact(request: web.Request) -> web.Response:
     user = require_user(request)
     campaign_id = int(request.match_info["campaign_id"])
     owner = _query_int(request, "owner")
-    runtime = request.app[runtime_key]
+    runtime = request.app[deps_key]
     async with runtime.sessions() as session:
         campaign = await session.get(Campaign, campaign_id)
         if campaign is None or not await runtime.service.can_access_campaign(
@@ -411,7 +411,7 @@ async def api_openapi(request: web.Request) -> web.Response:
 
 
 async def load_contact(request: web.Request, user: User, contact_id: int) -> Contact:
-    runtime = request.app[runtime_key]
+    runtime = request.app[deps_key]
     async with runtime.sessions() as session:
         if not await runtime.service.can_access_contact(session, user, contact_id):
             raise not_found(request)

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dialer.runtime.bootstrap import Runtime
-from web.deps import runtime_key
+from dialer.live.metrics import Metrics
+from web.deps import HealthCheck
 from web.routes.metrics import setup as setup_metrics
 
 routes = web.RouteTableDef()
+health_key: web.AppKey[HealthCheck] = web.AppKey("health")
 
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    checks = await request.app[runtime_key].health()
+    checks = await request.app[health_key]()
     healthy = all(check["ok"] for check in checks.values())
     return web.json_response(
         {"status": "ok" if healthy else "unhealthy", "checks": checks},
@@ -23,10 +24,14 @@ async def healthz(request: web.Request) -> web.Response:
     )
 
 
-def create_probe_app(runtime: Runtime) -> web.Application:
+def setup(app: web.Application, health: HealthCheck) -> None:
+    app[health_key] = health
+    app.add_routes(routes)
+
+
+def create_probe_app(health: HealthCheck, metrics: Metrics) -> web.Application:
     """The HTTP side of a process that runs no web app (`dialer worker`)."""
     app = web.Application()
-    app[runtime_key] = runtime
-    app.add_routes(routes)
-    setup_metrics(app, runtime, runtime.metrics)
+    setup(app, health)
+    setup_metrics(app, metrics)
     return app

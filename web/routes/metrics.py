@@ -4,9 +4,9 @@ Served without a session (Prometheus does not sign in); nothing in it is
 personal: the only labels are call states and outcomes.  Restrict who
 reaches it at the network or reverse proxy (see docs/metrics.md).
 
-``setup(app, runtime, metrics)`` is what an app factory calls (the web app,
+``setup(app, metrics)`` is what an app factory calls (the web app,
 or the probe app of a worker on its own): it stores the
-:class:`~dialer.runtime.metrics.Metrics` on the app, adds the route, the SSE client
+:class:`~dialer.live.metrics.Metrics` on the app, adds the route, the SSE client
 gauge (when the app has a live hub) and the HTTP request metrics.
 """
 
@@ -20,8 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import hdrs, web
 from prometheus_client.exposition import choose_encoder
 
-from dialer.runtime.bootstrap import Runtime
-from dialer.runtime.metrics import Metrics, install
+from dialer.live.metrics import Metrics
 from web.deps import hub_key
 
 metrics_key = web.AppKey("metrics", Metrics)
@@ -38,12 +37,10 @@ async def metrics_handler(request: web.Request) -> web.Response:
     )
 
 
-def setup(app: web.Application, runtime: Runtime, metrics: Metrics | None = None) -> Metrics:
-    """Serve ``metrics`` (the process's; when None, installed here for ``runtime``)
-    at /metrics, and run their ended-calls follower for as long as the app runs
-    (:meth:`Metrics.run` does nothing when another task already follows)."""
-    if metrics is None:
-        metrics = install(runtime)
+def setup(app: web.Application, metrics: Metrics) -> Metrics:
+    """Serve ``metrics`` (the process's) at /metrics, and run their ended-calls
+    follower for as long as the app runs (:meth:`Metrics.run` does nothing when
+    another task already follows)."""
     app[metrics_key] = metrics
     if hub_key in app:
         hub = app[hub_key]

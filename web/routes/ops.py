@@ -32,7 +32,7 @@ from dialer.services.users import (
 )
 from dialer.store import audit
 from dialer.store.models import Campaign, Team, TeamMember, User, utcnow
-from web.deps import runtime_key, templates_key
+from web.deps import deps_key, templates_key
 from web.errors import PageError
 from web.forms import Reader, read_form
 from web.i18n import translate as i18n
@@ -56,7 +56,7 @@ def page(
         context = {
             **context,
             "caller_id_missing": campaign_data.lacks_caller_id(
-                campaign, request.app[runtime_key].service.default_caller_id
+                campaign, request.app[deps_key].service.default_caller_id
             ),
         }
     return render(request, request.app[templates_key], template, context, status=status)
@@ -64,7 +64,7 @@ def page(
 
 async def _campaign(request: web.Request) -> Campaign:
     require_staff(request)
-    async with request.app[runtime_key].sessions() as session:
+    async with request.app[deps_key].sessions() as session:
         campaign = await session.get(Campaign, int(request.match_info["campaign_id"]))
     if campaign is None:
         raise not_found(request)
@@ -86,7 +86,7 @@ async def live_panel(request: web.Request) -> web.Response:
 @routes.get("/ops/campaigns")
 async def campaigns_list(request: web.Request) -> web.Response:
     user = require_staff(request)
-    async with request.app[runtime_key].sessions() as session:
+    async with request.app[deps_key].sessions() as session:
         campaigns = await campaign_data.visible_campaigns(session, user)
         teams = await campaign_data.all_teams(session)
     return page(request, "ops_campaigns.html", _campaigns_context(request, campaigns, teams, {}))
@@ -95,7 +95,7 @@ async def campaigns_list(request: web.Request) -> web.Response:
 def _campaigns_context(
     request: web.Request, campaigns: list[Campaign], teams: list[Team], errors: dict[str, str]
 ) -> dict[str, Any]:
-    default = request.app[runtime_key].service.default_caller_id
+    default = request.app[deps_key].service.default_caller_id
     return {
         "campaigns": campaigns,
         "teams": teams,
@@ -115,7 +115,7 @@ async def campaign_create(request: web.Request) -> web.StreamResponse:
     title = reader.text("title", max_length=300, required=True)
     team_id = reader.integer("team_id", low=1, high=2**31 - 1)
     if reader.errors:
-        async with request.app[runtime_key].sessions() as session:
+        async with request.app[deps_key].sessions() as session:
             campaigns = await campaign_data.visible_campaigns(session, user)
             teams = await campaign_data.all_teams(session)
         return page(
@@ -124,7 +124,7 @@ async def campaign_create(request: web.Request) -> web.StreamResponse:
             _campaigns_context(request, campaigns, teams, reader.errors),
             status=422,
         )
-    async with request.app[runtime_key].sessions.begin() as session:
+    async with request.app[deps_key].sessions.begin() as session:
         if team_id is not None and await session.get(Team, team_id) is None:
             team_id = None
         campaign = await campaign_data.create_campaign(
@@ -137,7 +137,7 @@ async def campaign_create(request: web.Request) -> web.StreamResponse:
 async def dashboard(request: web.Request) -> web.Response:
     campaign = await _campaign(request)
     zone = i18n.current().zone
-    async with request.app[runtime_key].sessions() as session:
+    async with request.app[deps_key].sessions() as session:
         stats = await campaign_stats(session, campaign.id, now=utcnow(), zone=zone)
     return page(
         request,
@@ -191,7 +191,7 @@ async def _editor(
     saved: bool = False,
     status: int = 200,
 ) -> web.Response:
-    async with request.app[runtime_key].sessions() as session:
+    async with request.app[deps_key].sessions() as session:
         teams = await campaign_data.all_teams(session)
     return page(
         request,
@@ -296,11 +296,11 @@ async def campaign_save(request: web.Request) -> web.StreamResponse:
     user = require_staff(request)
     form = await read_form(request)
     reader = Reader(form)
-    changes = _parse_changes(reader, request.app[runtime_key].settings.default_region)
+    changes = _parse_changes(reader, request.app[deps_key].default_region)
     if reader.errors:
         values = {key: reader.raw(key) for key in _editor_values(campaign)}
         return await _editor(request, campaign, values, reader.errors, status=422)
-    async with request.app[runtime_key].sessions.begin() as session:
+    async with request.app[deps_key].sessions.begin() as session:
         stored = await session.get(Campaign, campaign.id)
         assert stored is not None
         if changes.team_id is not None and await session.get(Team, changes.team_id) is None:
@@ -310,7 +310,7 @@ async def campaign_save(request: web.Request) -> web.StreamResponse:
             stored,
             changes,
             actor_id=user.id,
-            default_caller_id=request.app[runtime_key].service.default_caller_id,
+            default_caller_id=request.app[deps_key].service.default_caller_id,
         )
     raise web.HTTPSeeOther(f"/ops/campaigns/{campaign.id}/edit?saved=1")
 
@@ -325,7 +325,7 @@ async def _import_page(
     error: str = "",
     status: int = 200,
 ) -> web.Response:
-    async with request.app[runtime_key].sessions() as session:
+    async with request.app[deps_key].sessions() as session:
         members = await campaign_data.team_members(session, campaign.team_id)
     return page(
         request,
@@ -344,7 +344,7 @@ async def import_form(request: web.Request) -> web.Response:
 async def import_upload(request: web.Request) -> web.Response:
     campaign = await _campaign(request)
     user = require_staff(request)
-    runtime = request.app[runtime_key]
+    runtime = request.app[deps_key]
     form = await request.post()
     upload = form.get("file")
     if not isinstance(upload, web.FileField):
@@ -359,7 +359,7 @@ async def import_upload(request: web.Request) -> web.Response:
         report = await import_contacts(
             runtime.sessions,
             Path(name),
-            region=runtime.settings.default_region,
+            region=runtime.default_region,
             campaign_id=campaign.id,
             assign_to=assign_to,
             encoding=encoding,
@@ -378,7 +378,7 @@ async def import_upload(request: web.Request) -> web.Response:
 
 
 async def _assign_page(request: web.Request, campaign: Campaign, done: str = "") -> web.Response:
-    async with request.app[runtime_key].sessions() as session:
+    async with request.app[deps_key].sessions() as session:
         overview = await campaign_data.list_overview(session, campaign)
     return page(request, "assign.html", {"campaign": campaign, "overview": overview, "done": done})
 
@@ -398,7 +398,7 @@ async def assign_submit(request: web.Request) -> web.StreamResponse:
     user = require_staff(request)
     form = await read_form(request)
     action = str(form.get("action", ""))
-    async with request.app[runtime_key].sessions.begin() as session:
+    async with request.app[deps_key].sessions.begin() as session:
         members = {
             member.id for member in await campaign_data.team_members(session, campaign.team_id)
         }
@@ -437,7 +437,7 @@ async def assign_submit(request: web.Request) -> web.StreamResponse:
 async def export_csv(request: web.Request) -> web.Response:
     campaign = await _campaign(request)
     buffer = io.StringIO()
-    async with request.app[runtime_key].sessions() as session:
+    async with request.app[deps_key].sessions() as session:
         try:
             await export_results(session, campaign.id, buffer)
         except ExportError:
@@ -459,7 +459,7 @@ async def _dnc_page(
     request: web.Request, *, errors: dict[str, str] | None = None, status: int = 200
 ) -> web.Response:
     query = request.query.get("q", "")[:200]
-    async with request.app[runtime_key].sessions() as session:
+    async with request.app[deps_key].sessions() as session:
         contacts = await contact_data.dnc_list(session, query=query)
     return page(
         request,
@@ -488,13 +488,13 @@ async def dnc_add(request: web.Request) -> web.StreamResponse:
     reason = reader.text("reason", max_length=500)
     if reader.errors:
         return await _dnc_page(request, errors=reader.errors, status=422)
-    runtime = request.app[runtime_key]
+    runtime = request.app[deps_key]
     try:
         async with runtime.sessions.begin() as session:
             await contact_data.add_number_to_dnc(
                 session,
                 number=number,
-                region=runtime.settings.default_region,
+                region=runtime.default_region,
                 reason=reason,
                 actor_id=user.id,
             )
@@ -508,7 +508,7 @@ async def dnc_add(request: web.Request) -> web.StreamResponse:
 @routes.post("/ops/dnc/{contact_id:\\d{1,9}}/remove")
 async def dnc_remove(request: web.Request) -> web.StreamResponse:
     user = require_staff(request)
-    async with request.app[runtime_key].sessions.begin() as session:
+    async with request.app[deps_key].sessions.begin() as session:
         if not await contact_data.remove_from_dnc(
             session, contact_id=int(request.match_info["contact_id"]), actor_id=user.id
         ):
@@ -527,7 +527,7 @@ async def _users_page(
     created: tuple[str, str] | None = None,
     status: int = 200,
 ) -> web.Response:
-    async with request.app[runtime_key].sessions() as session:
+    async with request.app[deps_key].sessions() as session:
         users = list(await session.scalars(select(User).order_by(User.role, User.username)))
         teams = await campaign_data.all_teams(session)
         memberships: dict[int, list[str]] = {}
@@ -594,7 +594,7 @@ async def users_add(request: web.Request) -> web.Response:
     if reader.errors:
         return await _users_page(request, errors=reader.errors, values=values, status=422)
     try:
-        async with request.app[runtime_key].sessions.begin() as session:
+        async with request.app[deps_key].sessions.begin() as session:
             await add_user(
                 session,
                 username=username,
@@ -638,7 +638,7 @@ async def users_update(request: web.Request) -> web.StreamResponse:
         if name.strip()
     ]
     active = reader.flag("active")
-    async with request.app[runtime_key].sessions.begin() as session:
+    async with request.app[deps_key].sessions.begin() as session:
         user = await session.get(User, int(request.match_info["user_id"]))
         if user is None:
             raise not_found(request)

@@ -23,7 +23,7 @@ from dialer.services.accounts import (
 )
 from dialer.store.access import STAFF_ROLES
 from dialer.store.models import CallAttempt, Campaign, User, utcnow
-from web.deps import config_key, runtime_key, templates_key
+from web.deps import config_key, deps_key, templates_key
 from web.forms import read_form
 from web.i18n import labels
 from web.i18n import translate as i18n
@@ -80,7 +80,7 @@ async def login_form(request: web.Request) -> web.Response:
 
 @routes.post("/login")
 async def login_submit(request: web.Request) -> web.StreamResponse:
-    runtime = request.app[runtime_key]
+    runtime = request.app[deps_key]
     config = request.app[config_key]
     form = await read_form(request)
     username = str(form.get("username", ""))[:100]
@@ -116,7 +116,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/logout")
 async def logout(request: web.Request) -> web.StreamResponse:
-    await end_session(request.app[runtime_key].sessions, request.cookies.get(SESSION_COOKIE, ""))
+    await end_session(request.app[deps_key].sessions, request.cookies.get(SESSION_COOKIE, ""))
     response = web.HTTPSeeOther("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     raise response
@@ -131,7 +131,7 @@ async def switch_language(request: web.Request) -> web.StreamResponse:
     if language is not None:
         user = current_user(request)
         if user is not None:
-            await set_language(request.app[runtime_key].sessions, user.id, language)
+            await set_language(request.app[deps_key].sessions, user.id, language)
         response.set_cookie(
             LANGUAGE_COOKIE,
             language,
@@ -148,7 +148,7 @@ async def switch_language(request: web.Request) -> web.StreamResponse:
 
 
 async def _campaign_for(request: web.Request, user: User, campaign_id: int) -> Campaign:
-    runtime = request.app[runtime_key]
+    runtime = request.app[deps_key]
     async with runtime.sessions() as session:
         campaign = await session.get(Campaign, campaign_id)
         if campaign is None or not await runtime.service.can_access_campaign(
@@ -161,7 +161,7 @@ async def _campaign_for(request: web.Request, user: User, campaign_id: int) -> C
 @routes.get("/campaigns")
 async def campaigns_page(request: web.Request) -> web.Response:
     user = require_user(request)
-    async with request.app[runtime_key].sessions() as session:
+    async with request.app[deps_key].sessions() as session:
         cards = await campaign_data.campaign_cards(session, user)
         tasks = await contact_data.open_tasks_for(session, user.id)
     return page(request, "campaigns.html", {"cards": cards, "tasks": tasks})
@@ -173,7 +173,7 @@ async def attendance(request: web.Request) -> web.StreamResponse:
     campaign = await _campaign_for(request, user, int(request.match_info["campaign_id"]))
     form = await read_form(request)
     attending = str(form.get("attending", "")) == "yes"
-    async with request.app[runtime_key].sessions.begin() as session:
+    async with request.app[deps_key].sessions.begin() as session:
         await campaign_data.set_attendance(
             session, user_id=user.id, campaign_id=campaign.id, attending=attending
         )
@@ -185,7 +185,7 @@ async def campaign_page(request: web.Request) -> web.Response:
     user = require_user(request)
     campaign = await _campaign_for(request, user, int(request.match_info["campaign_id"]))
     owner_id = _query_int(request, "owner") or user.id
-    async with request.app[runtime_key].sessions() as session:
+    async with request.app[deps_key].sessions() as session:
         members = await campaign_data.team_members(session, campaign.team_id)
         if owner_id != user.id and owner_id not in {member.id for member in members}:
             raise not_found(request)
@@ -218,7 +218,7 @@ async def next_contact(request: web.Request) -> web.StreamResponse:
     user = require_user(request)
     campaign = await _campaign_for(request, user, int(request.match_info["campaign_id"]))
     owner = _query_int(request, "owner")
-    runtime = request.app[runtime_key]
+    runtime = request.app[deps_key]
     found = await runtime.service.next_contact(user.id, campaign.id, list_owner_id=owner)
     owner_part = f"&owner={owner}" if owner and owner != user.id else ""
     if found.contact is not None:
@@ -267,7 +267,7 @@ def _filter_from_query(request: web.Request) -> contact_data.ContactFilter:
 async def contacts_page(request: web.Request) -> web.Response:
     user = require_user(request)
     wanted = _filter_from_query(request)
-    runtime = request.app[runtime_key]
+    runtime = request.app[deps_key]
     async with runtime.sessions() as session:
         result = await contact_data.search(session, user, wanted, now=utcnow())
         tags = await contact_data.known_tags(session, user)
@@ -302,7 +302,7 @@ async def contact_page(request: web.Request) -> web.Response:
     """The contact's record; its Call tab is the call screen."""
     user = require_user(request)
     contact_id = int(request.match_info["contact_id"])
-    runtime = request.app[runtime_key]
+    runtime = request.app[deps_key]
     campaign_id = _query_int(request, "campaign")
     owner_id = _query_int(request, "owner")
     async with runtime.sessions() as session:
@@ -370,6 +370,6 @@ async def contact_page(request: web.Request) -> web.Response:
 @routes.get("/tasks")
 async def tasks_page(request: web.Request) -> web.Response:
     user = require_user(request)
-    async with request.app[runtime_key].sessions() as session:
+    async with request.app[deps_key].sessions() as session:
         tasks = await contact_data.open_tasks_for(session, user.id)
     return page(request, "tasks.html", {"tasks": tasks})

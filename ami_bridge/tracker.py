@@ -10,8 +10,18 @@ Two layers:
   Anything the table does not allow (a duplicate, an event arriving after a
   later one, anything after the end) leaves the state as it is and is logged.
 * :class:`CallTracker` turns AMI events into triggers and facts (channels,
-  dial status, hangup causes...), applies :func:`decide`, and hands back a
-  :class:`CallUpdate` snapshot each time a call changes state.
+  dial status, hangup causes...), applies :func:`decide`, runs the commands
+  it returns through a dispatch table, and hands back a :class:`CallUpdate`
+  snapshot each time a call changes state.
+
+Every rule the state of a call takes part in lives in the call-flow table
+section just below the imports: :data:`TRANSITIONS` and :data:`COMMANDS`
+for where triggers lead and what they do, :data:`STATE_RULES` for what each
+state means elsewhere (whose outcome an end decides, whether the volunteer
+hanging up counts as giving up on the contact, what a resync's listing
+dates, whether the call is over), and :data:`TRIGGER_FOR_STATE` for how a
+resync brings a call to the state Asterisk lists it in.  The handlers never
+compare states themselves; they look the answer up there.
 
 How the legs of a call are recognised (see tests/fixtures/ami/README.md):
 
@@ -76,6 +86,19 @@ def _log(level: int, message: str, call_id: str, *args: object) -> None:
 HangupRequester = Literal["operator", "volunteer"]
 
 
+# =============================================================================
+# The call-flow table
+#
+# Every rule in which the state of a call takes part lives in this section, as
+# data: which trigger moves a call from which state to which, what is done to
+# the call record on the way, and what each state means for the rest of the
+# tracker (whose outcome an end decides, whether a hang-up counts as the
+# volunteer giving up, what a resync's listing dates, whether it is over).
+# Below it, the handlers only turn AMI messages into triggers and facts and
+# look the rest up here, so the call flow can be read, and tested, in one place.
+# =============================================================================
+
+
 class Trigger(Enum):
     """What the tracker learned about a call, in domain terms."""
 
@@ -132,7 +155,10 @@ TRANSITIONS: Mapping[CallState, Mapping[Trigger, CallState]] = {
     _S.ENDED: {},
 }
 
-_COMMANDS: Mapping[Trigger, tuple[Command, ...]] = {
+# What an allowed transition does, by the trigger that made it.  A step is
+# stamped once: the first time for it stands (one kept from before a
+# restart, or one read off the channels in a resync).
+COMMANDS: Mapping[Trigger, tuple[Command, ...]] = {
     _T.VOLUNTEER_RINGING: (Command.STAMP_VOLUNTEER_RINGING,),
     _T.VOLUNTEER_ANSWERED: (Command.STAMP_VOLUNTEER_ANSWERED,),
     _T.CONTACT_RINGING: (Command.STAMP_CONTACT_RINGING,),
@@ -151,17 +177,103 @@ def decide(state: CallState, trigger: Trigger) -> tuple[CallState, tuple[Command
     on AMI (an ``OriginateResponse`` confirming an answer already seen, a
     hangup racing a resync).
     """
-    new_state = TRANSITIONS[state].get(trigger)
+    new_state = TRANSITIONS.get(state, {}).get(trigger)
     if new_state is None:
         return state, _NO_COMMANDS
-    return new_state, _COMMANDS[trigger]
+    return new_state, COMMANDS.get(trigger, _NO_COMMANDS)
 
 
-_ORDER = {state: index for index, state in enumerate(CallState)}
+class Stake(Enum):
+    """Whose doing an end is judged by, given how far the call had got."""
+
+    # The volunteer's phone never answered: busy, declined, unreachable...
+    VOLUNTEER = "volunteer"
+    # The volunteer answered: Dial() and the contact's leg tell the rest.
+    CONTACT = "contact"
+    # Both were on the line: the call completed, whoever hung up.
+    CONVERSATION = "conversation"
+
+
+@dataclass(frozen=True, slots=True)
+class StateRules:
+    """What a state means to the tracker, apart from where triggers lead."""
+
+    # Whose outcome an end in this state decides (see _classify).  None: the
+    # call was judged on its way into this state.
+    at_stake: Stake | None
+    # A HangupRequest from the volunteer's own phone, before Dial() reports
+    # anything, is the volunteer giving up on a contact who has not answered
+    # (HUNG_UP_BY_VOLUNTEER rather than a contact outcome).  Before the answer
+    # the volunteer leg's cause says it all; while talking, the call completed.
+    volunteer_hangup_gives_up: bool
+    # For a call a resync shows for the first time in this state: the step
+    # its contact leg's creation (CoreShowChannel Duration) dates.
+    listing_dates_contact_step: Command | None
+    # No trigger moves the call on: it is forgotten, bar the short memory of
+    # recent ends.
+    final: bool
+
+
+STATE_RULES: Mapping[CallState, StateRules] = {
+    _S.REQUESTED: StateRules(
+        at_stake=Stake.VOLUNTEER,
+        volunteer_hangup_gives_up=False,
+        listing_dates_contact_step=None,
+        final=False,
+    ),
+    _S.RINGING_VOLUNTEER: StateRules(
+        at_stake=Stake.VOLUNTEER,
+        volunteer_hangup_gives_up=False,
+        listing_dates_contact_step=None,
+        final=False,
+    ),
+    _S.VOLUNTEER_ANSWERED: StateRules(
+        at_stake=Stake.CONTACT,
+        volunteer_hangup_gives_up=True,
+        listing_dates_contact_step=None,
+        final=False,
+    ),
+    _S.RINGING_CONTACT: StateRules(
+        at_stake=Stake.CONTACT,
+        volunteer_hangup_gives_up=True,
+        listing_dates_contact_step=Command.STAMP_CONTACT_RINGING,
+        final=False,
+    ),
+    _S.TALKING: StateRules(
+        at_stake=Stake.CONVERSATION,
+        volunteer_hangup_gives_up=False,
+        # How long it rang before the answer is unknown: no ringing time then.
+        listing_dates_contact_step=Command.STAMP_CONTACT_ANSWERED,
+        final=False,
+    ),
+    _S.ENDED: StateRules(
+        at_stake=None,
+        volunteer_hangup_gives_up=False,
+        listing_dates_contact_step=None,
+        final=True,
+    ),
+}
+
+# The trigger that brings a call to a state a resync's listing shows it in.
+TRIGGER_FOR_STATE: Mapping[CallState, Trigger] = {
+    _S.RINGING_VOLUNTEER: _T.VOLUNTEER_RINGING,
+    _S.VOLUNTEER_ANSWERED: _T.VOLUNTEER_ANSWERED,
+    _S.RINGING_CONTACT: _T.CONTACT_RINGING,
+    _S.TALKING: _T.CONTACT_ANSWERED,
+}
+
+# ====================================================== end of the call-flow table
+
 
 # ChannelState values (Asterisk's ast_channel_state).
 _RINGING_STATES = frozenset({"4", "5"})  # Ring, Ringing
 _UP = "6"
+
+# What the volunteer leg's ChannelState (Newchannel, Newstate, VarSet) says.
+_VOLUNTEER_LEG_TRIGGERS: Mapping[str, Trigger] = {
+    **dict.fromkeys(_RINGING_STATES, Trigger.VOLUNTEER_RINGING),
+    _UP: Trigger.VOLUNTEER_ANSWERED,
+}
 
 # SoftHangupRequest's Cause is a soft-hangup flag, not a Q.850 cause:
 # AST_SOFTHANGUP_SHUTDOWN.  The restart recording shows it on every channel.
@@ -243,7 +355,7 @@ class CallUpdate:
 
     @property
     def ended(self) -> bool:
-        return self.state is CallState.ENDED
+        return STATE_RULES[self.state].final
 
     @property
     def state_changed(self) -> bool:
@@ -337,6 +449,7 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
 
 
 _Handler = Callable[[Message, datetime], "_Call | None"]
+_CommandRunner = Callable[["_Call", datetime], None]
 
 
 class CallTracker:
@@ -374,6 +487,13 @@ class CallTracker:
             "Hangup": self._on_hangup,
             "OriginateResponse": self._on_originate_response,
             "Shutdown": self._on_shutdown,
+        }
+        self._commands: dict[Command, _CommandRunner] = {
+            Command.STAMP_VOLUNTEER_RINGING: self._stamp_volunteer_ringing,
+            Command.STAMP_VOLUNTEER_ANSWERED: self._stamp_volunteer_answered,
+            Command.STAMP_CONTACT_RINGING: self._stamp_contact_ringing,
+            Command.STAMP_CONTACT_ANSWERED: self._stamp_contact_answered,
+            Command.FINISH: self._finish,
         }
 
     # ----------------------------------------------------------------- API
@@ -521,20 +641,35 @@ class CallTracker:
             )
             return False
         call.state = new_state
-        # A step happens once: the first time stamped for it stands (one kept
-        # from before a restart, or one read off the channels in a resync).
         for command in commands:
-            if command is Command.STAMP_VOLUNTEER_RINGING:
-                call.volunteer_ringing_at = call.volunteer_ringing_at or at
-            elif command is Command.STAMP_VOLUNTEER_ANSWERED:
-                call.volunteer_answered_at = call.volunteer_answered_at or at
-            elif command is Command.STAMP_CONTACT_RINGING:
-                call.contact_ringing_at = call.contact_ringing_at or at
-            elif command is Command.STAMP_CONTACT_ANSWERED:
-                call.contact_answered_at = call.contact_answered_at or at
-            elif command is Command.FINISH:
-                self._finish(call, at)
+            self._run(command, call, at)
         return True
+
+    def _run(self, command: Command, call: _Call, at: datetime) -> None:
+        run = self._commands.get(command)
+        if run is None:
+            _log(logging.WARNING, "call %s: no way to run %s; ignored", call.call_id, command.value)
+            return
+        run(call, at)
+
+    # A step happens once: the first time stamped for it stands (one kept
+    # from before a restart, or one read off the channels in a resync).
+
+    @staticmethod
+    def _stamp_volunteer_ringing(call: _Call, at: datetime) -> None:
+        call.volunteer_ringing_at = call.volunteer_ringing_at or at
+
+    @staticmethod
+    def _stamp_volunteer_answered(call: _Call, at: datetime) -> None:
+        call.volunteer_answered_at = call.volunteer_answered_at or at
+
+    @staticmethod
+    def _stamp_contact_ringing(call: _Call, at: datetime) -> None:
+        call.contact_ringing_at = call.contact_ringing_at or at
+
+    @staticmethod
+    def _stamp_contact_answered(call: _Call, at: datetime) -> None:
+        call.contact_answered_at = call.contact_answered_at or at
 
     def _end(self, call: _Call, at: datetime) -> bool:
         # Classify before the state moves on: the outcome depends on how far
@@ -563,7 +698,7 @@ class CallTracker:
         update = self._view(call, call.reported_state, at)
         call.reported_state = call.state
         call.reported_at = at
-        if call.state is CallState.ENDED:
+        if STATE_RULES[call.state].final:
             self._ended[call.call_id] = update
             if len(self._ended) > _RECENTLY_ENDED:
                 self._ended.popitem(last=False)
@@ -701,11 +836,9 @@ class CallTracker:
                 _log(logging.DEBUG, "call %s: duplicate Newchannel; ignored", call_id)
                 return None
             self._bind_volunteer(call, message)
-            state = message.header("ChannelState")
-            if state in _RINGING_STATES:
-                self._apply(call, Trigger.VOLUNTEER_RINGING, at)
-            elif state == _UP:
-                self._apply(call, Trigger.VOLUNTEER_ANSWERED, at)
+            trigger = _VOLUNTEER_LEG_TRIGGERS.get(message.header("ChannelState") or "")
+            if trigger is not None:
+                self._apply(call, trigger, at)
             return call
         # Every other channel of a call shares its Linkedid: the contact leg
         # (named later by DialBegin), a Local channel's ;2 half, or the ;2 of
@@ -729,11 +862,9 @@ class CallTracker:
             return None
         call.seen_on = self._connection
         self._bind_volunteer(call, message)
-        state = message.header("ChannelState")
-        if state in _RINGING_STATES:
-            self._apply(call, Trigger.VOLUNTEER_RINGING, at)
-        elif state == _UP:
-            self._apply(call, Trigger.VOLUNTEER_ANSWERED, at)
+        trigger = _VOLUNTEER_LEG_TRIGGERS.get(message.header("ChannelState") or "")
+        if trigger is not None:
+            self._apply(call, trigger, at)
         return call
 
     def _on_newstate(self, message: Message, at: datetime) -> _Call | None:
@@ -746,14 +877,10 @@ class CallTracker:
             # The contact's answer is taken from DialEnd, which says ANSWER
             # only for the leg Dial() actually connected.
             return None
-        state = message.header("ChannelState")
-        if state == _UP:
-            changed = self._apply(call, Trigger.VOLUNTEER_ANSWERED, at)
-        elif state in _RINGING_STATES:
-            changed = self._apply(call, Trigger.VOLUNTEER_RINGING, at)
-        else:
+        trigger = _VOLUNTEER_LEG_TRIGGERS.get(message.header("ChannelState") or "")
+        if trigger is None:
             return None
-        return call if changed else None
+        return call if self._apply(call, trigger, at) else None
 
     def _on_dial_begin(self, message: Message, at: datetime) -> _Call | None:
         source = message.header("Uniqueid")
@@ -827,8 +954,7 @@ class CallTracker:
         if (
             uniqueid == call.volunteer_uniqueid
             and call.dial_status is None
-            and _ORDER[call.state] >= _ORDER[CallState.VOLUNTEER_ANSWERED]
-            and call.state is not CallState.TALKING
+            and STATE_RULES[call.state].volunteer_hangup_gives_up
         ):
             # The phone sent its own hangup (a HangupRequest, unlike the
             # SoftHangupRequest Asterisk uses to tear a call down).
@@ -957,7 +1083,7 @@ class CallTracker:
                 call.bridge_id = volunteer.header("BridgeId")
             contact = by_uniqueid.get(call.contact_uniqueid or "")
             target = _state_from_listing(volunteer, contact)
-            trigger = _TRIGGER_FOR_STATE.get(target)
+            trigger = TRIGGER_FOR_STATE.get(target)
             if trigger is not None and call.state is not target:
                 if call.unwatched:
                     self._stamp_from_listing(call, target, volunteer, contact, at)
@@ -970,9 +1096,13 @@ class CallTracker:
             self._end_unlisted(call, at)
         return call.state is not before
 
-    @staticmethod
     def _stamp_from_listing(
-        call: _Call, target: CallState, volunteer: Message, contact: Message | None, at: datetime
+        self,
+        call: _Call,
+        target: CallState,
+        volunteer: Message,
+        contact: Message | None,
+        at: datetime,
     ) -> None:
         """Times of steps of a call first seen in this resync, from what Asterisk lists.
 
@@ -983,21 +1113,18 @@ class CallTracker:
         at some point since; the earliest, its leg's creation, is taken: it
         overstates talk time by at most the ring time, where the time of the
         resync would understate it by the whole time nobody watched.
-        Times already known are kept (``_apply`` stamps only empty ones).
+        Times already known are kept (the stamps fill only empty ones).
         """
         volunteer_since = _created_at(volunteer, at)
-        if volunteer_since is not None and call.volunteer_ringing_at is None:
-            call.volunteer_ringing_at = volunteer_since
+        if volunteer_since is not None:
+            self._run(Command.STAMP_VOLUNTEER_RINGING, call, volunteer_since)
         contact_since = _created_at(contact, at) if contact is not None else None
         if contact_since is None:
             return
-        if call.volunteer_answered_at is None:
-            call.volunteer_answered_at = contact_since
-        if target is CallState.RINGING_CONTACT and call.contact_ringing_at is None:
-            call.contact_ringing_at = contact_since
-        # How long it rang before the answer is unknown: no ringing time then.
-        if target is CallState.TALKING and call.contact_answered_at is None:
-            call.contact_answered_at = contact_since
+        self._run(Command.STAMP_VOLUNTEER_ANSWERED, call, contact_since)
+        step = STATE_RULES[target].listing_dates_contact_step
+        if step is not None:
+            self._run(step, call, contact_since)
 
     def _end_unlisted(self, call: _Call, at: datetime) -> None:
         if call.volunteer_cause is not None or (
@@ -1008,14 +1135,6 @@ class CallTracker:
             return
         call.lost = True
         self._end(call, at)
-
-
-_TRIGGER_FOR_STATE: Mapping[CallState, Trigger] = {
-    CallState.RINGING_VOLUNTEER: Trigger.VOLUNTEER_RINGING,
-    CallState.VOLUNTEER_ANSWERED: Trigger.VOLUNTEER_ANSWERED,
-    CallState.RINGING_CONTACT: Trigger.CONTACT_RINGING,
-    CallState.TALKING: Trigger.CONTACT_ANSWERED,
-}
 
 
 def _created_at(channel: Message, at: datetime) -> datetime | None:
@@ -1055,13 +1174,14 @@ def _classify(call: _Call) -> tuple[CallOutcome, str | None]:
         return CallOutcome.FAILED, "Asterisk shut down during the call"
     if call.hangup_requested_by == "operator":
         return CallOutcome.HUNG_UP_BY_OPERATOR, None
-    if call.state is CallState.TALKING:
+    at_stake = STATE_RULES[call.state].at_stake
+    if at_stake is Stake.CONVERSATION:
         return CallOutcome.COMPLETED, None
     if call.hangup_requested_by == "volunteer":
         return CallOutcome.HUNG_UP_BY_VOLUNTEER, None
     if call.originate_error is not None:
         return CallOutcome.FAILED, f"Asterisk refused the Originate: {call.originate_error}"
-    if _ORDER[call.state] < _ORDER[CallState.VOLUNTEER_ANSWERED]:
+    if at_stake is Stake.VOLUNTEER:
         return _classify_volunteer(call)
     return _classify_contact(call)
 

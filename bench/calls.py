@@ -384,7 +384,7 @@ async def drive(
             done = asyncio.get_running_loop().create_future()
             waiting[call.call_id] = done
             await done
-            await service.record_outcome(
+            await runtime.outcomes.record_outcome(
                 uid,
                 parse_submission(
                     {

@@ -20,9 +20,23 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dialer.domain import i18n
 from dialer.store import engine as db
 from dialer.store.models import Base
+from tests.support import writers
 
 PG_SERVER = os.environ.get("DIALER_TEST_PG", "postgres@127.0.0.1:5432")
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+writers.install()
+
+
+@pytest.fixture(autouse=True)
+def _one_writer_per_table() -> Iterator[None]:
+    """Every table is written only by its owner in dialer.store (dialer.store.writers)."""
+    writers.stray_writes.clear()
+    yield
+    found = sorted({str(write) for write in writers.stray_writes})
+    writers.stray_writes.clear()
+    assert not found, "writes outside the table's owner:\n" + "\n".join(found)
 
 
 @pytest.fixture(autouse=True)

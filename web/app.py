@@ -47,7 +47,7 @@ def create_app(deps: WebDeps, config: WebConfig | None = None) -> web.Applicatio
     app[templates_key] = build_environment()
     app[hub_key] = LiveHub(
         deps.broadcaster,
-        deps.sessions,
+        deps.directory,
         client_backlog=config.sse_client_backlog,
         # Flushes are paced and cut in slices so that a worker on the same
         # loop keeps its turns; a web process without one (`dialer web`)

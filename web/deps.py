@@ -14,11 +14,21 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from jinja2 import Environment
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.live.broadcaster import Broadcaster
 from dialer.live.metrics import Metrics
-from dialer.services.calling import DialerService
+from dialer.services.accounts import AccountService
+from dialer.services.call_history import CallHistory
+from dialer.services.calling import CallService
+from dialer.services.campaigns import CampaignService
+from dialer.services.contacts import ContactService
+from dialer.services.dashboard import DashboardService
+from dialer.services.directory import Directory
+from dialer.services.export import ExportService
+from dialer.services.importer import ImportService
+from dialer.services.lists import CallingLists
+from dialer.services.outcomes import OutcomeService
+from dialer.services.users import UserService
 from web.config import WebConfig
 
 if TYPE_CHECKING:
@@ -29,8 +39,22 @@ HealthCheck = Callable[[], Awaitable[dict[str, dict[str, object]]]]
 
 @dataclass(frozen=True, kw_only=True)
 class WebDeps:
-    service: DialerService
-    sessions: async_sessionmaker[AsyncSession]
+    """The services the handlers call; each owns its transactions."""
+
+    # Starting and hanging up calls.
+    service: CallService
+    outcomes: OutcomeService
+    lists: CallingLists
+    accounts: AccountService
+    users: UserService
+    campaigns: CampaignService
+    contacts: ContactService
+    calls: CallHistory
+    dashboard: DashboardService
+    imports: ImportService
+    exports: ExportService
+    # Names and the volunteer roster for the live hub.
+    directory: Directory
     broadcaster: Broadcaster
     metrics: Metrics
     health: HealthCheck

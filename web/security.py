@@ -26,8 +26,7 @@ from multidict import MultiDictProxy
 from dialer.domain.compliance import CallRefused, RefusalCode
 from dialer.domain.outcomes import SubmissionInvalid
 from dialer.domain.vocabulary import Role
-from dialer.services.accounts import load_session
-from dialer.services.calling import NotAllowed, RetryableError
+from dialer.services.common import NotAllowed, RetryableError
 from dialer.store.access import STAFF_ROLES
 from dialer.store.engine import is_unavailable
 from dialer.store.models import User, WebSession
@@ -217,7 +216,7 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
     user: User | None = None
     token = request.cookies.get(SESSION_COOKIE, "")
     if token and not request.path.startswith("/static/"):
-        found = await load_session(runtime.sessions, token, policy=config.session_policy)
+        found = await runtime.accounts.load_session(token, policy=config.session_policy)
         if found is not None:
             web_session, user = found
             request[_SESSION] = web_session

@@ -41,6 +41,15 @@ class CallState(StrEnum):
 
 
 LIVE_CALL_STATES = frozenset(CallState) - {CallState.ENDED}
+_CALL_STATE_ORDER = {state: index for index, state in enumerate(CallState)}
+
+
+def is_behind(reported: CallState, stored: CallState) -> bool:
+    """Whether news of ``reported`` comes after ``stored`` was already stored.
+
+    A call only moves forward: a late or repeated report never takes it back.
+    """
+    return _CALL_STATE_ORDER[reported] < _CALL_STATE_ORDER[stored]
 
 
 class CallOutcome(StrEnum):

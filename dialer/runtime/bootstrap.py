@@ -27,7 +27,10 @@ from dialer.live.metrics import Metrics
 from dialer.live.mqtt import MqttLiveFeed, MqttPublisher
 from dialer.runtime.metrics import install
 from dialer.runtime.settings import Settings
-from dialer.services.calling import DialerService
+from dialer.services.calling import CallService
+from dialer.services.lists import CallingLists
+from dialer.services.live_calls import CallPublisher
+from dialer.services.outcomes import OutcomeService
 from dialer.store import engine as db
 from dialer.store.notify import CALL_REQUESTS, HANGUP_REQUESTS, PgListener, asyncpg_dsn
 from dialer.worker.call_worker import CallWorker
@@ -48,7 +51,10 @@ class Runtime:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     broadcaster: Broadcaster
-    service: DialerService
+    # Starting and hanging up calls.
+    service: CallService
+    outcomes: OutcomeService
+    lists: CallingLists
     worker: CallWorker | None = None
     # The worker publishes live state; a web process without a worker reads it.
     mqtt: MqttPublisher | MqttLiveFeed | None = None
@@ -122,7 +128,8 @@ def build_runtime(settings: Settings, pbx: CallPbx | None = None, **engine_optio
     engine = db.create_engine(settings.database_url_value, **engine_options)
     sessions = db.session_factory(engine)
     broadcaster = Broadcaster()
-    service = DialerService(
+    publisher = CallPublisher(sessions, broadcaster)
+    service = CallService(
         sessions,
         policy=settings.dialing_policy,
         region=settings.default_region,
@@ -130,9 +137,11 @@ def build_runtime(settings: Settings, pbx: CallPbx | None = None, **engine_optio
         outbound_context=settings.outbound_context,
         default_caller_id=settings.default_caller_id,
         pbx_name=settings.pbx_name,
-        broadcaster=broadcaster,
+        publisher=publisher,
     )
-    runtime = Runtime(settings, engine, sessions, broadcaster, service)
+    outcomes = OutcomeService(sessions, region=settings.default_region, publisher=publisher)
+    lists = CallingLists(sessions, policy=settings.dialing_policy)
+    runtime = Runtime(settings, engine, sessions, broadcaster, service, outcomes, lists)
     service.pbx_reachable = runtime.pbx_reachable
     if pbx is not None:
         worker = CallWorker(
@@ -179,7 +188,7 @@ def attach_mqtt(runtime: Runtime, *, with_worker: bool) -> None:
             url,
             prefix=settings.mqtt_topic_prefix,
             client_name=f"web-{socket.gethostname()}-{os.getpid()}",
-            ended_calls=runtime.service.final_states,
+            ended_calls=runtime.service.publisher.final_states,
             ca_file=settings.mqtt_ca_file or None,
         )
 
@@ -211,12 +220,32 @@ async def _wait_for_stop(stop: asyncio.Event | None) -> None:
 
 
 def web_deps(runtime: Runtime) -> WebDeps:
-    """What the web layer may use of this runtime."""
+    """What the web layer may use of this runtime: services, never the sessions."""
+    from dialer.services.accounts import AccountService
+    from dialer.services.call_history import CallHistory
+    from dialer.services.campaigns import CampaignService
+    from dialer.services.contacts import ContactService
+    from dialer.services.dashboard import DashboardService
+    from dialer.services.directory import Directory
+    from dialer.services.export import ExportService
+    from dialer.services.importer import ImportService
+    from dialer.services.users import UserService
     from web.deps import WebDeps
 
+    sessions = runtime.sessions
     return WebDeps(
         service=runtime.service,
-        sessions=runtime.sessions,
+        outcomes=runtime.outcomes,
+        lists=runtime.lists,
+        accounts=AccountService(sessions),
+        users=UserService(sessions),
+        campaigns=CampaignService(sessions),
+        contacts=ContactService(sessions, runtime.service.caller_ids),
+        calls=CallHistory(sessions),
+        dashboard=DashboardService(sessions),
+        imports=ImportService(sessions),
+        exports=ExportService(sessions),
+        directory=Directory(sessions),
         broadcaster=runtime.broadcaster,
         metrics=runtime.metrics or install(runtime),
         health=runtime.health,

@@ -147,7 +147,7 @@ async def sign_in(
             await session.execute(
                 update(User).where(User.id == user.id).values(password_hash=fresh)
             )
-        audit.record(
+        await audit.record(
             session,
             action="user.sign_in",
             entity_type="user",
@@ -219,12 +219,52 @@ async def set_language(
         await session.execute(update(User).where(User.id == user_id).values(language=language))
 
 
-async def online_user_ids(
-    sessions: async_sessionmaker[AsyncSession], *, since: datetime
-) -> set[int]:
+async def users_seen_since(session: AsyncSession, since: datetime) -> set[int]:
     """Users with a session active since ``since`` (shown as online on the panel)."""
-    async with sessions() as session:
-        rows = await session.scalars(
-            select(WebSession.user_id).where(WebSession.last_seen_at >= since).distinct()
+    rows = await session.scalars(
+        select(WebSession.user_id).where(WebSession.last_seen_at >= since).distinct()
+    )
+    return set(rows)
+
+
+class AccountService:
+    """Sign-in, the sessions behind the cookies, and a user's own preferences."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def sign_in(
+        self,
+        *,
+        username: str,
+        password: str,
+        ip: str,
+        user_agent: str = "",
+        policy: SessionPolicy = SessionPolicy(),
+        limits: LoginLimits = LoginLimits(),
+    ) -> SignedIn:
+        """Check the password and open a session; raises :class:`LoginRefused`."""
+        return await sign_in(
+            self._sessions,
+            username=username,
+            password=password,
+            ip=ip,
+            user_agent=user_agent,
+            policy=policy,
+            limits=limits,
         )
-        return set(rows)
+
+    async def load_session(
+        self, token: str, *, policy: SessionPolicy = SessionPolicy()
+    ) -> tuple[WebSession, User] | None:
+        """The live session behind a cookie, or None when unknown, idle too long or expired."""
+        return await load_session(self._sessions, token, policy=policy)
+
+    async def end_session(self, token: str) -> None:
+        await end_session(self._sessions, token)
+
+    async def set_confirm_before_dial(self, session_id: str, confirm: bool) -> None:
+        await set_confirm_before_dial(self._sessions, session_id, confirm)
+
+    async def set_language(self, user_id: int, language: str) -> None:
+        await set_language(self._sessions, user_id, language)

@@ -12,11 +12,13 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import and_, case, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.survey import CallingHours, SurveyDefinition
 from dialer.domain.vocabulary import CampaignStatus, DispositionOutcome, Role
-from dialer.services.calling import campaign_caller_ids
+from dialer.services.access import can_access_campaign
+from dialer.services.caller_ids import campaign_caller_ids
+from dialer.services.tasks import open_tasks_for
 from dialer.store import audit
 from dialer.store.access import STAFF_ROLES, team_ids
 from dialer.store.models import (
@@ -25,6 +27,7 @@ from dialer.store.models import (
     Campaign,
     Contact,
     Disposition,
+    FollowUpTask,
     Team,
     TeamMember,
     User,
@@ -146,7 +149,7 @@ async def set_attendance(
     else:
         row.attending = attending
         row.marked_at = utcnow()
-    audit.record(
+    await audit.record(
         session,
         action="campaign.attendance",
         entity_type="campaign",
@@ -268,7 +271,7 @@ async def assign_unassigned(
     for index, entry in enumerate(entries):
         entry.volunteer_id = volunteer_ids[index % len(volunteer_ids)]
         entry.assigned_at = now
-    audit.record(
+    await audit.record(
         session,
         action="list.assign",
         entity_type="campaign",
@@ -306,7 +309,7 @@ async def move_open_entries(
     for entry in entries:
         entry.volunteer_id = to_id
         entry.assigned_at = now
-    audit.record(
+    await audit.record(
         session,
         action="list.move",
         entity_type="campaign",
@@ -323,7 +326,7 @@ async def create_campaign(
     campaign = Campaign(title=title, team_id=team_id, created_by_id=actor_id)
     session.add(campaign)
     await session.flush()
-    audit.record(
+    await audit.record(
         session,
         action="campaign.create",
         entity_type="campaign",
@@ -371,7 +374,7 @@ async def update_campaign(
             setattr(campaign, name, new)
             changed[name] = _jsonable(new)
     if changed:
-        audit.record(
+        await audit.record(
             session,
             action="campaign.update",
             entity_type="campaign",
@@ -411,3 +414,145 @@ async def callbacks_due(
         )
     )
     return int(found or 0)
+
+
+class UnknownTeam(Exception):
+    """The team chosen for a campaign does not exist."""
+
+
+class UnknownVolunteer(Exception):
+    """A volunteer named for a list is not on the campaign's team."""
+
+
+@dataclass(frozen=True, slots=True)
+class VolunteerHome:
+    cards: list[CampaignCard]
+    tasks: list[tuple[FollowUpTask, Contact]]
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignPage:
+    """One volunteer's list in a campaign, and who else is on it."""
+
+    members: list[User]
+    rows: list[ListRow]
+    attendees: list[User]
+    callbacks_due: int
+
+
+class CampaignService:
+    """Campaigns as the pages show and edit them; each call is one transaction."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def get(self, campaign_id: int) -> Campaign | None:
+        async with self._sessions() as session:
+            return await session.get(Campaign, campaign_id)
+
+    async def visible_to(self, user: User, campaign_id: int) -> Campaign | None:
+        """The campaign, when it exists and ``user`` may see it."""
+        async with self._sessions() as session:
+            campaign = await session.get(Campaign, campaign_id)
+            if campaign is None or not await can_access_campaign(session, user, campaign):
+                return None
+        return campaign
+
+    async def volunteer_home(self, user: User) -> VolunteerHome:
+        async with self._sessions() as session:
+            cards = await campaign_cards(session, user)
+            tasks = await open_tasks_for(session, user.id)
+        return VolunteerHome(cards, tasks)
+
+    async def set_attendance(self, *, user_id: int, campaign_id: int, attending: bool) -> None:
+        async with self._sessions.begin() as session:
+            await set_attendance(
+                session, user_id=user_id, campaign_id=campaign_id, attending=attending
+            )
+
+    async def campaign_page(
+        self, campaign: Campaign, *, viewer_id: int, owner_id: int, now: datetime
+    ) -> CampaignPage | None:
+        """``owner_id``'s list; None when that is someone else not on the campaign's team."""
+        async with self._sessions() as session:
+            members = await team_members(session, campaign.team_id)
+            if owner_id != viewer_id and owner_id not in {member.id for member in members}:
+                return None
+            rows = await list_rows(session, campaign.id, owner_id)
+            going = await attendees(session, campaign.id)
+            due = await callbacks_due(session, campaign.id, owner_id, now)
+        return CampaignPage(members, rows, going, due)
+
+    async def visible_campaigns(self, user: User) -> list[Campaign]:
+        async with self._sessions() as session:
+            return await visible_campaigns(session, user)
+
+    async def campaigns_and_teams(self, user: User) -> tuple[list[Campaign], list[Team]]:
+        async with self._sessions() as session:
+            campaigns = await visible_campaigns(session, user)
+            teams = await all_teams(session)
+        return campaigns, teams
+
+    async def all_teams(self) -> list[Team]:
+        async with self._sessions() as session:
+            return await all_teams(session)
+
+    async def team_members(self, team_id: int | None) -> list[User]:
+        async with self._sessions() as session:
+            return await team_members(session, team_id)
+
+    async def create(self, *, title: str, team_id: int | None, actor_id: int) -> Campaign:
+        """A new draft; a team that does not exist leaves it without one."""
+        async with self._sessions.begin() as session:
+            if team_id is not None and await session.get(Team, team_id) is None:
+                team_id = None
+            return await create_campaign(session, title=title, team_id=team_id, actor_id=actor_id)
+
+    async def update(
+        self,
+        campaign_id: int,
+        changes: CampaignChanges,
+        *,
+        actor_id: int,
+        default_caller_id: str,
+    ) -> dict[str, Any]:
+        """Apply an edit; raises :class:`UnknownTeam` (nothing is written then)."""
+        async with self._sessions.begin() as session:
+            stored = await session.get(Campaign, campaign_id)
+            assert stored is not None
+            if changes.team_id is not None and await session.get(Team, changes.team_id) is None:
+                raise UnknownTeam(changes.team_id)
+            return await update_campaign(
+                session,
+                stored,
+                changes,
+                actor_id=actor_id,
+                default_caller_id=default_caller_id,
+            )
+
+    async def list_overview(self, campaign: Campaign) -> ListOverview:
+        async with self._sessions() as session:
+            return await list_overview(session, campaign)
+
+    async def share_unassigned(
+        self, campaign: Campaign, volunteer_ids: list[int], *, actor_id: int
+    ) -> int:
+        """Share the open, unassigned entries among those of ``volunteer_ids`` on the team."""
+        async with self._sessions.begin() as session:
+            members = {member.id for member in await team_members(session, campaign.team_id)}
+            chosen = [volunteer_id for volunteer_id in volunteer_ids if volunteer_id in members]
+            return await assign_unassigned(session, campaign.id, chosen, actor_id=actor_id)
+
+    async def move_open_entries(
+        self, campaign: Campaign, from_id: int | None, to_id: int | None, *, actor_id: int
+    ) -> int:
+        """Hand open entries on; raises :class:`UnknownVolunteer` for someone off the team."""
+        async with self._sessions.begin() as session:
+            members = {member.id for member in await team_members(session, campaign.team_id)}
+            if (from_id is not None and from_id not in members) or (
+                to_id is not None and to_id not in members
+            ):
+                raise UnknownVolunteer()
+            if from_id == to_id:
+                return 0
+            return await move_open_entries(session, campaign.id, from_id, to_id, actor_id=actor_id)

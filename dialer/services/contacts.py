@@ -1,6 +1,6 @@
 """Contacts for the web pages: search and filters, the record, notes, do-not-call.
 
-Visibility follows :meth:`DialerService.can_access_contact`: staff see every
+Visibility follows :func:`dialer.services.access.can_access_contact`: staff see every
 contact; a volunteer sees the contacts on the calling lists of their teams'
 campaigns and nothing else.  Every query here applies that rule itself.
 """
@@ -11,11 +11,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from dialer.domain.numbers import to_e164
-from dialer.domain.vocabulary import DispositionOutcome, PhoneType, TaskStatus
+from dialer.domain.vocabulary import DispositionOutcome, PhoneType
+from dialer.services.access import can_access_campaign, can_access_contact
+from dialer.services.call_history import live_call_between
+from dialer.services.caller_ids import CallerIds
+from dialer.services.campaigns import colleagues, visible_campaigns
+from dialer.services.tasks import open_tasks_for
 from dialer.store import audit
 from dialer.store.access import STAFF_ROLES, team_ids
 from dialer.store.models import (
@@ -325,7 +330,7 @@ async def add_note(
     )
     session.add(note)
     await session.flush()
-    audit.record(
+    await audit.record(
         session,
         action="contact.note",
         entity_type="contact",
@@ -334,17 +339,6 @@ async def add_note(
         actor_id=author_id,
     )
     return note
-
-
-async def open_tasks_for(session: AsyncSession, user_id: int) -> list[tuple[FollowUpTask, Contact]]:
-    rows = await session.execute(
-        select(FollowUpTask, Contact)
-        .join(Contact, Contact.id == FollowUpTask.contact_id)
-        .where(FollowUpTask.assignee_id == user_id, FollowUpTask.status == TaskStatus.OPEN)
-        .order_by(FollowUpTask.due_on.is_(None), FollowUpTask.due_on, FollowUpTask.id)
-        .limit(100)
-    )
-    return list(rows)
 
 
 # -- do-not-call -----------------------------------------------------------------
@@ -407,7 +401,7 @@ async def add_number_to_dnc(
     contact.do_not_call = True
     contact.dnc_at = contact.dnc_at or now
     contact.dnc_reason = reason[:500] or contact.dnc_reason
-    audit.record(
+    await audit.record(
         session,
         action="dnc.add",
         entity_type="contact",
@@ -427,7 +421,7 @@ async def remove_from_dnc(session: AsyncSession, *, contact_id: int, actor_id: i
     contact.dnc_reason = None
     for phone in contact.phones:
         phone.do_not_call = False
-    audit.record(
+    await audit.record(
         session,
         action="dnc.remove",
         entity_type="contact",
@@ -436,3 +430,111 @@ async def remove_from_dnc(session: AsyncSession, *, contact_id: int, actor_id: i
         actor_id=actor_id,
     )
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class ContactsPage:
+    """A page of the contact search, and the choices its filters offer."""
+
+    result: SearchResult
+    tags: list[str]
+    languages: list[str]
+    campaigns: list[Campaign]
+
+
+@dataclass(frozen=True, slots=True)
+class CallScreen:
+    """What the call screen shows of one contact, as one user sees it."""
+
+    record: ContactRecord
+    # The campaign the contact is called for, when one was asked for.
+    campaign: Campaign | None
+    caller_ids: list[str]
+    # Who a follow-up task can go to.
+    people: list[User]
+    # The user's call to this contact still in progress, or "".
+    live_call_id: str
+
+
+class ContactService:
+    """Contacts as the pages show them; each call is one transaction."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], caller_ids: CallerIds) -> None:
+        self._sessions = sessions
+        self._caller_ids = caller_ids
+
+    async def search_page(
+        self, user: User, wanted: ContactFilter, *, now: datetime
+    ) -> ContactsPage:
+        async with self._sessions() as session:
+            result = await search(session, user, wanted, now=now)
+            tags = await known_tags(session, user)
+            languages = await known_languages(session)
+            campaigns = await visible_campaigns(session, user)
+        return ContactsPage(result, tags, languages, campaigns)
+
+    async def call_screen(
+        self, user: User, contact_id: int, campaign_id: int | None
+    ) -> CallScreen | None:
+        """None when the contact (or the campaign asked for) is not there for ``user``.
+
+        A campaign must be one ``user`` may see and the contact must be on its list.
+        """
+        async with self._sessions() as session:
+            if not await can_access_contact(session, user, contact_id):
+                return None
+            record = await contact_record(session, contact_id)
+            if record is None:
+                return None
+            campaign: Campaign | None = None
+            if campaign_id is not None:
+                campaign = await session.get(Campaign, campaign_id)
+                if campaign is None or not await can_access_campaign(session, user, campaign):
+                    return None
+                if not any(
+                    entry_campaign.id == campaign.id for entry_campaign, _entry in record.campaigns
+                ):
+                    return None
+            caller_ids = await self._caller_ids.allowed(session, user, campaign)
+            people = await colleagues(session, user)
+            live_call = await live_call_between(
+                session, volunteer_id=user.id, contact_id=contact_id
+            )
+        return CallScreen(
+            record, campaign, caller_ids, people, live_call.call_id if live_call else ""
+        )
+
+    async def add_note(
+        self, user: User, contact_id: int, *, body: str, call_id: str | None
+    ) -> ContactNote | None:
+        """None when ``user`` may not see the contact or it does not exist."""
+        async with self._sessions.begin() as session:
+            if not await can_access_contact(session, user, contact_id):
+                return None
+            if await session.get(Contact, contact_id) is None:
+                return None
+            return await add_note(
+                session, contact_id=contact_id, author_id=user.id, body=body, call_id=call_id
+            )
+
+    async def open_tasks(self, user_id: int) -> list[tuple[FollowUpTask, Contact]]:
+        async with self._sessions() as session:
+            return await open_tasks_for(session, user_id)
+
+    async def dnc_list(self, *, query: str = "") -> list[Contact]:
+        async with self._sessions() as session:
+            return await dnc_list(session, query=query)
+
+    async def add_number_to_dnc(
+        self, *, number: str, region: str, reason: str, actor_id: int
+    ) -> Contact:
+        """Raises InvalidPhoneNumber (nothing is written then)."""
+        async with self._sessions.begin() as session:
+            return await add_number_to_dnc(
+                session, number=number, region=region, reason=reason, actor_id=actor_id
+            )
+
+    async def remove_from_dnc(self, *, contact_id: int, actor_id: int) -> bool:
+        """False when there is no such contact."""
+        async with self._sessions.begin() as session:
+            return await remove_from_dnc(session, contact_id=contact_id, actor_id=actor_id)

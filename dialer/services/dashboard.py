@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 
 from sqlalchemy import case, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.vocabulary import CallOutcome, DispositionOutcome
 from dialer.store.models import CallAttempt, CallingListEntry, Disposition, User
@@ -152,3 +152,14 @@ async def campaign_stats(
     stats.list_total, stats.list_done = int(total or 0), int(done or 0)
     stats.callbacks_pending = int(callbacks or 0)
     return stats
+
+
+class DashboardService:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def campaign_stats(
+        self, campaign_id: int, *, now: datetime, zone: tzinfo
+    ) -> CampaignStats:
+        async with self._sessions() as session:
+            return await campaign_stats(session, campaign_id, now=now, zone=zone)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.i18n import _
 from dialer.store.models import CallAttempt, Campaign, Contact, Disposition, User
@@ -110,3 +110,13 @@ def _row(
     ]
     values.extend(answers.get(qid) for qid in question_ids)
     return [spreadsheet_safe(value) for value in values]
+
+
+class ExportService:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def export_results(self, campaign_id: int, out: TextIO) -> int:
+        """Write the campaign's results to ``out``; raises :class:`ExportError`."""
+        async with self._sessions() as session:
+            return await export_results(session, campaign_id, out)

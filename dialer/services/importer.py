@@ -491,7 +491,7 @@ async def import_contacts(
         if progress:
             progress(len(batch))
     async with sessions.begin() as session:
-        audit.record(
+        await audit.record(
             session,
             action="contacts.import",
             entity_type="import",
@@ -736,3 +736,33 @@ async def _add_to_list(
     if entries:
         await session.execute(insert(CallingListEntry), entries)
     return len(entries)
+
+
+class ImportService:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def import_contacts(
+        self,
+        path: Path,
+        *,
+        region: str,
+        campaign_id: int | None = None,
+        assign_to: Sequence[str] = (),
+        encoding: str = "utf-8",
+        actor_label: str = "cli",
+        actor_id: int | None = None,
+        data: bytes | None = None,
+    ) -> ImportReport:
+        """See :func:`import_contacts`: one transaction per batch, raises ImportFileError."""
+        return await import_contacts(
+            self._sessions,
+            path,
+            region=region,
+            campaign_id=campaign_id,
+            assign_to=assign_to,
+            encoding=encoding,
+            actor_label=actor_label,
+            actor_id=actor_id,
+            data=data,
+        )

@@ -1,15 +1,18 @@
-"""Creating and finding users and teams."""
+"""Creating, finding and changing users and teams."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from enum import StrEnum
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.i18n import _
 from dialer.domain.passwords import hash_password
 from dialer.domain.vocabulary import Role
+from dialer.services.campaigns import all_teams
 from dialer.store import audit
 from dialer.store.models import Team, TeamMember, User
 
@@ -99,7 +102,7 @@ async def add_user(
     for name in teams:
         team = await get_or_create_team(session, name)
         session.add(TeamMember(team_id=team.id, user_id=user.id))
-    audit.record(
+    await audit.record(
         session,
         action="user.create",
         entity_type="user",
@@ -114,3 +117,139 @@ async def add_user(
         actor_label=actor_label,
     )
     return user
+
+
+@dataclass(frozen=True, slots=True)
+class UsersOverview:
+    users: list[User]
+    teams: list[Team]
+    # Team names by user id.
+    memberships: dict[int, list[str]]
+
+
+class UserChangeRefusal(StrEnum):
+    NOT_FOUND = "not_found"
+    ADMIN_ONLY = "admin_only"
+
+
+class UserChangeRefused(Exception):
+    def __init__(self, reason: UserChangeRefusal) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+
+
+class UserService:
+    """The staff's user admin: who exists, in which teams, with which extension."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def overview(self) -> UsersOverview:
+        async with self._sessions() as session:
+            users = list(await session.scalars(select(User).order_by(User.role, User.username)))
+            teams = await all_teams(session)
+            memberships: dict[int, list[str]] = {}
+            for user_id, name in await session.execute(
+                select(TeamMember.user_id, Team.name).join(Team, Team.id == TeamMember.team_id)
+            ):
+                memberships.setdefault(user_id, []).append(name)
+        return UsersOverview(users, teams, memberships)
+
+    async def add_user(
+        self,
+        *,
+        username: str,
+        password: str,
+        role: Role = Role.VOLUNTEER,
+        display_name: str = "",
+        email: str | None = None,
+        extension: str | None = None,
+        teams: tuple[str, ...] = (),
+        language: str | None = None,
+        actor_label: str = "cli",
+    ) -> User:
+        """Raises :class:`UserError` or :class:`~dialer.domain.passwords.WeakPassword`."""
+        async with self._sessions.begin() as session:
+            return await add_user(
+                session,
+                username=username,
+                password=password,
+                role=role,
+                display_name=display_name,
+                email=email,
+                extension=extension,
+                teams=teams,
+                language=language,
+                actor_label=actor_label,
+            )
+
+    async def update_user(
+        self,
+        actor: User,
+        user_id: int,
+        *,
+        extension: str | None,
+        pbx: str | None,
+        teams: list[str],
+        active: bool,
+    ) -> None:
+        """Set a user's extension, PBX, teams and (for someone else) whether they are active.
+
+        Raises :class:`UserChangeRefused`, or :class:`UserError` naming the
+        field (``extension`` or ``pbx``) that is taken or not valid; nothing
+        is written then.
+        """
+        async with self._sessions.begin() as session:
+            user = await session.get(User, user_id)
+            if user is None:
+                raise UserChangeRefused(UserChangeRefusal.NOT_FOUND)
+            if user.role is Role.ADMIN and actor.role is not Role.ADMIN:
+                raise UserChangeRefused(UserChangeRefusal.ADMIN_ONLY)
+            if extension is not None:
+                check_extension(extension)
+                taken = await session.scalar(
+                    select(User.username).where(User.sip_extension == extension, User.id != user.id)
+                )
+                if taken is not None:
+                    raise UserError(
+                        _(
+                            "extension %(extension)s is already used by %(username)s",
+                            extension=extension,
+                            username=taken,
+                        ),
+                        field="extension",
+                    )
+            if pbx is not None:
+                check_pbx_name(pbx)
+            user.sip_extension = extension
+            user.pbx = pbx
+            if user.id != actor.id:
+                user.is_active = active
+            current = {
+                member.team_id
+                for member in await session.scalars(
+                    select(TeamMember).where(TeamMember.user_id == user.id)
+                )
+            }
+            wanted = {(await get_or_create_team(session, name)).id for name in teams}
+            for team_id in wanted - current:
+                session.add(TeamMember(team_id=team_id, user_id=user.id))
+            for member in await session.scalars(
+                select(TeamMember).where(
+                    TeamMember.user_id == user.id, TeamMember.team_id.in_(current - wanted)
+                )
+            ):
+                await session.delete(member)
+            await audit.record(
+                session,
+                action="user.update",
+                entity_type="user",
+                entity_id=user.id,
+                changes={
+                    "extension": extension,
+                    "pbx": pbx,
+                    "teams": teams,
+                    "active": user.is_active,
+                },
+                actor_id=actor.id,
+            )

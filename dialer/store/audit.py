@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dialer.store.models import AuditEntry
 
 
-def record(
+async def record(
     session: AsyncSession,
     *,
     action: str,
@@ -29,4 +29,5 @@ def record(
         actor_label=actor_label,
     )
     session.add(entry)
+    await session.flush()
     return entry

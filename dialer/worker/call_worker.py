@@ -24,9 +24,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, exists, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
@@ -40,45 +39,20 @@ from dialer.domain.ports import (
     OriginateRequest,
     PbxUnavailable,
 )
-from dialer.domain.vocabulary import LIVE_CALL_STATES, CallOutcome, CallState
-from dialer.services.calling import DialerService, call_names, caller_id_name
+from dialer.domain.vocabulary import LIVE_CALL_STATES, CallOutcome, CallState, is_behind
+from dialer.services.call_endings import record_call_endings
+from dialer.services.calling import CallService, caller_id_name
+from dialer.services.live_calls import call_names
+from dialer.store import calls as call_rows
 from dialer.store.models import CallAttempt, Contact, HangupRequest, User
 
 log = logging.getLogger(__name__)
-
-_SNAPSHOT_COLUMNS = (
-    "volunteer_channel",
-    "volunteer_uniqueid",
-    "contact_channel",
-    "contact_uniqueid",
-    "linkedid",
-    "volunteer_answered_at",
-    "contact_answered_at",
-    "ended_at",
-    "dial_status",
-    "volunteer_hangup_cause",
-    "contact_hangup_cause",
-)
-_FIRST_TIME_COLUMNS = frozenset({"volunteer_answered_at", "contact_answered_at", "ended_at"})
-_STATE_ORDER = {state: index for index, state in enumerate(CallState)}
-# Every column a snapshot can change.  A batch stores its changed rows with
-# this one statement sent as a single executemany, whatever each row's
-# changes: the new values are the row read at the start of the transaction
-# with the snapshots applied in order (only this worker writes its calls'
-# states, and a call is in one transaction at a time).
-_STORED_COLUMNS = (*_SNAPSHOT_COLUMNS, "state", "outcome", "failure_reason", "needs_review")
-_CALLS = cast(Table, CallAttempt.__table__)
-_STORE_CALL = (
-    update(_CALLS)
-    .where(_CALLS.c.id == bindparam("row_id"))
-    .values({name: bindparam(f"new_{name}", type_=_CALLS.c[name].type) for name in _STORED_COLUMNS})
-)
 
 
 class CallWorker:
     def __init__(
         self,
-        service: DialerService,
+        service: CallService,
         pbx: CallPbx,
         *,
         originate_timeout_ms: int,
@@ -153,7 +127,12 @@ class CallWorker:
     async def reconcile_at_startup(self) -> None:
         now = self.service.clock()
         async with self.service.sessions.begin() as session:
-            expired = await self._end_expired_requests(session, now - self.request_expiry)
+            expired = await call_rows.end_expired_requests(
+                session,
+                pbx=self.service.pbx_name,
+                requested_before=now - self.request_expiry,
+                at=self.service.clock(),
+            )
             rows = await session.scalars(
                 select(CallAttempt)
                 .options(selectinload(CallAttempt.volunteer))
@@ -194,35 +173,9 @@ class CallWorker:
         if in_flight:
             log.info("following %d call(s) left in flight by the previous run", len(in_flight))
 
-    async def _end_expired_requests(
-        self, session: AsyncSession, before: datetime
-    ) -> list[CallAttempt]:
-        """Requests never sent to the PBX in time are ended, not dialed late.
-
-        Returns them, to be published once the transaction has committed.
-        """
-        result = await session.scalars(
-            update(CallAttempt)
-            .where(
-                CallAttempt.pbx == self.service.pbx_name,
-                CallAttempt.state == CallState.REQUESTED,
-                CallAttempt.originate_sent_at.is_(None),
-                CallAttempt.requested_at < before,
-            )
-            .values(
-                state=CallState.ENDED,
-                outcome=CallOutcome.FAILED,
-                failure_reason="request expired before the PBX was reachable",
-                ended_at=self.service.clock(),
-            )
-            .returning(CallAttempt)
-            .execution_options(populate_existing=True)
-        )
-        return list(result)
-
     def _publish_calls(self, calls: list[CallAttempt]) -> None:
         for call in calls:
-            self.service.publish_call(call, names=self._names.get(call.call_id))
+            self.service.publisher.publish_call(call, names=self._names.get(call.call_id))
 
     def _volunteer_channel(self, volunteer: User) -> str:
         return self.service.volunteer_channel_for(volunteer.sip_extension or "")
@@ -265,39 +218,15 @@ class CallWorker:
                 seconds=1
             ):
                 self._last_expiry_sweep = now
-                expired = await self._end_expired_requests(session, now - self.request_expiry)
-            waiting = (
-                select(CallAttempt.id)
-                .where(
-                    CallAttempt.pbx == self.service.pbx_name,
-                    CallAttempt.state == CallState.REQUESTED,
-                    CallAttempt.originate_sent_at.is_(None),
-                    # Cancelled before it was dialed: the hang-up pass ends it.
-                    ~exists().where(
-                        HangupRequest.call_id == CallAttempt.call_id,
-                        HangupRequest.handled_at.is_(None),
-                    ),
+                expired = await call_rows.end_expired_requests(
+                    session,
+                    pbx=self.service.pbx_name,
+                    requested_before=now - self.request_expiry,
+                    at=self.service.clock(),
                 )
-                .order_by(CallAttempt.requested_at)
-                .limit(limit)
+            claimed_calls = await call_rows.claim_requests(
+                session, pbx=self.service.pbx_name, at=now, limit=limit
             )
-            claimed = list(
-                await session.scalars(
-                    update(CallAttempt)
-                    .where(CallAttempt.id.in_(waiting), CallAttempt.originate_sent_at.is_(None))
-                    .values(originate_sent_at=now)
-                    .returning(CallAttempt.id)
-                )
-            )
-            if claimed:
-                calls = await session.scalars(
-                    select(CallAttempt)
-                    .options(selectinload(CallAttempt.volunteer), selectinload(CallAttempt.contact))
-                    .where(CallAttempt.id.in_(claimed))
-                    .order_by(CallAttempt.requested_at)
-                    .execution_options(populate_existing=True)
-                )
-                claimed_calls = list(calls)
         for call in claimed_calls:
             names = call_names(call)
             if names is not None:
@@ -356,10 +285,9 @@ class CallWorker:
             call = await session.scalar(select(CallAttempt).where(CallAttempt.call_id == call_id))
             if call is None or call.state is CallState.ENDED:
                 return
-            call.state, call.outcome, call.failure_reason = CallState.ENDED, outcome, reason
-            call.ended_at = self.service.clock()
-            await self.service.after_call_ended(session, call)
-        self.service.publish_call(call, names=self._names.pop(call_id, None))
+            await call_rows.end_call(session, call, outcome, reason, self.service.clock())
+            await record_call_endings(session, [call], self.service.clock())
+        self.service.publisher.publish_call(call, names=self._names.pop(call_id, None))
 
     # -- hanging up ----------------------------------------------------------
 
@@ -379,16 +307,8 @@ class CallWorker:
             # Left waiting: after the reconnection they are still wanted.
             return 0
         async with self.service.sessions.begin() as session:
-            claimed = list(
-                await session.execute(
-                    update(HangupRequest)
-                    .where(
-                        HangupRequest.pbx == self.service.pbx_name,
-                        HangupRequest.handled_at.is_(None),
-                    )
-                    .values(handled_at=self.service.clock())
-                    .returning(HangupRequest.call_id, HangupRequest.requested_by)
-                )
+            claimed = await call_rows.claim_hangup_requests(
+                session, pbx=self.service.pbx_name, at=self.service.clock()
             )
         for call_id, requested_by in claimed:
             by: HangupBy = "operator" if requested_by == "operator" else "volunteer"
@@ -407,7 +327,7 @@ class CallWorker:
                 CallOutcome.HUNG_UP_BY_OPERATOR
                 if by == "operator"
                 else CallOutcome.HUNG_UP_BY_VOLUNTEER,
-                "cancelled before it was dialed",
+                call_rows.CANCELLED_BEFORE_DIALING,
             )
             return
         if not await self.pbx.hangup_call(call_id, by):
@@ -528,20 +448,17 @@ class CallWorker:
                     continue
                 if call.state is CallState.ENDED:
                     continue
-                if _STATE_ORDER[snapshot.state] < _STATE_ORDER[call.state]:
+                if is_behind(snapshot.state, call.state):
                     continue
-                _copy_snapshot(call, snapshot)
+                call_rows.copy_snapshot(call, snapshot)
                 if snapshot.state is CallState.ENDED:
                     if call.outcome is CallOutcome.LOST:
                         call.needs_review = True
                     ended.append(call)
                 changed[call.call_id] = call
                 event_at[call.call_id] = snapshot.at
-            if changed:
-                await session.execute(
-                    _STORE_CALL, [_stored_values(call) for call in changed.values()]
-                )
-            await self.service.after_calls_ended(session, ended)
+            await call_rows.store_calls(session, changed.values())
+            await record_call_endings(session, ended, self.service.clock())
         stored_at = self.service.clock()
         for snapshot in ordered:
             if snapshot.call_id in changed and self.on_persisted is not None:
@@ -550,7 +467,7 @@ class CallWorker:
             names = self._names.get(call.call_id)
             if call.state is CallState.ENDED:
                 self._names.pop(call.call_id, None)
-            self.service.publish_call(call, names=names, event_at=event_at[call.call_id])
+            self.service.publisher.publish_call(call, names=names, event_at=event_at[call.call_id])
         campaigns = {call.campaign_id for call in ended if call.campaign_id is not None}
         if campaigns:
             self._counters_due.update(campaigns)
@@ -565,7 +482,7 @@ class CallWorker:
             self._counters_wakeup.clear()
             due, self._counters_due = self._counters_due, set()
             try:
-                await self.service.publish_campaign_counters(due)
+                await self.service.publisher.publish_campaign_counters(due)
             except Exception:
                 log.warning("could not count campaign results; next time", exc_info=True)
             await asyncio.sleep(1.0)
@@ -690,26 +607,3 @@ def _take_batch(
         else:
             batch.append(snapshot)
     return batch, deferred
-
-
-def _stored_values(call: CallAttempt) -> dict[str, Any]:
-    values = {f"new_{name}": getattr(call, name) for name in _STORED_COLUMNS}
-    values["row_id"] = call.id
-    return values
-
-
-def _copy_snapshot(call: CallAttempt, snapshot: CallSnapshot) -> None:
-    values: dict[str, Any] = {name: getattr(snapshot, name) for name in _SNAPSHOT_COLUMNS}
-    for name, value in values.items():
-        if value is None:
-            continue
-        if name in _FIRST_TIME_COLUMNS and getattr(call, name) is not None:
-            # A stored time was seen as it happened; a later snapshot's (a
-            # resync after a restart) can only be a guess.
-            continue
-        setattr(call, name, value)
-    call.state = snapshot.state
-    if snapshot.outcome is not None:
-        call.outcome = snapshot.outcome
-    if snapshot.failure_reason is not None:
-        call.failure_reason = snapshot.failure_reason[:500]

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 from sqlalchemy import func, select
 
-from dialer.services.calling import RetryableError
+from dialer.services.common import RetryableError
 from dialer.store.models import Contact, Disposition
 from tests.e2e.conftest import Browser, ClientFactory
 from tests.e2e.webworld import Served, WebWorld
@@ -122,17 +122,17 @@ async def test_a_database_outage_answers_retry(
     client: ClientFactory, world: WebWorld, served: Served
 ) -> None:
     alice = await client("alice")
-    service = served.runtime.service
-    original = service.record_outcome
+    outcomes = served.runtime.outcomes
+    original = outcomes.record_outcome
 
     async def down(*args: Any, **kwargs: Any) -> Any:
         raise RetryableError("down")
 
-    service.record_outcome = down  # type: ignore[method-assign]
+    outcomes.record_outcome = down  # type: ignore[method-assign]
     try:
         status, body = await alice.api("POST", "/api/outcomes", outcome(world, "sub-retry-001"))
     finally:
-        service.record_outcome = original  # type: ignore[method-assign]
+        outcomes.record_outcome = original  # type: ignore[method-assign]
     assert status == 503 and body["error"]["code"] == "retry"
     status, _ = await alice.api("POST", "/api/outcomes", outcome(world, "sub-retry-001"))
     assert status == 201

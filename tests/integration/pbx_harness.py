@@ -14,7 +14,7 @@ from ami_bridge.client import AmiClient
 from ami_bridge.pbx import AmiPbx
 from ami_bridge.simulator import AmiSimulator
 from dialer.domain.vocabulary import CallState
-from dialer.services.calling import DialerService
+from dialer.services.calling import CallService
 from dialer.store.models import CallAttempt
 from dialer.worker.call_worker import CallWorker
 from tests.integration.world import World
@@ -28,7 +28,7 @@ class Harness:
     simulator: AmiSimulator
     client: AmiClient
     pbx: AmiPbx
-    service: DialerService
+    service: CallService
     worker: CallWorker
     task: asyncio.Task[None]
 

@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.compliance import CallRefused, RefusalCode
 from dialer.domain.vocabulary import CampaignStatus
-from dialer.services.calling import DialerService, campaign_caller_ids, usable_caller_id
+from dialer.services.caller_ids import campaign_caller_ids, usable_caller_id
+from dialer.services.calling import CallService
 from dialer.services.campaigns import CampaignChanges, lacks_caller_id, update_campaign
 from dialer.store.models import CallAttempt, Campaign
 from tests.integration.world import CALLER_ID, World, build_world
@@ -36,7 +37,7 @@ async def set_caller_ids(world: World, campaign_id: int, numbers: list[str]) -> 
         )
 
 
-async def refusal(service: DialerService, **kwargs: object) -> CallRefused:
+async def refusal(service: CallService, **kwargs: object) -> CallRefused:
     with pytest.raises(CallRefused) as caught:
         await service.start_call(**kwargs)  # type: ignore[arg-type]
     return caught.value

@@ -204,7 +204,7 @@ async def test_campaign_counters_follow_calls_and_outcomes(harness: Harness) -> 
     }
     answered = await harness.call("explicit_zone")
     await harness.wait_for(answered, CallState.ENDED)
-    await harness.service.record_outcome(
+    await harness.world.outcomes(harness.service.publisher).record_outcome(
         harness.world.users["alice"],
         parse_submission(
             {

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.outcomes import parse_submission
 from dialer.domain.vocabulary import CallOutcome, CallState
-from dialer.services.calling import RetryableError
+from dialer.services.common import RetryableError
 from dialer.store.models import CallAttempt, Disposition
 from tests.integration.world import World, build_world
 from tests.support.tcp_proxy import TcpProxy
@@ -44,8 +44,8 @@ async def test_submission_during_a_restart_is_retried_and_stored_once(
     proxy, proxied_sessions = proxied
     world = await build_world(sessions)
     call_id = await _ended_call(world)
-    service = world.service()
-    service.sessions = proxied_sessions
+    outcomes = world.outcomes()
+    outcomes.sessions = proxied_sessions
     # Warm the pool so the outage kills live connections, not just new ones.
     async with proxied_sessions() as session:
         await session.execute(select(1))
@@ -61,14 +61,14 @@ async def test_submission_during_a_restart_is_retried_and_stored_once(
     )
 
     proxy.cut()
-    submitting = asyncio.create_task(service.record_outcome(world.users["alice"], payload))
+    submitting = asyncio.create_task(outcomes.record_outcome(world.users["alice"], payload))
     await asyncio.sleep(0.8)
     assert not submitting.done()  # still retrying, not failed
     proxy.restore()
     result = await asyncio.wait_for(submitting, timeout=20)
     assert not result.duplicate
     # The browser, not knowing whether it went through, sends it again.
-    again = await service.record_outcome(world.users["alice"], payload)
+    again = await outcomes.record_outcome(world.users["alice"], payload)
     assert again.duplicate and again.disposition_id == result.disposition_id
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Disposition)) == 1
@@ -80,8 +80,8 @@ async def test_a_long_outage_gives_a_retryable_error_and_stores_nothing(
     proxy, proxied_sessions = proxied
     world = await build_world(sessions)
     call_id = await _ended_call(world)
-    service = world.service()
-    service.sessions = proxied_sessions
+    outcomes = world.outcomes()
+    outcomes.sessions = proxied_sessions
     payload = parse_submission(
         {
             "submission_id": "blip-0002",
@@ -92,7 +92,7 @@ async def test_a_long_outage_gives_a_retryable_error_and_stores_nothing(
     )
     proxy.cut()
     with pytest.raises(RetryableError, match="your submission was kept, retry"):
-        await service.record_outcome(world.users["alice"], payload)
+        await outcomes.record_outcome(world.users["alice"], payload)
     proxy.restore()
-    result = await service.record_outcome(world.users["alice"], payload)
+    result = await outcomes.record_outcome(world.users["alice"], payload)
     assert not result.duplicate

@@ -36,7 +36,9 @@ async def test_healthz_turns_unhealthy_when_the_ami_link_drops_and_back(
             proxied_sessions,  # type: ignore[call-arg]
             harness.service.broadcaster,
             harness.service,
-            harness.worker,
+            world.outcomes(harness.service.publisher),
+            world.lists(),
+            worker=harness.worker,
         )
         app = web_app(runtime, WebConfig(_env_file=None, public_url="http://127.0.0.1"))
         async with TestClient(TestServer(app)) as client:

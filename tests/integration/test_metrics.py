@@ -49,7 +49,9 @@ def runtime_of(harness: Harness) -> Runtime:
         sessions,
         harness.service.broadcaster,
         harness.service,
-        harness.worker,
+        harness.world.outcomes(harness.service.publisher),
+        harness.world.lists(),
+        worker=harness.worker,
     )
 
 
@@ -164,7 +166,13 @@ async def test_a_web_process_without_worker_exports_what_it_has(sessions: Sessio
     world = await build_world(sessions)
     service = world.service()
     runtime = Runtime(
-        Settings(_env_file=None), sessions.kw["bind"], sessions, service.broadcaster, service
+        Settings(_env_file=None),
+        sessions.kw["bind"],
+        sessions,
+        service.broadcaster,
+        service,
+        world.outcomes(service.publisher),
+        world.lists(),
     )
     async with TestClient(TestServer(web_app(runtime, web_config()))) as client:
         await client.get("/no/such/page")

@@ -192,7 +192,7 @@ async def test_survey_definitions_are_validated_on_the_way_in(sessions: Sessions
 
 async def test_audit_log_is_append_only(sessions: Sessions) -> None:
     async with sessions.begin() as session:
-        audit.record(session, action="x", entity_type="contact", entity_id=1, actor_label="t")
+        await audit.record(session, action="x", entity_type="contact", entity_id=1, actor_label="t")
     for statement in (update(AuditEntry).values(action="y"), delete(AuditEntry)):
         with pytest.raises(DBAPIError, match="append-only"):
             async with sessions.begin() as session:

@@ -13,7 +13,8 @@ from sqlalchemy.orm import selectinload
 
 from dialer.domain.outcomes import SubmissionInvalid, parse_submission
 from dialer.domain.vocabulary import CallOutcome, CallState, DispositionOutcome, TaskStatus
-from dialer.services.calling import NotAllowed
+from dialer.services.call_endings import record_call_endings
+from dialer.services.common import NotAllowed
 from dialer.store.models import (
     AuditEntry,
     CallAttempt,
@@ -49,7 +50,8 @@ async def ended_call(
         )
         assert stored is not None
         stored.state, stored.outcome, stored.ended_at = CallState.ENDED, outcome, world.clock.now
-        await world.service().after_call_ended(session, stored)
+        await session.flush()
+        await record_call_endings(session, [stored], world.clock.now)
     return call.call_id
 
 
@@ -69,9 +71,9 @@ def submission(world: World, call_id: str | None, **fields: Any) -> Any:
 
 async def test_a_full_outcome_is_stored_in_one_go(world: World) -> None:
     call_id = await ended_call(world)
-    service = world.service()
+    outcomes = world.outcomes()
     callback = world.clock.now + timedelta(days=1)
-    result = await service.record_outcome(
+    result = await outcomes.record_outcome(
         world.users["alice"],
         submission(
             world,
@@ -117,14 +119,14 @@ async def test_a_full_outcome_is_stored_in_one_go(world: World) -> None:
 
 async def test_the_same_submission_twice_is_stored_once(world: World) -> None:
     call_id = await ended_call(world)
-    service = world.service()
+    outcomes = world.outcomes()
     first, second = await asyncio.gather(
-        service.record_outcome(world.users["alice"], submission(world, call_id)),
-        service.record_outcome(world.users["alice"], submission(world, call_id)),
+        outcomes.record_outcome(world.users["alice"], submission(world, call_id)),
+        outcomes.record_outcome(world.users["alice"], submission(world, call_id)),
     )
     assert first.disposition_id == second.disposition_id
     assert sorted([first.duplicate, second.duplicate]) == [False, True]
-    again = await service.record_outcome(world.users["alice"], submission(world, call_id))
+    again = await outcomes.record_outcome(world.users["alice"], submission(world, call_id))
     assert again.duplicate
     async with world.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Disposition)) == 1
@@ -133,7 +135,7 @@ async def test_the_same_submission_twice_is_stored_once(world: World) -> None:
 async def test_invalid_survey_answers_store_nothing(world: World) -> None:
     call_id = await ended_call(world)
     with pytest.raises(SubmissionInvalid) as caught:
-        await world.service().record_outcome(
+        await world.outcomes().record_outcome(
             world.users["alice"],
             submission(world, call_id, survey_answers={"vote": "perhaps"}, email="x"),
         )
@@ -149,12 +151,12 @@ async def test_invalid_survey_answers_store_nothing(world: World) -> None:
 
 async def test_wrong_number_and_do_not_call(world: World) -> None:
     call_id = await ended_call(world)
-    await world.service().record_outcome(
+    await world.outcomes().record_outcome(
         world.users["alice"],
         submission(world, call_id, outcome="wrong_number", consent=None, survey_answers={}),
     )
     call_2 = await ended_call(world, contact="vancouver")
-    await world.service().record_outcome(
+    await world.outcomes().record_outcome(
         world.users["alice"],
         submission(
             world,
@@ -188,9 +190,9 @@ async def test_wrong_number_and_do_not_call(world: World) -> None:
 async def test_volunteers_cannot_record_for_others(world: World) -> None:
     call_id = await ended_call(world)
     with pytest.raises(NotAllowed):
-        await world.service().record_outcome(world.users["carol"], submission(world, call_id))
+        await world.outcomes().record_outcome(world.users["carol"], submission(world, call_id))
     with pytest.raises(NotAllowed):
-        await world.service().record_outcome(world.users["bob"], submission(world, call_id))
+        await world.outcomes().record_outcome(world.users["bob"], submission(world, call_id))
 
 
 async def test_busy_calls_get_an_automatic_absent_and_a_retry(world: World) -> None:
@@ -207,7 +209,7 @@ async def test_busy_calls_get_an_automatic_absent_and_a_retry(world: World) -> N
     assert entry is not None and entry.attempts == 1
     assert entry.next_attempt_at == world.clock.now + timedelta(minutes=60)
     # The volunteer can still say what happened; it replaces the automatic one.
-    await world.service().record_outcome(
+    await world.outcomes().record_outcome(
         world.users["alice"],
         submission(
             world, call_id, outcome="other", consent=None, survey_answers={}, comments="voicemail"
@@ -231,16 +233,16 @@ async def test_volunteer_side_failures_do_not_count_as_attempts(world: World) ->
 
 
 async def test_list_order_callbacks_first_then_fresh_then_retries(world: World) -> None:
-    service = world.service()
+    lists = world.lists()
     alice = world.users["alice"]
     # Montreal, Vancouver, explicit_zone (Paris time) and Paris are Alice's
     # callable contacts at 17:30 UTC (premium is never callable).
-    first = await service.next_contact(alice, world.campaign_id)
+    first = await lists.next_contact(alice, world.campaign_id)
     assert first.contact is not None and first.contact.id == world.contacts["montreal"]
     # Montreal called (busy): it goes behind the never-called ones.
     await ended_call(world, outcome=CallOutcome.CONTACT_BUSY)
     world.clock.now += timedelta(minutes=61)
-    nxt = await service.next_contact(alice, world.campaign_id)
+    nxt = await lists.next_contact(alice, world.campaign_id)
     assert nxt.contact is not None and nxt.contact.id == world.contacts["vancouver"]
     # A due call-back on Paris jumps to the top.
     async with world.sessions.begin() as session:
@@ -249,27 +251,27 @@ async def test_list_order_callbacks_first_then_fresh_then_retries(world: World) 
             .where(CallingListEntry.contact_id == world.contacts["paris"])
             .values(callback_at=world.clock.now - timedelta(minutes=1))
         )
-    top = await service.next_contact(alice, world.campaign_id)
+    top = await lists.next_contact(alice, world.campaign_id)
     assert top.contact is not None and top.contact.id == world.contacts["paris"]
     assert top.is_callback
 
 
 async def test_empty_list_reasons(world: World) -> None:
-    service = world.service()
+    lists = world.lists()
     bob = world.users["bob"]
     assert (
-        await service.next_contact(world.users["olivia"], world.campaign_id)
+        await lists.next_contact(world.users["olivia"], world.campaign_id)
     ).empty_reason == "empty"
     # Bob's only contact: called busy -> waiting for the retry delay.
     await ended_call(
         world, contact="bob_contact", volunteer="bob", outcome=CallOutcome.CONTACT_BUSY
     )
-    waiting = await service.next_contact(bob, world.campaign_id)
+    waiting = await lists.next_contact(bob, world.campaign_id)
     assert waiting.empty_reason == "waiting_for_retry"
     assert waiting.available_at == world.clock.now + timedelta(minutes=60)
     # After the delay but at 03:00 in Montreal: outside hours until 09:00.
     world.clock.now = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
-    night = await service.next_contact(bob, world.campaign_id)
+    night = await lists.next_contact(bob, world.campaign_id)
     assert night.empty_reason == "outside_hours"
     assert night.message == "all remaining contacts are outside calling hours until 14:00 UTC"
     # Second busy attempt reaches max_attempts=2: done.
@@ -277,18 +279,18 @@ async def test_empty_list_reasons(world: World) -> None:
     await ended_call(
         world, contact="bob_contact", volunteer="bob", outcome=CallOutcome.CONTACT_BUSY
     )
-    assert (await service.next_contact(bob, world.campaign_id)).empty_reason == "all_done"
+    assert (await lists.next_contact(bob, world.campaign_id)).empty_reason == "all_done"
 
 
 async def test_others_list_is_limited_to_the_same_campaign(world: World) -> None:
-    service = world.service()
-    helped = await service.next_contact(
+    lists = world.lists()
+    helped = await lists.next_contact(
         world.users["alice"], world.campaign_id, list_owner_id=world.users["bob"]
     )
     assert helped.contact is not None and helped.contact.id == world.contacts["bob_contact"]
     with pytest.raises(NotAllowed):
-        await service.next_contact(
+        await lists.next_contact(
             world.users["alice"], world.campaign_id, list_owner_id=world.users["carol"]
         )
     with pytest.raises(NotAllowed):
-        await service.next_contact(world.users["carol"], world.campaign_id)
+        await lists.next_contact(world.users["carol"], world.campaign_id)

@@ -273,7 +273,7 @@ async def test_a_broker_restart_mid_call_changes_nothing_for_calls_and_state_com
             web_view,
             url,
             prefix=prefix,
-            ended_calls=harness.service.final_states,
+            ended_calls=harness.service.publisher.final_states,
             reconnect_max_delay=0.2,
         )
         tasks = [asyncio.create_task(publisher.run()), asyncio.create_task(feed.run())]

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ami_bridge.simulator import AmiSimulator
 from dialer.domain.ports import CallPbx
 from dialer.domain.vocabulary import CallOutcome, CallState, DispositionOutcome
+from dialer.services.call_endings import record_call_endings
 from dialer.store.models import CallAttempt, CallingListEntry, Disposition
 from dialer.worker.call_worker import CallWorker, _StoreConnections
 from tests.integration.pbx_harness import running_worker
@@ -330,7 +331,7 @@ async def test_two_ended_calls_on_one_entry_count_as_two_attempts_in_order(
         ]
         session.add_all(calls)
         await session.flush()
-        await world.service().after_calls_ended(session, calls)
+        await record_call_endings(session, calls, world.clock.now)
     entry = await entry_of(world, "montreal")
     assert entry.attempts == 2
     assert entry.last_attempt_at == second_end

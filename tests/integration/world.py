@@ -11,7 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.compliance import DialingPolicy
 from dialer.domain.vocabulary import CampaignStatus, Role
-from dialer.services.calling import DialerService
+from dialer.live.broadcaster import Broadcaster
+from dialer.services.calling import CallService
+from dialer.services.lists import CallingLists
+from dialer.services.live_calls import CallPublisher
+from dialer.services.outcomes import OutcomeService
 from dialer.store.models import (
     CallingListEntry,
     Campaign,
@@ -38,6 +42,8 @@ SURVEY: dict[str, Any] = {
     ]
 }
 
+POLICY = DialingPolicy.parse(["CA", "+33"], ["+1900", "+1976"])
+
 
 @dataclass
 class Clock:
@@ -58,9 +64,9 @@ class World:
     users: dict[str, int] = field(default_factory=dict)
     contacts: dict[str, int] = field(default_factory=dict)
 
-    def service(self, **overrides: Any) -> DialerService:
+    def service(self, **overrides: Any) -> CallService:
         options: dict[str, Any] = {
-            "policy": DialingPolicy.parse(["CA", "+33"], ["+1900", "+1976"]),
+            "policy": POLICY,
             "region": "CA",
             "volunteer_channel": "PJSIP/{extension}",
             "outbound_context": "dialer-outbound",
@@ -68,7 +74,18 @@ class World:
             "clock": self.clock,
         }
         options.update(overrides)
-        return DialerService(self.sessions, **options)
+        return CallService(self.sessions, **options)
+
+    def outcomes(self, publisher: CallPublisher | None = None) -> OutcomeService:
+        return OutcomeService(
+            self.sessions,
+            region="CA",
+            publisher=publisher or CallPublisher(self.sessions, Broadcaster(), self.clock),
+            clock=self.clock,
+        )
+
+    def lists(self) -> CallingLists:
+        return CallingLists(self.sessions, policy=POLICY, clock=self.clock)
 
 
 async def build_world(sessions: async_sessionmaker[AsyncSession]) -> World:

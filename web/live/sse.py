@@ -32,14 +32,11 @@ from datetime import timedelta
 from typing import Any
 
 from aiohttp import HttpVersion11, web
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer.domain.vocabulary import Role
 from dialer.live.broadcaster import Broadcaster, LiveEvent, Subscription
-from dialer.services.accounts import online_user_ids
+from dialer.services.directory import Directory
 from dialer.store.access import STAFF_ROLES
-from dialer.store.models import Campaign, Contact, User, utcnow
+from dialer.store.models import User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -215,8 +212,8 @@ def encode(event: str, data: Any, event_id: int | None = None) -> bytes:
 class NameBook:
     """Display names by id, loaded on demand and kept (they rarely change)."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self.sessions = sessions
+    def __init__(self, directory: Directory) -> None:
+        self.directory = directory
         self.users: dict[int, str] = {}
         self.contacts: dict[int, str] = {}
         self.campaigns: dict[int, str] = {}
@@ -248,35 +245,15 @@ class NameBook:
         campaigns = _unknown(payloads, "campaign_id", self.campaigns)
         if not (users or contacts or campaigns):
             return
-        found_users: dict[int, str] = {}
-        found_contacts: dict[int, str] = {}
-        found_campaigns: dict[int, str] = {}
-        async with self.sessions() as session:
-            if users:
-                for user_id, display, username in await session.execute(
-                    select(User.id, User.display_name, User.username).where(User.id.in_(users))
-                ):
-                    found_users[user_id] = display or username
-            if contacts:
-                for contact_id, first, last in await session.execute(
-                    select(Contact.id, Contact.first_name, Contact.last_name).where(
-                        Contact.id.in_(contacts)
-                    )
-                ):
-                    found_contacts[contact_id] = f"{first} {last}".strip()
-            if campaigns:
-                for campaign_id, title in await session.execute(
-                    select(Campaign.id, Campaign.title).where(Campaign.id.in_(campaigns))
-                ):
-                    found_campaigns[campaign_id] = title
+        found = await self.directory.names(users=users, contacts=contacts, campaigns=campaigns)
         # An id the database does not know has no name: not worth asking again.
-        for cache, asked, found in (
-            (self.users, users, found_users),
-            (self.contacts, contacts, found_contacts),
-            (self.campaigns, campaigns, found_campaigns),
+        for cache, asked, known in (
+            (self.users, users, found.users),
+            (self.contacts, contacts, found.contacts),
+            (self.campaigns, campaigns, found.campaigns),
         ):
             cache.update(dict.fromkeys(asked, ""))
-            cache.update(found)
+            cache.update(known)
 
     def enrich(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
         enriched = dict(payload)
@@ -323,7 +300,7 @@ class LiveHub:
     def __init__(
         self,
         broadcaster: Broadcaster,
-        sessions: async_sessionmaker[AsyncSession],
+        directory: Directory,
         *,
         client_backlog: int = 500,
         hub_backlog: int = 20_000,
@@ -333,8 +310,8 @@ class LiveHub:
         flush_slice: int = 50,
     ) -> None:
         self.broadcaster = broadcaster
-        self.sessions = sessions
-        self.names = NameBook(sessions)
+        self.directory = directory
+        self.names = NameBook(directory)
         self.client_backlog = client_backlog
         self.hub_backlog = hub_backlog
         # Bytes a connection may hold unsent before its stream counts as behind.
@@ -629,22 +606,16 @@ class LiveHub:
         if time.monotonic() - self._roster_at < max_age:
             return self._roster
         try:
-            online = await online_user_ids(self.sessions, since=utcnow() - timedelta(minutes=10))
-            async with self.sessions() as session:
-                rows = await session.execute(
-                    select(User.id, User.display_name, User.username, User.sip_extension)
-                    .where(User.is_active.is_(True), User.role == Role.VOLUNTEER)
-                    .order_by(User.display_name, User.username)
-                )
-                self._roster = [
-                    {
-                        "volunteer_id": user_id,
-                        "volunteer_name": display or username,
-                        "extension": extension,
-                        "online": user_id in online,
-                    }
-                    for user_id, display, username, extension in rows
-                ]
+            roster = await self.directory.roster(online_since=utcnow() - timedelta(minutes=10))
+            self._roster = [
+                {
+                    "volunteer_id": person.volunteer_id,
+                    "volunteer_name": person.volunteer_name,
+                    "extension": person.extension,
+                    "online": person.online,
+                }
+                for person in roster
+            ]
             # The roster names every volunteer: a call they start needs no look-up for them.
             for person in self._roster:
                 self.names.users.setdefault(person["volunteer_id"], person["volunteer_name"])

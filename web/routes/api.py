@@ -11,22 +11,15 @@ import json
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from dialer.domain.numbers import display as display_number
 from dialer.domain.outcomes import parse_submission
 from dialer.domain.vocabulary import CallState
-from dialer.services import contacts as contact_data
-from dialer.services.accounts import (
-    LoginRefusalCode,
-    LoginRefused,
-    end_session,
-    set_confirm_before_dial,
-    sign_in,
-)
-from dialer.services.calling import NextContact, call_payload
-from dialer.store.models import CallAttempt, Campaign, Contact, User
+from dialer.services.accounts import LoginRefusalCode, LoginRefused
+from dialer.services.contacts import MAX_NOTE
+from dialer.services.lists import NextContact
+from dialer.services.live_calls import call_payload
+from dialer.store.models import CallAttempt, User
 from web.deps import config_key, deps_key, hub_key
 from web.errors import ApiError
 from web.i18n import labels
@@ -44,7 +37,6 @@ from web.security import (
 routes = web.RouteTableDef()
 
 MAX_JSON = 64 * 1024
-MAX_NOTE = contact_data.MAX_NOTE
 
 
 async def read_json(request: web.Request, *, limit: int = MAX_JSON) -> dict[str, Any]:
@@ -137,8 +129,7 @@ async def api_sign_in(request: web.Request) -> web.Response:
     if not isinstance(username, str) or not isinstance(password, str):
         raise ApiError(422, "invalid", _("Give a username and a password."))
     try:
-        signed = await sign_in(
-            runtime.sessions,
+        signed = await runtime.accounts.sign_in(
             username=username,
             password=password[:1000],
             ip=client_ip(request),
@@ -179,7 +170,7 @@ def set_session_cookie(request: web.Request, response: web.StreamResponse, token
 @routes.delete("/api/session")
 async def api_sign_out(request: web.Request) -> web.Response:
     require_user(request)
-    await end_session(request.app[deps_key].sessions, request.cookies.get(SESSION_COOKIE, ""))
+    await request.app[deps_key].accounts.end_session(request.cookies.get(SESSION_COOKIE, ""))
     response = web.json_response({"signed_out": True})
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
@@ -211,7 +202,7 @@ async def api_preferences(request: web.Request) -> web.Response:
         )
     web_session = current_session(request)
     assert web_session is not None
-    await set_confirm_before_dial(request.app[deps_key].sessions, web_session.id, confirm)
+    await request.app[deps_key].accounts.set_confirm_before_dial(web_session.id, confirm)
     return web.json_response({"confirm_before_dial": confirm})
 
 
@@ -247,20 +238,13 @@ async def _visible_call(request: web.Request, user: User) -> tuple[CallAttempt, 
     call_id = request.match_info["call_id"]
     if len(call_id) > 64:
         raise not_found(request)
-    async with request.app[deps_key].sessions() as session:
-        row = (
-            await session.execute(
-                select(CallAttempt, Contact.first_name, Contact.last_name)
-                .join(Contact, Contact.id == CallAttempt.contact_id)
-                .where(CallAttempt.call_id == call_id)
-            )
-        ).first()
-    if row is None:
+    found = await request.app[deps_key].calls.call(call_id)
+    if found is None:
         raise not_found(request)
-    call, first, last = row
+    call = found.call
     if call.volunteer_id != user.id and user.role.value not in ("organizer", "admin"):
         raise not_found(request)
-    return call, f"{first} {last}".strip()
+    return call, found.contact_name
 
 
 @routes.get("/api/calls/{call_id}")
@@ -288,7 +272,7 @@ async def api_record_outcome(request: web.Request) -> web.Response:
     user = require_user(request)
     body = await read_json(request)
     submission = parse_submission(body)
-    result = await request.app[deps_key].service.record_outcome(user.id, submission)
+    result = await request.app[deps_key].outcomes.record_outcome(user.id, submission)
     return web.json_response(
         {
             "submission_id": submission.submission_id,
@@ -324,15 +308,11 @@ async def api_add_note(request: web.Request) -> web.Response:
         raise ApiError(
             422, "invalid", _("Some answers need fixing."), fields={"call_id": _("Not a call.")}
         )
-    runtime = request.app[deps_key]
-    async with runtime.sessions.begin() as session:
-        if not await runtime.service.can_access_contact(session, user, contact_id):
-            raise not_found(request)
-        if await session.get(Contact, contact_id) is None:
-            raise not_found(request)
-        note = await contact_data.add_note(
-            session, contact_id=contact_id, author_id=user.id, body=text.strip(), call_id=call_id
-        )
+    note = await request.app[deps_key].contacts.add_note(
+        user, contact_id, body=text.strip(), call_id=call_id
+    )
+    if note is None:
+        raise not_found(request)
     return web.json_response(
         {
             "id": note.id,
@@ -373,13 +353,9 @@ async def api_next_contact(request: web.Request) -> web.Response:
     campaign_id = int(request.match_info["campaign_id"])
     owner = _query_int(request, "owner")
     runtime = request.app[deps_key]
-    async with runtime.sessions() as session:
-        campaign = await session.get(Campaign, campaign_id)
-        if campaign is None or not await runtime.service.can_access_campaign(
-            session, user, campaign
-        ):
-            raise not_found(request)
-    found = await runtime.service.next_contact(user.id, campaign_id, list_owner_id=owner)
+    if await runtime.campaigns.visible_to(user, campaign_id) is None:
+        raise not_found(request)
+    found = await runtime.lists.next_contact(user.id, campaign_id, list_owner_id=owner)
     return web.json_response(next_contact_json(found))
 
 
@@ -408,14 +384,3 @@ async def api_live_snapshot(request: web.Request) -> web.Response:
 @routes.get("/api/openapi.json")
 async def api_openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
-
-
-async def load_contact(request: web.Request, user: User, contact_id: int) -> Contact:
-    runtime = request.app[deps_key]
-    async with runtime.sessions() as session:
-        if not await runtime.service.can_access_contact(session, user, contact_id):
-            raise not_found(request)
-        contact = await session.get(Contact, contact_id, options=[selectinload(Contact.phones)])
-    if contact is None:
-        raise not_found(request)
-    return contact

@@ -10,28 +10,22 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
-from sqlalchemy import select
 
 from dialer.domain.numbers import InvalidPhoneNumber, to_e164
 from dialer.domain.numbers import display as display_number
 from dialer.domain.passwords import WeakPassword, generate_password
 from dialer.domain.survey import CallingHours, SurveyDefinition, TimeWindow
 from dialer.domain.vocabulary import CallOutcome, CampaignStatus, DispositionOutcome, Role
-from dialer.services import campaigns as campaign_data
-from dialer.services import contacts as contact_data
-from dialer.services.campaigns import CampaignChanges
-from dialer.services.dashboard import campaign_stats
-from dialer.services.export import ExportError, export_results
-from dialer.services.importer import ImportFileError, ImportReport, import_contacts
-from dialer.services.users import (
-    UserError,
-    add_user,
-    check_extension,
-    check_pbx_name,
-    get_or_create_team,
+from dialer.services.campaigns import (
+    CampaignChanges,
+    UnknownTeam,
+    UnknownVolunteer,
+    lacks_caller_id,
 )
-from dialer.store import audit
-from dialer.store.models import Campaign, Team, TeamMember, User, utcnow
+from dialer.services.export import ExportError
+from dialer.services.importer import ImportFileError, ImportReport
+from dialer.services.users import UserChangeRefusal, UserChangeRefused, UserError
+from dialer.store.models import Campaign, Team, utcnow
 from web.deps import deps_key, templates_key
 from web.errors import PageError
 from web.forms import Reader, read_form
@@ -55,7 +49,7 @@ def page(
         # of an active campaign can start; activating one is not refused.
         context = {
             **context,
-            "caller_id_missing": campaign_data.lacks_caller_id(
+            "caller_id_missing": lacks_caller_id(
                 campaign, request.app[deps_key].service.default_caller_id
             ),
         }
@@ -64,8 +58,7 @@ def page(
 
 async def _campaign(request: web.Request) -> Campaign:
     require_staff(request)
-    async with request.app[deps_key].sessions() as session:
-        campaign = await session.get(Campaign, int(request.match_info["campaign_id"]))
+    campaign = await request.app[deps_key].campaigns.get(int(request.match_info["campaign_id"]))
     if campaign is None:
         raise not_found(request)
     return campaign
@@ -86,9 +79,7 @@ async def live_panel(request: web.Request) -> web.Response:
 @routes.get("/ops/campaigns")
 async def campaigns_list(request: web.Request) -> web.Response:
     user = require_staff(request)
-    async with request.app[deps_key].sessions() as session:
-        campaigns = await campaign_data.visible_campaigns(session, user)
-        teams = await campaign_data.all_teams(session)
+    campaigns, teams = await request.app[deps_key].campaigns.campaigns_and_teams(user)
     return page(request, "ops_campaigns.html", _campaigns_context(request, campaigns, teams, {}))
 
 
@@ -101,9 +92,7 @@ def _campaigns_context(
         "teams": teams,
         "errors": errors,
         "no_caller_id": {
-            campaign.id
-            for campaign in campaigns
-            if campaign_data.lacks_caller_id(campaign, default)
+            campaign.id for campaign in campaigns if lacks_caller_id(campaign, default)
         },
     }
 
@@ -115,21 +104,16 @@ async def campaign_create(request: web.Request) -> web.StreamResponse:
     title = reader.text("title", max_length=300, required=True)
     team_id = reader.integer("team_id", low=1, high=2**31 - 1)
     if reader.errors:
-        async with request.app[deps_key].sessions() as session:
-            campaigns = await campaign_data.visible_campaigns(session, user)
-            teams = await campaign_data.all_teams(session)
+        campaigns, teams = await request.app[deps_key].campaigns.campaigns_and_teams(user)
         return page(
             request,
             "ops_campaigns.html",
             _campaigns_context(request, campaigns, teams, reader.errors),
             status=422,
         )
-    async with request.app[deps_key].sessions.begin() as session:
-        if team_id is not None and await session.get(Team, team_id) is None:
-            team_id = None
-        campaign = await campaign_data.create_campaign(
-            session, title=title, team_id=team_id, actor_id=user.id
-        )
+    campaign = await request.app[deps_key].campaigns.create(
+        title=title, team_id=team_id, actor_id=user.id
+    )
     raise web.HTTPSeeOther(f"/ops/campaigns/{campaign.id}/edit")
 
 
@@ -137,8 +121,9 @@ async def campaign_create(request: web.Request) -> web.StreamResponse:
 async def dashboard(request: web.Request) -> web.Response:
     campaign = await _campaign(request)
     zone = i18n.current().zone
-    async with request.app[deps_key].sessions() as session:
-        stats = await campaign_stats(session, campaign.id, now=utcnow(), zone=zone)
+    stats = await request.app[deps_key].dashboard.campaign_stats(
+        campaign.id, now=utcnow(), zone=zone
+    )
     return page(
         request,
         "dashboard.html",
@@ -191,8 +176,7 @@ async def _editor(
     saved: bool = False,
     status: int = 200,
 ) -> web.Response:
-    async with request.app[deps_key].sessions() as session:
-        teams = await campaign_data.all_teams(session)
+    teams = await request.app[deps_key].campaigns.all_teams()
     return page(
         request,
         "campaign_edit.html",
@@ -300,18 +284,15 @@ async def campaign_save(request: web.Request) -> web.StreamResponse:
     if reader.errors:
         values = {key: reader.raw(key) for key in _editor_values(campaign)}
         return await _editor(request, campaign, values, reader.errors, status=422)
-    async with request.app[deps_key].sessions.begin() as session:
-        stored = await session.get(Campaign, campaign.id)
-        assert stored is not None
-        if changes.team_id is not None and await session.get(Team, changes.team_id) is None:
-            raise PageError(422, _("Unknown team"), _("Choose one of the teams offered."))
-        await campaign_data.update_campaign(
-            session,
-            stored,
+    try:
+        await request.app[deps_key].campaigns.update(
+            campaign.id,
             changes,
             actor_id=user.id,
             default_caller_id=request.app[deps_key].service.default_caller_id,
         )
+    except UnknownTeam:
+        raise PageError(422, _("Unknown team"), _("Choose one of the teams offered.")) from None
     raise web.HTTPSeeOther(f"/ops/campaigns/{campaign.id}/edit?saved=1")
 
 
@@ -325,8 +306,7 @@ async def _import_page(
     error: str = "",
     status: int = 200,
 ) -> web.Response:
-    async with request.app[deps_key].sessions() as session:
-        members = await campaign_data.team_members(session, campaign.team_id)
+    members = await request.app[deps_key].campaigns.team_members(campaign.team_id)
     return page(
         request,
         "import.html",
@@ -356,8 +336,7 @@ async def import_upload(request: web.Request) -> web.Response:
     data = upload.file.read()
     name = Path(upload.filename or "upload.csv").name[:200]
     try:
-        report = await import_contacts(
-            runtime.sessions,
+        report = await runtime.imports.import_contacts(
             Path(name),
             region=runtime.default_region,
             campaign_id=campaign.id,
@@ -378,8 +357,7 @@ async def import_upload(request: web.Request) -> web.Response:
 
 
 async def _assign_page(request: web.Request, campaign: Campaign, done: str = "") -> web.Response:
-    async with request.app[deps_key].sessions() as session:
-        overview = await campaign_data.list_overview(session, campaign)
+    overview = await request.app[deps_key].campaigns.list_overview(campaign)
     return page(request, "assign.html", {"campaign": campaign, "overview": overview, "done": done})
 
 
@@ -398,38 +376,22 @@ async def assign_submit(request: web.Request) -> web.StreamResponse:
     user = require_staff(request)
     form = await read_form(request)
     action = str(form.get("action", ""))
-    async with request.app[deps_key].sessions.begin() as session:
-        members = {
-            member.id for member in await campaign_data.team_members(session, campaign.team_id)
-        }
-        if action == "share":
-            chosen = [
-                int(v)
-                for v in form.getall("volunteer", [])
-                if str(v).isdigit() and int(v) in members
-            ]
-            count = await campaign_data.assign_unassigned(
-                session, campaign.id, chosen, actor_id=user.id
-            )
-        elif action == "move":
-            source, target = str(form.get("from", "")), str(form.get("to", ""))
-            from_id = int(source) if source.isdigit() else None
-            to_id = int(target) if target.isdigit() else None
-            if (from_id is not None and from_id not in members) or (
-                to_id is not None and to_id not in members
-            ):
-                raise PageError(
-                    422, _("Unknown volunteer"), _("Choose volunteers from this campaign's team.")
-                )
-            count = (
-                0
-                if from_id == to_id
-                else await campaign_data.move_open_entries(
-                    session, campaign.id, from_id, to_id, actor_id=user.id
-                )
-            )
-        else:
-            raise PageError(400, _("Unknown action"), _("Use the buttons of the form."))
+    campaigns = request.app[deps_key].campaigns
+    if action == "share":
+        chosen = [int(v) for v in form.getall("volunteer", []) if str(v).isdigit()]
+        count = await campaigns.share_unassigned(campaign, chosen, actor_id=user.id)
+    elif action == "move":
+        source, target = str(form.get("from", "")), str(form.get("to", ""))
+        from_id = int(source) if source.isdigit() else None
+        to_id = int(target) if target.isdigit() else None
+        try:
+            count = await campaigns.move_open_entries(campaign, from_id, to_id, actor_id=user.id)
+        except UnknownVolunteer:
+            raise PageError(
+                422, _("Unknown volunteer"), _("Choose volunteers from this campaign's team.")
+            ) from None
+    else:
+        raise PageError(400, _("Unknown action"), _("Use the buttons of the form."))
     raise web.HTTPSeeOther(f"/ops/campaigns/{campaign.id}/assign?moved={count}")
 
 
@@ -437,11 +399,10 @@ async def assign_submit(request: web.Request) -> web.StreamResponse:
 async def export_csv(request: web.Request) -> web.Response:
     campaign = await _campaign(request)
     buffer = io.StringIO()
-    async with request.app[deps_key].sessions() as session:
-        try:
-            await export_results(session, campaign.id, buffer)
-        except ExportError:
-            raise not_found(request) from None
+    try:
+        await request.app[deps_key].exports.export_results(campaign.id, buffer)
+    except ExportError:
+        raise not_found(request) from None
     return web.Response(
         body=buffer.getvalue().encode("utf-8"),
         content_type="text/csv",
@@ -459,8 +420,7 @@ async def _dnc_page(
     request: web.Request, *, errors: dict[str, str] | None = None, status: int = 200
 ) -> web.Response:
     query = request.query.get("q", "")[:200]
-    async with request.app[deps_key].sessions() as session:
-        contacts = await contact_data.dnc_list(session, query=query)
+    contacts = await request.app[deps_key].contacts.dnc_list(query=query)
     return page(
         request,
         "dnc.html",
@@ -490,14 +450,9 @@ async def dnc_add(request: web.Request) -> web.StreamResponse:
         return await _dnc_page(request, errors=reader.errors, status=422)
     runtime = request.app[deps_key]
     try:
-        async with runtime.sessions.begin() as session:
-            await contact_data.add_number_to_dnc(
-                session,
-                number=number,
-                region=runtime.default_region,
-                reason=reason,
-                actor_id=user.id,
-            )
+        await runtime.contacts.add_number_to_dnc(
+            number=number, region=runtime.default_region, reason=reason, actor_id=user.id
+        )
     except InvalidPhoneNumber:
         return await _dnc_page(
             request, errors={"number": _("This is not a valid phone number.")}, status=422
@@ -508,11 +463,10 @@ async def dnc_add(request: web.Request) -> web.StreamResponse:
 @routes.post("/ops/dnc/{contact_id:\\d{1,9}}/remove")
 async def dnc_remove(request: web.Request) -> web.StreamResponse:
     user = require_staff(request)
-    async with request.app[deps_key].sessions.begin() as session:
-        if not await contact_data.remove_from_dnc(
-            session, contact_id=int(request.match_info["contact_id"]), actor_id=user.id
-        ):
-            raise not_found(request)
+    if not await request.app[deps_key].contacts.remove_from_dnc(
+        contact_id=int(request.match_info["contact_id"]), actor_id=user.id
+    ):
+        raise not_found(request)
     raise web.HTTPSeeOther("/ops/dnc")
 
 
@@ -527,14 +481,7 @@ async def _users_page(
     created: tuple[str, str] | None = None,
     status: int = 200,
 ) -> web.Response:
-    async with request.app[deps_key].sessions() as session:
-        users = list(await session.scalars(select(User).order_by(User.role, User.username)))
-        teams = await campaign_data.all_teams(session)
-        memberships: dict[int, list[str]] = {}
-        for user_id, name in await session.execute(
-            select(TeamMember.user_id, Team.name).join(Team, Team.id == TeamMember.team_id)
-        ):
-            memberships.setdefault(user_id, []).append(name)
+    overview = await request.app[deps_key].users.overview()
     actor = current_user(request)
     roles = [
         role
@@ -545,9 +492,9 @@ async def _users_page(
         request,
         "users.html",
         {
-            "users": users,
-            "teams": teams,
-            "memberships": memberships,
+            "users": overview.users,
+            "teams": overview.teams,
+            "memberships": overview.memberships,
             "roles": roles,
             "errors": errors or {},
             "values": values or {},
@@ -594,19 +541,17 @@ async def users_add(request: web.Request) -> web.Response:
     if reader.errors:
         return await _users_page(request, errors=reader.errors, values=values, status=422)
     try:
-        async with request.app[deps_key].sessions.begin() as session:
-            await add_user(
-                session,
-                username=username,
-                password=password,
-                role=role,
-                display_name=display_name,
-                email=email,
-                extension=extension,
-                teams=teams,
-                language=language,
-                actor_label=f"web:{actor.username}",
-            )
+        await request.app[deps_key].users.add_user(
+            username=username,
+            password=password,
+            role=role,
+            display_name=display_name,
+            email=email,
+            extension=extension,
+            teams=teams,
+            language=language,
+            actor_label=f"web:{actor.username}",
+        )
     except WeakPassword:
         return await _users_page(
             request,
@@ -638,71 +583,31 @@ async def users_update(request: web.Request) -> web.StreamResponse:
         if name.strip()
     ]
     active = reader.flag("active")
-    async with request.app[deps_key].sessions.begin() as session:
-        user = await session.get(User, int(request.match_info["user_id"]))
-        if user is None:
-            raise not_found(request)
-        if user.role is Role.ADMIN and actor.role is not Role.ADMIN:
-            raise PageError(
-                403, _("Not allowed"), _("Only an administrator can change an administrator.")
-            )
-        if extension is not None:
-            try:
-                check_extension(extension)
-            except UserError:
-                raise PageError(
-                    422,
-                    _("Not valid"),
-                    _("This extension is taken or not valid (letters, digits, _ and - only)."),
-                ) from None
-            taken = await session.scalar(
-                select(User.id).where(User.sip_extension == extension, User.id != user.id)
-            )
-            if taken is not None:
-                raise PageError(
-                    422,
-                    _("Not valid"),
-                    _("This extension is taken or not valid (letters, digits, _ and - only)."),
-                )
-        if pbx is not None:
-            try:
-                check_pbx_name(pbx)
-            except UserError:
-                raise PageError(
-                    422,
-                    _("Not valid"),
-                    _("A PBX name may only use letters, digits, '.', '_' and '-'."),
-                ) from None
-        user.sip_extension = extension
-        user.pbx = pbx
-        if user.id != actor.id:
-            user.is_active = active
-        current = {
-            member.team_id
-            for member in await session.scalars(
-                select(TeamMember).where(TeamMember.user_id == user.id)
-            )
-        }
-        wanted = {(await get_or_create_team(session, name)).id for name in teams}
-        for team_id in wanted - current:
-            session.add(TeamMember(team_id=team_id, user_id=user.id))
-        for member in await session.scalars(
-            select(TeamMember).where(
-                TeamMember.user_id == user.id, TeamMember.team_id.in_(current - wanted)
-            )
-        ):
-            await session.delete(member)
-        audit.record(
-            session,
-            action="user.update",
-            entity_type="user",
-            entity_id=user.id,
-            changes={
-                "extension": extension,
-                "pbx": pbx,
-                "teams": teams,
-                "active": user.is_active,
-            },
-            actor_id=actor.id,
+    try:
+        await request.app[deps_key].users.update_user(
+            actor,
+            int(request.match_info["user_id"]),
+            extension=extension,
+            pbx=pbx,
+            teams=teams,
+            active=active,
         )
+    except UserChangeRefused as refused:
+        if refused.reason is UserChangeRefusal.NOT_FOUND:
+            raise not_found(request) from None
+        raise PageError(
+            403, _("Not allowed"), _("Only an administrator can change an administrator.")
+        ) from None
+    except UserError as error:
+        if error.field == "pbx":
+            raise PageError(
+                422,
+                _("Not valid"),
+                _("A PBX name may only use letters, digits, '.', '_' and '-'."),
+            ) from None
+        raise PageError(
+            422,
+            _("Not valid"),
+            _("This extension is taken or not valid (letters, digits, _ and - only)."),
+        ) from None
     raise web.HTTPSeeOther(safe_next(str(form.get("next", "")), "/ops/users"))

@@ -6,23 +6,15 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
-from sqlalchemy import select
 
 from dialer.domain.compliance import contact_zones
 from dialer.domain.numbers import display as display_number
 from dialer.domain.survey import SurveyDefinition
-from dialer.domain.vocabulary import LIVE_CALL_STATES, DispositionOutcome, PhoneType, Role
-from dialer.services import campaigns as campaign_data
-from dialer.services import contacts as contact_data
-from dialer.services.accounts import (
-    LoginRefusalCode,
-    LoginRefused,
-    end_session,
-    set_language,
-    sign_in,
-)
+from dialer.domain.vocabulary import DispositionOutcome, PhoneType, Role
+from dialer.services.accounts import LoginRefusalCode, LoginRefused
+from dialer.services.contacts import ContactFilter
 from dialer.store.access import STAFF_ROLES
-from dialer.store.models import CallAttempt, Campaign, User, utcnow
+from dialer.store.models import Campaign, User, utcnow
 from web.deps import config_key, deps_key, templates_key
 from web.forms import read_form
 from web.i18n import labels
@@ -87,8 +79,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     password = str(form.get("password", ""))[:1000]
     target = safe_next(str(form.get("next", "")))
     try:
-        signed = await sign_in(
-            runtime.sessions,
+        signed = await runtime.accounts.sign_in(
             username=username,
             password=password,
             ip=client_ip(request),
@@ -116,7 +107,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/logout")
 async def logout(request: web.Request) -> web.StreamResponse:
-    await end_session(request.app[deps_key].sessions, request.cookies.get(SESSION_COOKIE, ""))
+    await request.app[deps_key].accounts.end_session(request.cookies.get(SESSION_COOKIE, ""))
     response = web.HTTPSeeOther("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     raise response
@@ -131,7 +122,7 @@ async def switch_language(request: web.Request) -> web.StreamResponse:
     if language is not None:
         user = current_user(request)
         if user is not None:
-            await set_language(request.app[deps_key].sessions, user.id, language)
+            await request.app[deps_key].accounts.set_language(user.id, language)
         response.set_cookie(
             LANGUAGE_COOKIE,
             language,
@@ -148,23 +139,17 @@ async def switch_language(request: web.Request) -> web.StreamResponse:
 
 
 async def _campaign_for(request: web.Request, user: User, campaign_id: int) -> Campaign:
-    runtime = request.app[deps_key]
-    async with runtime.sessions() as session:
-        campaign = await session.get(Campaign, campaign_id)
-        if campaign is None or not await runtime.service.can_access_campaign(
-            session, user, campaign
-        ):
-            raise not_found(request)
+    campaign = await request.app[deps_key].campaigns.visible_to(user, campaign_id)
+    if campaign is None:
+        raise not_found(request)
     return campaign
 
 
 @routes.get("/campaigns")
 async def campaigns_page(request: web.Request) -> web.Response:
     user = require_user(request)
-    async with request.app[deps_key].sessions() as session:
-        cards = await campaign_data.campaign_cards(session, user)
-        tasks = await contact_data.open_tasks_for(session, user.id)
-    return page(request, "campaigns.html", {"cards": cards, "tasks": tasks})
+    home = await request.app[deps_key].campaigns.volunteer_home(user)
+    return page(request, "campaigns.html", {"cards": home.cards, "tasks": home.tasks})
 
 
 @routes.post("/campaigns/{campaign_id:\\d{1,9}}/attendance")
@@ -173,10 +158,9 @@ async def attendance(request: web.Request) -> web.StreamResponse:
     campaign = await _campaign_for(request, user, int(request.match_info["campaign_id"]))
     form = await read_form(request)
     attending = str(form.get("attending", "")) == "yes"
-    async with request.app[deps_key].sessions.begin() as session:
-        await campaign_data.set_attendance(
-            session, user_id=user.id, campaign_id=campaign.id, attending=attending
-        )
+    await request.app[deps_key].campaigns.set_attendance(
+        user_id=user.id, campaign_id=campaign.id, attending=attending
+    )
     raise web.HTTPSeeOther(safe_next(str(form.get("next", "")), "/campaigns"))
 
 
@@ -185,13 +169,12 @@ async def campaign_page(request: web.Request) -> web.Response:
     user = require_user(request)
     campaign = await _campaign_for(request, user, int(request.match_info["campaign_id"]))
     owner_id = _query_int(request, "owner") or user.id
-    async with request.app[deps_key].sessions() as session:
-        members = await campaign_data.team_members(session, campaign.team_id)
-        if owner_id != user.id and owner_id not in {member.id for member in members}:
-            raise not_found(request)
-        rows = await campaign_data.list_rows(session, campaign.id, owner_id)
-        going = await campaign_data.attendees(session, campaign.id)
-        due = await campaign_data.callbacks_due(session, campaign.id, owner_id, utcnow())
+    found = await request.app[deps_key].campaigns.campaign_page(
+        campaign, viewer_id=user.id, owner_id=owner_id, now=utcnow()
+    )
+    if found is None:
+        raise not_found(request)
+    members, going = found.members, found.attendees
     owner = next((member for member in members if member.id == owner_id), user)
     message = request.query.get("empty", "")
     return page(
@@ -201,9 +184,9 @@ async def campaign_page(request: web.Request) -> web.Response:
             "campaign": campaign,
             "owner": owner,
             "teammates": [m for m in members if m.id != user.id and m.role is Role.VOLUNTEER],
-            "rows": rows,
+            "rows": found.rows,
             "attendees": going,
-            "callbacks_due": due,
+            "callbacks_due": found.callbacks_due,
             "attending": any(person.id == user.id for person in going),
             "now": utcnow(),
             "empty_message": labels.empty_list_reason(message, None)
@@ -219,7 +202,7 @@ async def next_contact(request: web.Request) -> web.StreamResponse:
     campaign = await _campaign_for(request, user, int(request.match_info["campaign_id"]))
     owner = _query_int(request, "owner")
     runtime = request.app[deps_key]
-    found = await runtime.service.next_contact(user.id, campaign.id, list_owner_id=owner)
+    found = await runtime.lists.next_contact(user.id, campaign.id, list_owner_id=owner)
     owner_part = f"&owner={owner}" if owner and owner != user.id else ""
     if found.contact is not None:
         raise web.HTTPSeeOther(f"/contacts/{found.contact.id}?campaign={campaign.id}{owner_part}")
@@ -237,7 +220,7 @@ async def next_contact(request: web.Request) -> web.StreamResponse:
 # -- contacts -----------------------------------------------------------------------
 
 
-def _filter_from_query(request: web.Request) -> contact_data.ContactFilter:
+def _filter_from_query(request: web.Request) -> ContactFilter:
     query = request.query
     scores = tuple(
         int(value) for value in query.getall("score", []) if value in {"1", "2", "3", "4", "5"}
@@ -247,7 +230,7 @@ def _filter_from_query(request: web.Request) -> contact_data.ContactFilter:
     tags = tuple(tag[:100] for tag in query.getall("tag", []) if tag)[:20]
     if query.get("list") == "voters":
         tags = (*tags, "voter")
-    return contact_data.ContactFilter(
+    return ContactFilter(
         query=query.get("q", "")[:200],
         tags=tags,
         support_scores=scores,
@@ -267,12 +250,8 @@ def _filter_from_query(request: web.Request) -> contact_data.ContactFilter:
 async def contacts_page(request: web.Request) -> web.Response:
     user = require_user(request)
     wanted = _filter_from_query(request)
-    runtime = request.app[deps_key]
-    async with runtime.sessions() as session:
-        result = await contact_data.search(session, user, wanted, now=utcnow())
-        tags = await contact_data.known_tags(session, user)
-        languages = await contact_data.known_languages(session)
-        campaigns = await campaign_data.visible_campaigns(session, user)
+    found = await request.app[deps_key].contacts.search_page(user, wanted, now=utcnow())
+    result = found.result
     web_session = current_session(request)
     page_number = wanted.offset // 50 + 1
     return page(
@@ -281,9 +260,9 @@ async def contacts_page(request: web.Request) -> web.Response:
         {
             "result": result,
             "wanted": wanted,
-            "tags": tags,
-            "languages": languages,
-            "campaigns": campaigns,
+            "tags": found.tags,
+            "languages": found.languages,
+            "campaigns": found.campaigns,
             "outcomes": list(DispositionOutcome),
             "confirm_before_dial": web_session.confirm_before_dial if web_session else True,
             "page_number": page_number,
@@ -305,32 +284,10 @@ async def contact_page(request: web.Request) -> web.Response:
     runtime = request.app[deps_key]
     campaign_id = _query_int(request, "campaign")
     owner_id = _query_int(request, "owner")
-    async with runtime.sessions() as session:
-        if not await runtime.service.can_access_contact(session, user, contact_id):
-            raise not_found(request)
-        record = await contact_data.contact_record(session, contact_id)
-        if record is None:
-            raise not_found(request)
-        campaign: Campaign | None = None
-        if campaign_id is not None:
-            campaign = await session.get(Campaign, campaign_id)
-            if campaign is None or not await runtime.service.can_access_campaign(
-                session, user, campaign
-            ):
-                raise not_found(request)
-            if not any(
-                entry_campaign.id == campaign.id for entry_campaign, _entry in record.campaigns
-            ):
-                raise not_found(request)
-        caller_ids = await runtime.service.allowed_caller_ids(session, user, campaign)
-        people = await campaign_data.colleagues(session, user)
-        live_call = await session.scalar(
-            select(CallAttempt).where(
-                CallAttempt.volunteer_id == user.id,
-                CallAttempt.contact_id == contact_id,
-                CallAttempt.state.in_([state.value for state in LIVE_CALL_STATES]),
-            )
-        )
+    screen = await runtime.contacts.call_screen(user, contact_id, campaign_id)
+    if screen is None:
+        raise not_found(request)
+    record, campaign = screen.record, screen.campaign
     contact = record.contact
     usable = [p for p in contact.phones if not p.wrong_number and not p.do_not_call]
     zones = contact_zones(
@@ -349,8 +306,8 @@ async def contact_page(request: web.Request) -> web.Response:
             "campaign": campaign,
             "survey": survey,
             "owner_id": owner_id,
-            "caller_ids": caller_ids,
-            "people": people,
+            "caller_ids": screen.caller_ids,
+            "people": screen.people,
             "phones": usable,
             "all_phones": contact.phones,
             "display_number": display_number,
@@ -358,7 +315,7 @@ async def contact_page(request: web.Request) -> web.Response:
             "contact_zone_name": i18n.timezone_label(zones[0]),
             "several_zones": len(zones) > 1,
             "now": utcnow(),
-            "live_call_id": live_call.call_id if live_call is not None else "",
+            "live_call_id": screen.live_call_id,
             "outcomes": list(DispositionOutcome),
             "phone_types": list(PhoneType),
             "confirm_before_dial": web_session.confirm_before_dial if web_session else True,
@@ -370,6 +327,5 @@ async def contact_page(request: web.Request) -> web.Response:
 @routes.get("/tasks")
 async def tasks_page(request: web.Request) -> web.Response:
     user = require_user(request)
-    async with request.app[deps_key].sessions() as session:
-        tasks = await contact_data.open_tasks_for(session, user.id)
+    tasks = await request.app[deps_key].contacts.open_tasks(user.id)
     return page(request, "tasks.html", {"tasks": tasks})

@@ -1,0 +1,76 @@
+"""Caller IDs: which numbers a call may present to the contact.
+
+A campaign lists its own; the default (DIALER_DEFAULT_CALLER_ID) serves the
+others.  Only numbers the shipped dialplan accepts are offered, so a click
+is refused up front rather than after the volunteer answered.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dialer.domain.vocabulary import CampaignStatus
+from dialer.store.access import STAFF_ROLES, team_ids
+from dialer.store.models import Campaign, User
+
+log = logging.getLogger(__name__)
+
+
+def usable_caller_id(number: str) -> bool:
+    """Whether the PBX will present ``number`` to the contact: 8 to 15 digits (E.164).
+
+    [dialer-place-call] in asterisk-config/extensions.conf keeps only the
+    digits and hangs up on anything shorter or longer, but only once the
+    volunteer has answered; checking here refuses the click instead.
+    """
+    digits = sum(1 for character in number if character in "0123456789")
+    return 8 <= digits <= 15
+
+
+def campaign_caller_ids(campaign: Campaign, default_caller_id: str) -> list[str]:
+    """The caller IDs a campaign's calls may present: its own list, else the default.
+
+    Empty when every call of the campaign would be refused for want of one.
+    """
+    numbers = list(campaign.allowed_caller_ids) or (
+        [default_caller_id] if default_caller_id else []
+    )
+    return [number for number in numbers if usable_caller_id(number)]
+
+
+class CallerIds:
+    def __init__(self, default_caller_id: str) -> None:
+        if default_caller_id and not usable_caller_id(default_caller_id):
+            # The PBX would hang up every call presenting it; as unset, clicks
+            # that have nothing better are refused up front (no_caller_id).
+            log.warning(
+                "the default caller ID %r (DIALER_DEFAULT_CALLER_ID) is not a phone number "
+                "of 8 to 15 digits; ignored",
+                default_caller_id,
+            )
+            default_caller_id = ""
+        self.default = default_caller_id
+
+    async def allowed(
+        self, session: AsyncSession, user: User, campaign: Campaign | None
+    ) -> list[str]:
+        """The caller IDs ``user`` may call from; empty when a call would be refused."""
+        if campaign is not None:
+            return campaign_caller_ids(campaign, self.default)
+        # Outside a campaign: the default plus those of the user's active campaigns.
+        choices = [self.default] if self.default else []
+        statement = select(Campaign.allowed_caller_ids).where(
+            Campaign.status == CampaignStatus.ACTIVE
+        )
+        if user.role not in STAFF_ROLES:
+            statement = statement.where(Campaign.team_id.in_(await team_ids(session, user.id)))
+        for caller_ids in await session.scalars(statement):
+            choices.extend(
+                number
+                for number in caller_ids
+                if number not in choices and usable_caller_id(number)
+            )
+        return choices

@@ -1,0 +1,166 @@
+"""Live call state: what a call's state looks like on the panels, and publishing it.
+
+Payloads go to the in-process broadcaster, which the MQTT publisher and the
+live panels follow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, inspect, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dialer.domain.vocabulary import CallOutcome, CallState
+from dialer.live.broadcaster import Broadcaster
+from dialer.services.common import Clock
+from dialer.store.models import CallAttempt, Disposition, utcnow
+
+
+class CallPublisher:
+    """Announces calls' states and campaigns' counters to whoever follows them live."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        broadcaster: Broadcaster,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.sessions = sessions
+        self.broadcaster = broadcaster
+        self.clock = clock
+
+    def publish_call(
+        self,
+        call: CallAttempt,
+        *,
+        names: Mapping[str, str] | None = None,
+        event_at: datetime | None = None,
+    ) -> None:
+        """Announce a call's state, with ``names`` (see :func:`call_names`) if known."""
+        payload = call_payload(call)
+        if event_at is not None:
+            # When the PBX news behind this state was read: lets anyone
+            # downstream (the panel, MQTT consumers, benchmarks) see the lag.
+            payload["event_at"] = _iso(event_at)
+        # Carried along so that a live panel, here or in another process,
+        # shows the call without a database round trip of its own.
+        known = names if names is not None else call_names(call)
+        if known:
+            payload.update(known)
+        self.broadcaster.publish(
+            "call", call.call_id, payload, present=call.state is not CallState.ENDED
+        )
+        status = volunteer_status(call.state, call.outcome)
+        self.broadcaster.publish(
+            "volunteer",
+            str(call.volunteer_id),
+            {
+                "volunteer_id": call.volunteer_id,
+                "status": status,
+                "call_id": call.call_id,
+                "since": _iso(self.clock()),
+            },
+        )
+
+    async def final_states(self, call_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The last payload of each of these calls that has ended."""
+        async with self.sessions() as session:
+            rows = await session.scalars(
+                select(CallAttempt).where(
+                    CallAttempt.call_id.in_(call_ids), CallAttempt.state == CallState.ENDED
+                )
+            )
+            return {call.call_id: call_payload(call) for call in rows}
+
+    async def campaign_counters(self, campaign_id: int) -> dict[str, Any]:
+        """Live numbers for one campaign: dials, reached, contact rate, outcomes.
+
+        Two grouped queries on indexed columns, cheap enough to run after a
+        batch of calls ends; the dashboard's full statistics live elsewhere.
+        """
+        async with self.sessions() as session:
+            calls = (
+                await session.execute(
+                    select(
+                        CallAttempt.outcome,
+                        func.count(),
+                        func.count(CallAttempt.contact_answered_at),
+                    )
+                    .where(CallAttempt.campaign_id == campaign_id)
+                    .group_by(CallAttempt.outcome)
+                )
+            ).all()
+            recorded = (
+                await session.execute(
+                    select(Disposition.outcome, func.count())
+                    .where(Disposition.campaign_id == campaign_id)
+                    .group_by(Disposition.outcome)
+                )
+            ).all()
+        dials = sum(count for _, count, _ in calls)
+        reached = sum(answered for _, _, answered in calls)
+        return {
+            "campaign_id": campaign_id,
+            "dials": dials,
+            "reached": reached,
+            "contact_rate": round(reached / dials, 4) if dials else None,
+            "live_calls": sum(count for outcome, count, _ in calls if outcome is None),
+            "call_outcomes": {o.value: n for o, n, _ in calls if o is not None},
+            "outcomes": {o.value: n for o, n in recorded},
+        }
+
+    async def publish_campaign_counters(self, campaign_ids: Iterable[int]) -> None:
+        for campaign_id in set(campaign_ids):
+            counters = await self.campaign_counters(campaign_id)
+            self.broadcaster.publish("campaign", str(campaign_id), counters)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def volunteer_status(state: CallState, outcome: CallOutcome | None) -> str:
+    if state in (CallState.REQUESTED, CallState.RINGING_VOLUNTEER):
+        return "ringing"
+    if state is CallState.ENDED:
+        return "wrap_up" if outcome is CallOutcome.COMPLETED else "idle"
+    return "on_call"
+
+
+def call_names(call: CallAttempt) -> dict[str, str] | None:
+    """The volunteer's and the contact's display names, if ``call`` has them loaded.
+
+    Never loads them: a lazy load outside a session is an error here.
+    """
+    if {"volunteer", "contact"} & inspect(call).unloaded:
+        return None
+    volunteer, contact = call.volunteer, call.contact
+    if volunteer is None or contact is None:
+        return None
+    return {
+        "volunteer_name": volunteer.display_name or volunteer.username,
+        "contact_name": contact.full_name,
+    }
+
+
+def call_payload(call: CallAttempt) -> dict[str, Any]:
+    return {
+        "call_id": call.call_id,
+        "state": call.state.value,
+        "outcome": call.outcome.value if call.outcome else None,
+        "failure_reason": call.failure_reason,
+        "volunteer_id": call.volunteer_id,
+        "contact_id": call.contact_id,
+        "campaign_id": call.campaign_id,
+        "number": call.number_e164,
+        "caller_id": call.caller_id,
+        "requested_at": _iso(call.requested_at),
+        "volunteer_answered_at": _iso(call.volunteer_answered_at),
+        "contact_answered_at": _iso(call.contact_answered_at),
+        "ended_at": _iso(call.ended_at),
+        "dial_status": call.dial_status,
+        "needs_review": call.needs_review,
+    }

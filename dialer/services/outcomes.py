@@ -1,0 +1,285 @@
+"""Recording what a volunteer says after a call: the disposition, the survey
+answers, the contact's new details, a follow-up task, and the calling
+list's next step, all in one transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from dialer.domain.outcomes import OutcomeSubmission, SubmissionInvalid, validate_submission
+from dialer.domain.survey import SurveyDefinition
+from dialer.domain.vocabulary import DispositionOutcome, TaskStatus
+from dialer.services.access import can_access_campaign, can_access_contact
+from dialer.services.common import Clock, NotAllowed, RetryableError, with_db_retry
+from dialer.services.live_calls import CallPublisher
+from dialer.store import audit, contacts, lists, outcomes
+from dialer.store.access import STAFF_ROLES
+from dialer.store.models import (
+    CallAttempt,
+    CallingListEntry,
+    Campaign,
+    Contact,
+    ContactPhone,
+    Disposition,
+    FollowUpTask,
+    User,
+    utcnow,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeResult:
+    disposition_id: int
+    duplicate: bool
+    campaign_id: int | None = None
+
+
+class _AlreadyStored(Exception):
+    def __init__(self, disposition_id: int) -> None:
+        super().__init__(disposition_id)
+        self.disposition_id = disposition_id
+
+
+class OutcomeService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        region: str,
+        publisher: CallPublisher,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.sessions = sessions
+        self.region = region
+        self.publisher = publisher
+        self.clock = clock
+
+    async def record_outcome(self, user_id: int, submission: OutcomeSubmission) -> OutcomeResult:
+        """Store what the volunteer recorded, once, in one transaction.
+
+        Safe to call again with the same ``submission_id`` (a double click,
+        a retry after a timeout): the second call returns the first result.
+        """
+        result = await with_db_retry(lambda: self._record_outcome(user_id, submission))
+        if not result.duplicate and result.campaign_id is not None:
+            with contextlib.suppress(SQLAlchemyError, OSError):
+                # Counters are a nicety: the outcome is stored either way.
+                await self.publisher.publish_campaign_counters([result.campaign_id])
+        return result
+
+    async def _record_outcome(self, user_id: int, submission: OutcomeSubmission) -> OutcomeResult:
+        now = self.clock()
+        try:
+            async with self.sessions.begin() as session:
+                existing = await session.scalar(
+                    select(Disposition).where(Disposition.submission_id == submission.submission_id)
+                )
+                if existing is not None:
+                    if existing.volunteer_id != user_id:
+                        raise NotAllowed("this submission belongs to someone else")
+                    return OutcomeResult(existing.id, duplicate=True)
+                disposition = await self._apply_outcome(session, user_id, submission, now)
+                return OutcomeResult(disposition.id, False, disposition.campaign_id)
+        except _AlreadyStored as stored:
+            return OutcomeResult(stored.disposition_id, duplicate=True)
+        except IntegrityError as error:
+            if "submission_id" not in str(error.orig) and "call_attempt_id" not in str(error.orig):
+                raise
+        # A concurrent copy of the same submission won the race.
+        async with self.sessions() as session:
+            existing = await session.scalar(
+                select(Disposition).where(
+                    or_(
+                        Disposition.submission_id == submission.submission_id,
+                        and_(
+                            Disposition.call_attempt_id.is_not(None),
+                            Disposition.call_attempt_id
+                            == select(CallAttempt.id)
+                            .where(CallAttempt.call_id == submission.call_id)
+                            .scalar_subquery(),
+                        ),
+                    )
+                )
+            )
+        if existing is None:
+            raise RetryableError("the submission conflicted with another; retry")
+        return OutcomeResult(existing.id, duplicate=True)
+
+    async def _apply_outcome(
+        self, session: AsyncSession, user_id: int, submission: OutcomeSubmission, now: datetime
+    ) -> Disposition:
+        user = await session.get(User, user_id)
+        if user is None:
+            raise NotAllowed("unknown user")
+        contact = await session.get(
+            Contact, submission.contact_id, options=[selectinload(Contact.phones)]
+        )
+        if contact is None or not await can_access_contact(session, user, contact.id):
+            raise NotAllowed("no such contact")
+        call: CallAttempt | None = None
+        if submission.call_id is not None:
+            call = await session.scalar(
+                select(CallAttempt).where(CallAttempt.call_id == submission.call_id)
+            )
+            if call is None or call.contact_id != contact.id:
+                raise SubmissionInvalid({"call_id": "no such call for this contact"})
+            if call.volunteer_id != user.id and user.role not in STAFF_ROLES:
+                raise NotAllowed("this call belongs to another volunteer")
+            earlier = await session.scalar(
+                select(Disposition).where(Disposition.call_attempt_id == call.id)
+            )
+            if earlier is not None:
+                if earlier.submission_id == submission.submission_id:
+                    # A concurrent copy of this submission committed first.
+                    raise _AlreadyStored(earlier.id)
+                if not earlier.submission_id.startswith("auto-"):
+                    raise SubmissionInvalid(
+                        {"call_id": "an outcome was already recorded for this call"}
+                    )
+                # The automatic "absent" gives way to what the volunteer says.
+                await outcomes.withdraw_automatic(session, earlier)
+        campaign_id = call.campaign_id if call is not None else submission.campaign_id
+        campaign = await session.get(Campaign, campaign_id) if campaign_id is not None else None
+        if campaign is not None and not await can_access_campaign(session, user, campaign):
+            raise NotAllowed("you are not in this campaign's team")
+        survey = campaign.survey if campaign is not None else SurveyDefinition()
+        if submission.task is not None:
+            assignee = await session.get(User, submission.task.assignee_id)
+            if assignee is None or not assignee.is_active:
+                raise SubmissionInvalid({"task.assignee_id": "no such user"})
+        answers, new_numbers = validate_submission(submission, survey, now=now, region=self.region)
+
+        disposition = Disposition(
+            submission_id=submission.submission_id,
+            call_attempt_id=call.id if call is not None else None,
+            contact_id=contact.id,
+            campaign_id=campaign.id if campaign is not None else None,
+            volunteer_id=user.id,
+            outcome=submission.outcome,
+            consent=submission.consent,
+            survey_answers=answers,
+            comments=submission.comments,
+            mobilized=submission.mobilized,
+            support_score=submission.support_score,
+            callback_at=submission.callback_at,
+            created_at=now,
+        )
+        await outcomes.add_disposition(session, disposition)
+        changes = await self._enrich_contact(session, contact, call, submission, new_numbers, now)
+        if submission.task is not None:
+            await outcomes.add_task(
+                session,
+                FollowUpTask(
+                    contact_id=contact.id,
+                    assignee_id=submission.task.assignee_id,
+                    created_by_id=user.id,
+                    campaign_id=campaign.id if campaign is not None else None,
+                    disposition_id=disposition.id,
+                    description=submission.task.description,
+                    due_on=submission.task.due_on,
+                    status=TaskStatus.OPEN,
+                    created_at=now,
+                ),
+            )
+        if campaign is not None:
+            await self._update_list_after_outcome(session, campaign, contact, user, submission)
+        await audit.record(
+            session,
+            action="outcome.record",
+            entity_type="contact",
+            entity_id=contact.id,
+            changes={
+                "submission_id": submission.submission_id,
+                "call_id": submission.call_id,
+                "outcome": submission.outcome.value,
+                **changes,
+            },
+            actor_id=user.id,
+        )
+        return disposition
+
+    async def _enrich_contact(
+        self,
+        session: AsyncSession,
+        contact: Contact,
+        call: CallAttempt | None,
+        submission: OutcomeSubmission,
+        new_numbers: list[tuple[str, Any]],
+        now: datetime,
+    ) -> dict[str, Any]:
+        """Store what the volunteer learned about the contact; returns it, for the audit log."""
+        changes: dict[str, Any] = {}
+        updates: dict[str, Any] = {}
+        if submission.email and submission.email.strip().lower() != contact.email:
+            updates["email"] = changes["email"] = submission.email.strip().lower()
+        if submission.language and submission.language.strip().lower() != contact.language:
+            updates["language"] = changes["language"] = submission.language.strip().lower()
+        if (
+            submission.support_score is not None
+            and submission.support_score != contact.support_score
+        ):
+            updates["support_score"] = changes["support_score"] = submission.support_score
+        if submission.do_not_call and not contact.do_not_call:
+            updates["do_not_call"] = changes["do_not_call"] = True
+            updates["dnc_at"] = now
+            updates["dnc_reason"] = submission.do_not_call_reason or "asked not to be called again"
+        if updates:
+            await contacts.update_contact(session, contact, **updates)
+        known = {phone.e164 for phone in contact.phones}
+        added = [
+            ContactPhone(e164=e164, phone_type=kind, created_at=now)
+            for e164, kind in new_numbers
+            if e164 not in known
+        ]
+        if added:
+            await contacts.add_phones(session, contact, added)
+            changes["new_numbers"] = [phone.e164 for phone in added]
+        if submission.outcome is DispositionOutcome.WRONG_NUMBER and call is not None:
+            for phone in contact.phones:
+                if phone.e164 == call.number_e164:
+                    await contacts.update_phone(session, phone, wrong_number=True)
+                    changes["wrong_number"] = phone.e164
+        return changes
+
+    async def _update_list_after_outcome(
+        self,
+        session: AsyncSession,
+        campaign: Campaign,
+        contact: Contact,
+        user: User,
+        submission: OutcomeSubmission,
+    ) -> None:
+        entry = await session.scalar(
+            select(CallingListEntry).where(
+                CallingListEntry.campaign_id == campaign.id,
+                CallingListEntry.contact_id == contact.id,
+            )
+        )
+        if entry is None:
+            return
+        volunteer_id = entry.volunteer_id
+        if submission.callback_at is not None:
+            # Back at the top of the same volunteer's list when due.
+            volunteer_id, done = user.id, False
+        elif submission.outcome is DispositionOutcome.ABSENT:
+            done = entry.attempts >= campaign.max_attempts
+        else:
+            done = True
+        if contact.do_not_call or all(p.wrong_number or p.do_not_call for p in contact.phones):
+            done = True
+        await lists.settle(
+            session,
+            entry,
+            callback_at=submission.callback_at,
+            volunteer_id=volunteer_id,
+            done=done,
+        )

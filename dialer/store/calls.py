@@ -1,0 +1,234 @@
+"""Writes ``call_attempts`` and ``hangup_requests``; nothing else does.
+
+A call row is inserted by a click (``add_request``), claimed by its PBX's
+worker (``claim_requests``), updated as the PBX reports (``store_calls``)
+and ended by the worker, or here when nobody dialed it yet
+(``cancel_unclaimed``, ``end_expired_requests``, ``end_call``).  A hang-up
+is a row its worker claims once (``claim_hangup_requests``).  Callers own
+the transaction; every function here sends its SQL before it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
+
+from dialer.domain.ports import CallSnapshot, HangupBy
+from dialer.domain.vocabulary import CallOutcome, CallState
+from dialer.store.models import CallAttempt, HangupRequest
+
+# What a PBX snapshot carries, column for column.
+_SNAPSHOT_COLUMNS = (
+    "volunteer_channel",
+    "volunteer_uniqueid",
+    "contact_channel",
+    "contact_uniqueid",
+    "linkedid",
+    "volunteer_answered_at",
+    "contact_answered_at",
+    "ended_at",
+    "dial_status",
+    "volunteer_hangup_cause",
+    "contact_hangup_cause",
+)
+_FIRST_TIME_COLUMNS = frozenset({"volunteer_answered_at", "contact_answered_at", "ended_at"})
+# Every column a snapshot can change.  A batch stores its changed rows with
+# this one statement sent as a single executemany, whatever each row's
+# changes: the new values are the row read at the start of the transaction
+# with the snapshots applied in order (only the worker of a call's PBX
+# writes its states, and a call is in one transaction at a time).
+_STORED_COLUMNS = (*_SNAPSHOT_COLUMNS, "state", "outcome", "failure_reason", "needs_review")
+_CALLS = cast(Table, CallAttempt.__table__)
+_STORE_CALL = (
+    update(_CALLS)
+    .where(_CALLS.c.id == bindparam("row_id"))
+    .values({name: bindparam(f"new_{name}", type_=_CALLS.c[name].type) for name in _STORED_COLUMNS})
+)
+CANCELLED_BEFORE_DIALING = "cancelled before it was dialed"
+
+
+async def add_request(session: AsyncSession, call: CallAttempt) -> None:
+    """Insert a ``requested`` call; the live-call unique indexes may refuse it."""
+    session.add(call)
+    await session.flush()
+
+
+async def add_hangup_request(
+    session: AsyncSession, *, call: CallAttempt, by: HangupBy, actor_id: int, at: datetime
+) -> None:
+    session.add(
+        HangupRequest(
+            call_id=call.call_id, pbx=call.pbx, requested_by=by, actor_id=actor_id, requested_at=at
+        )
+    )
+    await session.flush()
+
+
+async def cancel_unclaimed(
+    session: AsyncSession, call: CallAttempt, outcome: CallOutcome, at: datetime
+) -> bool:
+    """End ``call`` if no worker has claimed it yet; False when one has.
+
+    Cannot race the worker: both its claim and this UPDATE require
+    ``originate_sent_at IS NULL``, so exactly one of them wins.
+    """
+    ended = await session.execute(
+        update(CallAttempt)
+        .where(
+            CallAttempt.id == call.id,
+            CallAttempt.state == CallState.REQUESTED,
+            CallAttempt.originate_sent_at.is_(None),
+        )
+        .values(
+            state=CallState.ENDED,
+            outcome=outcome,
+            failure_reason=CANCELLED_BEFORE_DIALING,
+            ended_at=at,
+        )
+    )
+    if not getattr(ended, "rowcount", 0):
+        return False
+    # The row holds these already: the object learns them without a second UPDATE.
+    for name, value in (
+        ("state", CallState.ENDED),
+        ("outcome", outcome),
+        ("failure_reason", CANCELLED_BEFORE_DIALING),
+        ("ended_at", at),
+    ):
+        set_committed_value(call, name, value)
+    return True
+
+
+async def end_call(
+    session: AsyncSession, call: CallAttempt, outcome: CallOutcome, reason: str, at: datetime
+) -> None:
+    call.state, call.outcome, call.failure_reason, call.ended_at = (
+        CallState.ENDED,
+        outcome,
+        reason,
+        at,
+    )
+    await session.flush()
+
+
+async def end_expired_requests(
+    session: AsyncSession, *, pbx: str, requested_before: datetime, at: datetime
+) -> list[CallAttempt]:
+    """End the requests of ``pbx`` never sent to it in time, rather than dial them late."""
+    result = await session.scalars(
+        update(CallAttempt)
+        .where(
+            CallAttempt.pbx == pbx,
+            CallAttempt.state == CallState.REQUESTED,
+            CallAttempt.originate_sent_at.is_(None),
+            CallAttempt.requested_at < requested_before,
+        )
+        .values(
+            state=CallState.ENDED,
+            outcome=CallOutcome.FAILED,
+            failure_reason="request expired before the PBX was reachable",
+            ended_at=at,
+        )
+        .returning(CallAttempt)
+        .execution_options(populate_existing=True)
+    )
+    return list(result)
+
+
+async def claim_requests(
+    session: AsyncSession, *, pbx: str, at: datetime, limit: int
+) -> list[CallAttempt]:
+    """Mark up to ``limit`` waiting requests of ``pbx`` as sent, oldest first.
+
+    One conditional UPDATE claims them all; when two workers race, the
+    database re-checks ``originate_sent_at IS NULL`` on each locked row, so
+    every request goes to exactly one of them.  The claimed calls come back
+    with their volunteer and contact loaded.
+    """
+    waiting = (
+        select(CallAttempt.id)
+        .where(
+            CallAttempt.pbx == pbx,
+            CallAttempt.state == CallState.REQUESTED,
+            CallAttempt.originate_sent_at.is_(None),
+            # Cancelled before it was dialed: the hang-up pass ends it.
+            ~exists().where(
+                HangupRequest.call_id == CallAttempt.call_id,
+                HangupRequest.handled_at.is_(None),
+            ),
+        )
+        .order_by(CallAttempt.requested_at)
+        .limit(limit)
+    )
+    claimed = list(
+        await session.scalars(
+            update(CallAttempt)
+            .where(CallAttempt.id.in_(waiting), CallAttempt.originate_sent_at.is_(None))
+            .values(originate_sent_at=at)
+            .returning(CallAttempt.id)
+        )
+    )
+    if not claimed:
+        return []
+    calls = await session.scalars(
+        select(CallAttempt)
+        .options(selectinload(CallAttempt.volunteer), selectinload(CallAttempt.contact))
+        .where(CallAttempt.id.in_(claimed))
+        .order_by(CallAttempt.requested_at)
+        .execution_options(populate_existing=True)
+    )
+    return list(calls)
+
+
+async def claim_hangup_requests(
+    session: AsyncSession, *, pbx: str, at: datetime
+) -> list[tuple[str, str]]:
+    """Take the hang-ups waiting for ``pbx``: (call id, who asked), each once."""
+    claimed = await session.execute(
+        update(HangupRequest)
+        .where(HangupRequest.pbx == pbx, HangupRequest.handled_at.is_(None))
+        .values(handled_at=at)
+        .returning(HangupRequest.call_id, HangupRequest.requested_by)
+    )
+    return [(call_id, requested_by) for call_id, requested_by in claimed]
+
+
+def copy_snapshot(call: CallAttempt, snapshot: CallSnapshot) -> None:
+    """Apply a PBX snapshot to a detached call row, for :func:`store_calls`."""
+    values: dict[str, Any] = {name: getattr(snapshot, name) for name in _SNAPSHOT_COLUMNS}
+    for name, value in values.items():
+        if value is None:
+            continue
+        if name in _FIRST_TIME_COLUMNS and getattr(call, name) is not None:
+            # A stored time was seen as it happened; a later snapshot's (a
+            # resync after a restart) can only be a guess.
+            continue
+        setattr(call, name, value)
+    call.state = snapshot.state
+    if snapshot.outcome is not None:
+        call.outcome = snapshot.outcome
+    if snapshot.failure_reason is not None:
+        call.failure_reason = snapshot.failure_reason[:500]
+
+
+async def store_calls(session: AsyncSession, calls: Iterable[CallAttempt]) -> None:
+    """Write the changed rows of a batch with one executemany.
+
+    The rows must be detached (``session.expunge_all()`` after reading
+    them): the unit of work then never flushes them a second time.
+    """
+    rows = [_stored_values(call) for call in calls]
+    if rows:
+        await session.execute(_STORE_CALL, rows)
+
+
+def _stored_values(call: CallAttempt) -> dict[str, Any]:
+    values = {f"new_{name}": getattr(call, name) for name in _STORED_COLUMNS}
+    values["row_id"] = call.id
+    return values

@@ -23,7 +23,7 @@ def desk_extensions(count: int) -> list[str]:
     """Extensions 20000 upwards that answer in the simulator.
 
     It makes extensions ending in 97, 98 and 99 busy, never answering and
-    unreachable (ami_bridge/simulator.py); a volunteer there would not measure
+    unreachable (ami_bridge/simulator/behaviour.py); a volunteer there would not measure
     what the bench means to.
     """
     found: list[str] = []

@@ -97,7 +97,7 @@ SESSION_COOKIE = "pb_session"
 # Cheap argon2id for the bench's users (see the docstring): 1 pass, 1 MiB, 1 lane.
 CHEAP_ARGON2 = "time_cost=1, memory_cost=1024, parallelism=1"
 HERE = str(Path(__file__).resolve())
-# What each contact does, by the number's last digit (ami_bridge/simulator.py):
+# What each contact does, by the number's last digit (ami_bridge/simulator/behaviour.py):
 # 7/8/9 ring 1 s, answer, talk 3 s; 0 talks 4 s; 1 busy; 3 congestion;
 # 5 rejected; 6 unreachable.  2 (ring until the Dial timeout) and 4 (stay on
 # the line until hung up) are left out: they would only stretch the run.

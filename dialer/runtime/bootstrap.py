@@ -132,7 +132,6 @@ def build_runtime(settings: Settings, pbx: CallPbx | None = None, **engine_optio
     service = CallService(
         sessions,
         policy=settings.dialing_policy,
-        region=settings.default_region,
         volunteer_channel=settings.volunteer_channel,
         outbound_context=settings.outbound_context,
         default_caller_id=settings.default_caller_id,

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dialer.domain.survey import CallingHours, TimeWindow
 from dialer.domain.vocabulary import CampaignStatus, PhoneType, Role
 from dialer.services.users import add_user, get_or_create_team
-from dialer.store.models import CallingListEntry, Campaign, Contact, ContactPhone, User
+from dialer.store import campaigns, contacts, lists
+from dialer.store.models import Campaign, Contact, ContactPhone, User
 
 DEMO_CALLER_ID = "+15145550000"
 DEMO_PASSWORDS = {"alice": "volunteer-demo", "bob": "volunteer-demo", "olivia": "organizer-demo"}
@@ -122,8 +123,7 @@ async def seed_demo(sessions: async_sessionmaker[AsyncSession]) -> DemoData:
             survey=DEMO_SURVEY,
             created_by_id=users["olivia"].id,
         )
-        session.add(campaign)
-        await session.flush()
+        await campaigns.add_campaign(session, campaign)
         for index, (first, last, number, language, area) in enumerate(DEMO_CONTACTS):
             contact = Contact(
                 first_name=first,
@@ -134,12 +134,10 @@ async def seed_demo(sessions: async_sessionmaker[AsyncSession]) -> DemoData:
                 email=f"{first.lower()}@example.org",
             )
             contact.phones = [ContactPhone(e164=number, phone_type=PhoneType.MOBILE)]
-            session.add(contact)
-            await session.flush()
+            await contacts.add_contact(session, contact)
             owner = users["alice"] if index % 2 == 0 else users["bob"]
-            session.add(
-                CallingListEntry(
-                    campaign_id=campaign.id, contact_id=contact.id, volunteer_id=owner.id
-                )
+            await lists.add_entries(
+                session,
+                [{"campaign_id": campaign.id, "contact_id": contact.id, "volunteer_id": owner.id}],
             )
         return DemoData(campaign.id, DEMO_PASSWORDS, created=True)

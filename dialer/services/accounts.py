@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.passwords import hash_password, needs_rehash, verify_password
-from dialer.store import audit
+from dialer.store import audit, people, sign_ins
 from dialer.store.models import LoginFailure, User, WebSession, utcnow
 
 
@@ -120,11 +120,9 @@ async def sign_in(
     ok = await asyncio.to_thread(verify_password, stored, password)
     if user is None or not ok or not user.is_active:
         async with sessions.begin() as session:
-            session.add(LoginFailure(username=key, ip=ip, at=now))
+            await sign_ins.add_failure(session, username=key, ip=ip, at=now)
             # Old rows are useless to the limit; trim them as we go.
-            await session.execute(
-                delete(LoginFailure).where(LoginFailure.at < now - 4 * limits.window)
-            )
+            await sign_ins.delete_failures_before(session, now - 4 * limits.window)
         raise LoginRefused(LoginRefusalCode.BAD_CREDENTIALS)
     token = secrets.token_urlsafe(32)
     web_session = WebSession(
@@ -139,14 +137,12 @@ async def sign_in(
         user_agent=user_agent[:300],
     )
     async with sessions.begin() as session:
-        session.add(web_session)
-        await session.execute(delete(LoginFailure).where(LoginFailure.username == key))
-        await session.execute(delete(WebSession).where(WebSession.expires_at < now))
+        await sign_ins.add_session(session, web_session)
+        await sign_ins.clear_failures(session, key)
+        await sign_ins.delete_expired_sessions(session, now)
         if needs_rehash(user.password_hash):
             fresh = await asyncio.to_thread(hash_password, password)
-            await session.execute(
-                update(User).where(User.id == user.id).values(password_hash=fresh)
-            )
+            await people.set_password_hash(session, user.id, fresh)
         await audit.record(
             session,
             action="user.sign_in",
@@ -189,34 +185,27 @@ async def load_session(
         return None
     if now - web_session.last_seen_at >= _TOUCH_EVERY:
         async with sessions.begin() as session:
-            await session.execute(
-                update(WebSession).where(WebSession.id == web_session.id).values(last_seen_at=now)
-            )
-        web_session.last_seen_at = now
+            await sign_ins.touch_session(session, web_session, now)
     return web_session, user
 
 
 async def end_session(sessions: async_sessionmaker[AsyncSession], token: str) -> None:
     async with sessions.begin() as session:
-        await session.execute(delete(WebSession).where(WebSession.id == token_hash(token)))
+        await sign_ins.end_session(session, token_hash(token))
 
 
 async def set_confirm_before_dial(
     sessions: async_sessionmaker[AsyncSession], session_id: str, confirm: bool
 ) -> None:
     async with sessions.begin() as session:
-        await session.execute(
-            update(WebSession)
-            .where(WebSession.id == session_id)
-            .values(confirm_before_dial=confirm)
-        )
+        await sign_ins.set_confirm_before_dial(session, session_id, confirm)
 
 
 async def set_language(
     sessions: async_sessionmaker[AsyncSession], user_id: int, language: str
 ) -> None:
     async with sessions.begin() as session:
-        await session.execute(update(User).where(User.id == user_id).values(language=language))
+        await people.set_language(session, user_id, language)
 
 
 async def users_seen_since(session: AsyncSession, since: datetime) -> set[int]:

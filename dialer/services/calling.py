@@ -94,7 +94,6 @@ class CallService:
         sessions: async_sessionmaker[AsyncSession],
         *,
         policy: DialingPolicy,
-        region: str,
         volunteer_channel: str,
         outbound_context: str,
         default_caller_id: str = "",
@@ -107,7 +106,6 @@ class CallService:
     ) -> None:
         self.sessions = sessions
         self.policy = policy
-        self.region = region
         self.volunteer_channel = volunteer_channel
         self.outbound_context = outbound_context
         self.caller_ids = CallerIds(default_caller_id)

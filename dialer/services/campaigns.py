@@ -19,7 +19,8 @@ from dialer.domain.vocabulary import CampaignStatus, DispositionOutcome, Role
 from dialer.services.access import can_access_campaign
 from dialer.services.caller_ids import campaign_caller_ids
 from dialer.services.tasks import open_tasks_for
-from dialer.store import audit
+from dialer.store import audit, lists
+from dialer.store import campaigns as campaign_rows
 from dialer.store.access import STAFF_ROLES, team_ids
 from dialer.store.models import (
     Attendance,
@@ -139,16 +140,9 @@ async def campaign_cards(session: AsyncSession, user: User) -> list[CampaignCard
 async def set_attendance(
     session: AsyncSession, *, user_id: int, campaign_id: int, attending: bool
 ) -> None:
-    row = await session.get(Attendance, (campaign_id, user_id))
-    if row is None:
-        session.add(
-            Attendance(
-                campaign_id=campaign_id, user_id=user_id, attending=attending, marked_at=utcnow()
-            )
-        )
-    else:
-        row.attending = attending
-        row.marked_at = utcnow()
+    await campaign_rows.mark_attendance(
+        session, campaign_id=campaign_id, user_id=user_id, attending=attending, at=utcnow()
+    )
     await audit.record(
         session,
         action="campaign.attendance",
@@ -267,10 +261,11 @@ async def assign_unassigned(
             .order_by(CallingListEntry.id)
         )
     )
-    now = utcnow()
-    for index, entry in enumerate(entries):
-        entry.volunteer_id = volunteer_ids[index % len(volunteer_ids)]
-        entry.assigned_at = now
+    await lists.assign(
+        session,
+        [(entry, volunteer_ids[index % len(volunteer_ids)]) for index, entry in enumerate(entries)],
+        at=utcnow(),
+    )
     await audit.record(
         session,
         action="list.assign",
@@ -305,10 +300,7 @@ async def move_open_entries(
             )
         )
     )
-    now = utcnow()
-    for entry in entries:
-        entry.volunteer_id = to_id
-        entry.assigned_at = now
+    await lists.assign(session, [(entry, to_id) for entry in entries], at=utcnow())
     await audit.record(
         session,
         action="list.move",
@@ -324,8 +316,7 @@ async def create_campaign(
     session: AsyncSession, *, title: str, team_id: int | None, actor_id: int
 ) -> Campaign:
     campaign = Campaign(title=title, team_id=team_id, created_by_id=actor_id)
-    session.add(campaign)
-    await session.flush()
+    await campaign_rows.add_campaign(session, campaign)
     await audit.record(
         session,
         action="campaign.create",
@@ -367,13 +358,15 @@ async def update_campaign(
     default_caller_id: str,
 ) -> dict[str, Any]:
     """Apply an edit; ``default_caller_id`` only decides whether to warn of no caller ID."""
+    updates: dict[str, Any] = {}
     changed: dict[str, Any] = {}
     for name in CampaignChanges.__dataclass_fields__:
         new = getattr(changes, name)
         if _jsonable(getattr(campaign, name)) != _jsonable(new):
-            setattr(campaign, name, new)
+            updates[name] = new
             changed[name] = _jsonable(new)
     if changed:
+        await campaign_rows.update_campaign(session, campaign, **updates)
         await audit.record(
             session,
             action="campaign.update",

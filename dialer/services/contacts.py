@@ -22,6 +22,7 @@ from dialer.services.caller_ids import CallerIds
 from dialer.services.campaigns import colleagues, visible_campaigns
 from dialer.services.tasks import open_tasks_for
 from dialer.store import audit
+from dialer.store import contacts as contact_rows
 from dialer.store.access import STAFF_ROLES, team_ids
 from dialer.store.models import (
     CallAttempt,
@@ -328,8 +329,7 @@ async def add_note(
         call_id=call_id,
         created_at=now or utcnow(),
     )
-    session.add(note)
-    await session.flush()
+    await contact_rows.add_note(session, note)
     await audit.record(
         session,
         action="contact.note",
@@ -392,15 +392,18 @@ async def add_number_to_dnc(
     if phone is None:
         contact = Contact(first_name="", last_name="", created_at=now, updated_at=now)
         contact.phones = [ContactPhone(e164=e164, phone_type=PhoneType.OTHER, created_at=now)]
-        session.add(contact)
-        await session.flush()
+        await contact_rows.add_contact(session, contact)
     else:
         found = await session.get(Contact, phone.contact_id, options=[selectinload(Contact.phones)])
         assert found is not None
         contact = found
-    contact.do_not_call = True
-    contact.dnc_at = contact.dnc_at or now
-    contact.dnc_reason = reason[:500] or contact.dnc_reason
+    await contact_rows.update_contact(
+        session,
+        contact,
+        do_not_call=True,
+        dnc_at=contact.dnc_at or now,
+        dnc_reason=reason[:500] or contact.dnc_reason,
+    )
     await audit.record(
         session,
         action="dnc.add",
@@ -416,11 +419,7 @@ async def remove_from_dnc(session: AsyncSession, *, contact_id: int, actor_id: i
     contact = await session.get(Contact, contact_id, options=[selectinload(Contact.phones)])
     if contact is None:
         return False
-    contact.do_not_call = False
-    contact.dnc_at = None
-    contact.dnc_reason = None
-    for phone in contact.phones:
-        phone.do_not_call = False
+    await contact_rows.clear_do_not_call(session, contact)
     await audit.record(
         session,
         action="dnc.remove",

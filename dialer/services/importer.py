@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.i18n import _, ngettext, pgettext
 from dialer.domain.numbers import InvalidPhoneNumber, to_e164
 from dialer.domain.vocabulary import PhoneType
-from dialer.store import audit
+from dialer.store import audit, contacts, lists
 from dialer.store.models import CallingListEntry, Campaign, Contact, ContactPhone, User
 
 BATCH_SIZE = 2000
@@ -568,6 +568,8 @@ async def _write_batch(
     new_people: list[ParsedRow] = []
     pending_owner: dict[str, ParsedRow] = {}
     new_phones: list[dict[str, Any]] = []
+    # What the batch's rows change in each existing contact, written together.
+    merges: dict[int, tuple[Contact, dict[str, Any]]] = {}
     contact_ids_in_batch: list[int] = []
     now = datetime.now(UTC)
 
@@ -599,7 +601,8 @@ async def _write_batch(
             continue
         if owners:
             contact = existing[owners.pop()]
-            changed = _merge_into_contact(contact, row.values, now)
+            _contact, changes = merges.setdefault(contact.id, (contact, {}))
+            changed = _merge_into_contact(contact, changes, row.values, now)
             for e164, kind in row.phones:
                 if e164 not in owner:
                     new_phones.append({"contact_id": contact.id, "e164": e164, "phone_type": kind})
@@ -623,12 +626,13 @@ async def _write_batch(
             for e164, _kind in row.phones:
                 pending_owner[e164] = row
 
+    changed_contacts = [(contact, changes) for contact, changes in merges.values() if changes]
+    if changed_contacts:
+        await contacts.update_contacts(session, changed_contacts)
     if new_people:
-        contact_rows = [_new_contact_values(row.values, now) for row in new_people]
-        result = await session.execute(
-            insert(Contact).returning(Contact.id, sort_by_parameter_order=True), contact_rows
+        ids = await contacts.insert_contacts(
+            session, [_new_contact_values(row.values, now) for row in new_people]
         )
-        ids = list(result.scalars())
         for row, contact_id in zip(new_people, ids, strict=True):
             contact_ids_in_batch.append(contact_id)
             for e164, kind in row.phones:
@@ -639,7 +643,7 @@ async def _write_batch(
             phone.setdefault("created_at", now)
             phone.setdefault("wrong_number", False)
             phone.setdefault("do_not_call", False)
-        await session.execute(insert(ContactPhone), new_phones)
+        await contacts.insert_phones(session, new_phones)
     if target.campaign_id is not None and contact_ids_in_batch:
         report.added_to_list += await _add_to_list(session, target, contact_ids_in_batch, now)
 
@@ -656,29 +660,39 @@ def _merge_values(into: dict[str, Any], values: dict[str, Any]) -> None:
             into[name] = value
 
 
-def _merge_into_contact(contact: Contact, values: dict[str, Any], now: datetime) -> bool:
-    """Apply a row to an existing contact; returns whether anything changed.
+def _merge_into_contact(
+    contact: Contact, changes: dict[str, Any], values: dict[str, Any], now: datetime
+) -> bool:
+    """Add a row to the ``changes`` of an existing contact; returns whether it changed anything.
 
-    Non-empty cells win; empty cells never erase.  Imports never clear a
-    do-not-call flag and never drop notes a volunteer wrote.
+    ``changes`` holds what earlier rows of the batch did to the contact, and
+    the row applies on top of them.  Non-empty cells win; empty cells never
+    erase.  Imports never clear a do-not-call flag and never drop notes a
+    volunteer wrote.
     """
+
+    def current(name: str) -> Any:
+        return changes[name] if name in changes else getattr(contact, name)
+
     changed = False
     for name in _MERGE_FIELDS:
-        if name in values and getattr(contact, name) != values[name]:
-            setattr(contact, name, values[name])
+        if name in values and current(name) != values[name]:
+            changes[name] = values[name]
             changed = True
     if "tags" in values:
-        merged = sorted(set(contact.tags or []) | set(values["tags"]))
-        if merged != sorted(contact.tags or []):
-            contact.tags = merged
+        tags = current("tags") or []
+        merged = sorted(set(tags) | set(values["tags"]))
+        if merged != sorted(tags):
+            changes["tags"] = merged
             changed = True
-    if values.get("notes") and values["notes"] not in (contact.notes or ""):
-        contact.notes = f"{contact.notes}\n{values['notes']}" if contact.notes else values["notes"]
+    notes = current("notes")
+    if values.get("notes") and values["notes"] not in (notes or ""):
+        changes["notes"] = f"{notes}\n{values['notes']}" if notes else values["notes"]
         changed = True
-    if values.get("do_not_call") and not contact.do_not_call:
-        contact.do_not_call = True
-        contact.dnc_at = now
-        contact.dnc_reason = values.get("dnc_reason") or "imported as do-not-call"
+    if values.get("do_not_call") and not current("do_not_call"):
+        changes["do_not_call"] = True
+        changes["dnc_at"] = now
+        changes["dnc_reason"] = values.get("dnc_reason") or "imported as do-not-call"
         changed = True
     return changed
 
@@ -734,7 +748,7 @@ async def _add_to_list(
         if contact_id not in already
     ]
     if entries:
-        await session.execute(insert(CallingListEntry), entries)
+        await lists.add_entries(session, entries)
     return len(entries)
 
 

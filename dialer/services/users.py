@@ -13,7 +13,7 @@ from dialer.domain.i18n import _
 from dialer.domain.passwords import hash_password
 from dialer.domain.vocabulary import Role
 from dialer.services.campaigns import all_teams
-from dialer.store import audit
+from dialer.store import audit, people
 from dialer.store.models import Team, TeamMember, User
 
 _USERNAME = re.compile(r"[A-Za-z0-9_.@-]{2,100}\Z")
@@ -49,9 +49,7 @@ def check_pbx_name(pbx: str) -> str:
 async def get_or_create_team(session: AsyncSession, name: str) -> Team:
     team = await session.scalar(select(Team).where(Team.name == name))
     if team is None:
-        team = Team(name=name)
-        session.add(team)
-        await session.flush()
+        team = await people.add_team(session, name)
     return team
 
 
@@ -97,11 +95,10 @@ async def add_user(
         sip_extension=extension,
         language=language,
     )
-    session.add(user)
-    await session.flush()
+    await people.add_user(session, user)
     for name in teams:
         team = await get_or_create_team(session, name)
-        session.add(TeamMember(team_id=team.id, user_id=user.id))
+        await people.add_memberships(session, user.id, [team.id])
     await audit.record(
         session,
         action="user.create",
@@ -221,10 +218,13 @@ class UserService:
                     )
             if pbx is not None:
                 check_pbx_name(pbx)
-            user.sip_extension = extension
-            user.pbx = pbx
-            if user.id != actor.id:
-                user.is_active = active
+            await people.update_user(
+                session,
+                user,
+                sip_extension=extension,
+                pbx=pbx,
+                is_active=active if user.id != actor.id else user.is_active,
+            )
             current = {
                 member.team_id
                 for member in await session.scalars(
@@ -232,14 +232,8 @@ class UserService:
                 )
             }
             wanted = {(await get_or_create_team(session, name)).id for name in teams}
-            for team_id in wanted - current:
-                session.add(TeamMember(team_id=team_id, user_id=user.id))
-            for member in await session.scalars(
-                select(TeamMember).where(
-                    TeamMember.user_id == user.id, TeamMember.team_id.in_(current - wanted)
-                )
-            ):
-                await session.delete(member)
+            await people.add_memberships(session, user.id, wanted - current)
+            await people.remove_memberships(session, user.id, current - wanted)
             await audit.record(
                 session,
                 action="user.update",

@@ -1,4 +1,4 @@
-"""Writing the audit log: the one owner of the audit_log table."""
+"""Writes ``audit_log``; nothing else does (triggers make it append-only)."""
 
 from __future__ import annotations
 

@@ -1,22 +1,67 @@
 """Writes ``contacts``, ``contact_phones`` and ``contact_notes``; nothing else does.
 
-Callers own the transaction; every function here sends its SQL before it
-returns.
+A contact is added with its numbers (``add_contact``), or many at once by an
+import (``insert_contacts``, ``insert_phones``: one executemany each); its
+fields change one contact at a time (``update_contact``), or for all the
+contacts a batch merged into (``update_contacts``, one flush).  A number is
+added to a contact (``add_phones``) or changed (``update_phone``), and a
+contact with its numbers leaves the do-not-call list (``clear_do_not_call``).
+Notes are added (``add_note``).  Callers own the transaction; every function
+here sends its SQL before it returns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dialer.store.models import Contact, ContactPhone
+from dialer.store.models import Contact, ContactNote, ContactPhone
+
+
+async def add_contact(session: AsyncSession, contact: Contact) -> None:
+    """Insert a new contact and the numbers it holds."""
+    session.add(contact)
+    await session.flush()
+
+
+async def insert_contacts(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Insert one contact per row, every column given; their ids, in the rows' order."""
+    result = await session.execute(
+        insert(Contact).returning(Contact.id, sort_by_parameter_order=True), rows
+    )
+    return list(result.scalars())
 
 
 async def update_contact(session: AsyncSession, contact: Contact, **values: Any) -> None:
     for name, value in values.items():
         setattr(contact, name, value)
+    await session.flush()
+
+
+async def update_contacts(
+    session: AsyncSession, changes: Iterable[tuple[Contact, Mapping[str, Any]]]
+) -> None:
+    """Set each contact's new values, then flush them all together.
+
+    One flush lets the unit of work send the rows that change the same
+    columns as one executemany.
+    """
+    for contact, values in changes:
+        for name, value in values.items():
+            setattr(contact, name, value)
+    await session.flush()
+
+
+async def clear_do_not_call(session: AsyncSession, contact: Contact) -> None:
+    """Take a contact loaded with its phones, and each of its numbers, off the list."""
+    contact.do_not_call = False
+    contact.dnc_at = None
+    contact.dnc_reason = None
+    for phone in contact.phones:
+        phone.do_not_call = False
     await session.flush()
 
 
@@ -28,7 +73,17 @@ async def add_phones(
     await session.flush()
 
 
+async def insert_phones(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert one number per row, every column given, in one executemany."""
+    await session.execute(insert(ContactPhone), rows)
+
+
 async def update_phone(session: AsyncSession, phone: ContactPhone, **values: Any) -> None:
     for name, value in values.items():
         setattr(phone, name, value)
+    await session.flush()
+
+
+async def add_note(session: AsyncSession, note: ContactNote) -> None:
+    session.add(note)
     await session.flush()

@@ -1,18 +1,21 @@
 """Writes ``calling_list_entries``; nothing else does.
 
 An entry puts one contact on one volunteer's list in a campaign, with its
-attempts, retry time, call-back and whether it is done.  Callers own the
-transaction; every function here sends its SQL before it returns.
+attempts, retry time, call-back and whether it is done.  Entries are added
+by an import (``add_entries``, one executemany), handed to volunteers
+(``assign``), updated by the calls that end (``record_attempts``) and closed
+or kept by an outcome (``settle``).  Callers own the transaction; every
+function here sends its SQL before it returns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Integer, Table, bindparam, case, func, null, update
+from sqlalchemy import Integer, Table, bindparam, case, func, insert, null, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialer.store.models import CallingListEntry
@@ -113,4 +116,22 @@ async def settle(
     entry.callback_at = callback_at
     entry.volunteer_id = volunteer_id
     entry.done = done
+    await session.flush()
+
+
+async def add_entries(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert one entry per row, every column given, in one executemany."""
+    await session.execute(insert(CallingListEntry), rows)
+
+
+async def assign(
+    session: AsyncSession,
+    assignments: Iterable[tuple[CallingListEntry, int | None]],
+    *,
+    at: datetime,
+) -> None:
+    """Give each entry to its volunteer (None: unassigned), all in one flush."""
+    for entry, volunteer_id in assignments:
+        entry.volunteer_id = volunteer_id
+        entry.assigned_at = at
     await session.flush()

@@ -1,7 +1,9 @@
 """The worker: turns committed call requests into Originates and PBX news into rows.
 
-The service inserts a call request; from then on this module alone writes
-the call's row.
+A click inserts a call request (``dialer.services.calling``); from then on
+only this worker changes the call's row, through ``dialer.store.calls``, the
+one module that writes call rows.  The one exception cannot race it: a
+request no worker has claimed yet may be cancelled by the service.
 
 One worker per PBX.  It owns three things:
 

@@ -67,7 +67,6 @@ class World:
     def service(self, **overrides: Any) -> CallService:
         options: dict[str, Any] = {
             "policy": POLICY,
-            "region": "CA",
             "volunteer_channel": "PJSIP/{extension}",
             "outbound_context": "dialer-outbound",
             "default_caller_id": CALLER_ID,

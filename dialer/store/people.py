@@ -1,0 +1,69 @@
+"""Writes ``users``, ``teams`` and ``team_members``; nothing else does.
+
+Users are added (``add_user``) and later given an extension, a PBX and an
+active flag (``update_user``), a fresh password hash
+(``set_password_hash``) or an interface language (``set_language``).
+Teams are added by name (``add_team``); a user joins and leaves them
+(``add_memberships``, ``remove_memberships``).  Callers own the
+transaction; every function here sends its SQL before it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dialer.store.models import Team, TeamMember, User
+
+
+async def add_user(session: AsyncSession, user: User) -> None:
+    session.add(user)
+    await session.flush()
+
+
+async def update_user(
+    session: AsyncSession,
+    user: User,
+    *,
+    sip_extension: str | None,
+    pbx: str | None,
+    is_active: bool,
+) -> None:
+    user.sip_extension = sip_extension
+    user.pbx = pbx
+    user.is_active = is_active
+    await session.flush()
+
+
+async def set_password_hash(session: AsyncSession, user_id: int, password_hash: str) -> None:
+    await session.execute(
+        update(User).where(User.id == user_id).values(password_hash=password_hash)
+    )
+
+
+async def set_language(session: AsyncSession, user_id: int, language: str) -> None:
+    await session.execute(update(User).where(User.id == user_id).values(language=language))
+
+
+async def add_team(session: AsyncSession, name: str) -> Team:
+    team = Team(name=name)
+    session.add(team)
+    await session.flush()
+    return team
+
+
+async def add_memberships(session: AsyncSession, user_id: int, team_ids: Iterable[int]) -> None:
+    session.add_all(TeamMember(team_id=team_id, user_id=user_id) for team_id in team_ids)
+    await session.flush()
+
+
+async def remove_memberships(
+    session: AsyncSession, user_id: int, team_ids: Collection[int]
+) -> None:
+    for member in await session.scalars(
+        select(TeamMember).where(TeamMember.user_id == user_id, TeamMember.team_id.in_(team_ids))
+    ):
+        await session.delete(member)
+    await session.flush()

@@ -53,6 +53,26 @@ async def get_or_create_team(session: AsyncSession, name: str) -> Team:
     return team
 
 
+async def _check_extension_free(
+    session: AsyncSession, extension: str, *, other_than: int | None = None
+) -> None:
+    """A valid extension no other user has: one desk phone rings for one person."""
+    check_extension(extension)
+    taken_by = select(User.username).where(User.sip_extension == extension)
+    if other_than is not None:
+        taken_by = taken_by.where(User.id != other_than)
+    taken = await session.scalar(taken_by)
+    if taken is not None:
+        raise UserError(
+            _(
+                "extension %(extension)s is already used by %(username)s",
+                extension=extension,
+                username=taken,
+            ),
+            field="extension",
+        )
+
+
 async def add_user(
     session: AsyncSession,
     *,
@@ -72,17 +92,7 @@ async def add_user(
     if await session.scalar(select(User.id).where(User.username == username)) is not None:
         raise UserError(_("user %(username)s already exists", username=repr(username)))
     if extension is not None:
-        check_extension(extension)
-        taken = await session.scalar(select(User.username).where(User.sip_extension == extension))
-        if taken is not None:
-            raise UserError(
-                _(
-                    "extension %(extension)s is already used by %(username)s",
-                    extension=extension,
-                    username=taken,
-                ),
-                field="extension",
-            )
+        await _check_extension_free(session, extension)
     if pbx is not None:
         check_pbx_name(pbx)
     user = User(
@@ -203,19 +213,7 @@ class UserService:
             if user.role is Role.ADMIN and actor.role is not Role.ADMIN:
                 raise UserChangeRefused(UserChangeRefusal.ADMIN_ONLY)
             if extension is not None:
-                check_extension(extension)
-                taken = await session.scalar(
-                    select(User.username).where(User.sip_extension == extension, User.id != user.id)
-                )
-                if taken is not None:
-                    raise UserError(
-                        _(
-                            "extension %(extension)s is already used by %(username)s",
-                            extension=extension,
-                            username=taken,
-                        ),
-                        field="extension",
-                    )
+                await _check_extension_free(session, extension, other_than=user.id)
             if pbx is not None:
                 check_pbx_name(pbx)
             await people.update_user(

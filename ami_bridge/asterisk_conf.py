@@ -16,7 +16,7 @@ Pure: nothing here opens a socket, and only :func:`load_config` reads files.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,7 @@ __all__ = [
     "ConfigError",
     "ConfigFile",
     "Context",
+    "ContextMatcher",
     "Include",
     "Option",
     "Priority",
@@ -523,6 +524,45 @@ def find_extension(
         if found:
             return found
     return None
+
+
+class ContextMatcher:
+    """The extension of one context Asterisk runs for a number, for millions of numbers.
+
+    The same answer as :func:`find_extension` gives for a context's own
+    extensions (includes are not followed), from one regular expression:
+    the extensions in the order Asterisk tries them, as the alternatives
+    of a full match, so the first one that matches wins as in Asterisk.
+    """
+
+    def __init__(self, extensions: Iterable[str]) -> None:
+        self.order = sort_extensions(list(extensions))
+        alternatives = (
+            f"(?P<e{index}>{_extension_regex(extension)})"
+            for index, extension in enumerate(self.order)
+        )
+        self._regex = re.compile("|".join(alternatives))
+
+    def __call__(self, number: str) -> str | None:
+        found = self._regex.fullmatch(number)
+        if found is None or found.lastgroup is None:
+            return None
+        return self.order[int(found.lastgroup[1:])]
+
+
+def _extension_regex(extension: str) -> str:
+    if not extension.startswith("_"):
+        return re.escape(extension)
+    parts = []
+    for element in _pattern_elements(extension[1:]):
+        if element == ".":
+            parts.append(r"[\s\S]+")
+        elif element == "!":
+            parts.append(r"[\s\S]*")
+        else:
+            assert isinstance(element, frozenset)
+            parts.append("[" + "".join(re.escape(char) for char in sorted(element)) + "]")
+    return "".join(parts)
 
 
 # --- application arguments and variable references ---------------------------

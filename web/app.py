@@ -16,6 +16,7 @@ from aiohttp import web
 from web.config import WebConfig
 from web.deps import WebDeps, config_key, deps_key, hub_key, templates_key
 from web.i18n import translate as i18n
+from web.input_guard import input_guard
 from web.live.sse import LiveHub, run_hub
 from web.routes import api, health, ops, pages
 from web.routes.metrics import setup as setup_metrics
@@ -35,10 +36,17 @@ async def _close_streams(app: web.Application) -> None:
     app[hub_key].close_all()
 
 
+async def _stop_imports(app: web.Application) -> None:
+    # A background import stops with the process that runs it, marked interrupted.
+    await app[deps_key].imports.close()
+
+
 def create_app(deps: WebDeps, config: WebConfig | None = None) -> web.Application:
     config = config or WebConfig()
     app = web.Application(
-        middlewares=[error_middleware, context_middleware],
+        # The guard runs before the session is looked up: characters no column
+        # can hold never reach a query, and its refusals leave as errors.
+        middlewares=[error_middleware, input_guard, context_middleware],
         client_max_size=int(config.max_upload_mb * 1024 * 1024),
     )
     app[deps_key] = deps
@@ -63,5 +71,6 @@ def create_app(deps: WebDeps, config: WebConfig | None = None) -> web.Applicatio
     app.router.add_static("/static/", STATIC_DIR, append_version=True)
     app.cleanup_ctx.append(_live_hub)
     app.on_shutdown.append(_close_streams)
+    app.on_shutdown.append(_stop_imports)
     app.on_response_prepare.append(security_headers)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from ipaddress import ip_network
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -30,6 +31,9 @@ class WebConfig(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_max_failures_per_ip: int = Field(default=50, ge=1)
     login_window_minutes: float = Field(default=15, gt=0)
+    # Reverse proxies whose X-Forwarded-For is believed: IPs or CIDRs, comma
+    # separated.  Empty: the client is the TCP peer, whatever the header says.
+    trusted_proxies: str = ""
     max_upload_mb: float = Field(default=20, gt=0)
     sse_keepalive_seconds: float = Field(default=15, gt=0)
     # Events a slow live-panel client may fall behind before it gets a fresh snapshot.
@@ -42,6 +46,17 @@ class WebConfig(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for item in value.split(","):
+            if item.strip():
+                try:
+                    ip_network(item.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"not an IP address or CIDR: {item.strip()!r}") from None
         return value
 
     @property

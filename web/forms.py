@@ -10,6 +10,7 @@ from multidict import MultiDictProxy
 
 from web.errors import PageError
 from web.i18n.translate import _
+from web.input_guard import unstorable
 
 # Any single field longer than this is refused outright (hostile input).
 MAX_FIELD = 20_000
@@ -42,7 +43,8 @@ class Reader:
 
     def text(self, name: str, *, max_length: int, required: bool = False) -> str:
         value = self.raw(name).strip()
-        if "\x00" in value:
+        if unstorable(value):
+            # A NUL byte or a lone surrogate: no column can hold it.
             self.errors[name] = _("This value is not valid.")
             return ""
         if required and not value:

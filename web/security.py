@@ -1,7 +1,10 @@
 """Who is asking, in which language, and may they: the request middlewares.
 
 * the session cookie is looked up in the database on every request
-  (idle and absolute expiry, sign-out everywhere);
+  (idle and absolute expiry, sign-out everywhere), riding out a database
+  outage of a few seconds so the request it carries still goes through;
+* the client's address is the TCP peer, or the one a trusted reverse proxy
+  names in ``X-Forwarded-For`` (``DIALER_WEB_TRUSTED_PROXIES``);
 * every state-changing request carries the session's CSRF token (a form
   field or the ``X-CSRF-Token`` header) and, when the browser sends one,
   an ``Origin`` of this very site; before sign-in a double-submit cookie
@@ -13,10 +16,12 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,6 +31,7 @@ from multidict import MultiDictProxy
 from dialer.domain.compliance import CallRefused, RefusalCode
 from dialer.domain.outcomes import SubmissionInvalid
 from dialer.domain.vocabulary import Role
+from dialer.services.accounts import KNOWN_DEVICE_LIFETIME
 from dialer.services.common import NotAllowed, RetryableError
 from dialer.store.access import STAFF_ROLES
 from dialer.store.engine import is_unavailable
@@ -43,6 +49,8 @@ SESSION_COOKIE = "pb_session"
 PRE_SESSION_COOKIE = "pb_csrf"
 LANGUAGE_COOKIE = "pb_lang"
 ZONE_COOKIE = "pb_tz"
+# A random token naming this browser; see set_device_cookie.
+DEVICE_COOKIE = "pb_device"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -141,8 +149,82 @@ def safe_next(value: str | None, default: str = "/") -> str:
     return value
 
 
+IpAddress = IPv4Address | IPv6Address
+IpNetwork = IPv4Network | IPv6Network
+
+
+@functools.cache
+def _trusted_networks(setting: str) -> tuple[IpNetwork, ...]:
+    return tuple(
+        ip_network(item.strip(), strict=False) for item in setting.split(",") if item.strip()
+    )
+
+
+def _parse_address(text: str) -> IpAddress | None:
+    """An address as proxies write it: bare, ``1.2.3.4:port`` or ``[v6]:port``."""
+    text = text.strip()
+    if text.startswith("[") and "]" in text:
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    try:
+        address = ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _is_trusted(address: IpAddress, networks: tuple[IpNetwork, ...]) -> bool:
+    return any(address in network for network in networks)
+
+
 def client_ip(request: web.Request) -> str:
-    return request.remote or ""
+    """The address the sign-in limits count: the TCP peer, or whom a trusted proxy names.
+
+    ``X-Forwarded-For`` is anyone's to write, so it counts only when the
+    peer is one of ``DIALER_WEB_TRUSTED_PROXIES``; then the header is read
+    from the right (each proxy appends the address it saw) past the trusted
+    hops, and the first other address is the client.  Anything the client
+    wrote further left is never reached.
+    """
+    peer = request.remote or ""
+    networks = _trusted_networks(request.app[config_key].trusted_proxies)
+    peer_address = _parse_address(peer)
+    if not networks or peer_address is None or not _is_trusted(peer_address, networks):
+        return peer
+    hops = [
+        hop
+        for header in request.headers.getall("X-Forwarded-For", [])
+        for hop in header.split(",")
+        if hop.strip()
+    ]
+    nearest = peer_address
+    for hop in reversed(hops):
+        address = _parse_address(hop)
+        if address is None:
+            # Garbage where a proxy should have written: believe no further.
+            break
+        nearest = address
+        if not _is_trusted(address, networks):
+            break
+    return str(nearest)
+
+
+def set_device_cookie(request: web.Request, response: web.StreamResponse, token: str) -> None:
+    """Remember this browser as a known device (see ``dialer.services.accounts.sign_in``)."""
+    if not token:
+        return
+    response.set_cookie(
+        DEVICE_COOKIE,
+        token,
+        httponly=True,
+        secure=request.app[config_key].secure_cookies,
+        samesite="Strict",
+        path="/",
+        max_age=int(KNOWN_DEVICE_LIFETIME.total_seconds()),
+    )
 
 
 # -- the middlewares ---------------------------------------------------------------

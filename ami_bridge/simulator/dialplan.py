@@ -12,31 +12,28 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ami_bridge.asterisk_conf import pattern_matches
+from ami_bridge.asterisk_conf import pattern_matches, sort_extensions
+from ami_bridge.outbound_rules import DIALED, outbound_patterns
 
 Trunk = Literal["carrier", "pjsip", "local"]
 TRUNKS: tuple[Trunk, ...] = ("carrier", "pjsip", "local")
 
+
+def _shipped_refusals() -> tuple[tuple[str, str], ...]:
+    reasons = {
+        found.pattern: found.reason
+        for found in outbound_patterns()
+        if found.reason != DIALED and found.pattern.startswith("_1")
+    }
+    return tuple((pattern, reasons[pattern]) for pattern in sort_extensions(list(reasons)))
+
+
 # What [dialer-outbound] of the shipped extensions.conf refuses among the
 # numbers its _1NXXNXXXXXX pattern would dial: (pattern, reason given to
-# dialer-refuse).  tests/integration/test_simulator.py keeps it equal to
+# dialer-refuse), generated from the same rules as the file and in the order
+# Asterisk tries them.  tests/integration/test_simulator.py keeps it equal to
 # the file.
-SHIPPED_REFUSALS: tuple[tuple[str, str], ...] = (
-    ("_1900NXXXXXX", "premium-rate"),
-    ("_1NXX976XXXX", "premium-rate"),
-    ("_1NXX5551212", "directory-assistance"),
-    *(
-        (f"_1{area}NXXXXXX", "non-geographic")
-        for area in ("700", "500", "533", "544", "566", "577", "588")
-    ),
-    *(
-        (f"_1{area}NXXXXXX", "international-rate")
-        for area in (
-            "242", "246", "264", "268", "284", "345", "441", "473", "649", "658", "664",
-            "721", "758", "767", "784", "809", "829", "849", "868", "869", "876",
-        )
-    ),
-)  # fmt: skip
+SHIPPED_REFUSALS: tuple[tuple[str, str], ...] = _shipped_refusals()
 
 
 def shipped_refusal(number: str) -> str | None:

@@ -18,6 +18,7 @@ import phonenumbers
 from phonenumbers import PhoneNumberType
 from phonenumbers import timezone as phone_timezones
 
+from dialer.domain.dial_rules import INTERNATIONAL_RATE_AREA_CODES, REASON_SENTENCES, nanp_refusal
 from dialer.domain.survey import CallingHours, TimeWindow
 
 
@@ -68,6 +69,9 @@ class DialingPolicy:
     the rest of the +1 zone such as +1 809) and/or calling codes (``+33``
     allows every number under +33).  Deny by default: anything else is
     refused, as is any number starting with a ``blocked_prefixes`` entry.
+    +1 numbers also go through :mod:`dialer.domain.dial_rules`, the rules the
+    PBX's dialplan is generated from, so the dialer never lets through a
+    number the dialplan would hang up on once the volunteer has answered.
     """
 
     allowed: frozenset[str]
@@ -119,6 +123,13 @@ class DialingPolicy:
                 RefusalCode.NUMBER_NOT_ALLOWED,
                 "premium-rate and shared-cost numbers may not be dialed",
             )
+        if number.country_code == 1:
+            rule = nanp_refusal(e164[1:], self._nanp_regions_allowed())
+            if rule is not None:
+                return Refusal(
+                    RefusalCode.NUMBER_NOT_ALLOWED,
+                    f"{e164} may not be dialed: {REASON_SENTENCES[rule.reason]} ({rule.note})",
+                )
         region = phonenumbers.region_code_for_number(number)
         if region in self.allowed or f"+{number.country_code}" in self.allowed:
             return None
@@ -127,6 +138,12 @@ class DialingPolicy:
             f"calls to {region or '+' + str(number.country_code)} are not allowed "
             "by the dialing policy",
         )
+
+    def _nanp_regions_allowed(self) -> frozenset[str]:
+        # Allowing the calling code +1 allows every NANP country by name.
+        if "+1" in self.allowed:
+            return frozenset(INTERNATIONAL_RATE_AREA_CODES)
+        return self.allowed
 
 
 @lru_cache(maxsize=4096)

@@ -1,4 +1,11 @@
-"""Phone numbers: parsing to E.164 with a reason when it fails."""
+"""Phone numbers: parsing to E.164 with a reason when it fails.
+
+Nothing is rewritten silently: a number with letters (``514-555-CALL``, or
+a letter O typed for a zero) is refused unless the caller asks for the
+keypad's letters, and a number with an extension (``x12``, ``;ext=9``) is
+refused, because the dialer can only dial the E.164 number and would
+otherwise reach a switchboard instead of the person.
+"""
 
 from __future__ import annotations
 
@@ -14,19 +21,28 @@ _PARSE_REASONS = {
 }
 
 
+EXTENSION_REASON = "extensions cannot be dialed"
+LETTERS_REASON = "contains letters"
+
+
 class InvalidPhoneNumber(ValueError):
+    """``reason`` is one of a fixed set of English phrases, a stable key:
+    dialer.services.importer.phone_reason says it in the current language."""
+
     def __init__(self, raw: str, reason: str) -> None:
         super().__init__(f"invalid phone number {raw!r}: {reason}")
         self.raw = raw
         self.reason = reason
 
 
-def to_e164(raw: str, region: str) -> str:
+def to_e164(raw: str, region: str, *, allow_letters: bool = False) -> str:
     """Normalise ``raw`` (national or international form) to ``+CCNNN...``.
 
     National numbers are read in ``region``; a number that parses but cannot
     exist (wrong length for its country, unassigned area code) is refused,
-    because dialing it would only waste a volunteer's time.
+    because dialing it would only waste a volunteer's time.  Letters are
+    refused unless ``allow_letters`` asks for them to be read as the keypad
+    does (``1-800-FLOWERS``); extensions are always refused.
     """
     text = raw.strip()
     if not text:
@@ -37,6 +53,14 @@ def to_e164(raw: str, region: str) -> str:
         number = phonenumbers.parse(text, region)
     except NumberParseException as error:
         raise InvalidPhoneNumber(raw, _PARSE_REASONS.get(error.error_type, str(error))) from None
+    # Checked before the letters: "x12" and "ext. 12" are letters too, and
+    # the extension is what the person has to be told about.
+    if number.extension:
+        raise InvalidPhoneNumber(raw, EXTENSION_REASON)
+    # A tel: URI's scheme is not part of the number.
+    digits_part = text[4:] if text[:4].lower() == "tel:" else text
+    if not allow_letters and any(character.isalpha() for character in digits_part):
+        raise InvalidPhoneNumber(raw, LETTERS_REASON)
     if not phonenumbers.is_valid_number(number):
         if not phonenumbers.is_possible_number(number):
             raise InvalidPhoneNumber(raw, "wrong number of digits")

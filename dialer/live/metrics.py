@@ -13,7 +13,8 @@ Call metrics come only from a process that runs the worker: a web process
 fed by MQTT sees the same calls, and summing both would count them twice.
 
 Labels are only ``state`` and ``outcome``, each restricted to the values of
-its enum: nothing personal (numbers, names, call ids) can become a label.
+its enum, and ``pbx``, a configured PBX name: nothing personal (numbers,
+names, call ids) can become a label.
 The routes that serve the registry are in ``web.routes.metrics``.
 """
 
@@ -102,6 +103,8 @@ class Metrics:
         self.ami: AmiLink | None = None
         self.mqtt: Callable[[], MqttPublisher | MqttLiveFeed | None] = lambda: None
         self.sse_clients: Callable[[], int] | None = None
+        # A process without a worker: whether each PBX's worker is heard from.
+        self.workers_up: Callable[[], dict[str, bool]] | None = None
         self._following = False
 
         # Registered by attach_worker: only the process that runs the worker has them.
@@ -221,6 +224,16 @@ class _ScrapeTime:
                 "Browsers connected to the live event stream of this process.",
                 value=metrics.sse_clients(),
             )
+        if metrics.workers_up is not None:
+            family = GaugeMetricFamily(
+                "dialer_worker_up",
+                "1 while the PBX's worker writes its heartbeat, else 0 (a process without "
+                "a worker, per PBX it relies on).",
+                labels=["pbx"],
+            )
+            for pbx, up in metrics.workers_up().items():
+                family.add_metric([pbx], int(up))
+            yield family
         if metrics.broadcaster is not None:
             yield _calls_by_state(metrics.broadcaster)
         worker = metrics.worker

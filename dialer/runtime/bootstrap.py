@@ -14,7 +14,7 @@ import os
 import signal
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,8 @@ from dialer.services.lists import CallingLists
 from dialer.services.live_calls import CallPublisher
 from dialer.services.outcomes import OutcomeService
 from dialer.store import engine as db
+from dialer.store import heartbeats
+from dialer.store.heartbeats import WorkerPresence
 from dialer.store.notify import CALL_REQUESTS, HANGUP_REQUESTS, PgListener, asyncpg_dsn
 from dialer.worker.call_worker import CallWorker
 
@@ -60,6 +62,8 @@ class Runtime:
     mqtt: MqttPublisher | MqttLiveFeed | None = None
     listener: PgListener | None = None
     metrics: Metrics | None = None
+    # A process without a worker: what it last learned of each PBX's worker.
+    workers: dict[str, WorkerPresence] = field(default_factory=dict)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -77,8 +81,46 @@ class Runtime:
         ami = event.payload.get("ami")
         return None if ami is None else ami == "connected"
 
+    async def refresh_workers(self) -> dict[str, WorkerPresence]:
+        """Read the workers' heartbeats: this process's PBX, users' PBXs, any seen."""
+        async with asyncio.timeout(2.0):
+            async with self.sessions() as session:
+                found = await heartbeats.presence(session, [self.settings.pbx_name])
+        for pbx, seen in found.items():
+            before = self.workers.get(pbx)
+            if seen.up and before is not None and not before.up:
+                log.info("the worker for PBX %s is back (%s, pid %s)", pbx, seen.host, seen.pid)
+            elif not seen.up and (before is None or before.up):
+                log.warning(
+                    "PBX %s: %s; calls on it wait and then expire; "
+                    "start `dialer worker` with DIALER_PBX_NAME=%s",
+                    pbx,
+                    _absence(seen),
+                    pbx,
+                )
+        self.workers = found
+        return found
+
+    async def watch_workers(self, interval: float = heartbeats.BEAT_SECONDS) -> None:
+        """Keep ``workers`` current for metrics and the log, even with nobody asking."""
+        while True:
+            try:
+                await self.refresh_workers()
+            except Exception as error:  # the database check reports an outage
+                log.debug("cannot read the worker heartbeats: %s", type(error).__name__)
+            await asyncio.sleep(interval)
+
+    def workers_up(self) -> dict[str, bool]:
+        return {pbx: seen.up for pbx, seen in self.workers.items()}
+
     async def health(self) -> dict[str, dict[str, object]]:
-        """What this process depends on, each with ``ok`` and a ``detail``."""
+        """What this process depends on, each with ``ok`` and a ``detail``.
+
+        A check with ``"required": False`` does not make the process
+        unhealthy, only degraded: a web process whose PBX has no worker still
+        serves pages and records outcomes, and taking every web process out of
+        a load balancer for it would turn a calling outage into a full one.
+        """
         checks: dict[str, dict[str, object]] = {}
         try:
             async with asyncio.timeout(2.0):
@@ -96,11 +138,47 @@ class Runtime:
             }
         if self.worker is not None:
             connected = self.worker.pbx.connected
-            checks["ami"] = {
-                "ok": connected,
-                "detail": "connected" if connected else "disconnected",
-            }
+            detail = "connected" if connected else "disconnected"
+            if self.worker.waiting_for_database:
+                detail = "not started: waiting for the database"
+            checks["ami"] = {"ok": connected, "detail": detail}
+        elif checks["database"]["ok"]:
+            checks["workers"] = await self._workers_check()
         return checks
+
+    async def _workers_check(self) -> dict[str, object]:
+        try:
+            found = await self.refresh_workers()
+        except Exception as error:  # e.g. the schema behind this version
+            return {"ok": False, "required": False, "detail": type(error).__name__}
+        pbxs: dict[str, dict[str, object]] = {}
+        problems: list[str] = []
+        for pbx, seen in found.items():
+            if not seen.up:
+                state, problem = "down", _absence(seen)
+            elif not seen.ami_connected:
+                state, problem = "pbx_unreachable", "worker up, PBX unreachable"
+            else:
+                state, problem = "up", ""
+            entry: dict[str, object] = {"state": state}
+            # Host names and pids stay in the log: /healthz answers anyone.
+            if seen.seen_seconds_ago is not None:
+                entry.update(seen_seconds_ago=round(seen.seen_seconds_ago, 1))
+            pbxs[pbx] = entry
+            if problem:
+                problems.append(f"{pbx}: {problem}")
+        return {
+            "ok": not problems,
+            "required": False,
+            "detail": "; ".join(problems) or "up",
+            "pbxs": pbxs,
+        }
+
+
+def _absence(seen: WorkerPresence) -> str:
+    if seen.seen_seconds_ago is None:
+        return "no worker running"
+    return f"no heartbeat for {seen.seen_seconds_ago:.0f}s"
 
 
 def ami_client(settings: Settings) -> AmiClient:
@@ -160,6 +238,8 @@ def build_runtime(settings: Settings, pbx: CallPbx | None = None, **engine_optio
                 pbx=settings.pbx_name,
             )
     runtime.metrics = install(runtime)
+    if runtime.worker is None:
+        runtime.metrics.workers_up = runtime.workers_up
     return runtime
 
 
@@ -332,6 +412,8 @@ async def run_serve(
                 tasks.append(group.create_task(runtime.listener.run(), name="pg-listener"))
             if runtime.mqtt is not None:
                 tasks.append(group.create_task(runtime.mqtt.run(), name="mqtt"))
+            if runtime.worker is None:
+                tasks.append(group.create_task(runtime.watch_workers(), name="worker-watch"))
             port = 0
             if with_web:
                 runner, port = await start_web(runtime, settings.web_host, settings.web_port)

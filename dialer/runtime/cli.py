@@ -311,7 +311,12 @@ def serve(ctx: click.Context) -> None:
 @main.command()
 @click.pass_context
 def worker(ctx: click.Context) -> None:
-    """Run only the AMI worker (one per Asterisk server)."""
+    """Run only the AMI worker (one per Asterisk server).
+
+    Started before its database, it waits for it (logging why, /healthz
+    answering 503) instead of exiting; while it runs it writes a heartbeat
+    that the web processes' /healthz reports.
+    """
     from dialer.runtime.bootstrap import run_serve
 
     settings = _settings(ctx)

@@ -1,18 +1,85 @@
-"""Who may see what: the visibility rules every use case checks."""
+"""Who may see what: the visibility rules every use case checks.
+
+Teams are the walls.  A volunteer and an organizer both see their teams'
+campaigns, those campaigns' contacts and the calls made for them; an
+organizer additionally runs those campaigns and manages the people of those
+teams.  Administrators alone see across teams.  A call outside any campaign
+belongs to the teams of the volunteer who made it.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import exists, select
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, exists, false, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dialer.store.access import STAFF_ROLES, team_ids
-from dialer.store.models import CallingListEntry, Campaign, User
+from dialer.domain.vocabulary import Role
+from dialer.store.access import team_ids
+from dialer.store.models import CallAttempt, CallingListEntry, Campaign, Contact, TeamMember, User
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The teams one user's view covers; ``teams`` is None for an administrator (all)."""
+
+    user_id: int
+    teams: frozenset[int] | None
+
+    @property
+    def everything(self) -> bool:
+        return self.teams is None
+
+    def covers(self, team_id: int | None) -> bool:
+        return self.teams is None or (team_id is not None and team_id in self.teams)
+
+    def covers_any(self, teams: Iterable[int]) -> bool:
+        return self.teams is None or not self.teams.isdisjoint(teams)
+
+    def campaign_filter(self) -> ColumnElement[bool]:
+        """A WHERE clause on :class:`Campaign` for the campaigns in view."""
+        if self.teams is None:
+            return true()
+        if not self.teams:
+            return false()
+        return Campaign.team_id.in_(self.teams)
+
+    def contact_filter(self, campaign_id: int | None = None) -> ColumnElement[bool]:
+        """A WHERE clause on :class:`Contact`: on a list of a campaign in view
+        (of ``campaign_id`` only, when given)."""
+        if self.teams is None and campaign_id is None:
+            return true()
+        conditions: list[ColumnElement[bool]] = [
+            CallingListEntry.contact_id == Contact.id,
+            CallingListEntry.campaign_id == Campaign.id,
+            self.campaign_filter(),
+        ]
+        if campaign_id is not None:
+            conditions.append(Campaign.id == campaign_id)
+        return exists().where(*conditions)
+
+    def user_filter(self) -> ColumnElement[bool]:
+        """A WHERE clause on :class:`User`: members of a team in view."""
+        if self.teams is None:
+            return true()
+        if not self.teams:
+            return User.id == self.user_id
+        return (User.id == self.user_id) | User.id.in_(
+            select(TeamMember.user_id).where(TeamMember.team_id.in_(self.teams))
+        )
+
+
+async def scope_of(session: AsyncSession, user: User) -> Scope:
+    if user.role is Role.ADMIN:
+        return Scope(user.id, None)
+    return Scope(user.id, frozenset(await team_ids(session, user.id)))
 
 
 async def can_access_campaign(
     session: AsyncSession, user: User, campaign: Campaign, teams: set[int] | None = None
 ) -> bool:
-    if user.role in STAFF_ROLES:
+    if user.role is Role.ADMIN:
         return True
     if teams is None:
         teams = await team_ids(session, user.id)
@@ -22,20 +89,84 @@ async def can_access_campaign(
 async def can_access_contact(
     session: AsyncSession, user: User, contact_id: int, teams: set[int] | None = None
 ) -> bool:
-    """Volunteers see contacts on their teams' campaigns, nothing else."""
-    if user.role in STAFF_ROLES:
+    """A contact is in view when it is on a list of a campaign in view."""
+    if user.role is Role.ADMIN:
         return True
     if teams is None:
         teams = await team_ids(session, user.id)
-    if not teams:
-        return False
+    scope = Scope(user.id, frozenset(teams))
     found = await session.scalar(
-        select(
-            exists().where(
-                CallingListEntry.contact_id == contact_id,
-                CallingListEntry.campaign_id == Campaign.id,
-                Campaign.team_id.in_(teams),
-            )
-        )
+        select(exists().where(Contact.id == contact_id, scope.contact_filter()))
     )
     return bool(found)
+
+
+async def teams_of_users(session: AsyncSession, user_ids: Iterable[int]) -> dict[int, set[int]]:
+    wanted = set(user_ids)
+    found: dict[int, set[int]] = {user_id: set() for user_id in wanted}
+    if wanted:
+        for user_id, team_id in await session.execute(
+            select(TeamMember.user_id, TeamMember.team_id).where(TeamMember.user_id.in_(wanted))
+        ):
+            found[user_id].add(team_id)
+    return found
+
+
+async def call_teams(session: AsyncSession, call: CallAttempt) -> set[int]:
+    """The teams a call belongs to: its campaign's, or else its volunteer's."""
+    if call.campaign_id is not None:
+        team_id = await session.scalar(
+            select(Campaign.team_id).where(Campaign.id == call.campaign_id)
+        )
+        return {team_id} if team_id is not None else set()
+    return (await teams_of_users(session, [call.volunteer_id]))[call.volunteer_id]
+
+
+async def can_oversee_call(session: AsyncSession, user: User, call: CallAttempt) -> bool:
+    """Whether ``user`` may act on someone's call: hang it up, record its outcome.
+
+    Its volunteer may; so may an organizer of a team the call belongs to, and
+    an administrator.
+    """
+    if call.volunteer_id == user.id or user.role is Role.ADMIN:
+        return True
+    if user.role is not Role.ORGANIZER:
+        return False
+    scope = await scope_of(session, user)
+    return scope.covers_any(await call_teams(session, call))
+
+
+async def can_manage_user(session: AsyncSession, actor: User, target: User) -> bool:
+    """Organizers manage the non-administrators of their teams; administrators, everyone."""
+    if actor.role is Role.ADMIN:
+        return True
+    if actor.role is not Role.ORGANIZER or target.role is Role.ADMIN:
+        return False
+    if target.id == actor.id:
+        return True
+    scope = await scope_of(session, actor)
+    return scope.covers_any((await teams_of_users(session, [target.id]))[target.id])
+
+
+async def may_hand_task_to(
+    session: AsyncSession,
+    author: User,
+    assignee: User,
+    contact_id: int,
+    campaign: Campaign | None,
+) -> bool:
+    """Whether ``author`` may give ``assignee`` a follow-up task about a contact.
+
+    A task shows its contact and its text to its assignee: it goes only to
+    someone who may see the contact and, for a campaign's task, that
+    campaign; outside a campaign, to a teammate of its author.  An
+    administrator sees everything anyway.
+    """
+    if assignee.role is Role.ADMIN:
+        return True
+    if not await can_access_contact(session, assignee, contact_id):
+        return False
+    if campaign is not None:
+        return await can_access_campaign(session, assignee, campaign)
+    scope = await scope_of(session, author)
+    return scope.covers_any((await teams_of_users(session, [assignee.id]))[assignee.id])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,17 +20,23 @@ from enum import StrEnum
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer.domain.passwords import hash_password, needs_rehash, verify_password
+from dialer.domain.passwords import needs_rehash, rehash_password, verify_password
+from dialer.services.common import with_db_retry
 from dialer.store import audit, people, sign_ins
-from dialer.store.models import LoginFailure, User, WebSession, utcnow
+from dialer.store.models import KnownDevice, LoginFailure, User, WebSession, utcnow
 
 
 # Verified when the username is unknown, so a wrong username costs as much
 # time as a wrong password and timing does not reveal which users exist.
 @functools.cache
 def _dummy_hash() -> str:
-    return hash_password(secrets.token_urlsafe(16))
+    return rehash_password(secrets.token_urlsafe(16))
 
+
+# A browser unused this long is a stranger again; the device cookie lives as long.
+KNOWN_DEVICE_LIFETIME = timedelta(days=180)
+# What secrets.token_urlsafe(32) makes; anything else in the cookie is ignored.
+_DEVICE_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 
 # last_seen_at is written at most this often (one UPDATE a minute per user,
 # not one per request).
@@ -66,31 +73,64 @@ class SignedIn:
     token: str
     session: WebSession
     user: User
+    # The device cookie's value to keep (see KNOWN_DEVICE_LIFETIME).
+    device_token: str = ""
 
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
 
 
-async def _recent_failures(
-    session: AsyncSession, username: str, ip: str, since: datetime
-) -> tuple[int, int, datetime | None]:
-    by_user = await session.scalar(
-        select(func.count())
-        .select_from(LoginFailure)
-        .where(LoginFailure.username == username, LoginFailure.at >= since)
-    )
-    by_ip = await session.scalar(
-        select(func.count())
-        .select_from(LoginFailure)
-        .where(LoginFailure.ip == ip, LoginFailure.at >= since)
-    )
-    oldest = await session.scalar(
-        select(func.min(LoginFailure.at)).where(
-            LoginFailure.username == username, LoginFailure.at >= since
+def _device_hash(device_token: str) -> str | None:
+    """The stored form of a device cookie, or None when it cannot be one of ours."""
+    if not _DEVICE_TOKEN.fullmatch(device_token):
+        return None
+    return token_hash(device_token)
+
+
+async def _is_known_device(session: AsyncSession, device: str | None, user: User | None) -> bool:
+    if device is None or user is None:
+        return False
+    found = await session.scalar(
+        select(KnownDevice.user_id).where(
+            KnownDevice.token_hash == device, KnownDevice.user_id == user.id
         )
     )
-    return int(by_user or 0), int(by_ip or 0), oldest
+    return found is not None
+
+
+async def _over_limit(
+    session: AsyncSession,
+    *,
+    username: str,
+    ip: str,
+    device: str | None,
+    limits: LoginLimits,
+    since: datetime,
+) -> datetime | None:
+    """The oldest failure holding the lock, or None when this attempt may be checked.
+
+    Every count includes the attempt's own row, recorded before: hence ``>``.
+    """
+    recent = LoginFailure.at >= since
+    if device is not None:
+        scopes = [(LoginFailure.device == device, limits.max_failures_per_user)]
+    else:
+        # A known device's attempts are its own business, not the account's or the address's.
+        stranger = LoginFailure.device.is_(None)
+        scopes = [
+            (stranger & (LoginFailure.username == username), limits.max_failures_per_user),
+            (stranger & (LoginFailure.ip == ip), limits.max_failures_per_ip),
+        ]
+    for scope, limit in scopes:
+        count, oldest = (
+            await session.execute(
+                select(func.count(), func.min(LoginFailure.at)).where(scope, recent)
+            )
+        ).one()
+        if int(count or 0) > limit:
+            return oldest if isinstance(oldest, datetime) else since
+    return None
 
 
 async def sign_in(
@@ -100,27 +140,61 @@ async def sign_in(
     password: str,
     ip: str,
     user_agent: str = "",
+    device_token: str = "",
     policy: SessionPolicy = SessionPolicy(),
     limits: LoginLimits = LoginLimits(),
     now: datetime | None = None,
 ) -> SignedIn:
-    """Check the password and open a session; raises :class:`LoginRefused`."""
+    """Check the password and open a session; raises :class:`LoginRefused`.
+
+    ``device_token`` is the browser's device cookie, if any; the result
+    carries the one to keep (a new one when the browser had none).
+
+    Lockouts (why this design, issue 18): an attempt from a browser this
+    user has signed in from before (a *known device*) is limited per device
+    only; every other attempt per account and per address.  So a flood of
+    wrong passwords, for one account or from one address (everyone behind
+    a reverse proxy or an office NAT shares one), never locks the people
+    whose browsers already proved themselves, while a stranger still gets
+    only a few guesses per account and per address.  Locking per account
+    alone would let one address spray a common password over every
+    account, and would let anyone lock the organizer out with five wrong
+    tries.
+
+    The race (issue 18): the attempt is committed as a failure *before* its
+    password is checked and the limit then counts committed rows, its own
+    included.  Of N parallel attempts the k-th to commit sees at least k
+    rows, so at most ``max_failures`` of them reach the password check,
+    with no lock, on PostgreSQL and SQLite alike.
+    """
     now = now or utcnow()
     name = username.strip()[:100]
     key = name.lower()
     ip = ip[:64]
-    async with sessions() as session:
-        by_user, by_ip, oldest = await _recent_failures(session, key, ip, now - limits.window)
-        if by_user >= limits.max_failures_per_user or by_ip >= limits.max_failures_per_ip:
-            retry = (oldest + limits.window - now) if oldest is not None else limits.window
-            raise LoginRefused(LoginRefusalCode.TOO_MANY_ATTEMPTS, retry)
+    offered_device = _device_hash(device_token)
+    since = now - limits.window
+    async with sessions.begin() as session:
         user = await session.scalar(select(User).where(func.lower(User.username) == key))
+        known = await _is_known_device(session, offered_device, user)
+        device = offered_device if known else None
+        attempt = await sign_ins.add_failure(session, username=key, ip=ip, at=now, device=device)
+    async with sessions() as session:
+        oldest = await _over_limit(
+            session, username=key, ip=ip, device=device, limits=limits, since=since
+        )
+    if oldest is not None:
+        # Refused unchecked: not a guess, so it does not prolong the lock.
+        async with sessions.begin() as session:
+            await sign_ins.delete_failure(session, attempt)
+        raise LoginRefused(
+            LoginRefusalCode.TOO_MANY_ATTEMPTS, max(oldest + limits.window - now, timedelta(0))
+        )
     stored = user.password_hash if user is not None else _dummy_hash()
     # argon2 is deliberately slow: keep it off the event loop.
     ok = await asyncio.to_thread(verify_password, stored, password)
     if user is None or not ok or not user.is_active:
+        # The attempt's row stays: it is the failure.
         async with sessions.begin() as session:
-            await sign_ins.add_failure(session, username=key, ip=ip, at=now)
             # Old rows are useless to the limit; trim them as we go.
             await sign_ins.delete_failures_before(session, now - 4 * limits.window)
         raise LoginRefused(LoginRefusalCode.BAD_CREDENTIALS)
@@ -136,22 +210,31 @@ async def sign_in(
         ip=ip,
         user_agent=user_agent[:300],
     )
+    keep_device = device_token if offered_device is not None else secrets.token_urlsafe(32)
     async with sessions.begin() as session:
         await sign_ins.add_session(session, web_session)
-        await sign_ins.clear_failures(session, key)
+        await sign_ins.delete_failure(session, attempt)
+        if device is not None:
+            await sign_ins.clear_device_failures(session, device)
+        else:
+            await sign_ins.clear_failures(session, key)
+        await sign_ins.remember_device(
+            session, token_hash=token_hash(keep_device), user_id=user.id, at=now
+        )
+        await sign_ins.forget_devices_unused_since(session, now - KNOWN_DEVICE_LIFETIME)
         await sign_ins.delete_expired_sessions(session, now)
         if needs_rehash(user.password_hash):
-            fresh = await asyncio.to_thread(hash_password, password)
+            fresh = await asyncio.to_thread(rehash_password, password)
             await people.set_password_hash(session, user.id, fresh)
         await audit.record(
             session,
             action="user.sign_in",
             entity_type="user",
             entity_id=user.id,
-            changes={"ip": ip},
+            changes={"ip": ip, "known_device": known},
             actor_id=user.id,
         )
-    return SignedIn(token, web_session, user)
+    return SignedIn(token, web_session, user, keep_device)
 
 
 async def load_session(
@@ -229,6 +312,7 @@ class AccountService:
         password: str,
         ip: str,
         user_agent: str = "",
+        device_token: str = "",
         policy: SessionPolicy = SessionPolicy(),
         limits: LoginLimits = LoginLimits(),
     ) -> SignedIn:
@@ -239,6 +323,7 @@ class AccountService:
             password=password,
             ip=ip,
             user_agent=user_agent,
+            device_token=device_token,
             policy=policy,
             limits=limits,
         )
@@ -246,8 +331,14 @@ class AccountService:
     async def load_session(
         self, token: str, *, policy: SessionPolicy = SessionPolicy()
     ) -> tuple[WebSession, User] | None:
-        """The live session behind a cookie, or None when unknown, idle too long or expired."""
-        return await load_session(self._sessions, token, policy=policy)
+        """The live session behind a cookie, or None when unknown, idle too long or expired.
+
+        Every request starts here, so it rides out a short database outage
+        like the outcome it may carry (``with_db_retry``, a few seconds):
+        otherwise the request would fail on the lookup before the outcome's
+        own retry could run.  Raises :class:`RetryableError` past that.
+        """
+        return await with_db_retry(lambda: load_session(self._sessions, token, policy=policy))
 
     async def end_session(self, token: str) -> None:
         await end_session(self._sessions, token)

@@ -8,7 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.vocabulary import LIVE_CALL_STATES
-from dialer.store.models import CallAttempt, Contact
+from dialer.services.access import can_oversee_call
+from dialer.store.models import CallAttempt, Contact, User
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,11 @@ class CallHistory:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def call(self, call_id: str) -> CallView | None:
-        """The call with this id and its contact's name, whoever made it."""
+    async def call(self, viewer: User, call_id: str) -> CallView | None:
+        """The call with this id and its contact's name, when ``viewer`` may oversee it
+        (:func:`dialer.services.access.can_oversee_call`)."""
         async with self._sessions() as session:
-            return await call_view(session, call_id)
+            found = await call_view(session, call_id)
+            if found is None or not await can_oversee_call(session, viewer, found.call):
+                return None
+            return found

@@ -8,15 +8,19 @@ is refused up front rather than after the volunteer answered.
 from __future__ import annotations
 
 import logging
+import re
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialer.domain.vocabulary import CampaignStatus
-from dialer.store.access import STAFF_ROLES, team_ids
+from dialer.services.access import scope_of
 from dialer.store.models import Campaign, User
 
 log = logging.getLogger(__name__)
+
+_CALLER_ID = re.compile(r"\+?[0-9]{8,15}")
+_SEPARATORS = re.compile(r"[ .()-]")
 
 
 def usable_caller_id(number: str) -> bool:
@@ -24,10 +28,12 @@ def usable_caller_id(number: str) -> bool:
 
     [dialer-place-call] in asterisk-config/extensions.conf keeps only the
     digits and hangs up on anything shorter or longer, but only once the
-    volunteer has answered; checking here refuses the click instead.
+    volunteer has answered; checking here refuses the click instead.  Only
+    digits, an optional leading + and the usual separators are accepted:
+    the dialplan's digit filter would turn ``+15145550100;ext=9`` or ``x12``
+    into another number (the extension glued on), and letters into nothing.
     """
-    digits = sum(1 for character in number if character in "0123456789")
-    return 8 <= digits <= 15
+    return _CALLER_ID.fullmatch(_SEPARATORS.sub("", number)) is not None
 
 
 def campaign_caller_ids(campaign: Campaign, default_caller_id: str) -> list[str]:
@@ -48,7 +54,7 @@ class CallerIds:
             # that have nothing better are refused up front (no_caller_id).
             log.warning(
                 "the default caller ID %r (DIALER_DEFAULT_CALLER_ID) is not a phone number "
-                "of 8 to 15 digits; ignored",
+                "of 8 to 15 digits (no extension, no letters); ignored",
                 default_caller_id,
             )
             default_caller_id = ""
@@ -62,11 +68,10 @@ class CallerIds:
             return campaign_caller_ids(campaign, self.default)
         # Outside a campaign: the default plus those of the user's active campaigns.
         choices = [self.default] if self.default else []
+        scope = await scope_of(session, user)
         statement = select(Campaign.allowed_caller_ids).where(
-            Campaign.status == CampaignStatus.ACTIVE
+            Campaign.status == CampaignStatus.ACTIVE, scope.campaign_filter()
         )
-        if user.role not in STAFF_ROLES:
-            statement = statement.where(Campaign.team_id.in_(await team_ids(session, user.id)))
         for caller_ids in await session.scalars(statement):
             choices.extend(
                 number

@@ -44,13 +44,13 @@ from dialer.domain.vocabulary import (
     CampaignStatus,
 )
 from dialer.live.broadcaster import Broadcaster
-from dialer.services.access import can_access_campaign, can_access_contact
+from dialer.services.access import can_access_campaign, can_access_contact, can_oversee_call
 from dialer.services.call_endings import record_call_endings
 from dialer.services.caller_ids import CallerIds
 from dialer.services.common import Clock, NotAllowed, RetryableError
 from dialer.services.live_calls import CallPublisher
 from dialer.store import audit, calls
-from dialer.store.access import STAFF_ROLES, team_ids
+from dialer.store.access import team_ids
 from dialer.store.models import (
     CallAttempt,
     CallingListEntry,
@@ -140,7 +140,11 @@ class CallService:
         campaign_id: int | None = None,
         caller_id: str | None = None,
     ) -> CallAttempt:
-        """Check every rule, then commit the request; raises :class:`CallRefused`."""
+        """Check every rule, then commit the request; raises :class:`CallRefused`.
+
+        Without ``campaign_id``, a contact on campaign lists is still called
+        under one of those campaigns (:meth:`_campaign_for_call_without_one`).
+        """
         now = self.clock()
         try:
             async with self.sessions.begin() as session:
@@ -156,7 +160,8 @@ class CallService:
                     changes={
                         "contact_id": contact_id,
                         "number": call.number_e164,
-                        "campaign_id": campaign_id,
+                        # The campaign the call was made under, named or not.
+                        "campaign_id": call.campaign_id,
                         "caller_id": call.caller_id,
                     },
                     actor_id=volunteer_id,
@@ -218,7 +223,6 @@ class CallService:
         if refusal is not None:
             raise CallRefused(refusal)
 
-        hours = CallingHours()
         if campaign is not None:
             entry = await session.scalar(
                 select(CallingListEntry).where(
@@ -228,24 +232,24 @@ class CallService:
             )
             if entry is None:
                 refuse(RefusalCode.NOT_FOUND, "this contact is not on this campaign's list")
-            if entry.done:
-                refuse(RefusalCode.MAX_ATTEMPTS, "this contact is done for this campaign")
-            callback_due = entry.callback_at is not None and entry.callback_at <= now
-            attempt_refusal = check_attempts(
-                entry.attempts,
-                campaign.max_attempts,
-                entry.last_attempt_at,
-                timedelta(minutes=campaign.retry_delay_minutes),
-                now,
-                callback_due=callback_due,
+            refusal = self._campaign_refusal(campaign, entry, contact, phone, now)
+            if refusal is not None:
+                raise CallRefused(refusal)
+        else:
+            # A contact on a campaign is called under that campaign's rules:
+            # leaving campaign_id out must not skip its pause, its attempts,
+            # its retry delay, its "done" or its hours.
+            campaign = await self._campaign_for_call_without_one(
+                session, volunteer, contact, phone, teams, caller_id, now
             )
-            if attempt_refusal is not None:
-                raise CallRefused(attempt_refusal)
-            hours = campaign.calling_hours
-        zones = contact_zones(phone.e164, contact.timezone, self.fallback_zone)
-        hours_refusal = check_calling_hours(hours, zones, now)
-        if hours_refusal is not None:
-            raise CallRefused(hours_refusal)
+            if campaign is None:
+                hours_refusal = check_calling_hours(
+                    CallingHours(),
+                    contact_zones(phone.e164, contact.timezone, self.fallback_zone),
+                    now,
+                )
+                if hours_refusal is not None:
+                    raise CallRefused(hours_refusal)
 
         allowed = await self.caller_ids.allowed(session, volunteer, campaign)
         if not allowed:
@@ -283,6 +287,94 @@ class CallService:
             requested_at=now,
         )
 
+    def _campaign_refusal(
+        self,
+        campaign: Campaign,
+        entry: CallingListEntry,
+        contact: Contact,
+        phone: ContactPhone,
+        now: datetime,
+    ) -> Refusal | None:
+        """A campaign's own rules for one contact on its list: done, attempts, retry, hours."""
+        if entry.done:
+            return Refusal(RefusalCode.MAX_ATTEMPTS, "this contact is done for this campaign")
+        callback_due = entry.callback_at is not None and entry.callback_at <= now
+        attempt_refusal = check_attempts(
+            entry.attempts,
+            campaign.max_attempts,
+            entry.last_attempt_at,
+            timedelta(minutes=campaign.retry_delay_minutes),
+            now,
+            callback_due=callback_due,
+        )
+        if attempt_refusal is not None:
+            return attempt_refusal
+        zones = contact_zones(phone.e164, contact.timezone, self.fallback_zone)
+        return check_calling_hours(campaign.calling_hours, zones, now)
+
+    async def _campaign_for_call_without_one(
+        self,
+        session: AsyncSession,
+        volunteer: User,
+        contact: Contact,
+        phone: ContactPhone,
+        teams: set[int],
+        caller_id: str | None,
+        now: datetime,
+    ) -> Campaign | None:
+        """The campaign a call asked for without one is made under; None when the
+        contact is on no campaign's list (a plain manual call).
+
+        Leaving the campaign out gives nothing that naming one would not: the
+        call goes under the first of the contact's active campaigns in the
+        volunteer's view (their own list first) whose rules allow it now, is
+        stored with it, and so counts as that campaign's attempt.  A contact
+        whose campaigns in view are all paused or closed is refused, like a
+        click in a paused campaign.
+        """
+        rows = (
+            await session.execute(
+                select(CallingListEntry, Campaign)
+                .join(Campaign, Campaign.id == CallingListEntry.campaign_id)
+                .where(CallingListEntry.contact_id == contact.id)
+                .order_by(CallingListEntry.volunteer_id != volunteer.id, Campaign.id)
+            )
+        ).all()
+        if not rows:
+            return None
+        in_view = [
+            (entry, campaign)
+            for entry, campaign in rows
+            if await can_access_campaign(session, volunteer, campaign, teams)
+        ]
+        if not in_view:
+            # Only on other teams' campaigns: their rules are not this
+            # volunteer's to apply, and naming them would say who holds the contact.
+            raise CallRefused(Refusal(RefusalCode.NOT_FOUND, "no such contact"))
+        active = [(entry, c) for entry, c in in_view if c.status is CampaignStatus.ACTIVE]
+        if not active:
+            raise CallRefused(
+                Refusal(
+                    RefusalCode.CAMPAIGN_NOT_ACTIVE,
+                    "this contact is only on campaigns that are not active "
+                    f"({', '.join(sorted({c.status.value for _entry, c in in_view}))})",
+                )
+            )
+        first_refusal: Refusal | None = None
+        for entry, campaign in active:
+            refusal = self._campaign_refusal(campaign, entry, contact, phone, now)
+            if refusal is None and caller_id is not None:
+                if caller_id not in await self.caller_ids.allowed(session, volunteer, campaign):
+                    refusal = Refusal(
+                        RefusalCode.CALLER_ID_NOT_ALLOWED,
+                        f"{caller_id} is not an allowed caller ID here",
+                    )
+            if refusal is None:
+                return campaign
+            first_refusal = first_refusal or refusal
+        assert first_refusal is not None
+        raise CallRefused(first_refusal)
+
     @staticmethod
     def _choose_phone(contact: Contact, phone_id: int | None) -> ContactPhone | None:
         if phone_id is not None:
@@ -309,7 +401,7 @@ class CallService:
                 )
                 if user is None or call is None:
                     raise NotAllowed("no such call")
-                if call.volunteer_id != user.id and user.role not in STAFF_ROLES:
+                if not await can_oversee_call(session, user, call):
                     raise NotAllowed("no such call")
                 if call.state is CallState.ENDED:
                     return

@@ -6,6 +6,7 @@ writes what the campaign pages show and edit, and audits every change.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -16,12 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.survey import CallingHours, SurveyDefinition
 from dialer.domain.vocabulary import CampaignStatus, DispositionOutcome, Role
-from dialer.services.access import can_access_campaign
+from dialer.services.access import can_access_campaign, scope_of
 from dialer.services.caller_ids import campaign_caller_ids
 from dialer.services.tasks import open_tasks_for
 from dialer.store import audit, lists
 from dialer.store import campaigns as campaign_rows
-from dialer.store.access import STAFF_ROLES, team_ids
+from dialer.store.access import STAFF_ROLES
 from dialer.store.models import (
     Attendance,
     CallingListEntry,
@@ -90,16 +91,16 @@ class CampaignChanges:
 
 
 async def visible_campaigns(session: AsyncSession, user: User) -> list[Campaign]:
-    statement = select(Campaign).order_by(
-        Campaign.scheduled_on.is_(None), Campaign.scheduled_on.desc(), Campaign.id.desc()
+    """The campaigns of ``user``'s teams (every one for an administrator); volunteers
+    do not see drafts."""
+    scope = await scope_of(session, user)
+    statement = (
+        select(Campaign)
+        .where(scope.campaign_filter())
+        .order_by(Campaign.scheduled_on.is_(None), Campaign.scheduled_on.desc(), Campaign.id.desc())
     )
     if user.role not in STAFF_ROLES:
-        teams = await team_ids(session, user.id)
-        if not teams:
-            return []
-        statement = statement.where(
-            Campaign.team_id.in_(teams), Campaign.status != CampaignStatus.DRAFT
-        )
+        statement = statement.where(Campaign.status != CampaignStatus.DRAFT)
     return list(await session.scalars(statement))
 
 
@@ -176,14 +177,15 @@ async def team_members(session: AsyncSession, team_id: int | None) -> list[User]
 
 
 async def colleagues(session: AsyncSession, user: User) -> list[User]:
-    """People a follow-up task can go to: members of the user's teams, and staff."""
-    teams = await team_ids(session, user.id)
-    statement = select(User).where(User.is_active.is_(True))
-    if user.role not in STAFF_ROLES:
-        statement = statement.where(
-            (User.id.in_(select(TeamMember.user_id).where(TeamMember.team_id.in_(teams))))
-            | User.role.in_([Role.ORGANIZER, Role.ADMIN])
-        )
+    """People a follow-up task can go to: members of the user's teams, and administrators.
+
+    The task shows its contact to its assignee, so it goes no further than
+    the people who may see that contact anyway.
+    """
+    scope = await scope_of(session, user)
+    statement = select(User).where(
+        User.is_active.is_(True), scope.user_filter() | (User.role == Role.ADMIN)
+    )
     return list(await session.scalars(statement.order_by(User.display_name, User.username)))
 
 
@@ -386,8 +388,32 @@ async def update_campaign(
     return changed
 
 
-async def all_teams(session: AsyncSession) -> list[Team]:
-    return list(await session.scalars(select(Team).order_by(Team.name)))
+async def teams_in_view(session: AsyncSession, user: User) -> list[Team]:
+    """The teams ``user`` works in: their own, or every team for an administrator."""
+    scope = await scope_of(session, user)
+    statement = select(Team).order_by(Team.name)
+    if scope.teams is not None:
+        statement = statement.where(Team.id.in_(scope.teams))
+    return list(await session.scalars(statement))
+
+
+async def _team_for_campaign(session: AsyncSession, user: User, team_id: int | None) -> int | None:
+    """The team a campaign ``user`` creates or edits may go to; raises :class:`UnknownTeam`.
+
+    An organizer's campaign stays in one of their teams (their only team when
+    they name none), or it would leave their view; an administrator may pick
+    any team, or none.
+    """
+    scope = await scope_of(session, user)
+    if scope.teams is None:
+        if team_id is not None and await session.get(Team, team_id) is None:
+            raise UnknownTeam(team_id)
+        return team_id
+    if team_id is None and len(scope.teams) == 1:
+        return next(iter(scope.teams))
+    if team_id is None or team_id not in scope.teams:
+        raise UnknownTeam(team_id)
+    return team_id
 
 
 async def callbacks_due(
@@ -410,7 +436,7 @@ async def callbacks_due(
 
 
 class UnknownTeam(Exception):
-    """The team chosen for a campaign does not exist."""
+    """The team chosen for a campaign does not exist, or is not one of the user's."""
 
 
 class UnknownVolunteer(Exception):
@@ -438,10 +464,6 @@ class CampaignService:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
-
-    async def get(self, campaign_id: int) -> Campaign | None:
-        async with self._sessions() as session:
-            return await session.get(Campaign, campaign_id)
 
     async def visible_to(self, user: User, campaign_id: int) -> Campaign | None:
         """The campaign, when it exists and ``user`` may see it."""
@@ -483,43 +505,44 @@ class CampaignService:
     async def campaigns_and_teams(self, user: User) -> tuple[list[Campaign], list[Team]]:
         async with self._sessions() as session:
             campaigns = await visible_campaigns(session, user)
-            teams = await all_teams(session)
+            teams = await teams_in_view(session, user)
         return campaigns, teams
 
-    async def all_teams(self) -> list[Team]:
+    async def teams_in_view(self, user: User) -> list[Team]:
         async with self._sessions() as session:
-            return await all_teams(session)
+            return await teams_in_view(session, user)
 
     async def team_members(self, team_id: int | None) -> list[User]:
         async with self._sessions() as session:
             return await team_members(session, team_id)
 
-    async def create(self, *, title: str, team_id: int | None, actor_id: int) -> Campaign:
-        """A new draft; a team that does not exist leaves it without one."""
+    async def create(self, actor: User, *, title: str, team_id: int | None) -> Campaign:
+        """A new draft; raises :class:`UnknownTeam` (nothing is written then)."""
         async with self._sessions.begin() as session:
-            if team_id is not None and await session.get(Team, team_id) is None:
-                team_id = None
-            return await create_campaign(session, title=title, team_id=team_id, actor_id=actor_id)
+            team_id = await _team_for_campaign(session, actor, team_id)
+            return await create_campaign(session, title=title, team_id=team_id, actor_id=actor.id)
 
     async def update(
         self,
         campaign_id: int,
         changes: CampaignChanges,
         *,
-        actor_id: int,
+        actor: User,
         default_caller_id: str,
     ) -> dict[str, Any]:
         """Apply an edit; raises :class:`UnknownTeam` (nothing is written then)."""
         async with self._sessions.begin() as session:
             stored = await session.get(Campaign, campaign_id)
             assert stored is not None
-            if changes.team_id is not None and await session.get(Team, changes.team_id) is None:
-                raise UnknownTeam(changes.team_id)
+            if changes.team_id != stored.team_id:
+                changes = dataclasses.replace(
+                    changes, team_id=await _team_for_campaign(session, actor, changes.team_id)
+                )
             return await update_campaign(
                 session,
                 stored,
                 changes,
-                actor_id=actor_id,
+                actor_id=actor.id,
                 default_caller_id=default_caller_id,
             )
 

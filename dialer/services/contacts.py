@@ -1,29 +1,36 @@
 """Contacts for the web pages: search and filters, the record, notes, do-not-call.
 
-Visibility follows :func:`dialer.services.access.can_access_contact`: staff see every
-contact; a volunteer sees the contacts on the calling lists of their teams'
-campaigns and nothing else.  Every query here applies that rule itself.
+Visibility follows :mod:`dialer.services.access`: an administrator sees every
+contact; organizers and volunteers see the contacts on the calling lists of
+their teams' campaigns, and of a contact's history only what their teams did.
+Every query here applies that rule itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, text
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from dialer.domain.numbers import to_e164
 from dialer.domain.vocabulary import DispositionOutcome, PhoneType
-from dialer.services.access import can_access_campaign, can_access_contact
+from dialer.services.access import (
+    Scope,
+    can_access_campaign,
+    can_access_contact,
+    scope_of,
+    teams_of_users,
+)
 from dialer.services.call_history import live_call_between
 from dialer.services.caller_ids import CallerIds
 from dialer.services.campaigns import colleagues, visible_campaigns
 from dialer.services.tasks import open_tasks_for
 from dialer.store import audit
 from dialer.store import contacts as contact_rows
-from dialer.store.access import STAFF_ROLES, team_ids
 from dialer.store.models import (
     CallAttempt,
     CallingListEntry,
@@ -91,29 +98,6 @@ def _escape_like(term: str) -> str:
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-async def _visible_team_ids(session: AsyncSession, user: User) -> set[int] | None:
-    """None: everything is visible (staff)."""
-    if user.role in STAFF_ROLES:
-        return None
-    return await team_ids(session, user.id)
-
-
-def _visibility(teams: set[int] | None, campaign_id: int | None) -> ColumnElement[bool] | None:
-    if teams is None and campaign_id is None:
-        return None
-    conditions: list[ColumnElement[bool]] = [
-        CallingListEntry.contact_id == Contact.id,
-        CallingListEntry.campaign_id == Campaign.id,
-    ]
-    if teams is not None:
-        if not teams:
-            return false()
-        conditions.append(Campaign.team_id.in_(teams))
-    if campaign_id is not None:
-        conditions.append(Campaign.id == campaign_id)
-    return exists().where(*conditions)
-
-
 def _has_tag(dialect: str, tag: str) -> ColumnElement[bool]:
     if dialect == "postgresql":
         return text("jsonb_exists(CAST(contacts.tags AS JSONB), :tag)").bindparams(tag=tag)  # type: ignore[return-value]
@@ -125,11 +109,8 @@ def _has_tag(dialect: str, tag: str) -> ColumnElement[bool]:
 async def search(
     session: AsyncSession, user: User, wanted: ContactFilter, *, now: datetime
 ) -> SearchResult:
-    teams = await _visible_team_ids(session, user)
-    statement = select(Contact)
-    visible = _visibility(teams, wanted.campaign_id)
-    if visible is not None:
-        statement = statement.where(visible)
+    scope = await scope_of(session, user)
+    statement = select(Contact).where(scope.contact_filter(wanted.campaign_id))
     if not wanted.include_do_not_call:
         statement = statement.where(Contact.do_not_call.is_(False))
     term = wanted.query.strip()
@@ -235,11 +216,8 @@ async def search(
 
 
 async def known_tags(session: AsyncSession, user: User, *, sample: int = 5000) -> list[str]:
-    teams = await _visible_team_ids(session, user)
-    statement = select(Contact.tags).limit(sample)
-    visible = _visibility(teams, None)
-    if visible is not None:
-        statement = statement.where(visible)
+    scope = await scope_of(session, user)
+    statement = select(Contact.tags).where(scope.contact_filter()).limit(sample)
     tags: set[str] = set()
     for row in await session.scalars(statement):
         tags.update(tag for tag in row or () if isinstance(tag, str))
@@ -253,53 +231,32 @@ async def known_languages(session: AsyncSession) -> list[str]:
     return sorted({(value or "").split("-")[0] for value in rows if value})
 
 
-async def contact_record(session: AsyncSession, contact_id: int) -> ContactRecord | None:
+async def contact_record(
+    session: AsyncSession, viewer: User, contact_id: int
+) -> ContactRecord | None:
+    """The contact and what ``viewer``'s teams did with them.
+
+    A contact on two teams' lists is one record, but each team's calls,
+    outcomes, comments, notes and tasks, and who made them, stay with that
+    team: work for a campaign belongs to its team, anything else to its
+    author's teams.
+    """
     contact = await session.get(Contact, contact_id, options=[selectinload(Contact.phones)])
     if contact is None:
         return None
-    names = {
-        user_id: display or username
-        for user_id, display, username in (
-            await session.execute(select(User.id, User.display_name, User.username))
-        )
-    }
-    history: list[HistoryItem] = []
-    for call in await session.scalars(
-        select(CallAttempt).where(CallAttempt.contact_id == contact_id)
-    ):
-        history.append(
-            HistoryItem(
-                call.requested_at, "call", call=call, author=names.get(call.volunteer_id, "")
-            )
-        )
-    for disposition in await session.scalars(
-        select(Disposition).where(Disposition.contact_id == contact_id)
-    ):
-        history.append(
-            HistoryItem(
-                disposition.created_at,
-                "outcome",
-                disposition=disposition,
-                author=names.get(disposition.volunteer_id or 0, ""),
-            )
-        )
-    for note in await session.scalars(
-        select(ContactNote).where(ContactNote.contact_id == contact_id)
-    ):
-        history.append(
-            HistoryItem(
-                note.created_at, "note", note=note, author=names.get(note.author_id or 0, "")
-            )
-        )
-    for task in await session.scalars(
-        select(FollowUpTask).where(FollowUpTask.contact_id == contact_id)
-    ):
-        history.append(
-            HistoryItem(
-                task.created_at, "task", task=task, author=names.get(task.assignee_id or 0, "")
-            )
-        )
-    history.sort(key=lambda item: item.at, reverse=True)
+    scope = await scope_of(session, viewer)
+    calls = list(
+        await session.scalars(select(CallAttempt).where(CallAttempt.contact_id == contact_id))
+    )
+    dispositions = list(
+        await session.scalars(select(Disposition).where(Disposition.contact_id == contact_id))
+    )
+    notes = list(
+        await session.scalars(select(ContactNote).where(ContactNote.contact_id == contact_id))
+    )
+    tasks = list(
+        await session.scalars(select(FollowUpTask).where(FollowUpTask.contact_id == contact_id))
+    )
     campaigns = [
         (campaign, entry)
         for entry, campaign in (
@@ -309,8 +266,99 @@ async def contact_record(session: AsyncSession, contact_id: int) -> ContactRecor
                 .where(CallingListEntry.contact_id == contact_id)
             )
         )
+        if scope.covers(campaign.team_id)
     ]
+    in_view = await _history_filter(session, scope, calls, dispositions, notes, tasks)
+    names = {
+        user_id: display or username
+        for user_id, display, username in (
+            await session.execute(select(User.id, User.display_name, User.username))
+        )
+    }
+    history: list[HistoryItem] = []
+    for call in calls:
+        if in_view(call.campaign_id, call.volunteer_id):
+            history.append(
+                HistoryItem(
+                    call.requested_at, "call", call=call, author=names.get(call.volunteer_id, "")
+                )
+            )
+    for disposition in dispositions:
+        if in_view(disposition.campaign_id, disposition.volunteer_id):
+            history.append(
+                HistoryItem(
+                    disposition.created_at,
+                    "outcome",
+                    disposition=disposition,
+                    author=names.get(disposition.volunteer_id or 0, ""),
+                )
+            )
+    call_campaigns = {call.call_id: call.campaign_id for call in calls}
+    for note in notes:
+        if in_view(call_campaigns.get(note.call_id or ""), note.author_id):
+            history.append(
+                HistoryItem(
+                    note.created_at, "note", note=note, author=names.get(note.author_id or 0, "")
+                )
+            )
+    for task in tasks:
+        if in_view(task.campaign_id, task.created_by_id):
+            history.append(
+                HistoryItem(
+                    task.created_at, "task", task=task, author=names.get(task.assignee_id or 0, "")
+                )
+            )
+    history.sort(key=lambda item: item.at, reverse=True)
     return ContactRecord(contact, history[:200], campaigns)
+
+
+async def _history_filter(
+    session: AsyncSession,
+    scope: Scope,
+    calls: list[CallAttempt],
+    dispositions: list[Disposition],
+    notes: list[ContactNote],
+    tasks: list[FollowUpTask],
+) -> Callable[[int | None, int | None], bool]:
+    """Whether an item of a contact's history, by campaign and author, is in ``scope``."""
+    if scope.everything:
+        return lambda _campaign_id, _author_id: True
+    campaign_ids = {
+        campaign_id
+        for campaign_id in (
+            *(call.campaign_id for call in calls),
+            *(item.campaign_id for item in dispositions),
+            *(task.campaign_id for task in tasks),
+        )
+        if campaign_id is not None
+    }
+    campaign_teams: dict[int, int | None] = {}
+    if campaign_ids:
+        campaign_teams = {
+            campaign_id: team_id
+            for campaign_id, team_id in await session.execute(
+                select(Campaign.id, Campaign.team_id).where(Campaign.id.in_(campaign_ids))
+            )
+        }
+    authors = {call.volunteer_id for call in calls} | {
+        author
+        for author in (
+            *(item.volunteer_id for item in dispositions),
+            *(note.author_id for note in notes),
+            *(task.created_by_id for task in tasks),
+        )
+        if author is not None
+    }
+    author_teams = await teams_of_users(session, authors)
+
+    def in_view(campaign_id: int | None, author_id: int | None) -> bool:
+        if campaign_id is not None:
+            return scope.covers(campaign_teams.get(campaign_id))
+        if author_id is None:
+            return False
+        return author_id == scope.user_id or scope.covers_any(author_teams.get(author_id, ()))
+
+    return in_view
 
 
 async def add_note(
@@ -344,7 +392,15 @@ async def add_note(
 # -- do-not-call -----------------------------------------------------------------
 
 
-async def dnc_list(session: AsyncSession, *, query: str = "", limit: int = 200) -> list[Contact]:
+def _dnc_scope(scope: Scope) -> ColumnElement[bool]:
+    """The do-not-call entries a user sees: their teams' contacts, and numbers
+    on no list at all (added by hand), which belong to no team."""
+    return or_(scope.contact_filter(), ~exists().where(CallingListEntry.contact_id == Contact.id))
+
+
+async def dnc_list(
+    session: AsyncSession, viewer: User, *, query: str = "", limit: int = 200
+) -> list[Contact]:
     statement = (
         select(Contact)
         .options(selectinload(Contact.phones))
@@ -354,7 +410,8 @@ async def dnc_list(session: AsyncSession, *, query: str = "", limit: int = 200) 
                 exists().where(
                     and_(ContactPhone.contact_id == Contact.id, ContactPhone.do_not_call.is_(True))
                 ),
-            )
+            ),
+            _dnc_scope(await scope_of(session, viewer)),
         )
     )
     term = query.strip()
@@ -402,7 +459,8 @@ async def add_number_to_dnc(
         contact,
         do_not_call=True,
         dnc_at=contact.dnc_at or now,
-        dnc_reason=reason[:500] or contact.dnc_reason,
+        # A reason already given stays: another team's request must not erase it.
+        dnc_reason=contact.dnc_reason or reason[:500] or None,
     )
     await audit.record(
         session,
@@ -415,8 +473,18 @@ async def add_number_to_dnc(
     return contact
 
 
-async def remove_from_dnc(session: AsyncSession, *, contact_id: int, actor_id: int) -> bool:
-    contact = await session.get(Contact, contact_id, options=[selectinload(Contact.phones)])
+async def remove_from_dnc(session: AsyncSession, *, contact_id: int, actor: User) -> bool:
+    """False when there is no such contact in ``actor``'s view.
+
+    Lifting a do-not-call lets people be called again: an organizer lifts
+    only their teams' contacts; a number on no list, which any team may have
+    added, only an administrator.
+    """
+    contact = await session.scalar(
+        select(Contact)
+        .options(selectinload(Contact.phones))
+        .where(Contact.id == contact_id, (await scope_of(session, actor)).contact_filter())
+    )
     if contact is None:
         return False
     await contact_rows.clear_do_not_call(session, contact)
@@ -426,7 +494,7 @@ async def remove_from_dnc(session: AsyncSession, *, contact_id: int, actor_id: i
         entity_type="contact",
         entity_id=contact.id,
         changes={},
-        actor_id=actor_id,
+        actor_id=actor.id,
     )
     return True
 
@@ -482,7 +550,7 @@ class ContactService:
         async with self._sessions() as session:
             if not await can_access_contact(session, user, contact_id):
                 return None
-            record = await contact_record(session, contact_id)
+            record = await contact_record(session, user, contact_id)
             if record is None:
                 return None
             campaign: Campaign | None = None
@@ -520,9 +588,9 @@ class ContactService:
         async with self._sessions() as session:
             return await open_tasks_for(session, user_id)
 
-    async def dnc_list(self, *, query: str = "") -> list[Contact]:
+    async def dnc_list(self, viewer: User, *, query: str = "") -> list[Contact]:
         async with self._sessions() as session:
-            return await dnc_list(session, query=query)
+            return await dnc_list(session, viewer, query=query)
 
     async def add_number_to_dnc(
         self, *, number: str, region: str, reason: str, actor_id: int
@@ -533,7 +601,7 @@ class ContactService:
                 session, number=number, region=region, reason=reason, actor_id=actor_id
             )
 
-    async def remove_from_dnc(self, *, contact_id: int, actor_id: int) -> bool:
-        """False when there is no such contact."""
+    async def remove_from_dnc(self, *, contact_id: int, actor: User) -> bool:
+        """False when there is no such contact in ``actor``'s view."""
         async with self._sessions.begin() as session:
-            return await remove_from_dnc(session, contact_id=contact_id, actor_id=actor_id)
+            return await remove_from_dnc(session, contact_id=contact_id, actor=actor)

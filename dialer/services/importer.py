@@ -5,6 +5,12 @@ the reason, and every other row goes in.  Rows are written in batches, one
 transaction per batch, so a 100,000-row file takes seconds and a failure
 half-way loses only the batch in progress (re-importing is idempotent).
 
+The file is read a chunk at a time, and its rows are parsed in a thread one
+batch ahead of the writes (:func:`import_stream`).  The web starts imports
+in the background (:meth:`ImportService.start_import`): in a child process
+on PostgreSQL, so that a million rows never hold up the event loop, with
+their progress and report kept in ``import_jobs`` for the page to follow.
+
 Reasons, file errors and the summary go through gettext (:mod:`dialer.domain.i18n`):
 they come out in the language of the context that runs the import, the
 viewer's on the web and the environment's on the command line.
@@ -13,25 +19,44 @@ viewer's on the web and the environment's on the command line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
+import io
+import itertools
+import json
+import logging
+import os
 import re
+import sys
+import tempfile
+import time
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dialer.domain.i18n import _, ngettext, pgettext
+from dialer.domain.i18n import current as current_locale
 from dialer.domain.numbers import InvalidPhoneNumber, to_e164
 from dialer.domain.vocabulary import PhoneType
-from dialer.store import audit, contacts, lists
-from dialer.store.models import CallingListEntry, Campaign, Contact, ContactPhone, User
+from dialer.services.access import Scope, scope_of
+from dialer.store import audit, contacts, imports, lists
+from dialer.store.models import (
+    CallingListEntry,
+    Campaign,
+    Contact,
+    ContactPhone,
+    ImportJob,
+    TeamMember,
+    User,
+)
 
 BATCH_SIZE = 2000
 MAX_FIELD_LENGTHS = {
@@ -131,6 +156,8 @@ def phone_reason(reason: str) -> str:
         "not a valid number in its country": pgettext(
             "phone number", "not a valid number in its country"
         ),
+        "extensions cannot be dialed": pgettext("phone number", "extensions cannot be dialed"),
+        "contains letters": pgettext("phone number", "contains letters"),
     }
     return reasons.get(reason, reason)
 
@@ -167,6 +194,36 @@ class ImportReport:
     @property
     def rows(self) -> int:
         return self.imported + self.updated + self.unchanged + self.rejected
+
+    def keep_first_errors(self, limit: int) -> None:
+        """Keep only the ``limit`` rejected rows of lowest line numbers; the counts stay exact."""
+        # Trimmed only once twice the limit is reached, so sorting stays cheap.
+        if len(self.errors) > 2 * limit:
+            self.errors.sort(key=lambda error: error.line)
+            del self.errors[limit:]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "imported": self.imported,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "added_to_list": self.added_to_list,
+            "ignored_columns": list(self.ignored_columns),
+            "errors": [[error.line, error.reason] for error in self.errors],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ImportReport:
+        return cls(
+            imported=int(data.get("imported", 0)),
+            updated=int(data.get("updated", 0)),
+            unchanged=int(data.get("unchanged", 0)),
+            rejected=int(data.get("rejected", 0)),
+            added_to_list=int(data.get("added_to_list", 0)),
+            errors=[RowError(int(line), str(reason)) for line, reason in data.get("errors", [])],
+            ignored_columns=[str(name) for name in data.get("ignored_columns", [])],
+        )
 
     def summary(self) -> str:
         text = _(
@@ -242,16 +299,38 @@ class ColumnMap:
         return cls(fields, phones, ignored, len(header))
 
 
-class _Lines:
-    """Decodes the file line by line, remembering which lines were not text."""
+_READ_CHUNK = 1 << 20
 
-    def __init__(self, data: bytes, encoding: str) -> None:
-        self._data = data
+
+class _Lines:
+    """Decodes the file line by line, remembering which lines were not text.
+
+    The file is read a chunk at a time, never whole: an upload of many
+    megabytes costs one chunk of memory.  Lines end where ``bytes.splitlines``
+    ends them (LF, CRLF or a lone CR), so the line numbers in the report are
+    those a spreadsheet shows.
+    """
+
+    def __init__(self, stream: BinaryIO, encoding: str) -> None:
+        self._stream = stream
         self._encoding = encoding
         self.undecodable: dict[int, str] = {}
+        # How far into the file the lines handed out so far reach.
+        self.bytes_read = 0
+
+    def _raw_lines(self) -> Iterator[bytes]:
+        pending = b""
+        while chunk := self._stream.read(_READ_CHUNK):
+            pieces = (pending + chunk).splitlines(keepends=True)
+            # The chunk may cut the last line, even between its CR and LF.
+            pending = pieces.pop()
+            yield from pieces
+        if pending:
+            yield pending
 
     def __iter__(self) -> Iterator[str]:
-        for number, raw in enumerate(self._data.splitlines(keepends=True), start=1):
+        for number, raw in enumerate(self._raw_lines(), start=1):
+            self.bytes_read += len(raw)
             try:
                 yield raw.decode(self._encoding)
             except UnicodeDecodeError as error:
@@ -266,14 +345,41 @@ class _Lines:
                 yield raw.decode(self._encoding, errors="replace")
 
 
-def parse_rows(
-    data: bytes, *, region: str, encoding: str = "utf-8"
-) -> tuple[ColumnMap, Iterator[ParsedRow | RowError]]:
+def _is_blank(stream: BinaryIO) -> bool:
+    """Whether the file holds only white space; rewinds it to its start."""
+    try:
+        while chunk := stream.read(_READ_CHUNK):
+            if chunk.strip():
+                return False
+        return True
+    finally:
+        stream.seek(0)
+
+
+@dataclass(slots=True)
+class ParsedFile:
+    """A file whose header was read: its columns, and its rows, parsed as they are taken."""
+
+    columns: ColumnMap
+    rows: Iterator[ParsedRow | RowError]
+    lines: _Lines
+
+    def take(self, count: int) -> tuple[list[ParsedRow | RowError], int]:
+        """Parse up to ``count`` more rows, and say how far into the file they reach (bytes).
+
+        CPU-bound (the CSV reader, phone number parsing): run it off the event loop.
+        """
+        taken = list(itertools.islice(self.rows, count))
+        return taken, self.lines.bytes_read
+
+
+def parse_stream(stream: BinaryIO, *, region: str, encoding: str = "utf-8") -> ParsedFile:
+    """Read the header of a seekable binary file; nothing else is read yet."""
     if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
         encoding = "utf-8-sig"  # Excel writes a byte-order mark
-    if not data.strip():
+    if _is_blank(stream):
         raise ImportFileError(_("the file is empty"))
-    lines = _Lines(data, encoding)
+    lines = _Lines(stream, encoding)
     reader = csv.reader(iter(lines), strict=True)
     try:
         header = next(reader)
@@ -307,7 +413,15 @@ def parse_rows(
                 continue
             yield _parse_cells(line, cells, columns, region)
 
-    return columns, rows()
+    return ParsedFile(columns, rows(), lines)
+
+
+def parse_rows(
+    data: bytes, *, region: str, encoding: str = "utf-8"
+) -> tuple[ColumnMap, Iterator[ParsedRow | RowError]]:
+    """:func:`parse_stream` over bytes already in memory."""
+    parsed = parse_stream(io.BytesIO(data), region=region, encoding=encoding)
+    return parsed.columns, parsed.rows
 
 
 def _parse_cells(
@@ -380,7 +494,7 @@ def _validate(values: dict[str, Any]) -> None:
         values["language"] = values["language"].lower().replace("_", "-")
     if "support_score" in values:
         raw = values["support_score"]
-        if not raw.isdigit() or not 1 <= int(raw) <= 5:
+        if not raw.isdecimal() or not 1 <= int(raw) <= 5:
             raise ValueError(
                 _(
                     "support score must be a whole number from 1 to 5, not %(value)s",
@@ -412,10 +526,13 @@ def _validate(values: dict[str, Any]) -> None:
 
 @dataclass(slots=True)
 class _Target:
-    """Options that apply to every row: where imported contacts go."""
+    """Options that apply to every row: where imported contacts go, and who imports them."""
 
     campaign_id: int | None
     volunteer_ids: list[int]
+    # The contacts the importing user may see; None when they see everything
+    # (an administrator, or an operator on the command line).
+    scope: Scope | None = None
     next_volunteer: int = 0
 
     def pick_volunteer(self) -> int | None:
@@ -426,18 +543,48 @@ class _Target:
         return chosen
 
 
+async def _actor_scope(session: AsyncSession, actor_id: int | None) -> Scope | None:
+    """What the importing user may see; None for everything.
+
+    No actor is the command line, run by whoever holds the database's keys.
+    An actor who no longer exists sees nothing, so every number already on
+    file is refused rather than merged.
+    """
+    if actor_id is None:
+        return None
+    actor = await session.get(User, actor_id)
+    if actor is None:
+        return Scope(actor_id, frozenset())
+    scope = await scope_of(session, actor)
+    return None if scope.everything else scope
+
+
 async def _resolve_target(
-    session: AsyncSession, campaign_id: int | None, assign_to: Sequence[str]
+    session: AsyncSession,
+    campaign_id: int | None,
+    assign_to: Sequence[str],
+    actor_id: int | None = None,
 ) -> _Target:
     if assign_to and campaign_id is None:
         raise ImportFileError(_("--assign-to needs --campaign: lists belong to a campaign"))
-    if campaign_id is not None and await session.get(Campaign, campaign_id) is None:
+    campaign = None if campaign_id is None else await session.get(Campaign, campaign_id)
+    if campaign_id is not None and campaign is None:
         raise ImportFileError(_("no campaign with id %(id)s", id=campaign_id))
     volunteer_ids: list[int] = []
     if assign_to:
+        assert campaign is not None
+        # Only the campaign's own active team members may be handed its
+        # contacts.  Anyone else is reported exactly as an unknown name, so
+        # the form cannot be used to learn which usernames exist elsewhere.
         rows = (
             await session.execute(
-                select(User.username, User.id, User.role).where(User.username.in_(assign_to))
+                select(User.username, User.id)
+                .join(TeamMember, TeamMember.user_id == User.id)
+                .where(
+                    TeamMember.team_id == campaign.team_id,
+                    User.is_active.is_(True),
+                    User.username.in_(assign_to),
+                )
             )
         ).all()
         found = {row.username: row for row in rows}
@@ -452,7 +599,15 @@ async def _resolve_target(
                 )
             )
         volunteer_ids = [found[name].id for name in assign_to]
-    return _Target(campaign_id, volunteer_ids)
+    return _Target(campaign_id, volunteer_ids, await _actor_scope(session, actor_id))
+
+
+@dataclass(frozen=True, slots=True)
+class ImportProgress:
+    """How far an import has gone: rows handled, and bytes of the file read for them."""
+
+    rows_done: int
+    bytes_done: int
 
 
 async def import_contacts(
@@ -468,34 +623,125 @@ async def import_contacts(
     progress: Callable[[int], None] | None = None,
     data: bytes | None = None,
 ) -> ImportReport:
-    """Import ``path`` (or ``data`` when given, e.g. an upload named ``path``)."""
-    content = await asyncio.to_thread(path.read_bytes) if data is None else data
-    columns, rows = parse_rows(content, region=region, encoding=encoding)
-    report = ImportReport(ignored_columns=list(columns.ignored))
+    """Import ``path`` (or ``data`` when given, e.g. an upload named ``path``).
+
+    ``progress`` is called with the number of rows handled since its last call.
+    """
+    stream: BinaryIO = (
+        io.BytesIO(data) if data is not None else await asyncio.to_thread(_open, path)
+    )
+    try:
+        return await import_stream(
+            sessions,
+            stream,
+            name=path.name,
+            region=region,
+            campaign_id=campaign_id,
+            assign_to=assign_to,
+            encoding=encoding,
+            actor_label=actor_label,
+            actor_id=actor_id,
+            progress=progress,
+        )
+    finally:
+        stream.close()
+
+
+def _open(path: Path) -> BinaryIO:
+    return path.open("rb")
+
+
+async def check_file(
+    sessions: async_sessionmaker[AsyncSession],
+    stream: BinaryIO,
+    *,
+    region: str,
+    campaign_id: int | None = None,
+    assign_to: Sequence[str] = (),
+    encoding: str = "utf-8",
+    actor_id: int | None = None,
+) -> None:
+    """Raise :class:`ImportFileError` if the file as a whole would be refused; writes nothing.
+
+    Reads only the header, then rewinds the file.
+    """
+    try:
+        await asyncio.to_thread(parse_stream, stream, region=region, encoding=encoding)
+    finally:
+        stream.seek(0)
     async with sessions() as session:
-        target = await _resolve_target(session, campaign_id, assign_to)
-    batch: list[ParsedRow] = []
-    for item in rows:
-        if isinstance(item, RowError):
-            report.rejected += 1
-            report.errors.append(item)
-        else:
-            batch.append(item)
-        if len(batch) >= BATCH_SIZE:
-            await _write_batch_with_retry(sessions, batch, target, report)
+        await _resolve_target(session, campaign_id, assign_to, actor_id)
+
+
+async def import_stream(
+    sessions: async_sessionmaker[AsyncSession],
+    stream: BinaryIO,
+    *,
+    name: str,
+    region: str,
+    campaign_id: int | None = None,
+    assign_to: Sequence[str] = (),
+    encoding: str = "utf-8",
+    actor_label: str = "cli",
+    actor_id: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_batch: Callable[[ImportProgress], Awaitable[None]] | None = None,
+    errors_kept: int | None = None,
+) -> ImportReport:
+    """Import a seekable binary file, a batch at a time, without holding up the event loop.
+
+    The CSV reader and the phone number parsing run in a worker thread, one
+    batch ahead of the database writes, so the loop (the web pages, and the
+    AMI worker in ``dialer serve``) only ever waits for one batch's SQL to be
+    built.  ``on_batch`` is awaited after each batch; ``errors_kept`` keeps
+    only the first rejected rows (by line) of a big file in memory, while the
+    counts stay exact.
+
+    ``actor_id`` is the user importing (None: an operator on the command
+    line).  Unless an administrator, they merge rows only into the contacts
+    they may see; a number already on file for a contact out of their view
+    rejects its row, and the contact is left as it was.
+    """
+    parsed = await asyncio.to_thread(parse_stream, stream, region=region, encoding=encoding)
+    report = ImportReport(ignored_columns=list(parsed.columns.ignored))
+    async with sessions() as session:
+        target = await _resolve_target(session, campaign_id, assign_to, actor_id)
+    ahead = asyncio.ensure_future(asyncio.to_thread(parsed.take, BATCH_SIZE))
+    try:
+        while True:
+            items, bytes_done = await ahead
+            if not items:
+                break
+            ahead = asyncio.ensure_future(asyncio.to_thread(parsed.take, BATCH_SIZE))
+            batch: list[ParsedRow] = []
+            for item in items:
+                if isinstance(item, RowError):
+                    report.rejected += 1
+                    report.errors.append(item)
+                else:
+                    batch.append(item)
+            if batch:
+                await write_batch(sessions, batch, target, report)
+            if errors_kept is not None:
+                report.keep_first_errors(errors_kept)
             if progress:
-                progress(len(batch))
-            batch = []
-    if batch:
-        await _write_batch_with_retry(sessions, batch, target, report)
-        if progress:
-            progress(len(batch))
+                progress(len(items))
+            if on_batch:
+                await on_batch(ImportProgress(report.rows, bytes_done))
+    finally:
+        # The thread parsing ahead must be done with the file before anyone closes it.
+        if not ahead.done():
+            await asyncio.wait([ahead])
+        if not ahead.cancelled():
+            # Retrieved so that it is not logged as lost: when it failed, the
+            # loop above raised it already, or a failure of its own is raised.
+            ahead.exception()
     async with sessions.begin() as session:
         await audit.record(
             session,
             action="contacts.import",
             entity_type="import",
-            entity_id=path.name,
+            entity_id=name,
             changes={
                 "imported": report.imported,
                 "updated": report.updated,
@@ -511,12 +757,17 @@ async def import_contacts(
     return report
 
 
-async def _write_batch_with_retry(
+async def write_batch(
     sessions: async_sessionmaker[AsyncSession],
     batch: list[ParsedRow],
     target: _Target,
     report: ImportReport,
 ) -> None:
+    """Write one batch of parsed rows in its own transaction, adding to ``report``.
+
+    The one place rows reach the database: a bulk path (COPY into a staging
+    table, for files of millions of rows) would replace what this calls.
+    """
     # A concurrent import may insert the same number between our lookup and
     # our insert; the second attempt sees it and merges instead.
     for attempt in range(2):
@@ -558,9 +809,18 @@ async def _write_batch(
         select(ContactPhone.e164, ContactPhone.contact_id).where(ContactPhone.e164.in_(numbers))
     )
     owner: dict[str, int] = {e164: contact_id for e164, contact_id in found}
+    # Teams are walls: a contact the importer may not see is neither merged
+    # into nor added to the campaign, and its row says nothing about it.
+    outside: set[int] = set()
+    if owner and target.scope is not None:
+        owner_ids = set(owner.values())
+        visible = await session.scalars(
+            select(Contact.id).where(Contact.id.in_(owner_ids), target.scope.contact_filter())
+        )
+        outside = owner_ids - set(visible)
     existing: dict[int, Contact] = {}
-    if owner:
-        loaded = await session.scalars(select(Contact).where(Contact.id.in_(set(owner.values()))))
+    if mergeable := set(owner.values()) - outside:
+        loaded = await session.scalars(select(Contact).where(Contact.id.in_(mergeable)))
         existing = {contact.id: contact for contact in loaded}
 
     # Rows that are new people; several rows may share a number within the
@@ -580,6 +840,18 @@ async def _write_batch(
             for e164, _kind in row.phones
             if e164 in pending_owner
         }
+        if owners & outside:
+            report.rejected += 1
+            report.errors.append(
+                RowError(
+                    row.line,
+                    _(
+                        "this number is already on file for another team; "
+                        "an administrator can add it to this campaign"
+                    ),
+                )
+            )
+            continue
         if len(owners) + len(pending) > 1:
             names = ", ".join(f"#{contact_id}" for contact_id in sorted(owners))
             report.rejected += 1
@@ -752,9 +1024,196 @@ async def _add_to_list(
     return len(entries)
 
 
+log = logging.getLogger(__name__)
+
+# The import page shows at most this many rejected rows; the counts cover them all.
+JOB_ERRORS_KEPT = 500
+# The process running an import refreshes its job's progress about this often...
+PROGRESS_EVERY = 1.0
+# ...so a running job left alone this long was cut short along with its process.
+STALE_AFTER = timedelta(minutes=2)
+# Uploads wait for their import in temporary files named so; one older than
+# this was left behind by a web process that was killed (no import lasts a day).
+UPLOAD_PREFIX = "dialer-import-"
+UPLOAD_LEFTOVER_AGE = timedelta(days=1)
+
+
+def remove_leftover_uploads(
+    directory: Path | None = None, *, older_than: timedelta = UPLOAD_LEFTOVER_AGE
+) -> int:
+    """Delete uploads older than ``older_than`` from ``directory`` (the system's temporary
+    directory by default); returns how many.  Blocking: run it in a thread."""
+    folder = Path(tempfile.gettempdir()) if directory is None else directory
+    cutoff = time.time() - older_than.total_seconds()
+    removed = 0
+    for path in folder.glob(f"{UPLOAD_PREFIX}*"):
+        try:
+            if path.is_file() and not path.is_symlink() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue  # gone meanwhile, or not ours to delete
+    return removed
+
+
+@dataclass(frozen=True, slots=True)
+class ImportJobView:
+    """A background import as its page shows it."""
+
+    id: int
+    campaign_id: int | None
+    file_name: str
+    # "running", "done", "failed" (the file was refused; see error) or "interrupted".
+    state: str
+    bytes_total: int
+    bytes_done: int
+    rows_done: int
+    report: ImportReport | None
+    error: str | None
+
+    @property
+    def finished(self) -> bool:
+        return self.state != "running"
+
+    @property
+    def percent(self) -> int:
+        if self.state == "done":
+            return 100
+        if self.bytes_total <= 0:
+            return 0
+        return min(99, self.bytes_done * 100 // self.bytes_total)
+
+    @property
+    def rows_estimate(self) -> int | None:
+        """The rows the whole file likely holds, from the bytes per row read so far."""
+        if self.state == "done" and self.report is not None:
+            return self.report.rows
+        if self.bytes_done <= 0 or self.rows_done <= 0:
+            return None
+        return max(self.rows_done, round(self.rows_done * self.bytes_total / self.bytes_done))
+
+    def progress_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": self.state,
+            "finished": self.finished,
+            "rows_done": self.rows_done,
+            "rows_estimate": self.rows_estimate,
+            "bytes_done": self.bytes_done,
+            "bytes_total": self.bytes_total,
+            "percent": self.percent,
+        }
+
+
+async def run_job(
+    sessions: async_sessionmaker[AsyncSession], job_id: int, upload: Path, **options: Any
+) -> None:
+    """Import ``upload`` for the job ``job_id``, keeping its progress and then its end there.
+
+    ``options`` are :func:`import_stream`'s.  Cancelled, the job ends interrupted.
+    """
+    loop = asyncio.get_running_loop()
+    last_saved = loop.time()
+
+    async def save_progress(progress: ImportProgress) -> None:
+        nonlocal last_saved
+        if loop.time() - last_saved < PROGRESS_EVERY:
+            return
+        last_saved = loop.time()
+        async with sessions.begin() as session:
+            await imports.record_progress(
+                session,
+                job_id,
+                bytes_done=progress.bytes_done,
+                rows_done=progress.rows_done,
+                at=datetime.now(UTC),
+            )
+
+    state, report, error = "failed", None, None
+    stream = await asyncio.to_thread(_open, upload)
+    try:
+        result = await import_stream(
+            sessions, stream, on_batch=save_progress, errors_kept=JOB_ERRORS_KEPT, **options
+        )
+        del result.errors[JOB_ERRORS_KEPT:]
+        state, report = "done", result
+    except ImportFileError as refused:
+        error = str(refused)
+    except asyncio.CancelledError:
+        state = "interrupted"
+        raise
+    except Exception:
+        log.exception("import job %s failed", job_id)
+        error = _unexpected_end()
+    finally:
+        stream.close()
+        await _finish(sessions, job_id, state, report, error)
+
+
+def _unexpected_end() -> str:
+    return _(
+        "an unexpected error stopped the import; the rows before it were imported, "
+        "import the file again to finish"
+    )
+
+
+async def _finish(
+    sessions: async_sessionmaker[AsyncSession],
+    job_id: int,
+    state: str,
+    report: ImportReport | None,
+    error: str | None,
+) -> None:
+    try:
+        async with sessions.begin() as session:
+            await imports.finish_job(
+                session,
+                job_id,
+                state=state,
+                at=datetime.now(UTC),
+                report=None if report is None else report.to_json(),
+                error=error,
+                rows_done=None if report is None else report.rows,
+            )
+    except Exception:
+        # The job then shows as interrupted once its progress is stale.
+        log.exception("could not record the end of import job %s", job_id)
+
+
+def _database_url(sessions: async_sessionmaker[AsyncSession]) -> str | None:
+    """The PostgreSQL URL a child process can connect with; None for SQLite (the demo)."""
+    engine = sessions.kw.get("bind")
+    if not isinstance(engine, AsyncEngine) or engine.url.get_backend_name() != "postgresql":
+        return None
+    return engine.url.render_as_string(hide_password=False)
+
+
 class ImportService:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Imports for the command line (:meth:`import_contacts`, awaited) and the web
+    (:meth:`start_import`, in the background, followed through :meth:`job`).
+
+    On PostgreSQL a background import runs in a child process
+    (:mod:`dialer.services.import_worker`), at a lower CPU priority: parsing
+    and writing a million rows is seconds of Python at a time, and in the
+    web process, even in a thread, it would hold the interpreter lock away
+    from the event loop (the pages, and the AMI worker of ``dialer serve``).
+    On SQLite (the demo, small files, one writer) it runs in the process.
+
+    Progress and reports live in ``import_jobs``, so every web process behind
+    a load balancer can show any import.  An import stops with the web
+    process that started it (:meth:`close` marks it interrupted; after a crash
+    it shows as interrupted once its progress is stale); importing the file
+    again finishes it, the rows already in coming out unchanged.
+    """
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, upload_directory: Path | None = None
+    ) -> None:
         self._sessions = sessions
+        self._running: dict[int, asyncio.Task[None]] = {}
+        # Where the web leaves uploads (the system's temporary directory by default).
+        self._upload_directory = upload_directory
+        self._leftovers_checked_at: float | None = None
 
     async def import_contacts(
         self,
@@ -780,3 +1239,153 @@ class ImportService:
             actor_id=actor_id,
             data=data,
         )
+
+    async def start_import(
+        self,
+        upload: Path,
+        *,
+        file_name: str,
+        region: str,
+        campaign_id: int,
+        assign_to: Sequence[str] = (),
+        encoding: str = "utf-8",
+        actor_id: int | None = None,
+        actor_label: str = "web",
+    ) -> int:
+        """Start importing ``upload`` in the background and return its job's id.
+
+        ``upload`` is a temporary file that this service now owns and deletes.
+        A file refused as a whole (no phone column, unknown assignee...)
+        raises :class:`ImportFileError` at once, and nothing is written.
+        """
+        try:
+            stream = await asyncio.to_thread(_open, upload)
+            try:
+                await check_file(
+                    self._sessions,
+                    stream,
+                    region=region,
+                    campaign_id=campaign_id,
+                    assign_to=assign_to,
+                    encoding=encoding,
+                    actor_id=actor_id,
+                )
+                size = (await asyncio.to_thread(os.fstat, stream.fileno())).st_size
+            finally:
+                stream.close()
+            now = datetime.now(UTC)
+            async with self._sessions.begin() as session:
+                job = ImportJob(
+                    campaign_id=campaign_id,
+                    actor_id=actor_id,
+                    file_name=file_name,
+                    state="running",
+                    bytes_total=size,
+                    bytes_done=0,
+                    rows_done=0,
+                    started_at=now,
+                    updated_at=now,
+                )
+                await imports.add_job(session, job)
+                job_id = job.id
+        except BaseException:
+            await asyncio.to_thread(upload.unlink, missing_ok=True)
+            raise
+        options = {
+            "name": file_name,
+            "region": region,
+            "campaign_id": campaign_id,
+            "assign_to": list(assign_to),
+            "encoding": encoding,
+            "actor_id": actor_id,
+            "actor_label": actor_label,
+        }
+        task = asyncio.create_task(self._run(job_id, upload, options), name=f"import-{job_id}")
+        self._running[job_id] = task
+        task.add_done_callback(lambda _done: self._running.pop(job_id, None))
+        return job_id
+
+    async def _run(self, job_id: int, upload: Path, options: dict[str, Any]) -> None:
+        await self._remove_leftover_uploads()
+        try:
+            database_url = _database_url(self._sessions)
+            if database_url is None:
+                await run_job(self._sessions, job_id, upload, **options)
+            else:
+                await self._run_in_child(database_url, job_id, upload, options)
+        except Exception:
+            # E.g. no process could be started: the job must not stay "running".
+            log.exception("import job %s could not run", job_id)
+            await _finish(self._sessions, job_id, "failed", None, _unexpected_end())
+        finally:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(upload.unlink, missing_ok=True)
+
+    async def _remove_leftover_uploads(self) -> None:
+        """Delete the uploads a killed process left: at the first import, then hourly at most."""
+        now = time.monotonic()
+        if self._leftovers_checked_at is not None and now - self._leftovers_checked_at < 3600:
+            return
+        self._leftovers_checked_at = now
+        try:
+            removed = await asyncio.to_thread(remove_leftover_uploads, self._upload_directory)
+        except OSError:
+            log.exception("could not look for leftover uploads")
+            return
+        if removed:
+            log.info("deleted %s upload(s) left behind by an earlier process", removed)
+
+    async def _run_in_child(
+        self, database_url: str, job_id: int, upload: Path, options: dict[str, Any]
+    ) -> None:
+        # The URL, with its password, goes through a pipe: never in the
+        # command line or the environment, which other local users can read.
+        request = {
+            "database_url": database_url,
+            "job_id": job_id,
+            "upload": str(upload),
+            "language": current_locale().language,
+            "options": options,
+        }
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "dialer.services.import_worker", stdin=asyncio.subprocess.PIPE
+        )
+        try:
+            await child.communicate(json.dumps(request).encode())
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError):
+                child.terminate()
+            await child.wait()
+            await _finish(self._sessions, job_id, "interrupted", None, None)
+            raise
+        if child.returncode != 0:
+            log.error("import job %s: its process exited with %s", job_id, child.returncode)
+            await _finish(self._sessions, job_id, "failed", None, _unexpected_end())
+
+    async def job(self, job_id: int, *, campaign_id: int) -> ImportJobView | None:
+        """The job, if it belongs to this campaign."""
+        async with self._sessions() as session:
+            job = await session.get(ImportJob, job_id)
+        if job is None or job.campaign_id != campaign_id:
+            return None
+        state = job.state
+        if state == "running" and job.updated_at < datetime.now(UTC) - STALE_AFTER:
+            state = "interrupted"
+        return ImportJobView(
+            id=job.id,
+            campaign_id=job.campaign_id,
+            file_name=job.file_name,
+            state=state,
+            bytes_total=job.bytes_total,
+            bytes_done=job.bytes_total if state == "done" else job.bytes_done,
+            rows_done=job.rows_done,
+            report=None if job.report is None else ImportReport.from_json(job.report),
+            error=job.error,
+        )
+
+    async def close(self) -> None:
+        """Stop the imports this process started (it is shutting down): each ends interrupted."""
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

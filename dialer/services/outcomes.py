@@ -17,8 +17,13 @@ from sqlalchemy.orm import selectinload
 
 from dialer.domain.outcomes import OutcomeSubmission, SubmissionInvalid, validate_submission
 from dialer.domain.survey import SurveyDefinition
-from dialer.domain.vocabulary import DispositionOutcome, TaskStatus
-from dialer.services.access import can_access_campaign, can_access_contact
+from dialer.domain.vocabulary import DispositionOutcome, PhoneType, TaskStatus
+from dialer.services.access import (
+    can_access_campaign,
+    can_access_contact,
+    can_oversee_call,
+    may_hand_task_to,
+)
 from dialer.services.common import Clock, NotAllowed, RetryableError, with_db_retry
 from dialer.services.live_calls import CallPublisher
 from dialer.store import audit, contacts, lists, outcomes
@@ -28,7 +33,6 @@ from dialer.store.models import (
     CallingListEntry,
     Campaign,
     Contact,
-    ContactPhone,
     Disposition,
     FollowUpTask,
     User,
@@ -47,6 +51,35 @@ class _AlreadyStored(Exception):
     def __init__(self, disposition_id: int) -> None:
         super().__init__(disposition_id)
         self.disposition_id = disposition_id
+
+
+# What an outcome may change on the contact, beyond the outcome itself.
+CONTACT_DETAIL_FIELDS = ("email", "language", "support_score", "do_not_call", "new_numbers")
+DETAILS_NEED_A_CALL = "only the outcome of your own call can change the contact's details"
+
+
+def _given(value: object) -> bool:
+    # A blank email or language changes nothing (see _enrich_contact).
+    if isinstance(value, str):
+        return bool(value.strip())
+    return value not in (None, False, [])
+
+
+def _refuse_details_without_a_call(submission: OutcomeSubmission) -> None:
+    """A volunteer changes a contact only through the outcome of their own call.
+
+    Without this, anyone who can see a contact could put it on the
+    do-not-call list, or rewrite its email or score, with a bare outcome;
+    the call is the evidence that the contact said so.  Organizers and
+    administrators edit contacts anyway, so their bare outcomes may.
+    """
+    errors = {
+        name: DETAILS_NEED_A_CALL
+        for name in CONTACT_DETAIL_FIELDS
+        if _given(getattr(submission, name))
+    }
+    if errors:
+        raise SubmissionInvalid(errors)
 
 
 class OutcomeService:
@@ -132,7 +165,7 @@ class OutcomeService:
             )
             if call is None or call.contact_id != contact.id:
                 raise SubmissionInvalid({"call_id": "no such call for this contact"})
-            if call.volunteer_id != user.id and user.role not in STAFF_ROLES:
+            if not await can_oversee_call(session, user, call):
                 raise NotAllowed("this call belongs to another volunteer")
             earlier = await session.scalar(
                 select(Disposition).where(Disposition.call_attempt_id == call.id)
@@ -154,9 +187,17 @@ class OutcomeService:
         survey = campaign.survey if campaign is not None else SurveyDefinition()
         if submission.task is not None:
             assignee = await session.get(User, submission.task.assignee_id)
-            if assignee is None or not assignee.is_active:
+            # Anyone the task may not go to is "no such user", as an unknown
+            # id is, so the answer does not reveal other teams' people.
+            if (
+                assignee is None
+                or not assignee.is_active
+                or not await may_hand_task_to(session, user, assignee, contact.id, campaign)
+            ):
                 raise SubmissionInvalid({"task.assignee_id": "no such user"})
         answers, new_numbers = validate_submission(submission, survey, now=now, region=self.region)
+        if call is None and user.role not in STAFF_ROLES:
+            _refuse_details_without_a_call(submission)
 
         disposition = Disposition(
             submission_id=submission.submission_id,
@@ -234,15 +275,24 @@ class OutcomeService:
             updates["dnc_reason"] = submission.do_not_call_reason or "asked not to be called again"
         if updates:
             await contacts.update_contact(session, contact, **updates)
+        wanted: dict[str, PhoneType] = {}
         known = {phone.e164 for phone in contact.phones}
-        added = [
-            ContactPhone(e164=e164, phone_type=kind, created_at=now)
-            for e164, kind in new_numbers
-            if e164 not in known
-        ]
+        for e164, kind in new_numbers:
+            if e164 not in known:
+                wanted.setdefault(e164, kind)
+        added = await contacts.add_phones_unless_on_file(
+            session, contact, list(wanted.items()), now
+        )
         if added:
-            await contacts.add_phones(session, contact, added)
-            changes["new_numbers"] = [phone.e164 for phone in added]
+            changes["new_numbers"] = added
+        held = [e164 for e164 in wanted if e164 not in added]
+        if held:
+            # Already another contact's: a number identifies one person (the
+            # import merges on it), so it is not attached here.  The answer
+            # stays the same as when it is attached, so the volunteer learns
+            # nothing about other contacts or teams; the number is kept in the
+            # audit entry for an administrator to reconcile.
+            changes["new_numbers_on_another_contact"] = held
         if submission.outcome is DispositionOutcome.WRONG_NUMBER and call is not None:
             for phone in contact.phones:
                 if phone.e164 == call.number_e164:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -12,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dialer.domain.i18n import _
 from dialer.domain.passwords import hash_password
 from dialer.domain.vocabulary import Role
-from dialer.services.campaigns import all_teams
+from dialer.services.access import can_manage_user, scope_of
+from dialer.services.campaigns import teams_in_view
 from dialer.store import audit, people
 from dialer.store.models import Team, TeamMember, User
 
@@ -101,7 +103,7 @@ async def add_user(
         display_name=display_name or username,
         email=email,
         role=role,
-        password_hash=hash_password(password),
+        password_hash=hash_password(password, user_inputs=(username, display_name)),
         sip_extension=extension,
         language=language,
     )
@@ -145,25 +147,56 @@ class UserChangeRefused(Exception):
         self.reason = reason
 
 
+async def _teams_named(session: AsyncSession, actor: User, names: Iterable[str]) -> set[int]:
+    """The ids of the teams called ``names``, as ``actor`` may hand them out.
+
+    An administrator names any team, and a new name makes a new team; an
+    organizer only their own teams.  Raises :class:`UserError` (field ``teams``).
+    """
+    scope = await scope_of(session, actor)
+    wanted: set[int] = set()
+    for name in names:
+        if scope.teams is None:
+            wanted.add((await get_or_create_team(session, name)).id)
+            continue
+        team_id = await session.scalar(select(Team.id).where(Team.name == name))
+        if team_id is None or team_id not in scope.teams:
+            raise UserError(_("only your own teams can be given"), field="teams")
+        wanted.add(team_id)
+    return wanted
+
+
 class UserService:
-    """The staff's user admin: who exists, in which teams, with which extension."""
+    """The staff's user admin: who exists, in which teams, with which extension.
+
+    An organizer sees and manages the people of their own teams; an
+    administrator, everyone (:func:`dialer.services.access.can_manage_user`).
+    """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def overview(self) -> UsersOverview:
+    async def overview(self, actor: User) -> UsersOverview:
         async with self._sessions() as session:
-            users = list(await session.scalars(select(User).order_by(User.role, User.username)))
-            teams = await all_teams(session)
+            scope = await scope_of(session, actor)
+            users = list(
+                await session.scalars(
+                    select(User).where(scope.user_filter()).order_by(User.role, User.username)
+                )
+            )
+            teams = await teams_in_view(session, actor)
+            team_names = {team.id: team.name for team in teams}
             memberships: dict[int, list[str]] = {}
-            for user_id, name in await session.execute(
-                select(TeamMember.user_id, Team.name).join(Team, Team.id == TeamMember.team_id)
+            for user_id, team_id in await session.execute(
+                select(TeamMember.user_id, TeamMember.team_id)
             ):
-                memberships.setdefault(user_id, []).append(name)
+                if team_id in team_names:
+                    memberships.setdefault(user_id, []).append(team_names[team_id])
         return UsersOverview(users, teams, memberships)
 
     async def add_user(
         self,
+        actor: User,
         *,
         username: str,
         password: str,
@@ -173,10 +206,22 @@ class UserService:
         extension: str | None = None,
         teams: tuple[str, ...] = (),
         language: str | None = None,
-        actor_label: str = "cli",
     ) -> User:
-        """Raises :class:`UserError` or :class:`~dialer.domain.passwords.WeakPassword`."""
+        """Raises :class:`UserError` or :class:`~dialer.domain.passwords.WeakPassword`.
+
+        An organizer adds people to their own teams only, and to one at least
+        (their only team when they name none): someone in no team of theirs
+        would leave their view at once.
+        """
         async with self._sessions.begin() as session:
+            if role is Role.ADMIN and actor.role is not Role.ADMIN:
+                raise UserError(_("only an administrator can create administrators"), "role")
+            await _teams_named(session, actor, teams)
+            if actor.role is not Role.ADMIN and not teams:
+                own = await teams_in_view(session, actor)
+                if len(own) != 1:
+                    raise UserError(_("choose at least one of your teams"), field="teams")
+                teams = (own[0].name,)
             return await add_user(
                 session,
                 username=username,
@@ -187,7 +232,7 @@ class UserService:
                 extension=extension,
                 teams=teams,
                 language=language,
-                actor_label=actor_label,
+                actor_label=f"web:{actor.username}",
             )
 
     async def update_user(
@@ -202,9 +247,10 @@ class UserService:
     ) -> None:
         """Set a user's extension, PBX, teams and (for someone else) whether they are active.
 
-        Raises :class:`UserChangeRefused`, or :class:`UserError` naming the
-        field (``extension`` or ``pbx``) that is taken or not valid; nothing
-        is written then.
+        An organizer changes only the memberships of their own teams; the
+        user's other teams stay.  Raises :class:`UserChangeRefused`, or
+        :class:`UserError` naming the field (``extension``, ``pbx`` or
+        ``teams``) that is taken or not valid; nothing is written then.
         """
         async with self._sessions.begin() as session:
             user = await session.get(User, user_id)
@@ -212,10 +258,21 @@ class UserService:
                 raise UserChangeRefused(UserChangeRefusal.NOT_FOUND)
             if user.role is Role.ADMIN and actor.role is not Role.ADMIN:
                 raise UserChangeRefused(UserChangeRefusal.ADMIN_ONLY)
+            if not await can_manage_user(session, actor, user):
+                raise UserChangeRefused(UserChangeRefusal.NOT_FOUND)
             if extension is not None:
                 await _check_extension_free(session, extension, other_than=user.id)
             if pbx is not None:
                 check_pbx_name(pbx)
+            wanted = await _teams_named(session, actor, teams)
+            scope = await scope_of(session, actor)
+            current = {
+                member.team_id
+                for member in await session.scalars(
+                    select(TeamMember).where(TeamMember.user_id == user.id)
+                )
+            }
+            changeable = current if scope.teams is None else current & scope.teams
             await people.update_user(
                 session,
                 user,
@@ -223,15 +280,8 @@ class UserService:
                 pbx=pbx,
                 is_active=active if user.id != actor.id else user.is_active,
             )
-            current = {
-                member.team_id
-                for member in await session.scalars(
-                    select(TeamMember).where(TeamMember.user_id == user.id)
-                )
-            }
-            wanted = {(await get_or_create_team(session, name)).id for name in teams}
             await people.add_memberships(session, user.id, wanted - current)
-            await people.remove_memberships(session, user.id, current - wanted)
+            await people.remove_memberships(session, user.id, changeable - wanted)
             await audit.record(
                 session,
                 action="user.update",

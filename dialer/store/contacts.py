@@ -13,11 +13,14 @@ here sends its SQL before it returns.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dialer.domain.vocabulary import PhoneType
 from dialer.store.models import Contact, ContactNote, ContactPhone
 
 
@@ -71,6 +74,42 @@ async def add_phones(
     """Add numbers to a contact loaded with its phones."""
     contact.phones.extend(phones)
     await session.flush()
+
+
+async def add_phones_unless_on_file(
+    session: AsyncSession,
+    contact: Contact,
+    phones: Sequence[tuple[str, PhoneType]],
+    created_at: datetime,
+) -> list[str]:
+    """Add numbers to a contact, leaving out any already on file (on any contact).
+
+    Returns the numbers added, and reloads the contact's phones when any was.
+    The unique index decides (ON CONFLICT), so two outcomes giving the same
+    number at once cannot make each other fail.
+    """
+    if not phones:
+        return []
+    added = await session.scalars(
+        pg_insert(ContactPhone)
+        .values(
+            [
+                {
+                    "contact_id": contact.id,
+                    "e164": e164,
+                    "phone_type": kind,
+                    "created_at": created_at,
+                }
+                for e164, kind in phones
+            ]
+        )
+        .on_conflict_do_nothing(constraint="uq_contact_phones_e164")
+        .returning(ContactPhone.e164)
+    )
+    numbers = list(added)
+    if numbers:
+        await session.refresh(contact, ["phones"])
+    return numbers
 
 
 async def insert_phones(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:

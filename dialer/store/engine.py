@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import re
+import socket
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -43,32 +45,73 @@ _UNAVAILABLE = {
 }
 
 
-def is_unavailable(error: BaseException) -> bool:
-    """Whether ``error`` means "the database is away for now; retry", as opposed to a bug."""
-    if isinstance(error, OperationalError | InterfaceError):
-        return True
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
-        return True
-    # The driver's own exception may be wrapped twice (SQLAlchemy's DBAPIError
-    # around its asyncpg adapter's Error), or raised bare at connect time.
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and what lies under it, outermost first.
+
+    The driver's own exception may be wrapped twice (SQLAlchemy's DBAPIError
+    around its asyncpg adapter's Error), or raised bare at connect time.
+    """
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if type(current).__name__ in _UNAVAILABLE or isinstance(
-            current, ConnectionRefusedError | TimeoutError
-        ):
-            return True
+        yield current
         following = getattr(current, "orig", None)
         current = (
             following
             if isinstance(following, BaseException)
             else (current.__cause__ or current.__context__)
         )
-    return False
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means "the database is away for now; retry", as opposed to a bug."""
+    if isinstance(error, OperationalError | InterfaceError):
+        return True
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    # A host name that does not resolve yet is a database not up yet (a
+    # container starting); a refused or reset connection, one restarting.
+    return any(
+        type(current).__name__ in _UNAVAILABLE
+        or isinstance(current, ConnectionError | TimeoutError | socket.gaierror)
+        for current in causes(error)
+    )
+
+
+def is_schema_missing(error: BaseException) -> bool:
+    """Whether ``error`` says a table does not exist: migrations not applied (yet)."""
+    return any(type(current).__name__ == "UndefinedTableError" for current in causes(error))
+
+
+# asyncpg quotes (40 characters of) an argument it could not encode.
+_ARGUMENT_ECHO = re.compile(
+    r"(invalid input for query argument \$\d+(?: in element #\d+ of executemany\(\) sequence)?):"
+    r" .*",
+    re.DOTALL,
+)
+
+
+def _hide_argument_values(context: ExceptionContext) -> None:
+    """Cut the value out of asyncpg's "invalid input for query argument" messages.
+
+    ``hide_parameters`` keeps SQLAlchemy from printing them, but the driver
+    quotes the offending value in its own message, which every wrapper
+    repeats; the reason stays in the exception it chains from.
+    """
+    error = context.sqlalchemy_exception or context.original_exception
+    for current in causes(error):
+        if current.args and isinstance(current.args[0], str):
+            hidden = _ARGUMENT_ECHO.sub(r"\1 (value hidden)", current.args[0])
+            if hidden != current.args[0]:
+                current.args = (hidden, *current.args[1:])
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    # A failed statement's message would otherwise carry its parameters:
+    # passwords' hashes, phone numbers, notes, whatever a user typed, into
+    # every log line and traceback.  The SQL itself is still shown.
+    kwargs.setdefault("hide_parameters", True)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
@@ -78,7 +121,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _enable_sqlite_foreign_keys)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    event.listen(engine.sync_engine, "handle_error", _hide_argument_values)
+    return engine
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
@@ -396,6 +397,26 @@ class HangupRequest(Base):
     handled_at: Mapped[datetime | None] = mapped_column()
 
 
+class WorkerHeartbeat(Base):
+    """A running worker says, every few seconds, that it serves its PBX.
+
+    A row rather than a lock or MQTT presence: web processes on other hosts
+    read it with no broker configured, a worker that hangs stops refreshing
+    it (a lock would still be held), and it tells who (host, pid), since
+    when, and whether the PBX answers.  ``seen_at`` is the database's clock,
+    so the hosts' clocks need not agree.  A clean stop deletes the row.
+    """
+
+    __tablename__ = "worker_heartbeats"
+
+    pbx: Mapped[str] = mapped_column(String(100), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column()
+    seen_at: Mapped[datetime] = mapped_column()
+    ami_connected: Mapped[bool] = mapped_column(Boolean)
+
+
 class Disposition(Base):
     """What the volunteer recorded about a call (or a contact, for manual notes)."""
 
@@ -500,6 +521,26 @@ class LoginFailure(Base):
     username: Mapped[str] = mapped_column(String(100), index=True)
     ip: Mapped[str] = mapped_column(String(64), index=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # Set when the attempt came from a device known to this user (migration
+    # 0004): such attempts count against that device only, not the account or address.
+    device: Mapped[str | None] = mapped_column(String(64), index=True)
+
+
+class KnownDevice(Base):
+    """A browser this user has signed in from: a lockout does not shut it out.
+
+    The browser keeps a random token in a long-lived cookie; the table keeps
+    its SHA-256, once per user who signed in with it.
+    """
+
+    __tablename__ = "known_devices"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class ContactNote(Base):
@@ -515,3 +556,33 @@ class ContactNote(Base):
     call_id: Mapped[str | None] = mapped_column(String(64))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ImportJob(Base):
+    """A CSV import running in the background, and its report once it ends.
+
+    A row rather than memory so that, behind a load balancer, any web process
+    can show the progress of an import another process is running.  The
+    process running it refreshes ``updated_at``; a running job that stops
+    being refreshed was cut short (its process stopped).
+    """
+
+    __tablename__ = "import_jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    file_name: Mapped[str] = mapped_column(String(200))
+    # "running", "done", "failed" (the file as a whole was refused) or "interrupted".
+    state: Mapped[str] = mapped_column(String(20), default="running")
+    bytes_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    rows_done: Mapped[int] = mapped_column(Integer, default=0)
+    # The counts, ignored columns and the first rejected rows (see dialer.services.importer).
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()

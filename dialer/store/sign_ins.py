@@ -1,14 +1,18 @@
-"""Writes ``web_sessions`` and ``login_failures``; nothing else does.
+"""Writes ``web_sessions``, ``login_failures`` and ``known_devices``; nothing else does.
 
 A web session is one signed-in browser: opened at sign-in
 (``add_session``), its last sight moved forward while it is used
 (``touch_session``), its "confirm before dialing" preference set
 (``set_confirm_before_dial``), ended (``end_session``) and swept once past
-its lifetime (``delete_expired_sessions``).  A login failure is a refused
-sign-in the rate limit counts: recorded (``add_failure``), trimmed once too
+its lifetime (``delete_expired_sessions``).  A login failure is a sign-in
+attempt the rate limit counts: recorded *before* its password is checked
+(``add_failure``), so parallel attempts see each other; withdrawn when the
+attempt turns out refused or right (``delete_failure``), trimmed once too
 old to count (``delete_failures_before``) and cleared by the user's next
-sign-in (``clear_failures``).  Callers own the transaction; every function
-here sends its SQL before it returns.
+sign-in (``clear_failures``, ``clear_device_failures``).  A known device is
+a browser a user signed in from (``remember_device``), forgotten when long
+unused (``forget_devices_unused_since``).  Callers own the transaction;
+every function here sends its SQL before it returns.
 """
 
 from __future__ import annotations
@@ -16,15 +20,25 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import delete, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from dialer.store.models import LoginFailure, WebSession
+from dialer.store.models import KnownDevice, LoginFailure, WebSession
 
 
-async def add_failure(session: AsyncSession, *, username: str, ip: str, at: datetime) -> None:
-    session.add(LoginFailure(username=username, ip=ip, at=at))
+async def add_failure(
+    session: AsyncSession, *, username: str, ip: str, at: datetime, device: str | None = None
+) -> int:
+    """Record an attempt as a failure until proven otherwise; its id."""
+    failure = LoginFailure(username=username, ip=ip, at=at, device=device)
+    session.add(failure)
     await session.flush()
+    return failure.id
+
+
+async def delete_failure(session: AsyncSession, failure_id: int) -> None:
+    await session.execute(delete(LoginFailure).where(LoginFailure.id == failure_id))
 
 
 async def delete_failures_before(session: AsyncSession, before: datetime) -> None:
@@ -32,7 +46,34 @@ async def delete_failures_before(session: AsyncSession, before: datetime) -> Non
 
 
 async def clear_failures(session: AsyncSession, username: str) -> None:
-    await session.execute(delete(LoginFailure).where(LoginFailure.username == username))
+    """The account's failures from unknown devices (a known device's are its own)."""
+    await session.execute(
+        delete(LoginFailure).where(LoginFailure.username == username, LoginFailure.device.is_(None))
+    )
+
+
+async def clear_device_failures(session: AsyncSession, device: str) -> None:
+    await session.execute(delete(LoginFailure).where(LoginFailure.device == device))
+
+
+async def remember_device(
+    session: AsyncSession, *, token_hash: str, user_id: int, at: datetime
+) -> None:
+    """Insert the device for this user, or move its last use to ``at``."""
+    bind = session.get_bind()
+    values = {"token_hash": token_hash, "user_id": user_id, "created_at": at, "last_used_at": at}
+    # Two sign-ins from one browser at once must not collide on the key.
+    dialect = postgresql if bind.dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(KnownDevice)
+        .values(values)
+        .on_conflict_do_update(index_elements=["token_hash", "user_id"], set_={"last_used_at": at})
+    )
+    await session.execute(statement)
+
+
+async def forget_devices_unused_since(session: AsyncSession, before: datetime) -> None:
+    await session.execute(delete(KnownDevice).where(KnownDevice.last_used_at < before))
 
 
 async def add_session(session: AsyncSession, web_session: WebSession) -> None:

@@ -24,5 +24,8 @@ TABLE_WRITERS: dict[str, str] = {
     "team_members": "dialer.store.people",
     "web_sessions": "dialer.store.sign_ins",
     "login_failures": "dialer.store.sign_ins",
+    "known_devices": "dialer.store.sign_ins",
     "audit_log": "dialer.store.audit",
+    "worker_heartbeats": "dialer.store.heartbeats",
+    "import_jobs": "dialer.store.imports",
 }

@@ -23,6 +23,8 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime, timedelta
@@ -46,6 +48,8 @@ from dialer.services.call_endings import record_call_endings
 from dialer.services.calling import CallService, caller_id_name
 from dialer.services.live_calls import call_names
 from dialer.store import calls as call_rows
+from dialer.store import heartbeats
+from dialer.store.engine import causes, is_schema_missing, is_unavailable
 from dialer.store.models import CallAttempt, Contact, HangupRequest, User
 
 log = logging.getLogger(__name__)
@@ -63,6 +67,8 @@ class CallWorker:
         max_batch: int = 500,
         writers: int = 2,
         on_persisted: Callable[[CallSnapshot, float], None] | None = None,
+        heartbeat_interval: float = heartbeats.BEAT_SECONDS,
+        start_retry_max_delay: float = 5.0,
     ) -> None:
         self.service = service
         self.pbx = pbx
@@ -86,6 +92,14 @@ class CallWorker:
         # state published carries them, so live panels need no look-up.
         # Calls re-attached after a restart go without (panels look them up).
         self._names: dict[str, dict[str, str]] = {}
+        self.heartbeat_interval = heartbeat_interval
+        # Set when the PBX link goes up or down: the heartbeat says so at once.
+        self._link_changed = asyncio.Event()
+        self.start_retry_max_delay = start_retry_max_delay
+        # True while the start waits for the database (the health check says so).
+        self.waiting_for_database = False
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
 
     # -- composition hooks ---------------------------------------------------
 
@@ -99,10 +113,13 @@ class CallWorker:
 
     async def run(self) -> None:
         # Calls left in flight must be followed before the first resync
-        # arrives, or the resync could not settle them.
-        await self.reconcile_at_startup()
+        # arrives, or the resync could not settle them: without the database
+        # the worker waits rather than dial blind (or exit).
+        await self._reconcile_once_the_database_answers()
         await self.pbx.start()
+        started_at = self.service.clock()
         async with asyncio.TaskGroup() as group:
+            group.create_task(self._heartbeat_loop(started_at), name="heartbeat")
             group.create_task(self._consume_updates(), name="call-updates")
             group.create_task(self._dispatch_loop(), name="outbox")
             group.create_task(self._hangup_loop(), name="hangup-requests")
@@ -117,6 +134,7 @@ class CallWorker:
             connected = self.pbx.connected
             if connected != shown:
                 shown = connected
+                self._link_changed.set()
                 self.service.broadcaster.publish(
                     "health",
                     self.service.pbx_name,
@@ -125,6 +143,91 @@ class CallWorker:
             await asyncio.sleep(interval)
 
     # -- start-up ------------------------------------------------------------
+
+    async def _reconcile_once_the_database_answers(self) -> None:
+        """Reconcile, retrying while the database is unreachable or not migrated yet.
+
+        A worker started with its database (Compose, a reboot) must not exit
+        because PostgreSQL came up a few seconds later; the web processes
+        wait the same way, answering 503 meanwhile, and so does /healthz here.
+        Any other error (a bug, a wrong password) still stops the worker.
+        """
+        delay = 0.5
+        waiting_since = time.monotonic()
+        logged_at: float | None = None
+        while True:
+            try:
+                await self.reconcile_at_startup()
+                break
+            except Exception as error:
+                schema_missing = is_schema_missing(error)
+                if not (schema_missing or _unreachable(error)):
+                    raise
+                self.waiting_for_database = True
+                now = time.monotonic()
+                if logged_at is None or now - logged_at >= 30:
+                    logged_at = now
+                    log.warning(
+                        "worker for PBX %s cannot start: %s (%s); retrying every %.0fs at most, "
+                        "nothing is dialed meanwhile",
+                        self.service.pbx_name,
+                        "the database schema is missing; run `dialer db upgrade`"
+                        if schema_missing
+                        else "the database is unreachable",
+                        _reason(error),
+                        self.start_retry_max_delay,
+                    )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.start_retry_max_delay)
+        if self.waiting_for_database:
+            log.info(
+                "database reachable after %.0fs; worker for PBX %s starting",
+                time.monotonic() - waiting_since,
+                self.service.pbx_name,
+            )
+        self.waiting_for_database = False
+
+    async def _heartbeat_loop(self, started_at: datetime) -> None:
+        """Tell web processes elsewhere this PBX has a worker (``worker_heartbeats``).
+
+        A beat that fails (the database away) is simply late: the next one
+        tries again, and a web process sees the silence for what it is.
+        """
+        pbx = self.service.pbx_name
+        failing = False
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(max(self.heartbeat_interval, 1.0)):
+                        async with self.service.sessions.begin() as session:
+                            await heartbeats.beat(
+                                session,
+                                pbx=pbx,
+                                host=self.host,
+                                pid=self.pid,
+                                started_at=started_at,
+                                ami_connected=self.pbx.connected,
+                            )
+                    if failing:
+                        log.info("worker heartbeat for PBX %s written again", pbx)
+                    failing = False
+                except Exception as error:
+                    if not failing:
+                        log.warning(
+                            "cannot write the worker heartbeat for PBX %s (%s); web processes "
+                            "will report this worker down until it is written",
+                            pbx,
+                            _reason(error),
+                        )
+                    failing = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._link_changed.wait(), self.heartbeat_interval)
+                self._link_changed.clear()
+        finally:
+            # A clean stop: say so at once rather than by falling silent.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2.0), self.service.sessions.begin() as session:
+                    await heartbeats.remove(session, pbx=pbx, host=self.host, pid=self.pid)
 
     async def reconcile_at_startup(self) -> None:
         now = self.service.clock()
@@ -488,6 +591,23 @@ class CallWorker:
             except Exception:
                 log.warning("could not count campaign results; next time", exc_info=True)
             await asyncio.sleep(1.0)
+
+
+def _unreachable(error: BaseException) -> bool:
+    # At start-up any OS-level error on the way to the database means it is
+    # not there yet: a host that does not resolve or route, a port not open.
+    return is_unavailable(error) or any(isinstance(cause, OSError) for cause in causes(error))
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost cause's type and first line: what an operator can act on.
+
+    Never the whole message of a failed statement, which names the SQL.
+    """
+    inner = list(causes(error))[-1]
+    lines = str(inner).splitlines()
+    first = lines[0][:200] if lines else ""
+    return f"{type(inner).__name__}: {first}" if first else type(inner).__name__
 
 
 def _freeze_startup_heap() -> None:

@@ -1,9 +1,11 @@
 """The authorization matrix: every role against every route, enforced server-side.
 
 Roles: nobody signed in; alice, a volunteer in the campaign's team; carol, a
-volunteer of another team; olivia, an organizer; adam, an admin.  A
-volunteer sees only their teams' campaigns and those campaigns' contacts;
-only organizers and admins reach the ops pages and edit campaigns.
+volunteer of another team; olivia, an organizer of the campaign's team;
+oscar, an organizer of the other team; adam, an admin of no team.  Volunteers
+and organizers see only their teams' campaigns, those campaigns' contacts and
+calls; only organizers and admins reach the ops pages and edit campaigns, and
+only admins cross teams.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ import pytest
 from tests.e2e.conftest import Browser, ClientFactory
 from tests.e2e.webworld import WebWorld
 
-ROLES = ["anonymous", "alice", "carol", "olivia", "adam"]
-STAFF = {"olivia": 200, "adam": 200}
+ROLES = ["anonymous", "alice", "carol", "olivia", "oscar", "adam"]
+STAFF = {"olivia": 200, "oscar": 200, "adam": 200}
+# What only the main campaign's team (and admins) may see: 404 for the other team.
+MAIN_TEAM = {"alice": 200, "carol": 404, "olivia": 200, "oscar": 404, "adam": 200}
+OTHER_TEAM = {"alice": 404, "carol": 200, "olivia": 404, "oscar": 200, "adam": 200}
 
 
 @dataclass(frozen=True)
@@ -35,117 +40,144 @@ def routes(world: WebWorld, call_id: str) -> list[Route]:
     c, other = world.campaign_id, world.other_campaign_id
     ada, alan = world.contacts["ada"], world.contacts["alan"]
     ops_page = {"alice": 403, "carol": 403, **STAFF}
+    main_ops = {"alice": 403, "carol": 403, "olivia": 200, "oscar": 404, "adam": 200}
+    main_ops_post = {"alice": 403, "carol": 403, "olivia": 303, "oscar": 404, "adam": 303}
     pages = [
         Route("GET", "/campaigns", {"alice": 200, "carol": 200, **STAFF}),
-        Route("GET", f"/campaigns/{c}", {"alice": 200, "carol": 404, **STAFF}),
-        Route("GET", f"/campaigns/{other}", {"alice": 404, "carol": 200, **STAFF}),
-        Route("GET", f"/campaigns/{c}/next", {"alice": 303, "carol": 404, **STAFF}),
+        Route("GET", f"/campaigns/{c}", MAIN_TEAM),
+        Route("GET", f"/campaigns/{other}", OTHER_TEAM),
+        Route("GET", f"/campaigns/{c}/next", {**MAIN_TEAM, "alice": 303}),
         Route("GET", "/contacts", {"alice": 200, "carol": 200, **STAFF}),
-        Route("GET", f"/contacts/{ada}", {"alice": 200, "carol": 404, **STAFF}),
-        Route("GET", f"/contacts/{alan}", {"alice": 404, "carol": 200, **STAFF}),
-        Route(
-            "GET",
-            f"/contacts/{ada}?campaign={other}",
-            {"alice": 404, "carol": 404, "olivia": 404, "adam": 404},
-        ),
+        Route("GET", f"/contacts/{ada}", MAIN_TEAM),
+        Route("GET", f"/contacts/{alan}", OTHER_TEAM),
+        Route("GET", f"/contacts/{ada}?campaign={other}", dict.fromkeys(ROLES[1:], 404)),
         Route("GET", "/tasks", {"alice": 200, "carol": 200, **STAFF}),
         Route("GET", "/ops/live", ops_page),
         Route("GET", "/ops/campaigns", ops_page),
-        Route("GET", f"/ops/campaigns/{c}", ops_page),
-        Route("GET", f"/ops/campaigns/{c}/edit", ops_page),
-        Route("GET", f"/ops/campaigns/{c}/import", ops_page),
-        Route("GET", f"/ops/campaigns/{c}/assign", ops_page),
-        Route("GET", f"/ops/campaigns/{c}/export.csv", ops_page),
+        Route("GET", f"/ops/campaigns/{c}", main_ops),
+        Route("GET", f"/ops/campaigns/{c}/edit", main_ops),
+        Route("GET", f"/ops/campaigns/{c}/import", main_ops),
+        Route("GET", f"/ops/campaigns/{c}/assign", main_ops),
+        Route("GET", f"/ops/campaigns/{c}/export.csv", main_ops),
+        Route(
+            "GET", f"/ops/campaigns/{other}/export.csv", {**main_ops, "olivia": 404, "oscar": 200}
+        ),
         Route("GET", "/ops/dnc", ops_page),
         Route("GET", "/ops/users", ops_page),
         Route(
             "POST",
             f"/campaigns/{c}/attendance",
-            {"alice": 303, "carol": 404, "olivia": 303, "adam": 303},
+            {**MAIN_TEAM, "alice": 303, "olivia": 303, "adam": 303},
             {"attending": "yes"},
             form=True,
         ),
         Route(
             "POST",
             "/ops/campaigns",
-            {"alice": 403, "carol": 403, "olivia": 303, "adam": 303},
+            {"alice": 403, "carol": 403, "olivia": 303, "oscar": 303, "adam": 303},
             {"title": "New"},
+            form=True,
+        ),
+        # An organizer's campaign stays in their own teams.
+        Route(
+            "POST",
+            "/ops/campaigns",
+            {"alice": 403, "carol": 403, "olivia": 303, "oscar": 422, "adam": 303},
+            {"title": "New", "team_id": str(world.team_id)},
+            form=True,
+        ),
+        Route(
+            "POST",
+            f"/ops/campaigns/{c}/edit",
+            {**main_ops_post, "olivia": 422, "adam": 422},
+            {"title": ""},
             form=True,
         ),
         Route(
             "POST",
             f"/ops/campaigns/{c}/assign",
-            {"alice": 403, "carol": 403, "olivia": 303, "adam": 303},
+            main_ops_post,
             {"action": "share"},
             form=True,
         ),
         Route(
             "POST",
             "/ops/dnc",
-            {"alice": 403, "carol": 403, "olivia": 303, "adam": 303},
+            {"alice": 403, "carol": 403, "olivia": 303, "oscar": 303, "adam": 303},
             {"number": "+15145550111"},
             form=True,
         ),
         Route(
             "POST",
             f"/ops/dnc/{alan}/remove",
-            {"alice": 403, "carol": 403, "olivia": 303, "adam": 303},
+            {"alice": 403, "carol": 403, "olivia": 404, "oscar": 303, "adam": 303},
             {},
             form=True,
         ),
         Route(
             "POST",
             f"/ops/users/{world.users['alice']}",
-            {"alice": 403, "carol": 403, "olivia": 303, "adam": 303},
+            main_ops_post,
             {"extension": "1001", "teams": "Montreal", "active": "1"},
+            form=True,
+        ),
+        # Deactivating the other team's organizer.
+        Route(
+            "POST",
+            f"/ops/users/{world.users['olivia']}",
+            {**main_ops_post, "olivia": 303},
+            {"teams": "Montreal", "active": "1"},
             form=True,
         ),
     ]
     api = [
         Route("GET", "/api/me", {"alice": 200, "carol": 200, **STAFF}),
-        Route("GET", f"/api/campaigns/{c}/next", {"alice": 200, "carol": 404, **STAFF}),
-        Route("GET", f"/api/campaigns/{other}/next", {"alice": 404, "carol": 200, **STAFF}),
-        Route(
-            "GET",
-            f"/api/campaigns/{c}/next?owner={world.users['bob']}",
-            {"alice": 200, "carol": 404, **STAFF},
-        ),
+        Route("GET", f"/api/campaigns/{c}/next", MAIN_TEAM),
+        Route("GET", f"/api/campaigns/{other}/next", OTHER_TEAM),
+        Route("GET", f"/api/campaigns/{c}/next?owner={world.users['bob']}", MAIN_TEAM),
         Route(
             "GET",
             f"/api/campaigns/{c}/next?owner={world.users['carol']}",
-            {"alice": 403, "carol": 404, "olivia": 403, "adam": 403},
+            {"alice": 403, "carol": 404, "olivia": 403, "oscar": 404, "adam": 403},
         ),
-        Route("GET", f"/api/calls/{call_id}", {"alice": 200, "carol": 404, **STAFF}),
+        Route("GET", f"/api/calls/{call_id}", MAIN_TEAM),
         # Calling Grace (bob's list): alice is already on a call (409 volunteer_busy),
         # staff have no extension (409), carol is not in the team.
         Route(
             "POST",
             "/api/calls",
-            {"alice": 409, "carol": 403, "olivia": 409, "adam": 409},
+            {"alice": 409, "carol": 403, "olivia": 409, "oscar": 403, "adam": 409},
             {"contact_id": world.contacts["grace"], "campaign_id": c},
         ),
         Route(
             "POST",
             "/api/calls",
-            {"alice": 409, "carol": 404, "olivia": 409, "adam": 409},
+            {"alice": 409, "carol": 404, "olivia": 409, "oscar": 404, "adam": 409},
             {"contact_id": world.contacts["grace"]},
         ),
         Route(
             "POST",
             "/api/outcomes",
-            {"alice": 201, "carol": 403, "olivia": 201, "adam": 201},
+            {"alice": 201, "carol": 403, "olivia": 201, "oscar": 403, "adam": 201},
             {"contact_id": world.contacts["gustave"], "campaign_id": c, "outcome": "other"},
+        ),
+        # Recording on Alice's call: hers, her team's organizer's, an admin's.
+        Route(
+            "POST",
+            "/api/outcomes",
+            {"alice": 201, "carol": 403, "olivia": 201, "oscar": 403, "adam": 201},
+            {"contact_id": ada, "call_id": call_id, "outcome": "other"},
         ),
         Route(
             "POST",
             f"/api/contacts/{ada}/notes",
-            {"alice": 201, "carol": 404, "olivia": 201, "adam": 201},
+            {**MAIN_TEAM, "alice": 201, "olivia": 201, "adam": 201},
             {"body": "note"},
         ),
         Route(
             "POST",
             f"/api/contacts/{alan}/notes",
-            {"alice": 404, "carol": 201, "olivia": 201, "adam": 201},
+            {**OTHER_TEAM, "carol": 201, "oscar": 201, "adam": 201},
             {"body": "note"},
         ),
         Route(
@@ -162,7 +194,7 @@ def routes(world: WebWorld, call_id: str) -> list[Route]:
         Route(
             "POST",
             f"/api/calls/{call_id}/hangup",
-            {"alice": 202, "carol": 404, "olivia": 202, "adam": 202},
+            {**MAIN_TEAM, "alice": 202, "olivia": 202, "adam": 202},
         ),
     ]
     return pages + api

@@ -105,14 +105,15 @@ async def test_the_call_screen_says_so_before_the_click(
 async def test_organizers_are_warned_about_an_active_campaign_without_caller_id(
     client: ClientFactory, world: WebWorld
 ) -> None:
-    olivia = await client("olivia")
-    _, html = await olivia.page("/ops/campaigns")
+    # An administrator sees both teams' campaigns.
+    admin = await client("adam", language="en")
+    _, html = await admin.page("/ops/campaigns")
     assert html.count('class="badge warn"') == 1  # Quebec canvass, not Get out the vote
     for path in ("", "/edit", "/import", "/assign"):
-        _, html = await olivia.page(f"/ops/campaigns/{world.other_campaign_id}{path}")
+        _, html = await admin.page(f"/ops/campaigns/{world.other_campaign_id}{path}")
         assert 'id="caller-id-warning"' in html, path
         assert WARNING_EN in html
-        _, html = await olivia.page(f"/ops/campaigns/{world.campaign_id}{path}")
+        _, html = await admin.page(f"/ops/campaigns/{world.campaign_id}{path}")
         assert 'id="caller-id-warning"' not in html, path
     adam = await client("adam", language="fr")
     _, html = await adam.page(f"/ops/campaigns/{world.other_campaign_id}")

@@ -24,6 +24,7 @@ from babel.messages.pofile import read_po
 from dialer.domain import i18n as shared_i18n
 from dialer.services.importer import ImportReport, parse_rows
 from tests.e2e.conftest import Browser, ClientFactory
+from tests.e2e.importing import upload_csv
 from tests.e2e.webworld import WebWorld
 from web.i18n import catalog
 from web.i18n import translate as i18n
@@ -394,9 +395,7 @@ async def _upload(browser: Browser, campaign_id: int, data: bytes) -> tuple[int,
     form = aiohttp.FormData()
     form.add_field("csrf_token", browser.csrf)
     form.add_field("file", data, filename="contacts.csv", content_type="text/csv")
-    response = await browser.request("POST", f"/ops/campaigns/{campaign_id}/import", data=form)
-    async with response:
-        return response.status, await response.text()
+    return await upload_csv(browser, campaign_id, form)
 
 
 async def test_the_import_report_speaks_the_viewers_language(

@@ -228,6 +228,8 @@ async def test_every_process_reports_its_own_dependencies(fleet: Fleet) -> None:
             web = await response.json()
     assert set(worker["checks"]) == {"database", "ami", "mqtt"}
     assert all(check["ok"] for check in worker["checks"].values()), worker
-    # A web process has no PBX link; it follows live state over MQTT.
-    assert set(web["checks"]) == {"database", "mqtt"}
+    # A web process has no PBX link; it follows live state over MQTT and
+    # reports the worker its calls rely on, here up and logged in to the PBX.
+    assert set(web["checks"]) == {"database", "mqtt", "workers"}
     assert all(check["ok"] for check in web["checks"].values()), web
+    assert web["checks"]["workers"]["pbxs"]["default"]["state"] == "up"

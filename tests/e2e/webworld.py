@@ -115,6 +115,7 @@ async def build_web_world(sessions: async_sessionmaker[AsyncSession]) -> WebWorl
             "bob": (Role.VOLUNTEER, "1002", team, "Bob Tremblay", "fr"),
             "carol": (Role.VOLUNTEER, "1003", other_team, "Carol Roy", None),
             "olivia": (Role.ORGANIZER, None, team, "Olivia Organizer", "en"),
+            "oscar": (Role.ORGANIZER, "1009", other_team, "Oscar Organizer", "fr"),
             "adam": (Role.ADMIN, None, None, "Adam Admin", None),
         }
         for username, (role, extension, member_of, name, language) in people.items():

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.compliance import CallRefused, RefusalCode
-from dialer.domain.vocabulary import CallOutcome, CallState, CampaignStatus
+from dialer.domain.vocabulary import CallOutcome, CallState, CampaignStatus, Role
 from dialer.store.models import (
     AuditEntry,
     CallAttempt,
@@ -18,6 +18,7 @@ from dialer.store.models import (
     Campaign,
     Contact,
     ContactPhone,
+    User,
 )
 from tests.integration.world import CALLER_ID, World, build_world
 
@@ -253,12 +254,128 @@ async def test_caller_id_must_be_allowed(world: World) -> None:
 
 
 async def test_manual_call_outside_a_campaign(world: World) -> None:
-    call = await world.service().start_call(
-        volunteer_id=world.users["alice"], contact_id=world.contacts["vancouver"]
-    )
+    # A contact on no campaign's list: the default hours and caller ID.  Only
+    # an administrator sees such a contact.
+    async with world.sessions.begin() as session:
+        adam = User(
+            username="adam",
+            display_name="Adam",
+            role=Role.ADMIN,
+            password_hash="x",
+            sip_extension="1009",
+        )
+        loose = Contact(first_name="Loose", last_name="Test")
+        loose.phones = [ContactPhone(e164="+15145550199")]
+        session.add_all([adam, loose])
+        await session.flush()
+        adam_id, loose_id = adam.id, loose.id
+    call = await world.service().start_call(volunteer_id=adam_id, contact_id=loose_id)
     assert call.campaign_id is None
     assert call.caller_id == CALLER_ID
     assert await call_rows(world) == 1
+
+
+async def test_a_call_without_a_campaign_is_made_under_the_contacts_campaign(
+    world: World,
+) -> None:
+    call = await world.service().start_call(
+        volunteer_id=world.users["alice"], contact_id=world.contacts["vancouver"]
+    )
+    # Stored with the campaign, so its end counts as the campaign's attempt.
+    assert call.campaign_id == world.campaign_id
+    async with world.sessions() as session:
+        audit = await session.scalar(select(AuditEntry.changes))
+    assert audit is not None and audit["campaign_id"] == world.campaign_id
+
+
+async def _set_entry(world: World, contact: str, **values: object) -> None:
+    async with world.sessions.begin() as session:
+        await session.execute(
+            update(CallingListEntry)
+            .where(CallingListEntry.contact_id == world.contacts[contact])
+            .values(**values)
+        )
+
+
+async def test_leaving_the_campaign_out_skips_none_of_its_rules(world: World) -> None:
+    without = {"campaign_id": None}
+    await _set_entry(world, "montreal", attempts=1, last_attempt_at=world.clock.now)
+    await refused(world, RefusalCode.RETRY_TOO_SOON, **without)
+    await _set_entry(world, "montreal", attempts=2, last_attempt_at=None)
+    await refused(world, RefusalCode.MAX_ATTEMPTS, **without)
+    await _set_entry(world, "montreal", attempts=0, done=True)
+    assert (
+        await refused(world, RefusalCode.MAX_ATTEMPTS, **without)
+        == "this contact is done for this campaign"
+    )
+    await _set_entry(world, "montreal", done=False)
+    # The campaign's hours, not the default ones: no weekend calls.
+    async with world.sessions.begin() as session:
+        await session.execute(
+            update(Campaign)
+            .where(Campaign.id == world.campaign_id)
+            .values(calling_hours={"weekday": {"start": "09:00", "end": "21:00"}, "weekend": None})
+        )
+    world.clock.now = datetime(2026, 11, 28, 17, 0, tzinfo=UTC)  # Saturday noon in Montreal
+    await refused(world, RefusalCode.OUTSIDE_CALLING_HOURS, **without)
+    world.clock.now = datetime(2026, 11, 24, 17, 30, tzinfo=UTC)
+    # And its caller IDs.
+    await refused(world, RefusalCode.CALLER_ID_NOT_ALLOWED, caller_id="+15145559999", **without)
+    assert await call_rows(world) == 0
+
+
+async def test_a_paused_campaigns_contact_is_not_called_without_it(world: World) -> None:
+    for status, word in ((CampaignStatus.PAUSED, "paused"), (CampaignStatus.CLOSED, "closed")):
+        async with world.sessions.begin() as session:
+            await session.execute(
+                update(Campaign).where(Campaign.id == world.campaign_id).values(status=status)
+            )
+        message = await refused(world, RefusalCode.CAMPAIGN_NOT_ACTIVE, campaign_id=None)
+        assert message == f"this contact is only on campaigns that are not active ({word})"
+    # Not even by an organizer of the team.
+    async with world.sessions.begin() as session:
+        await session.execute(
+            update(User).where(User.id == world.users["olivia"]).values(sip_extension="1004")
+        )
+    await refused(
+        world,
+        RefusalCode.CAMPAIGN_NOT_ACTIVE,
+        volunteer_id=world.users["olivia"],
+        campaign_id=None,
+    )
+    assert await call_rows(world) == 0
+
+
+async def test_the_contacts_campaign_whose_rules_allow_the_call_is_chosen(world: World) -> None:
+    async with world.sessions.begin() as session:
+        second = Campaign(
+            title="Second",
+            status=CampaignStatus.ACTIVE,
+            team_id=world.team_id,
+            allowed_caller_ids=[CALLER_ID],
+        )
+        session.add(second)
+        await session.flush()
+        session.add(
+            CallingListEntry(
+                campaign_id=second.id,
+                contact_id=world.contacts["montreal"],
+                volunteer_id=world.users["bob"],
+            )
+        )
+        second_id = second.id
+    # Done in GOTV (alice's own list, tried first): the call goes under Second.
+    await _set_entry(world, "montreal", done=True)
+    async with world.sessions.begin() as session:
+        await session.execute(
+            update(CallingListEntry)
+            .where(CallingListEntry.campaign_id == second_id)
+            .values(done=False)
+        )
+    call = await world.service().start_call(
+        volunteer_id=world.users["alice"], contact_id=world.contacts["montreal"]
+    )
+    assert call.campaign_id == second_id
 
 
 async def test_an_ended_call_frees_the_claims(world: World) -> None:

@@ -85,19 +85,21 @@ async def test_a_campaign_caller_id_needs_no_default(world: World) -> None:
 
 async def test_a_manual_call_follows_the_same_rule(world: World) -> None:
     service = world.service(default_caller_id="")
-    # Outside a campaign: the default, else a caller ID of the volunteer's
-    # active campaigns.
+    # Without a campaign_id, a contact on a campaign's list is called under
+    # that campaign, with its caller IDs (see test_call_rules.py).
     call = await service.start_call(
         volunteer_id=world.users["alice"], contact_id=world.contacts["vancouver"]
     )
-    assert (call.campaign_id, call.caller_id) == (None, CALLER_ID)
+    assert (call.campaign_id, call.caller_id) == (world.campaign_id, CALLER_ID)
     await service.hang_up(world.users["alice"], call.call_id)
     await set_caller_ids(world, world.campaign_id, [])
     refused = await refusal(
         service, volunteer_id=world.users["alice"], contact_id=world.contacts["vancouver"]
     )
     assert refused.refusal.code is RefusalCode.NO_CALLER_ID
-    assert refused.refusal.message == "there is no caller ID to call from outside a campaign"
+    assert refused.refusal.message == (
+        "this campaign has no caller ID to call from and there is no default one"
+    )
     assert await call_rows(world) == 1
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -11,8 +14,27 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from dialer.domain.vocabulary import CampaignStatus, PhoneType, Role
-from dialer.services.importer import ImportFileError, RowError, import_contacts
-from dialer.store.models import AuditEntry, CallingListEntry, Campaign, Contact, ContactPhone, User
+from dialer.services import importer
+from dialer.services.importer import (
+    ImportFileError,
+    ImportJobView,
+    ImportService,
+    RowError,
+    import_contacts,
+    parse_rows,
+)
+from dialer.store import engine as db
+from dialer.store.models import (
+    AuditEntry,
+    CallingListEntry,
+    Campaign,
+    Contact,
+    ContactPhone,
+    ImportJob,
+    Team,
+    TeamMember,
+    User,
+)
 
 Sessions = async_sessionmaker[AsyncSession]
 CSV = Path(__file__).parent.parent / "fixtures" / "csv"
@@ -166,10 +188,14 @@ async def test_ten_thousand_garbage_rows(sessions: Sessions, tmp_path: Path) -> 
 
 async def test_import_into_a_campaign_shares_contacts_among_volunteers(sessions: Sessions) -> None:
     async with sessions.begin() as session:
+        team = Team(name="Montreal")
         alice = User(username="alice", password_hash="x", role=Role.VOLUNTEER)
         bob = User(username="bob", password_hash="x", role=Role.VOLUNTEER)
-        campaign = Campaign(title="GOTV", status=CampaignStatus.ACTIVE)
-        session.add_all([alice, bob, campaign])
+        session.add_all([team, alice, bob])
+        await session.flush()
+        session.add_all([TeamMember(team_id=team.id, user_id=user.id) for user in (alice, bob)])
+        campaign = Campaign(title="GOTV", status=CampaignStatus.ACTIVE, team_id=team.id)
+        session.add(campaign)
     report = await import_contacts(
         sessions, CSV / "good.csv", region="CA", campaign_id=campaign.id, assign_to=["alice", "bob"]
     )
@@ -201,3 +227,176 @@ async def test_unknown_assignee_or_campaign_stops_before_writing(sessions: Sessi
         await import_contacts(sessions, CSV / "good.csv", region="CA", campaign_id=999)
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Contact)) == 0
+
+
+# -- reading the file a chunk at a time, and background jobs ---------------------------
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_lines_cut_across_chunks_parse_as_the_whole_file_does(
+    newline: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = newline.join(
+        [
+            "name,phone,notes",
+            "A One,5145550184,plain",
+            'B Two,5145550185,"two' + newline + 'lines"',
+            "C Three,555-12,",
+            "D Four,5145550186,last",
+        ]
+    )
+    data = (text + newline).encode()
+
+    def parsed() -> list[tuple[int, str | dict[str, object]]]:
+        _columns, rows = parse_rows(data, region="CA")
+        return [(row.line, row.reason if isinstance(row, RowError) else row.values) for row in rows]
+
+    whole = parsed()
+    # Every cut, even between a CR and its LF, gives the same rows and line numbers.
+    monkeypatch.setattr(importer, "_READ_CHUNK", 3)
+    assert parsed() == whole
+    assert whole[1] == (3, {"first_name": "B", "last_name": "Two", "notes": f"two{newline}lines"})
+    assert whole[2:] == [
+        (5, "wrong number of digits: '555-12'"),
+        (6, {"first_name": "D", "last_name": "Four", "notes": "last"}),
+    ]
+
+
+async def test_a_big_file_keeps_its_first_rejected_rows_and_exact_counts(
+    sessions: Sessions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importer, "BATCH_SIZE", 50)
+    lines = ["name,phone"] + [f"Bad {n},555-{n:02d}" for n in range(1000)]
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with path.open("rb") as stream:
+        report = await importer.import_stream(
+            sessions, stream, name="bad.csv", region="CA", errors_kept=30
+        )
+    assert report.rejected == 1000
+    assert [error.line for error in report.errors[:30]] == list(range(2, 32))
+    assert len(report.errors) <= 60
+
+
+async def _wait_for(service: ImportService, job_id: int, campaign_id: int) -> ImportJobView:
+    async with asyncio.timeout(60):
+        while True:
+            job = await service.job(job_id, campaign_id=campaign_id)
+            assert job is not None
+            if job.finished:
+                return job
+            await asyncio.sleep(0.05)
+
+
+async def _campaign(sessions: Sessions) -> int:
+    async with sessions.begin() as session:
+        campaign = Campaign(title="GOTV", status=CampaignStatus.ACTIVE)
+        session.add(campaign)
+    return campaign.id
+
+
+async def test_a_background_import_runs_in_a_child_process_and_keeps_its_report(
+    sessions: Sessions, tmp_path: Path
+) -> None:
+    campaign_id = await _campaign(sessions)
+    upload = tmp_path / "upload.csv"
+    upload.write_bytes((CSV / "malformed.csv").read_bytes())
+    service = ImportService(sessions)
+    job_id = await service.start_import(
+        upload, file_name="malformed.csv", region="CA", campaign_id=campaign_id
+    )
+    job = await _wait_for(service, job_id, campaign_id)
+    assert (job.state, job.rows_done, job.percent) == ("done", 9, 100)
+    assert job.report is not None
+    assert (job.report.imported, job.report.rejected, job.report.added_to_list) == (1, 8, 1)
+    assert str(job.report.errors[0]) == "line 3: no phone number"
+    async with asyncio.timeout(10):  # the upload is deleted once its process exits
+        while upload.exists():
+            await asyncio.sleep(0.02)
+    assert await service.job(job_id, campaign_id=campaign_id + 1) is None
+
+
+async def test_a_file_refused_whole_starts_no_job(sessions: Sessions, tmp_path: Path) -> None:
+    campaign_id = await _campaign(sessions)
+    upload = tmp_path / "upload.csv"
+    upload.write_bytes((CSV / "good.csv").read_bytes())
+    service = ImportService(sessions)
+    with pytest.raises(ImportFileError, match="unknown user\\(s\\) for --assign-to: nobody"):
+        await service.start_import(
+            upload,
+            file_name="good.csv",
+            region="CA",
+            campaign_id=campaign_id,
+            assign_to=["nobody"],
+        )
+    assert not upload.exists()
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(ImportJob)) == 0
+        assert await session.scalar(select(func.count()).select_from(Contact)) == 0
+
+
+async def test_on_sqlite_the_background_import_runs_in_the_process(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'demo.sqlite3'}"
+    await db.upgrade_async(url)
+    async with db.open_database(url) as demo:
+        campaign_id = await _campaign(demo)
+        upload = tmp_path / "upload.csv"
+        upload.write_bytes((CSV / "good.csv").read_bytes())
+        service = ImportService(demo)
+        job_id = await service.start_import(
+            upload, file_name="good.csv", region="CA", campaign_id=campaign_id
+        )
+        job = await _wait_for(service, job_id, campaign_id)
+        assert job.report is not None
+        assert (job.state, job.report.imported, job.report.added_to_list) == ("done", 4, 4)
+        assert len(await _contacts(demo)) == 4
+
+
+# -- the life of a job -------------------------------------------------------------------
+
+
+async def test_a_job_whose_process_cannot_start_ends_failed(
+    sessions: Sessions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def no_process(*_args: object, **_kwargs: object) -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", no_process)
+    campaign_id = await _campaign(sessions)
+    upload = tmp_path / "upload.csv"
+    upload.write_bytes((CSV / "good.csv").read_bytes())
+    service = ImportService(sessions, upload_directory=tmp_path / "uploads")
+    job_id = await service.start_import(
+        upload, file_name="good.csv", region="CA", campaign_id=campaign_id
+    )
+    job = await _wait_for(service, job_id, campaign_id)
+    assert job.state == "failed"
+    assert job.error is not None and job.error.startswith("an unexpected error stopped")
+    assert not upload.exists()
+
+
+async def test_uploads_left_by_a_killed_process_are_removed_when_an_import_starts(
+    sessions: Sessions, tmp_path: Path
+) -> None:
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    two_days_ago = time.time() - 2 * 86400
+    leftover = uploads / "dialer-import-abc.csv"
+    recent = uploads / "dialer-import-def.csv"  # perhaps another process's upload
+    unrelated = uploads / "someone-else.csv"
+    for path in (leftover, recent, unrelated):
+        path.write_text("name,phone\n")
+    for path in (leftover, unrelated):
+        os.utime(path, (two_days_ago, two_days_ago))
+    campaign_id = await _campaign(sessions)
+    upload = tmp_path / "upload.csv"
+    upload.write_bytes((CSV / "good.csv").read_bytes())
+    service = ImportService(sessions, upload_directory=uploads)
+    job_id = await service.start_import(
+        upload, file_name="good.csv", region="CA", campaign_id=campaign_id
+    )
+    assert (await _wait_for(service, job_id, campaign_id)).state == "done"
+    assert sorted(path.name for path in uploads.iterdir()) == [
+        "dialer-import-def.csv",
+        "someone-else.csv",
+    ]

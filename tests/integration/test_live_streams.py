@@ -22,7 +22,7 @@ from aiohttp import web
 
 from dialer.domain.vocabulary import Role
 from dialer.live.broadcaster import Broadcaster
-from web.live.sse import LiveHub, stream
+from web.live.sse import LiveHub, NameBook, stream
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,19 @@ PEOPLE = {
     "olivia": Person(1, Role.ORGANIZER),
     "alice": Person(2, Role.VOLUNTEER),
     "bob": Person(3, Role.VOLUNTEER),
+    "oscar": Person(4, Role.ORGANIZER),
+    "carol": Person(5, Role.VOLUNTEER),
+    "adam": Person(6, Role.ADMIN),
 }
+# Olivia, Alice and Bob are team 1; Oscar and Carol team 2; Adam administers all.
+TEAMS = {1: 1, 2: 1, 3: 1, 4: 2, 5: 2}
+
+
+class KnownDirectory:
+    """The hub's directory with every name and team known up front."""
+
+    async def scope(self, user: Person) -> frozenset[int] | None:
+        return None if user.role is Role.ADMIN else frozenset({TEAMS[user.id]})
 
 
 @dataclass
@@ -58,10 +70,14 @@ class Live:
 
 async def serve_live(keepalive: float = 15.0, **hub_options: Any) -> AsyncIterator[Live]:
     broadcaster = Broadcaster()
-    hub = LiveHub(broadcaster, None, **hub_options)  # type: ignore[arg-type]
-    # Names and the roster come from the database in production; here they
-    # are known up front, so the hub never asks for them.
+    hub = LiveHub(broadcaster, KnownDirectory(), **hub_options)  # type: ignore[arg-type]
+    # Names, teams and the roster come from the database in production; here
+    # they are known up front, so the hub never asks for them.
     hub.names.users = {person.id: name.title() for name, person in PEOPLE.items()}
+    hub.names.user_teams = {
+        person.id: frozenset({TEAMS[person.id]}) if person.id in TEAMS else frozenset()
+        for person in PEOPLE.values()
+    }
     hub._roster_at = time.monotonic() + 3600
 
     async def events(request: web.Request) -> web.StreamResponse:
@@ -149,6 +165,39 @@ async def test_staff_see_every_call_and_volunteers_their_own(live: Live) -> None
         ("b1", "ringing_volunteer"),
         ("b1", "talking"),
     ]
+
+
+async def test_organizers_see_their_teams_calls_and_administrators_all(live: Live) -> None:
+    olivia, oscar, adam = [await live.open(who) for who in ("olivia", "oscar", "adam")]
+    for response in (olivia, oscar, adam):
+        await read_events(response, lambda found: len(found) >= 1)
+    live.call("a1", "alice", "ringing_volunteer")
+    live.call("c1", "carol", "ringing_volunteer")
+    # A worker's news about its PBX is every staff member's business.
+    live.broadcaster.publish("health", "pbx-1", {"status": "online", "state": "online"})
+    live.call("c1", "carol", "talking")
+    live.call("a1", "alice", "talking")
+    assert changes(await read_events(olivia, count(3))) == [
+        ("a1", "ringing_volunteer"),
+        ("pbx-1", "online"),
+        ("a1", "talking"),
+    ]
+    assert changes(await read_events(oscar, count(3))) == [
+        ("c1", "ringing_volunteer"),
+        ("pbx-1", "online"),
+        ("c1", "talking"),
+    ]
+    assert changes(await read_events(adam, count(5))) == [
+        ("a1", "ringing_volunteer"),
+        ("c1", "ringing_volunteer"),
+        ("pbx-1", "online"),
+        ("c1", "talking"),
+        ("a1", "talking"),
+    ]
+    # A stream opened now starts from a snapshot with the same walls.
+    late = await live.open("oscar")
+    snapshot = (await read_events(late, lambda found: len(found) >= 1))[0][1]
+    assert [item["key"] for item in snapshot["items"] if item["kind"] == "call"] == ["c1"]
 
 
 async def test_only_what_waits_for_names_waits(live: Live) -> None:
@@ -330,3 +379,14 @@ async def test_an_http_1_0_browser_gets_the_stream_unchunked(live: Live) -> None
     assert event.startswith(b"id: ") and b"event: change\ndata: " in event
     assert json.loads(event.split(b"data: ", 1)[1])["key"] == "a1"
     writer.close()
+
+
+def test_the_hub_looks_teams_up_again_after_a_while() -> None:
+    # A campaign moved to another team, or a membership ended, reaches the
+    # panel's walls without a restart.
+    book = NameBook(KnownDirectory())  # type: ignore[arg-type]
+    book.user_teams[1], book.campaign_teams[2] = frozenset({1}), 1
+    book.forget_stale_teams(max_age=3600)
+    assert book.user_teams and book.campaign_teams
+    book.forget_stale_teams(max_age=0)
+    assert not book.user_teams and not book.campaign_teams

@@ -20,6 +20,7 @@ from dialer.store.models import (
     CallAttempt,
     CallingListEntry,
     Contact,
+    ContactPhone,
     Disposition,
     FollowUpTask,
 )
@@ -294,3 +295,158 @@ async def test_others_list_is_limited_to_the_same_campaign(world: World) -> None
         )
     with pytest.raises(NotAllowed):
         await lists.next_contact(world.users["carol"], world.campaign_id)
+
+
+async def test_a_new_number_already_on_file_does_not_lose_the_outcome(world: World) -> None:
+    call_id = await ended_call(world)
+    # Bob's contact's number (same team) and Carol's (another team): neither
+    # is attached, the outcome is stored, and the answer is the one a fresh
+    # number gets.
+    result = await world.outcomes().record_outcome(
+        world.users["alice"],
+        submission(
+            world,
+            call_id,
+            new_numbers=[
+                {"number": "514 555 0185"},
+                {"number": "+15145550186"},
+                {"number": "438 555 0199", "type": "mobile"},
+                {"number": "+1 438-555-0199"},
+            ],
+        ),
+    )
+    assert not result.duplicate
+    async with world.sessions() as session:
+        montreal = await session.get(
+            Contact, world.contacts["montreal"], options=[selectinload(Contact.phones)]
+        )
+        others = (
+            await session.scalars(
+                select(ContactPhone.contact_id).where(
+                    ContactPhone.e164.in_(["+15145550185", "+15145550186"])
+                )
+            )
+        ).all()
+        audit = await session.scalar(
+            select(AuditEntry.changes).where(AuditEntry.action == "outcome.record")
+        )
+    assert montreal is not None
+    assert sorted(p.e164 for p in montreal.phones) == ["+14385550199", "+15145550184"]
+    assert sorted(others) == sorted([world.contacts["bob_contact"], world.contacts["other_team"]])
+    assert audit is not None
+    assert audit["new_numbers"] == ["+14385550199"]
+    # Kept, for an administrator to reconcile: nothing the volunteer said is lost.
+    assert audit["new_numbers_on_another_contact"] == ["+15145550185", "+15145550186"]
+
+
+async def test_two_outcomes_giving_one_new_number_at_once_are_both_stored(world: World) -> None:
+    first = await ended_call(world)
+    second = await ended_call(world, contact="vancouver")
+    outcomes = world.outcomes()
+    results = await asyncio.gather(
+        outcomes.record_outcome(
+            world.users["alice"],
+            submission(world, first, new_numbers=[{"number": "438 555 0177"}]),
+        ),
+        outcomes.record_outcome(
+            world.users["alice"],
+            submission(
+                world,
+                second,
+                submission_id="sub-00000002",
+                contact="vancouver",
+                new_numbers=[{"number": "438 555 0177"}],
+            ),
+        ),
+    )
+    assert [r.duplicate for r in results] == [False, False]
+    async with world.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Disposition)) == 2
+        owners = (
+            await session.scalars(
+                select(ContactPhone.contact_id).where(ContactPhone.e164 == "+14385550177")
+            )
+        ).all()
+    assert len(owners) == 1
+
+
+async def test_a_bare_outcome_cannot_change_the_contact(world: World) -> None:
+    bare: dict[str, Any] = {
+        "outcome": "other",
+        "consent": None,
+        "survey_answers": {},
+        "campaign_id": None,
+    }
+    with pytest.raises(SubmissionInvalid) as caught:
+        await world.outcomes().record_outcome(
+            world.users["alice"],
+            submission(
+                world,
+                None,
+                contact="bob_contact",
+                do_not_call=True,
+                email="grace@example.org",
+                support_score=1,
+                language="fr",
+                new_numbers=[{"number": "438 555 0188"}],
+                **bare,
+            ),
+        )
+    message = "only the outcome of your own call can change the contact's details"
+    assert caught.value.errors == dict.fromkeys(
+        ["email", "language", "support_score", "do_not_call", "new_numbers"], message
+    )
+    async with world.sessions() as session:
+        grace = await session.get(
+            Contact, world.contacts["bob_contact"], options=[selectinload(Contact.phones)]
+        )
+        assert grace is not None
+        assert (grace.do_not_call, grace.email, grace.support_score, grace.language) == (
+            False,
+            None,
+            None,
+            None,
+        )
+        assert [p.e164 for p in grace.phones] == ["+15145550185"]
+        assert await session.scalar(select(func.count()).select_from(Disposition)) == 0
+    # The same outcome without the details is stored (a note of what happened).
+    stored = await world.outcomes().record_outcome(
+        world.users["alice"],
+        submission(world, None, contact="bob_contact", comments="met at the door", **bare),
+    )
+    assert not stored.duplicate
+    # An organizer edits contacts anyway: their bare outcome may.
+    await world.outcomes().record_outcome(
+        world.users["olivia"],
+        submission(
+            world,
+            None,
+            submission_id="sub-00000003",
+            contact="bob_contact",
+            do_not_call=True,
+            **bare,
+        ),
+    )
+    async with world.sessions() as session:
+        grace = await session.get(Contact, world.contacts["bob_contact"])
+        assert grace is not None and grace.do_not_call
+
+
+async def test_the_outcome_of_ones_own_call_may_change_the_contact(world: World) -> None:
+    call_id = await ended_call(world, contact="bob_contact", volunteer="alice")
+    await world.outcomes().record_outcome(
+        world.users["alice"],
+        submission(
+            world,
+            call_id,
+            contact="bob_contact",
+            outcome="refused",
+            consent=None,
+            survey_answers={},
+            do_not_call=True,
+            support_score=1,
+        ),
+    )
+    async with world.sessions() as session:
+        grace = await session.get(Contact, world.contacts["bob_contact"])
+        assert grace is not None and grace.do_not_call and grace.support_score == 1

@@ -217,6 +217,14 @@ _FIELD_MESSAGES: dict[str, Callable[[], str]] = {
         "An outcome was already recorded for this call."
     ),
     "no such user": lambda: _("There is no such user."),
+    "only the outcome of your own call can change the contact's details": lambda: _(
+        "Only the outcome of your own call can change the contact's details."
+    ),
+    # dialer.domain.numbers.EXTENSION_REASON and LETTERS_REASON
+    "extensions cannot be dialed": lambda: _(
+        "An extension cannot be dialed; give the number without it."
+    ),
+    "contains letters": lambda: _("Write the number with digits only."),
 }
 _RANGE = re.compile(r"expected a number from (-?\d+) to (-?\d+)\Z")
 _TOO_LONG = re.compile(r"(?:at most (\d+) characters|String should have at most (\d+) characters?)")

@@ -26,7 +26,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -68,9 +68,18 @@ class StreamClient:
     behind gets a snapshot instead of them.
     """
 
-    def __init__(self, user_id: int, staff: bool, backlog: int, max_buffer: int = 256 * 1024):
+    def __init__(
+        self,
+        user_id: int,
+        staff: bool,
+        backlog: int,
+        max_buffer: int = 256 * 1024,
+        teams: frozenset[int] | None = None,
+    ):
         self.user_id = user_id
         self.staff = staff
+        # A staff stream sees the things of these teams (None: of every team).
+        self.teams = teams
         self.backlog = backlog
         self.max_buffer = max_buffer
         self.needs_snapshot = False
@@ -209,6 +218,10 @@ def encode(event: str, data: Any, event_id: int | None = None) -> bytes:
     return ("\n".join(lines) + "\n\n").encode()
 
 
+# How long the live hub trusts what it knows of teams (see NameBook.forget_stale_teams).
+TEAMS_MAX_AGE = 30.0
+
+
 class NameBook:
     """Display names by id, loaded on demand and kept (they rarely change)."""
 
@@ -217,6 +230,18 @@ class NameBook:
         self.users: dict[int, str] = {}
         self.contacts: dict[int, str] = {}
         self.campaigns: dict[int, str] = {}
+        self.user_teams: dict[int, frozenset[int]] = {}
+        self.campaign_teams: dict[int, int | None] = {}
+        self._teams_since = time.monotonic()
+
+    def forget_stale_teams(self, max_age: float = TEAMS_MAX_AGE) -> None:
+        """Names rarely change, but teams do (a campaign moved, a membership
+        ended): who sees what is looked up again every ``max_age`` seconds."""
+        now = time.monotonic()
+        if now - self._teams_since >= max_age:
+            self.user_teams.clear()
+            self.campaign_teams.clear()
+            self._teams_since = now
 
     def learn(self, payload: dict[str, Any]) -> None:
         """Keep the names a payload brings (a worker sends them with the calls it dials)."""
@@ -233,16 +258,17 @@ class NameBook:
         volunteer_id = payload.get("volunteer_id")
         contact_id = payload.get("contact_id")
         campaign_id = payload.get("campaign_id")
+        # Teams decide which organizers see a thing: known with the name, or looked up.
         return (
-            (volunteer_id is not None and volunteer_id not in self.users)
+            (volunteer_id is not None and volunteer_id not in self.user_teams)
             or (contact_id is not None and contact_id not in self.contacts)
-            or (campaign_id is not None and campaign_id not in self.campaigns)
+            or (campaign_id is not None and campaign_id not in self.campaign_teams)
         )
 
     async def fill(self, payloads: list[dict[str, Any]]) -> None:
-        users = _unknown(payloads, "volunteer_id", self.users)
+        users = _unknown(payloads, "volunteer_id", self.user_teams)
         contacts = _unknown(payloads, "contact_id", self.contacts)
-        campaigns = _unknown(payloads, "campaign_id", self.campaigns)
+        campaigns = _unknown(payloads, "campaign_id", self.campaign_teams)
         if not (users or contacts or campaigns):
             return
         found = await self.directory.names(users=users, contacts=contacts, campaigns=campaigns)
@@ -254,6 +280,27 @@ class NameBook:
         ):
             cache.update(dict.fromkeys(asked, ""))
             cache.update(known)
+        self.user_teams.update(dict.fromkeys(users, frozenset()))
+        self.user_teams.update(found.user_teams)
+        self.campaign_teams.update(dict.fromkeys(campaigns))
+        self.campaign_teams.update(found.campaign_teams)
+
+    def teams_for(self, kind: str, subject: dict[str, Any]) -> frozenset[int] | None:
+        """The teams whose organizers see a thing; None: every staff member (PBX health).
+
+        A call belongs to its campaign's team, or else to its volunteer's
+        teams; a volunteer's status to their teams; counters to the campaign's team.
+        """
+        campaign_id = subject.get("campaign_id")
+        volunteer_id = subject.get("volunteer_id")
+        if kind in ("call", "campaign") and isinstance(campaign_id, int):
+            team_id = self.campaign_teams.get(campaign_id)
+            return frozenset() if team_id is None else frozenset((team_id,))
+        if kind in ("call", "volunteer") and isinstance(volunteer_id, int):
+            return self.user_teams.get(volunteer_id, frozenset())
+        if kind in ("call", "volunteer", "campaign"):
+            return frozenset()
+        return None
 
     def enrich(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
         enriched = dict(payload)
@@ -271,7 +318,14 @@ class NameBook:
         return enriched
 
 
-def _unknown(payloads: list[dict[str, Any]], field: str, known: dict[int, str]) -> set[int]:
+def _subject(event: LiveEvent) -> dict[str, Any]:
+    """The payload, with the campaign a counters event is about (it is the key there)."""
+    if event.kind == "campaign" and event.key.isdecimal():
+        return {**event.payload, "campaign_id": int(event.key)}
+    return event.payload
+
+
+def _unknown(payloads: list[dict[str, Any]], field: str, known: Mapping[int, object]) -> set[int]:
     return {
         value for payload in payloads if (value := payload.get(field)) is not None
     } - known.keys()
@@ -285,6 +339,11 @@ class _Item:
     seq: int
     payload: dict[str, Any]
     owner: int | None
+    # The teams whose organizers see it (None: all staff); administrators see all.
+    teams: frozenset[int] | None
+
+    def seen_by(self, teams: frozenset[int] | None) -> bool:
+        return teams is None or self.teams is None or not teams.isdisjoint(self.teams)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -326,12 +385,17 @@ class LiveHub:
         self.flush_slice = flush_slice
         self._gap = coalesce
         self.clients: set[StreamClient] = set()
+        # Administrators' streams (everything), organizers' by their teams,
+        # and volunteers' by user.
         self._staff: set[StreamClient] = set()
+        self._scoped: dict[frozenset[int], set[StreamClient]] = {}
         self._volunteers: dict[int, set[StreamClient]] = {}
-        # Encoded events not flushed yet: all of them for staff, and each
-        # volunteer's own.
+        # Encoded events not flushed yet: all of them for administrators,
+        # their teams' for each set of organizers, and each volunteer's own.
         self._out: list[bytes] = []
+        self._out_by_scope: dict[frozenset[int], list[bytes]] = {}
         self._out_by_owner: dict[int, list[bytes]] = {}
+        self._roster_teams: dict[int, frozenset[int]] = {}
         # The next flush, or the next slice of the one being written.
         self._flush_at: asyncio.TimerHandle | asyncio.Handle | None = None
         self._flushed_at = 0.0
@@ -430,10 +494,12 @@ class LiveHub:
         if held is not None:
             held[1].append(event)
             return
-        self.names.learn(event.payload)
-        if self.names.missing(event.payload):
+        subject = _subject(event)
+        self.names.forget_stale_teams()
+        self.names.learn(subject)
+        if self.names.missing(subject):
             self._held[key] = (self._next_round, [event])
-            self._lookups.append(event.payload)
+            self._lookups.append(subject)
             if self._lookup is None:
                 self._lookup = asyncio.create_task(self._look_up(), name="live-names")
             return
@@ -466,7 +532,7 @@ class LiveHub:
 
     async def _reload(self) -> None:
         events = self.broadcaster.snapshot()
-        await self._safe_fill([event.payload for event in events])
+        await self._safe_fill([_subject(event) for event in events])
         self.state = {(e.kind, e.key): self._item(e) for e in events}
 
     async def _safe_fill(self, payloads: list[dict[str, Any]]) -> None:
@@ -486,6 +552,7 @@ class LiveHub:
             event.seq,
             self.names.enrich(event.kind, event.payload),
             owner if isinstance(owner, int) else None,
+            self.names.teams_for(event.kind, _subject(event)),
         )
 
     def _accept(self, event: LiveEvent) -> None:
@@ -497,6 +564,9 @@ class LiveHub:
             self.state.pop((event.kind, event.key), None)
         data = encode("change", item.public(), item.seq)
         self._out.append(data)
+        for scope in self._scoped:
+            if item.seen_by(scope):
+                self._out_by_scope.setdefault(scope, []).append(data)
         if item.owner is not None and item.owner in self._volunteers:
             self._out_by_owner.setdefault(item.owner, []).append(data)
         if self._flush_at is None:
@@ -518,11 +588,17 @@ class LiveHub:
 
     def _start_flush(self) -> None:
         out, self._out = self._out, []
+        by_scope, self._out_by_scope = self._out_by_scope, {}
         by_owner, self._out_by_owner = self._out_by_owner, {}
         jobs: list[tuple[StreamClient, Chunk]] = []
         if out and self._staff:
             chunk = Chunk(b"".join(out), len(out))
             jobs.extend((client, chunk) for client in self._staff)
+        for scope, lines in by_scope.items():
+            scoped = self._scoped.get(scope)
+            if scoped:
+                chunk = Chunk(b"".join(lines), len(lines))
+                jobs.extend((client, chunk) for client in scoped)
         for owner, lines in by_owner.items():
             streams = self._volunteers.get(owner)
             if streams:
@@ -562,7 +638,7 @@ class LiveHub:
         self._jobs = None
         self._flushed_at = loop.time()
         self._gap = max(self.coalesce, self._flush_cpu * (1 - self.write_share) / self.write_share)
-        if self._out or self._out_by_owner:
+        if self._out or self._out_by_scope or self._out_by_owner:
             self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -576,12 +652,26 @@ class LiveHub:
 
     # -- streams -----------------------------------------------------------------
 
-    def register(self, user: User, *, backlog: int | None = None) -> StreamClient:
+    async def join(self, user: User) -> StreamClient:
+        """Register a stream for ``user``, limited to their teams' things if an organizer."""
+        teams = await self.directory.scope(user) if user.role in STAFF_ROLES else None
+        return self.register(user, teams=teams)
+
+    def register(
+        self, user: User, *, backlog: int | None = None, teams: frozenset[int] | None = None
+    ) -> StreamClient:
+        """A stream for ``user``; a staff stream sees ``teams``' things (None: everything)."""
         client = StreamClient(
-            user.id, user.role in STAFF_ROLES, backlog or self.client_backlog, self.client_buffer
+            user.id,
+            user.role in STAFF_ROLES,
+            backlog or self.client_backlog,
+            self.client_buffer,
+            teams,
         )
         self.clients.add(client)
-        if client.staff:
+        if client.staff and teams is not None:
+            self._scoped.setdefault(teams, set()).add(client)
+        elif client.staff:
             self._staff.add(client)
         else:
             self._volunteers.setdefault(client.user_id, set()).add(client)
@@ -590,6 +680,12 @@ class LiveHub:
     def unregister(self, client: StreamClient) -> None:
         self.clients.discard(client)
         self._staff.discard(client)
+        if client.teams is not None:
+            scoped = self._scoped.get(client.teams)
+            if scoped is not None:
+                scoped.discard(client)
+                if not scoped:
+                    del self._scoped[client.teams]
         streams = self._volunteers.get(client.user_id)
         if streams is not None:
             streams.discard(client)
@@ -616,9 +712,12 @@ class LiveHub:
                 }
                 for person in roster
             ]
-            # The roster names every volunteer: a call they start needs no look-up for them.
-            for person in self._roster:
-                self.names.users.setdefault(person["volunteer_id"], person["volunteer_name"])
+            self._roster_teams = {person.volunteer_id: person.teams for person in roster}
+            # The roster names every volunteer and their teams: a call they
+            # start needs no look-up for them.
+            for person in roster:
+                self.names.users.setdefault(person.volunteer_id, person.volunteer_name)
+                self.names.user_teams[person.volunteer_id] = person.teams
             self._roster_at = time.monotonic()
         except Exception:
             log.warning("live hub: could not load the volunteer roster", exc_info=True)
@@ -639,12 +738,22 @@ class LiveHub:
         items = sorted(self.state.values(), key=lambda item: item.seq)
         if not client.staff:
             items = [item for item in items if item.owner == client.user_id]
+        elif client.teams is not None:
+            items = [item for item in items if item.seen_by(client.teams)]
         snapshot: dict[str, Any] = {
             "now": utcnow().isoformat(),
             "items": [item.public() for item in items],
         }
         if client.staff:
-            snapshot["roster"] = await self.roster()
+            roster = await self.roster()
+            if client.teams is not None:
+                teams = client.teams
+                roster = [
+                    person
+                    for person in roster
+                    if not teams.isdisjoint(self._roster_teams.get(person["volunteer_id"], ()))
+                ]
+            snapshot["roster"] = roster
         self.snapshots_sent += 1
         return snapshot
 
@@ -663,9 +772,10 @@ async def stream(
     if request.version >= HttpVersion11:
         # The hub frames its writes itself: say so rather than rely on a default.
         response.enable_chunked_encoding()
-    await response.prepare(request)
-    client = hub.register(user)
+    # Before the headers go out: a database blip here is still a clean 503.
+    client = await hub.join(user)
     try:
+        await response.prepare(request)
         await hub.ready.wait()
         await client.serve(hub, request, response, keepalive)
     except ConnectionResetError:

@@ -7,13 +7,13 @@ every state-changing call carries the ``X-CSRF-Token`` header.  Errors are
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from dialer.domain.numbers import display as display_number
 from dialer.domain.outcomes import parse_submission
+from dialer.domain.passwords import MAX_PASSWORD_LENGTH
 from dialer.domain.vocabulary import CallState
 from dialer.services.accounts import LoginRefusalCode, LoginRefused
 from dialer.services.contacts import MAX_NOTE
@@ -24,14 +24,17 @@ from web.deps import config_key, deps_key, hub_key
 from web.errors import ApiError
 from web.i18n import labels
 from web.i18n.translate import _, fmt_datetime
+from web.input_guard import parse_json_object
 from web.live.sse import stream
 from web.routes.openapi import openapi_document
 from web.security import (
+    DEVICE_COOKIE,
     SESSION_COOKIE,
     client_ip,
     current_session,
     not_found,
     require_user,
+    set_device_cookie,
 )
 
 routes = web.RouteTableDef()
@@ -46,16 +49,15 @@ async def read_json(request: web.Request, *, limit: int = MAX_JSON) -> dict[str,
         )
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "too_large", _("The request is too large."))
-    body = await request.content.read(limit + 1)
+    body = b""
+    # read(n) returns what has arrived so far: a body sent in several packets
+    # needs several reads.
+    while len(body) <= limit and (chunk := await request.content.read(limit + 1 - len(body))):
+        body += chunk
     if len(body) > limit:
         raise ApiError(413, "too_large", _("The request is too large."))
-    try:
-        value = json.loads(body or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "bad_json", _("The request body is not valid JSON.")) from None
-    if not isinstance(value, dict):
-        raise ApiError(400, "bad_json", _("The request body must be a JSON object."))
-    return value
+    # Depth, NUL bytes and lone surrogates are refused there, with the field named.
+    return parse_json_object(body)
 
 
 def _int(value: Any, field: str, *, required: bool = True) -> int | None:
@@ -92,7 +94,7 @@ def _query_int(request: web.Request, name: str) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 9:
+    if not raw.isdecimal() or len(raw) > 9:
         raise ApiError(400, "bad_request", _("Bad parameter: %(name)s.", name=name))
     return int(raw)
 
@@ -124,16 +126,19 @@ def call_json(call: CallAttempt, contact_name: str | None = None) -> dict[str, A
 async def api_sign_in(request: web.Request) -> web.Response:
     runtime = request.app[deps_key]
     config = request.app[config_key]
-    body = await read_json(request, limit=4096)
+    # Room for the longest password, each character escaped (12 bytes at worst).
+    body = await read_json(request, limit=4096 + 12 * MAX_PASSWORD_LENGTH)
     username, password = body.get("username"), body.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
         raise ApiError(422, "invalid", _("Give a username and a password."))
     try:
         signed = await runtime.accounts.sign_in(
             username=username,
-            password=password[:1000],
+            # Never cut: sign-in refuses what is longer than any password could be.
+            password=password,
             ip=client_ip(request),
             user_agent=request.headers.get("User-Agent", ""),
+            device_token=request.cookies.get(DEVICE_COOKIE, ""),
             policy=config.session_policy,
             limits=config.login_limits,
         )
@@ -151,6 +156,7 @@ async def api_sign_in(request: web.Request) -> web.Response:
         {"user": user_json(signed.user), "csrf_token": signed.session.csrf_token}
     )
     set_session_cookie(request, response, signed.token)
+    set_device_cookie(request, response, signed.device_token)
     return response
 
 
@@ -238,13 +244,10 @@ async def _visible_call(request: web.Request, user: User) -> tuple[CallAttempt, 
     call_id = request.match_info["call_id"]
     if len(call_id) > 64:
         raise not_found(request)
-    found = await request.app[deps_key].calls.call(call_id)
+    found = await request.app[deps_key].calls.call(user, call_id)
     if found is None:
         raise not_found(request)
-    call = found.call
-    if call.volunteer_id != user.id and user.role.value not in ("organizer", "admin"):
-        raise not_found(request)
-    return call, found.contact_name
+    return found.call, found.contact_name
 
 
 @routes.get("/api/calls/{call_id}")
@@ -373,7 +376,7 @@ async def api_live_events(request: web.Request) -> web.StreamResponse:
 async def api_live_snapshot(request: web.Request) -> web.Response:
     user = require_user(request)
     hub = request.app[hub_key]
-    client = hub.register(user)
+    client = await hub.join(user)
     try:
         snapshot = await hub.snapshot_for(client)
     finally:

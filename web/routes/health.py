@@ -1,5 +1,12 @@
-"""`/healthz` for load balancers, Compose and Kubernetes: 200 when every
-dependency of this process answers, 503 with the details when one does not."""
+"""`/healthz` for load balancers, Compose and Kubernetes.
+
+200 ``ok`` when every dependency of this process answers; 503 ``unhealthy``
+when one it cannot work without does not (the database; the AMI link in a
+process running the worker); 200 ``degraded`` when only an optional one is
+down (a check marked ``"required": false``, such as the workers a web
+process relies on), so a load balancer keeps the process while the body, and
+the ``dialer_worker_up`` metric, tell an operator what is missing.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +23,12 @@ health_key: web.AppKey[HealthCheck] = web.AppKey("health")
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     checks = await request.app[health_key]()
-    healthy = all(check["ok"] for check in checks.values())
+    failing = [check for check in checks.values() if not check["ok"]]
+    unhealthy = any(check.get("required", True) for check in failing)
+    status = "unhealthy" if unhealthy else "degraded" if failing else "ok"
     return web.json_response(
-        {"status": "ok" if healthy else "unhealthy", "checks": checks},
-        status=200 if healthy else 503,
+        {"status": status, "checks": checks},
+        status=503 if unhealthy else 200,
         headers={"Cache-Control": "no-store"},
     )
 

@@ -127,7 +127,16 @@ def openapi_document() -> dict[str, Any]:
             "properties": {
                 "contact_id": {"type": "integer"},
                 "phone_id": {"type": "integer"},
-                "campaign_id": {"type": "integer"},
+                "campaign_id": {
+                    "type": "integer",
+                    "description": (
+                        "Optional. Left out, a contact on campaign lists is still called "
+                        "under a campaign's rules: the first of its active campaigns in your "
+                        "view (your own list first) whose rules allow the call now, which the "
+                        "call is then stored with. A contact whose campaigns are all paused or "
+                        "closed is refused (campaign_not_active)."
+                    ),
+                },
                 "caller_id": {"type": "string", "description": "One of the allowed caller IDs"},
             },
         },
@@ -286,7 +295,13 @@ def openapi_document() -> dict[str, Any]:
                         "404": _error("No such contact or number (not_found)"),
                         "409": _error(
                             "Refused by a calling rule: do_not_call, outside_calling_hours, "
-                            "volunteer_busy, max_attempts... (see the code)"
+                            "volunteer_busy, max_attempts, retry_too_soon, campaign_not_active "
+                            "(also without campaign_id, for a contact on campaign lists)... "
+                            "(see the code)"
+                        ),
+                        "422": _error(
+                            "A malformed contact_id, phone_id, campaign_id or caller_id "
+                            "(code invalid, the field in error.fields)"
                         ),
                         "503": _error(
                             "The phone system is unavailable (pbx_unavailable), or retry"
@@ -344,7 +359,16 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "201": _json(_ref("OutcomeResult"), "Stored"),
                         "200": _json(_ref("OutcomeResult"), "Already stored (a retry)"),
-                        "422": _error("Field-level errors in error.fields (code invalid)"),
+                        "422": _error(
+                            "Field-level errors in error.fields (code invalid), keyed by "
+                            "dotted path: survey.vote, email, new_numbers.0.number (not a "
+                            "phone number, letters, an extension)... Without a call_id, a "
+                            "volunteer's outcome may not change the contact: email, language, "
+                            "support_score, do_not_call and new_numbers are then refused on "
+                            "their fields. A new number already on another contact is not an "
+                            "error: it is not attached, and the answer is the same as for one "
+                            "that is."
+                        ),
                         "503": _error(
                             "Database unavailable: send the same submission again (retry)"
                         ),

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import shutil
+import tempfile
 from datetime import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from pydantic import ValidationError
 
 from dialer.domain.numbers import InvalidPhoneNumber, to_e164
@@ -23,15 +26,22 @@ from dialer.services.campaigns import (
     lacks_caller_id,
 )
 from dialer.services.export import ExportError
-from dialer.services.importer import ImportFileError, ImportReport
+from dialer.services.importer import (
+    JOB_ERRORS_KEPT,
+    UPLOAD_PREFIX,
+    ImportFileError,
+    ImportJobView,
+    ImportReport,
+)
 from dialer.services.users import UserChangeRefusal, UserChangeRefused, UserError
 from dialer.store.models import Campaign, Team, utcnow
-from web.deps import deps_key, templates_key
+from web.deps import config_key, deps_key, templates_key
 from web.errors import PageError
 from web.forms import Reader, read_form
 from web.i18n import translate as i18n
 from web.i18n.translate import _
-from web.security import current_user, not_found, require_staff, safe_next
+from web.input_guard import unstorable
+from web.security import CSRF_HEADER, not_found, require_staff, safe_next
 from web.templating import render
 
 routes = web.RouteTableDef()
@@ -57,8 +67,11 @@ def page(
 
 
 async def _campaign(request: web.Request) -> Campaign:
-    require_staff(request)
-    campaign = await request.app[deps_key].campaigns.get(int(request.match_info["campaign_id"]))
+    """The campaign of the path, when it is one of the organizer's teams' (404 otherwise)."""
+    user = require_staff(request)
+    campaign = await request.app[deps_key].campaigns.visible_to(
+        user, int(request.match_info["campaign_id"])
+    )
     if campaign is None:
         raise not_found(request)
     return campaign
@@ -103,6 +116,13 @@ async def campaign_create(request: web.Request) -> web.StreamResponse:
     reader = Reader(await read_form(request))
     title = reader.text("title", max_length=300, required=True)
     team_id = reader.integer("team_id", low=1, high=2**31 - 1)
+    if not reader.errors:
+        try:
+            campaign = await request.app[deps_key].campaigns.create(
+                user, title=title, team_id=team_id
+            )
+        except UnknownTeam:
+            reader.errors["team_id"] = _("Choose one of your teams.")
     if reader.errors:
         campaigns, teams = await request.app[deps_key].campaigns.campaigns_and_teams(user)
         return page(
@@ -111,9 +131,6 @@ async def campaign_create(request: web.Request) -> web.StreamResponse:
             _campaigns_context(request, campaigns, teams, reader.errors),
             status=422,
         )
-    campaign = await request.app[deps_key].campaigns.create(
-        title=title, team_id=team_id, actor_id=user.id
-    )
     raise web.HTTPSeeOther(f"/ops/campaigns/{campaign.id}/edit")
 
 
@@ -176,7 +193,7 @@ async def _editor(
     saved: bool = False,
     status: int = 200,
 ) -> web.Response:
-    teams = await request.app[deps_key].campaigns.all_teams()
+    teams = await request.app[deps_key].campaigns.teams_in_view(require_staff(request))
     return page(
         request,
         "campaign_edit.html",
@@ -288,7 +305,7 @@ async def campaign_save(request: web.Request) -> web.StreamResponse:
         await request.app[deps_key].campaigns.update(
             campaign.id,
             changes,
-            actor_id=user.id,
+            actor=user,
             default_caller_id=request.app[deps_key].service.default_caller_id,
         )
     except UnknownTeam:
@@ -298,6 +315,19 @@ async def campaign_save(request: web.Request) -> web.StreamResponse:
 
 # -- import, lists, export ------------------------------------------------------------
 
+# Form fields other than the file are short; a longer one is refused, not held in memory.
+_IMPORT_FIELD_MAX = 4096
+# One file, the encoding and up to 500 volunteers to share the contacts among.
+_IMPORT_PARTS_MAX = 600
+_UPLOAD_CHUNK = 256 * 1024
+
+
+class _UploadRefused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
 
 async def _import_page(
     request: web.Request,
@@ -305,55 +335,215 @@ async def _import_page(
     report: ImportReport | None = None,
     error: str = "",
     status: int = 200,
+    job: ImportJobView | None = None,
 ) -> web.Response:
     members = await request.app[deps_key].campaigns.team_members(campaign.team_id)
+    if job is not None and job.report is not None:
+        report = job.report
     return page(
         request,
         "import.html",
-        {"campaign": campaign, "report": report, "error": error, "members": members},
+        {
+            "campaign": campaign,
+            "report": report,
+            "error": error,
+            "members": members,
+            "job": job,
+            "errors_kept": JOB_ERRORS_KEPT,
+        },
         status=status,
     )
 
 
 @routes.get("/ops/campaigns/{campaign_id:\\d{1,9}}/import")
 async def import_form(request: web.Request) -> web.Response:
-    return await _import_page(request, await _campaign(request))
+    campaign = await _campaign(request)
+    job_id = request.query.get("job", "")
+    if not job_id:
+        return await _import_page(request, campaign)
+    job = await _import_job(request, campaign, job_id)
+    return await _import_page(request, campaign, job=job)
+
+
+@routes.get("/ops/campaigns/{campaign_id:\\d{1,9}}/import/jobs/{job_id:\\d{1,9}}")
+async def import_progress(request: web.Request) -> web.Response:
+    """How far a background import has gone, for the import page's progress bar."""
+    campaign = await _campaign(request)
+    job = await _import_job(request, campaign, request.match_info["job_id"])
+    return web.json_response(job.progress_json(), headers={"Cache-Control": "no-store"})
+
+
+async def _import_job(request: web.Request, campaign: Campaign, job_id: str) -> ImportJobView:
+    if not job_id.isdecimal() or len(job_id) > 9:
+        raise not_found(request)
+    job = await request.app[deps_key].imports.job(int(job_id), campaign_id=campaign.id)
+    if job is None:
+        raise not_found(request)
+    return job
 
 
 @routes.post("/ops/campaigns/{campaign_id:\\d{1,9}}/import")
 async def import_upload(request: web.Request) -> web.Response:
+    """Receive the file onto disk, check its header, and import it in the background.
+
+    The page's script sends the CSRF token as a header, so the body arrives
+    untouched and is streamed to a temporary file; a plain form post has been
+    read by the CSRF check already (aiohttp spools it to disk) and is copied.
+    Either way the rows are imported by a background job that the page
+    follows: the request returns as soon as the header is checked.
+    """
     campaign = await _campaign(request)
     user = require_staff(request)
     runtime = request.app[deps_key]
-    form = await request.post()
-    upload = form.get("file")
-    if not isinstance(upload, web.FileField):
-        return await _import_page(request, campaign, error=_("Choose a CSV file."), status=422)
-    encoding = str(form.get("encoding", "utf-8"))
+    wants_json = "application/json" in request.headers.get("Accept", "")
+    try:
+        fields, upload, file_name = await _receive_upload(request)
+    except _UploadRefused as refused:
+        if wants_json:
+            return _import_refused(refused.status, refused.message)
+        return await _import_page(request, campaign, error=refused.message, status=refused.status)
+    encoding = fields.get("encoding", ["utf-8"])[0]
     if encoding not in ("utf-8", "latin-1", "cp1252"):
         encoding = "utf-8"
-    assign_to = [str(name)[:100] for name in form.getall("assign_to", [])][:500]
-    data = upload.file.read()
-    name = Path(upload.filename or "upload.csv").name[:200]
+    assign_to = [name[:100] for name in fields.get("assign_to", [])][:500]
     try:
-        report = await runtime.imports.import_contacts(
-            Path(name),
+        job_id = await runtime.imports.start_import(
+            upload,
+            file_name=file_name,
             region=runtime.default_region,
             campaign_id=campaign.id,
             assign_to=assign_to,
             encoding=encoding,
-            actor_label="web",
             actor_id=user.id,
-            data=data,
         )
     except ImportFileError as error:
-        return await _import_page(
-            request,
-            campaign,
-            error=_("The file could not be imported: %(reason)s", reason=str(error)),
-            status=422,
+        message = _("The file could not be imported: %(reason)s", reason=str(error))
+        if wants_json:
+            return _import_refused(422, message)
+        return await _import_page(request, campaign, error=message, status=422)
+    job_page = f"/ops/campaigns/{campaign.id}/import?job={job_id}"
+    if wants_json:
+        return web.json_response(
+            {
+                "job": job_id,
+                "page": job_page,
+                "progress": f"/ops/campaigns/{campaign.id}/import/jobs/{job_id}",
+            },
+            status=202,
         )
-    return await _import_page(request, campaign, report=report)
+    raise web.HTTPSeeOther(job_page)
+
+
+def _import_refused(status: int, message: str) -> web.Response:
+    return web.json_response(
+        {"error": {"code": "import_refused", "message": message}}, status=status
+    )
+
+
+async def _receive_upload(request: web.Request) -> tuple[dict[str, list[str]], Path, str]:
+    """The form's fields, and its file saved to a temporary file (the caller's to delete)."""
+    limit = int(request.app[config_key].max_upload_mb * 1024 * 1024)
+    fields: dict[str, list[str]] = {}
+    upload: Path | None = None
+    file_name = "upload.csv"
+    try:
+        if request.headers.get(CSRF_HEADER) and request.content_type == "multipart/form-data":
+            reader = await request.multipart()
+            parts = 0
+            while (part := await reader.next()) is not None:
+                parts += 1
+                if parts > _IMPORT_PARTS_MAX:
+                    raise _UploadRefused(413, _("The form has too many fields."))
+                if not isinstance(part, BodyPartReader):
+                    continue
+                if part.name == "file" and part.filename is not None and upload is None:
+                    file_name = part.filename or file_name
+                    upload = await _save_part(part, limit)
+                elif part.name:
+                    fields.setdefault(part.name, []).append(await _read_field(part))
+        else:
+            form = await request.post()
+            for name, value in form.items():
+                if isinstance(value, str):
+                    fields.setdefault(name, []).append(value)
+            found = form.get("file")
+            if isinstance(found, web.FileField):
+                file_name = found.filename or file_name
+                upload = await asyncio.to_thread(_copy_to_temporary, found.file)
+    except BaseException:
+        if upload is not None:
+            await asyncio.to_thread(upload.unlink, missing_ok=True)
+        raise
+    if upload is None:
+        raise _UploadRefused(422, _("Choose a CSV file."))
+    if any(unstorable(value) for values in fields.values() for value in values) or unstorable(
+        file_name
+    ):
+        await asyncio.to_thread(upload.unlink, missing_ok=True)
+        raise _UploadRefused(
+            422,
+            _(
+                "The request contains a character that cannot be stored (a NUL byte or a lone "
+                "surrogate). Remove it and try again."
+            ),
+        )
+    return fields, upload, Path(file_name).name[:200]
+
+
+async def _save_part(part: BodyPartReader, limit: int) -> Path:
+    handle = await asyncio.to_thread(_new_temporary)
+    path = Path(handle.name)
+    try:
+        size = 0
+        while chunk := await part.read_chunk(_UPLOAD_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise _UploadRefused(
+                    413,
+                    _(
+                        "The file is larger than %(size)s MB; split it, or import it "
+                        "with the dialer import-contacts command.",
+                        size=_megabytes(limit),
+                    ),
+                )
+            await asyncio.to_thread(handle.write, chunk)
+    except BaseException:
+        await asyncio.to_thread(handle.close)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+        raise
+    await asyncio.to_thread(handle.close)
+    return path
+
+
+def _megabytes(limit: int) -> str:
+    return f"{limit / (1024 * 1024):g}"
+
+
+async def _read_field(part: BodyPartReader) -> str:
+    data = b""
+    while chunk := await part.read_chunk(_IMPORT_FIELD_MAX):
+        data += chunk
+        if len(data) > _IMPORT_FIELD_MAX:
+            raise _UploadRefused(413, _("A form field is too long."))
+    return data.decode("utf-8", errors="replace")
+
+
+def _new_temporary() -> IO[bytes]:
+    return tempfile.NamedTemporaryFile(prefix=UPLOAD_PREFIX, suffix=".csv", delete=False)
+
+
+def _copy_to_temporary(source: IO[bytes]) -> Path:
+    source.seek(0)
+    handle = _new_temporary()
+    path = Path(handle.name)
+    try:
+        with handle:
+            shutil.copyfileobj(source, handle, _UPLOAD_CHUNK)
+    except BaseException:
+        # A full disk, say: the half-written copy would otherwise stay behind.
+        path.unlink(missing_ok=True)
+        raise
+    return path
 
 
 async def _assign_page(request: web.Request, campaign: Campaign, done: str = "") -> web.Response:
@@ -366,7 +556,7 @@ async def assign_form(request: web.Request) -> web.Response:
     campaign = await _campaign(request)
     done = request.query.get("moved", "")
     return await _assign_page(
-        request, campaign, _("%(count)s contacts assigned.", count=done) if done.isdigit() else ""
+        request, campaign, _("%(count)s contacts assigned.", count=done) if done.isdecimal() else ""
     )
 
 
@@ -378,12 +568,12 @@ async def assign_submit(request: web.Request) -> web.StreamResponse:
     action = str(form.get("action", ""))
     campaigns = request.app[deps_key].campaigns
     if action == "share":
-        chosen = [int(v) for v in form.getall("volunteer", []) if str(v).isdigit()]
+        chosen = [int(v) for v in form.getall("volunteer", []) if str(v).isdecimal()]
         count = await campaigns.share_unassigned(campaign, chosen, actor_id=user.id)
     elif action == "move":
         source, target = str(form.get("from", "")), str(form.get("to", ""))
-        from_id = int(source) if source.isdigit() else None
-        to_id = int(target) if target.isdigit() else None
+        from_id = int(source) if source.isdecimal() else None
+        to_id = int(target) if target.isdecimal() else None
         try:
             count = await campaigns.move_open_entries(campaign, from_id, to_id, actor_id=user.id)
         except UnknownVolunteer:
@@ -420,7 +610,7 @@ async def _dnc_page(
     request: web.Request, *, errors: dict[str, str] | None = None, status: int = 200
 ) -> web.Response:
     query = request.query.get("q", "")[:200]
-    contacts = await request.app[deps_key].contacts.dnc_list(query=query)
+    contacts = await request.app[deps_key].contacts.dnc_list(require_staff(request), query=query)
     return page(
         request,
         "dnc.html",
@@ -464,7 +654,7 @@ async def dnc_add(request: web.Request) -> web.StreamResponse:
 async def dnc_remove(request: web.Request) -> web.StreamResponse:
     user = require_staff(request)
     if not await request.app[deps_key].contacts.remove_from_dnc(
-        contact_id=int(request.match_info["contact_id"]), actor_id=user.id
+        contact_id=int(request.match_info["contact_id"]), actor=user
     ):
         raise not_found(request)
     raise web.HTTPSeeOther("/ops/dnc")
@@ -481,13 +671,9 @@ async def _users_page(
     created: tuple[str, str] | None = None,
     status: int = 200,
 ) -> web.Response:
-    overview = await request.app[deps_key].users.overview()
-    actor = current_user(request)
-    roles = [
-        role
-        for role in Role
-        if actor is not None and (actor.role is Role.ADMIN or role is not Role.ADMIN)
-    ]
+    actor = require_staff(request)
+    overview = await request.app[deps_key].users.overview(actor)
+    roles = [role for role in Role if actor.role is Role.ADMIN or role is not Role.ADMIN]
     return page(
         request,
         "users.html",
@@ -525,12 +711,8 @@ async def users_add(request: web.Request) -> web.Response:
     extension = reader.text("extension", max_length=40) or None
     email = reader.text("email", max_length=320) or None
     language = i18n.normalise_language(reader.raw("language"))
-    teams = tuple(
-        name.strip()[:200]
-        for name in reader.text("teams", max_length=1000).split(",")
-        if name.strip()
-    )
-    password = reader.raw("password")[:1000]
+    teams = tuple(_team_names(reader))
+    password = reader.raw("password")
     generated = not password
     if generated:
         password = generate_password()
@@ -542,6 +724,7 @@ async def users_add(request: web.Request) -> web.Response:
         return await _users_page(request, errors=reader.errors, values=values, status=422)
     try:
         await request.app[deps_key].users.add_user(
+            actor,
             username=username,
             password=password,
             role=role,
@@ -550,24 +733,41 @@ async def users_add(request: web.Request) -> web.Response:
             extension=extension,
             teams=teams,
             language=language,
-            actor_label=f"web:{actor.username}",
         )
-    except WeakPassword:
+    except WeakPassword as weak:
         return await _users_page(
             request,
-            errors={"password": _("A password needs at least 10 characters.")},
+            errors={"password": str(weak)},
             values=values,
             status=422,
         )
     except UserError as error:
-        field = error.field
-        message = (
-            _("This extension is taken or not valid (letters, digits, _ and - only).")
-            if field == "extension"
-            else _("This username is taken or not valid (2-100 letters, digits or . _ @ -).")
+        return await _users_page(
+            request, errors={error.field: _user_error(error)}, values=values, status=422
         )
-        return await _users_page(request, errors={field: message}, values=values, status=422)
     return await _users_page(request, created=(username, password if generated else ""))
+
+
+def _team_names(reader: Reader) -> list[str]:
+    """The comma-separated names of the ``teams`` field; a problem is left in ``reader``."""
+    names = [name.strip() for name in reader.text("teams", max_length=1000).split(",")]
+    for name in names:
+        if len(name) > 200:
+            reader.errors["teams"] = _("A team name has at most %(count)s characters.", count=200)
+    return [name for name in names if name]
+
+
+def _user_error(error: UserError) -> str:
+    messages = {
+        "extension": _("This extension is taken or not valid (letters, digits, _ and - only)."),
+        "pbx": _("A PBX name may only use letters, digits, '.', '_' and '-'."),
+        "teams": _("Choose among your own teams; at least one."),
+        "role": _("Only an administrator can create administrators."),
+    }
+    return messages.get(
+        error.field,
+        _("This username is taken or not valid (2-100 letters, digits or . _ @ -)."),
+    )
 
 
 @routes.post("/ops/users/{user_id:\\d{1,9}}")
@@ -577,12 +777,16 @@ async def users_update(request: web.Request) -> web.StreamResponse:
     reader = Reader(form)
     extension = reader.text("extension", max_length=40) or None
     pbx = reader.text("pbx", max_length=100) or None
-    teams = [
-        name.strip()[:200]
-        for name in reader.text("teams", max_length=1000).split(",")
-        if name.strip()
-    ]
+    teams = _team_names(reader)
     active = reader.flag("active")
+    if reader.errors:
+        # Nothing is half-applied: a cut extension or a lost team list would
+        # silently change someone's phone or memberships.
+        labels = {"extension": _("Extension"), "pbx": _("PBX"), "teams": _("Teams")}
+        field, problem = next(iter(reader.errors.items()))
+        raise PageError(
+            422, _("Not valid"), _("%(field)s: %(problem)s", field=labels[field], problem=problem)
+        )
     try:
         await request.app[deps_key].users.update_user(
             actor,
@@ -599,15 +803,5 @@ async def users_update(request: web.Request) -> web.StreamResponse:
             403, _("Not allowed"), _("Only an administrator can change an administrator.")
         ) from None
     except UserError as error:
-        if error.field == "pbx":
-            raise PageError(
-                422,
-                _("Not valid"),
-                _("A PBX name may only use letters, digits, '.', '_' and '-'."),
-            ) from None
-        raise PageError(
-            422,
-            _("Not valid"),
-            _("This extension is taken or not valid (letters, digits, _ and - only)."),
-        ) from None
+        raise PageError(422, _("Not valid"), _user_error(error)) from None
     raise web.HTTPSeeOther(safe_next(str(form.get("next", "")), "/ops/users"))

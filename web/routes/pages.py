@@ -22,6 +22,7 @@ from web.i18n import translate as i18n
 from web.i18n.translate import _
 from web.routes.api import set_session_cookie
 from web.security import (
+    DEVICE_COOKIE,
     LANGUAGE_COOKIE,
     SESSION_COOKIE,
     client_ip,
@@ -30,6 +31,7 @@ from web.security import (
     not_found,
     require_user,
     safe_next,
+    set_device_cookie,
 )
 from web.templating import render
 
@@ -44,7 +46,7 @@ def page(
 
 def _query_int(request: web.Request, name: str) -> int | None:
     raw = request.query.get(name, "")
-    return int(raw) if raw.isdigit() and len(raw) <= 9 else None
+    return int(raw) if raw.isdecimal() and len(raw) <= 9 else None
 
 
 # -- signing in and out -----------------------------------------------------------
@@ -76,7 +78,8 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     config = request.app[config_key]
     form = await read_form(request)
     username = str(form.get("username", ""))[:100]
-    password = str(form.get("password", ""))[:1000]
+    # Never cut: sign-in refuses what is longer than any password could be.
+    password = str(form.get("password", ""))
     target = safe_next(str(form.get("next", "")))
     try:
         signed = await runtime.accounts.sign_in(
@@ -84,6 +87,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             password=password,
             ip=client_ip(request),
             user_agent=request.headers.get("User-Agent", ""),
+            device_token=request.cookies.get(DEVICE_COOKIE, ""),
             policy=config.session_policy,
             limits=config.login_limits,
         )
@@ -102,6 +106,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         target = "/ops/live" if signed.user.role in STAFF_ROLES else "/campaigns"
     response = web.HTTPSeeOther(target)
     set_session_cookie(request, response, signed.token)
+    set_device_cookie(request, response, signed.device_token)
     raise response
 
 

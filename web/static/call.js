@@ -186,6 +186,17 @@ document.addEventListener("DOMContentLoaded", () => {
       if (campaignId) body.campaign_id = campaignId;
       try {
         const created = await PB.api("POST", "/api/calls", body);
+        if (!campaignId && created.campaign_id) {
+          // Made under the contact's campaign: that campaign's page carries
+          // its survey.  The draft and ?call= resume the call there.
+          callId = created.call_id;
+          saveDraft();
+          const params = new URLSearchParams(location.search);
+          params.set("call", created.call_id);
+          params.set("campaign", created.campaign_id);
+          location.replace(location.pathname + "?" + params.toString());
+          return;
+        }
         form.hidden = true;
         donePanel.hidden = true;
         follow(created.call_id);

@@ -16,7 +16,8 @@ document.addEventListener("DOMContentLoaded", () => {
     try {
       const call = await PB.api("POST", "/api/calls", body);
       const params = new URLSearchParams({ call: call.call_id });
-      if (link.dataset.campaign) params.set("campaign", link.dataset.campaign);
+      // The API names the campaign the call was made under, asked for or not.
+      if (call.campaign_id) params.set("campaign", call.campaign_id);
       location.href = "/contacts/" + link.dataset.contact + "?" + params.toString();
     } catch (error) {
       link.removeAttribute("aria-busy");

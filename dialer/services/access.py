@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, exists, false, select, true
+from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from dialer.domain.vocabulary import Role
 from dialer.store.access import team_ids
@@ -58,6 +60,18 @@ class Scope:
         if campaign_id is not None:
             conditions.append(Campaign.id == campaign_id)
         return exists().where(*conditions)
+
+    def work_filter(
+        self, campaign_id: InstrumentedAttribute[Any], author_id: InstrumentedAttribute[Any]
+    ) -> ColumnElement[bool]:
+        """A WHERE clause on a call, an outcome or a task: done for a campaign in
+        view, or outside any campaign by someone of a team in view."""
+        if self.teams is None:
+            return true()
+        return or_(
+            campaign_id.in_(select(Campaign.id).where(self.campaign_filter())),
+            and_(campaign_id.is_(None), author_id.in_(select(User.id).where(self.user_filter()))),
+        )
 
     def user_filter(self) -> ColumnElement[bool]:
         """A WHERE clause on :class:`User`: members of a team in view."""

@@ -144,11 +144,18 @@ async def search(
                 Contact.language.like(f"{_escape_like(wanted.language.lower())}-%", escape="\\"),
             )
         )
+    # Other teams' calls and outcomes of a shared contact are theirs: they
+    # neither show nor filter here.
+    their_calls = scope.work_filter(CallAttempt.campaign_id, CallAttempt.volunteer_id)
+    their_outcomes = scope.work_filter(Disposition.campaign_id, Disposition.volunteer_id)
     if wanted.never_called:
-        statement = statement.where(~exists().where(CallAttempt.contact_id == Contact.id))
+        statement = statement.where(
+            ~exists().where(CallAttempt.contact_id == Contact.id, their_calls)
+        )
     if wanted.callback_due:
         due = [
             CallingListEntry.contact_id == Contact.id,
+            CallingListEntry.campaign_id.in_(select(Campaign.id).where(scope.campaign_filter())),
             CallingListEntry.done.is_(False),
             CallingListEntry.callback_at.is_not(None),
             CallingListEntry.callback_at <= now,
@@ -159,7 +166,7 @@ async def search(
     if wanted.outcome is not None:
         latest = (
             select(Disposition.outcome)
-            .where(Disposition.contact_id == Contact.id)
+            .where(Disposition.contact_id == Contact.id, their_outcomes)
             .order_by(Disposition.created_at.desc(), Disposition.id.desc())
             .limit(1)
             .scalar_subquery()
@@ -182,13 +189,13 @@ async def search(
     if ids:
         for contact_id, outcome in await session.execute(
             select(Disposition.contact_id, Disposition.outcome)
-            .where(Disposition.contact_id.in_(ids))
+            .where(Disposition.contact_id.in_(ids), their_outcomes)
             .order_by(Disposition.created_at, Disposition.id)
         ):
             last_outcomes[contact_id] = outcome
         for contact_id, at in await session.execute(
             select(CallAttempt.contact_id, func.max(CallAttempt.requested_at))
-            .where(CallAttempt.contact_id.in_(ids))
+            .where(CallAttempt.contact_id.in_(ids), their_calls)
             .group_by(CallAttempt.contact_id)
         ):
             last_calls[contact_id] = at
@@ -196,6 +203,9 @@ async def search(
             select(CallingListEntry.contact_id, func.min(CallingListEntry.callback_at))
             .where(
                 CallingListEntry.contact_id.in_(ids),
+                CallingListEntry.campaign_id.in_(
+                    select(Campaign.id).where(scope.campaign_filter())
+                ),
                 CallingListEntry.done.is_(False),
                 CallingListEntry.callback_at.is_not(None),
             )

@@ -56,6 +56,12 @@ async def test_a_shared_contact_shows_each_team_only_its_own_history(
     status, _ = await carol.api("POST", f"/api/contacts/{ada}/notes", {"body": "Quebec note"})
     assert status == 201
 
+    # The contact list reads a shared contact's calls and outcomes the same way.
+    _, mine = await alice.page("/contacts?outcome=other")
+    assert "Lovelace" in mine
+    _, theirs = await carol.page("/contacts?outcome=other")
+    assert "Lovelace" not in theirs
+
     for who, sees, does_not_see in (
         ("carol", ["Quebec note", "Quebec canvass"], ["Montreal-only", "Alice Martin", "Get out"]),
         ("oscar", ["Quebec note"], ["Montreal-only", "Alice Martin", "Get out the vote"]),

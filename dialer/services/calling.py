@@ -51,6 +51,7 @@ from dialer.services.common import Clock, NotAllowed, RetryableError
 from dialer.services.live_calls import CallPublisher
 from dialer.store import audit, calls
 from dialer.store.access import team_ids
+from dialer.store.calls import LiveClaim
 from dialer.store.models import (
     CallAttempt,
     CallingListEntry,
@@ -77,15 +78,10 @@ def caller_id_name(contact: Contact) -> str:
     return cleaned[:40] or "Phone bank"
 
 
-def _constraint_refusal(error: IntegrityError) -> Refusal | None:
-    text = str(error.orig)
-    if "uq_call_attempts_live_volunteer" in text:
+def _claim_refusal(claim: LiveClaim) -> Refusal:
+    if claim is LiveClaim.VOLUNTEER:
         return Refusal(RefusalCode.VOLUNTEER_BUSY, "you already have a call in progress")
-    if "uq_call_attempts_live_contact" in text:
-        return Refusal(
-            RefusalCode.CONTACT_BEING_CALLED, "someone is calling this contact right now"
-        )
-    return None
+    return Refusal(RefusalCode.CONTACT_BEING_CALLED, "someone is calling this contact right now")
 
 
 class CallService:
@@ -168,16 +164,34 @@ class CallService:
                 )
                 await notify(session, CALL_REQUESTS, call.pbx)
         except IntegrityError as error:
-            refusal = _constraint_refusal(error)
-            if refusal is None:
+            claim = calls.live_claim_conflict(error)
+            if claim is None:
                 raise
-            raise CallRefused(refusal) from None
+            if claim is LiveClaim.CONTACT:
+                claim = await self._own_contact_claim(volunteer_id, contact_id)
+            raise CallRefused(_claim_refusal(claim)) from None
         except (OperationalError, InterfaceError, OSError) as error:
             raise RetryableError("the database is unavailable; try again") from error
         self.publisher.publish_call(call)
         if self.on_request is not None:
             self.on_request(call.call_id)
         return call
+
+    async def _own_contact_claim(self, volunteer_id: int, contact_id: int) -> LiveClaim:
+        """The claim to report when the contact's was broken: the volunteer's own
+        when the live call on the contact is theirs (a double click, a second tab).
+
+        Such a request breaks both claims and the database reports the one it
+        checked first, which differs between PostgreSQL and SQLite; "someone is
+        calling this contact" would then be the volunteer themselves.
+        """
+        try:
+            async with self.sessions() as session:
+                caller = await calls.live_call_volunteer(session, contact_id)
+        except (OperationalError, InterfaceError, OSError):
+            # Only the wording is at stake: the request is refused either way.
+            return LiveClaim.CONTACT
+        return LiveClaim.VOLUNTEER if caller == volunteer_id else LiveClaim.CONTACT
 
     async def _checked_request(
         self,
@@ -270,7 +284,7 @@ class CallService:
             refuse(RefusalCode.PBX_UNAVAILABLE, f"the phone system ({pbx}) is not connected")
 
         # One live call per volunteer and per contact: the partial unique
-        # indexes decide at insert time (see _constraint_refusal).
+        # indexes decide at insert time (see calls.live_claim_conflict).
         return CallAttempt(
             call_id=new_call_id(),
             campaign_id=campaign.id if campaign else None,

@@ -10,11 +10,14 @@ the transaction; every function here sends its SQL before it returns.
 
 from __future__ import annotations
 
+import enum
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, exists, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -54,9 +57,63 @@ CANCELLED_BEFORE_DIALING = "cancelled before it was dialed"
 
 
 async def add_request(session: AsyncSession, call: CallAttempt) -> None:
-    """Insert a ``requested`` call; the live-call unique indexes may refuse it."""
+    """Insert a ``requested`` call; the live-call unique indexes may refuse it
+    (:func:`live_claim_conflict` says which)."""
     session.add(call)
     await session.flush()
+
+
+class LiveClaim(enum.Enum):
+    """The partial unique indexes that allow one live call per volunteer and per contact."""
+
+    VOLUNTEER = "uq_call_attempts_live_volunteer"
+    CONTACT = "uq_call_attempts_live_contact"
+
+
+# SQLite names a unique index by its columns ("UNIQUE constraint failed:
+# call_attempts.volunteer_id"), or by name when it indexes expressions.
+_SQLITE_UNIQUE = re.compile(
+    r"UNIQUE constraint failed: (?:index '(?P<index>[^']+)'|(?P<columns>.+))"
+)
+
+
+def live_claim_conflict(error: IntegrityError) -> LiveClaim | None:
+    """The live-call claim an insert broke, on PostgreSQL or SQLite; None for any other failure."""
+    index = _violated_index(error)
+    claims = {claim.value: claim for claim in LiveClaim}
+    return claims.get(index) if index is not None else None
+
+
+def _violated_index(error: IntegrityError) -> str | None:
+    driver_error = error.orig
+    # asyncpg says which constraint, behind SQLAlchemy's emulated DBAPI error.
+    name = getattr(getattr(driver_error, "orig", None), "constraint_name", None)
+    if isinstance(name, str):
+        return name
+    message = str(driver_error)
+    match = _SQLITE_UNIQUE.search(message)
+    if match is not None:
+        if match["index"] is not None:
+            return match["index"]
+        columns = [column.strip() for column in match["columns"].split(",")]
+        for index in _CALLS.indexes:
+            if (
+                index.unique
+                and [f"{_CALLS.name}.{column.name}" for column in index.columns] == columns
+            ):
+                return index.name
+        return None
+    # Another PostgreSQL driver: its message quotes the index's name.
+    return next((claim.value for claim in LiveClaim if claim.value in message), None)
+
+
+async def live_call_volunteer(session: AsyncSession, contact_id: int) -> int | None:
+    """Who is on the live call with ``contact_id``, if anyone."""
+    return await session.scalar(
+        select(CallAttempt.volunteer_id).where(
+            CallAttempt.contact_id == contact_id, CallAttempt.state != CallState.ENDED
+        )
+    )
 
 
 async def add_hangup_request(

@@ -31,6 +31,9 @@ class CallPublisher:
         self.sessions = sessions
         self.broadcaster = broadcaster
         self.clock = clock
+        # Each volunteer's last call whose outcome was recorded here: its
+        # end, stored or announced late, must not put them back in wrap-up.
+        self._outcome_recorded: dict[int, str] = {}
 
     def publish_call(
         self,
@@ -54,13 +57,33 @@ class CallPublisher:
             "call", call.call_id, payload, present=call.state is not CallState.ENDED
         )
         status = volunteer_status(call.state, call.outcome)
+        if status == WRAP_UP and self._outcome_recorded.get(call.volunteer_id) == call.call_id:
+            status = AVAILABLE
+        self._publish_status(call.volunteer_id, status, call.call_id)
+
+    def publish_outcome_recorded(self, volunteer_id: int, call_id: str, *, ended: bool) -> None:
+        """The outcome of ``call_id`` is saved: its volunteer is available again.
+
+        Only once the call has ended, and only while the volunteer's shown
+        status is about this call: one who already started another call
+        stays on it.
+        """
+        self._outcome_recorded[volunteer_id] = call_id
+        if not ended:
+            return  # the end of the call makes them available (see publish_call)
+        shown = self.broadcaster.current("volunteer", str(volunteer_id))
+        if shown is not None and shown.payload.get("call_id") != call_id:
+            return
+        self._publish_status(volunteer_id, AVAILABLE, call_id)
+
+    def _publish_status(self, volunteer_id: int, status: str, call_id: str) -> None:
         self.broadcaster.publish(
             "volunteer",
-            str(call.volunteer_id),
+            str(volunteer_id),
             {
-                "volunteer_id": call.volunteer_id,
+                "volunteer_id": volunteer_id,
                 "status": status,
-                "call_id": call.call_id,
+                "call_id": call_id,
                 "since": _iso(self.clock()),
             },
         )
@@ -122,11 +145,20 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
+# A volunteer's statuses, as the live panel, its labels and MQTT consumers
+# know them (docs/mqtt.md).
+AVAILABLE = "idle"
+WRAP_UP = "wrap_up"
+
+
 def volunteer_status(state: CallState, outcome: CallOutcome | None) -> str:
     if state in (CallState.REQUESTED, CallState.RINGING_VOLUNTEER):
         return "ringing"
     if state is CallState.ENDED:
-        return "wrap_up" if outcome is CallOutcome.COMPLETED else "idle"
+        # An answered call leaves the volunteer wrapping up until its
+        # outcome is recorded (CallPublisher.publish_outcome_recorded);
+        # one that reached no one has its automatic outcome already.
+        return WRAP_UP if outcome is CallOutcome.COMPLETED else AVAILABLE
     return "on_call"
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import selectinload
 
 from dialer.domain.outcomes import OutcomeSubmission, SubmissionInvalid, validate_submission
 from dialer.domain.survey import SurveyDefinition
-from dialer.domain.vocabulary import DispositionOutcome, PhoneType, TaskStatus
+from dialer.domain.vocabulary import CallState, DispositionOutcome, PhoneType, TaskStatus
 from dialer.services.access import (
     can_access_campaign,
     can_access_contact,
@@ -41,10 +41,20 @@ from dialer.store.models import (
 
 
 @dataclass(frozen=True, slots=True)
+class SettledCall:
+    """The call an outcome was recorded for, as it stood then."""
+
+    call_id: str
+    volunteer_id: int
+    ended: bool
+
+
+@dataclass(frozen=True, slots=True)
 class OutcomeResult:
     disposition_id: int
     duplicate: bool
     campaign_id: int | None = None
+    call: SettledCall | None = None
 
 
 class _AlreadyStored(Exception):
@@ -103,6 +113,13 @@ class OutcomeService:
         a retry after a timeout): the second call returns the first result.
         """
         result = await with_db_retry(lambda: self._record_outcome(user_id, submission))
+        if not result.duplicate and result.call is not None:
+            # Published after the commit, as every live state is: what the
+            # panels show is never ahead of the database.
+            settled = result.call
+            self.publisher.publish_outcome_recorded(
+                settled.volunteer_id, settled.call_id, ended=settled.ended
+            )
         if not result.duplicate and result.campaign_id is not None:
             with contextlib.suppress(SQLAlchemyError, OSError):
                 # Counters are a nicety: the outcome is stored either way.
@@ -120,8 +137,13 @@ class OutcomeService:
                     if existing.volunteer_id != user_id:
                         raise NotAllowed("this submission belongs to someone else")
                     return OutcomeResult(existing.id, duplicate=True)
-                disposition = await self._apply_outcome(session, user_id, submission, now)
-                return OutcomeResult(disposition.id, False, disposition.campaign_id)
+                disposition, call = await self._apply_outcome(session, user_id, submission, now)
+                settled = (
+                    SettledCall(call.call_id, call.volunteer_id, call.state is CallState.ENDED)
+                    if call is not None
+                    else None
+                )
+                return OutcomeResult(disposition.id, False, disposition.campaign_id, settled)
         except _AlreadyStored as stored:
             return OutcomeResult(stored.disposition_id, duplicate=True)
         except IntegrityError as error:
@@ -149,7 +171,7 @@ class OutcomeService:
 
     async def _apply_outcome(
         self, session: AsyncSession, user_id: int, submission: OutcomeSubmission, now: datetime
-    ) -> Disposition:
+    ) -> tuple[Disposition, CallAttempt | None]:
         user = await session.get(User, user_id)
         if user is None:
             raise NotAllowed("unknown user")
@@ -246,7 +268,7 @@ class OutcomeService:
             },
             actor_id=user.id,
         )
-        return disposition
+        return disposition, call
 
     async def _enrich_contact(
         self,

@@ -621,15 +621,10 @@ async def import_contacts(
     actor_label: str = "cli",
     actor_id: int | None = None,
     progress: Callable[[int], None] | None = None,
-    data: bytes | None = None,
 ) -> ImportReport:
-    """Import ``path`` (or ``data`` when given, e.g. an upload named ``path``).
-
-    ``progress`` is called with the number of rows handled since its last call.
-    """
-    stream: BinaryIO = (
-        io.BytesIO(data) if data is not None else await asyncio.to_thread(_open, path)
-    )
+    """Import ``path``; ``progress`` is called with the number of rows handled
+    since its last call."""
+    stream: BinaryIO = await asyncio.to_thread(_open, path)
     try:
         return await import_stream(
             sessions,
@@ -1214,31 +1209,6 @@ class ImportService:
         # Where the web leaves uploads (the system's temporary directory by default).
         self._upload_directory = upload_directory
         self._leftovers_checked_at: float | None = None
-
-    async def import_contacts(
-        self,
-        path: Path,
-        *,
-        region: str,
-        campaign_id: int | None = None,
-        assign_to: Sequence[str] = (),
-        encoding: str = "utf-8",
-        actor_label: str = "cli",
-        actor_id: int | None = None,
-        data: bytes | None = None,
-    ) -> ImportReport:
-        """See :func:`import_contacts`: one transaction per batch, raises ImportFileError."""
-        return await import_contacts(
-            self._sessions,
-            path,
-            region=region,
-            campaign_id=campaign_id,
-            assign_to=assign_to,
-            encoding=encoding,
-            actor_label=actor_label,
-            actor_id=actor_id,
-            data=data,
-        )
 
     async def start_import(
         self,

@@ -33,3 +33,25 @@ async def wait_for_job(browser: Browser, progress_url: str) -> dict[str, Any]:
             if job["finished"]:
                 return dict(job)
             await asyncio.sleep(0.05)
+
+
+def csv_form(data: bytes, *, filename: str = "x.csv", **fields: str) -> aiohttp.FormData:
+    """The import page's form: its other ``fields`` first, then the file."""
+    form = aiohttp.FormData()
+    for name, value in fields.items():
+        form.add_field(name, value)
+    form.add_field("file", data, filename=filename)
+    return form
+
+
+async def post_import(
+    browser: Browser, campaign_id: int, form: aiohttp.FormData
+) -> tuple[int, Any]:
+    """POST the form as the page's script does, asking for JSON: status and body."""
+    return await browser.api(
+        "POST",
+        f"/ops/campaigns/{campaign_id}/import",
+        None,
+        data=form,
+        headers={"Accept": "application/json"},
+    )

@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 
 from dialer.store.models import CallingListEntry, Contact, ContactPhone, ImportJob
 from tests.e2e.conftest import Browser, ClientFactory
-from tests.e2e.importing import upload_csv, wait_for_job
+from tests.e2e.importing import csv_form, post_import, upload_csv, wait_for_job
 from tests.e2e.webworld import PASSWORD, Served, WebWorld, serve
 from web.deps import deps_key
 
@@ -161,15 +161,8 @@ async def test_a_refused_file_is_refused_at_once_and_nothing_is_started(
     client: ClientFactory, world: WebWorld
 ) -> None:
     olivia = await client("olivia")
-    form = aiohttp.FormData()
-    form.add_field("file", b"name,email\nA,a@example.org\n", filename="x.csv")
-    status, body = await olivia.api(
-        "POST",
-        f"/ops/campaigns/{world.campaign_id}/import",
-        None,
-        data=form,
-        headers={"Accept": "application/json"},
-    )
+    form = csv_form(b"name,email\nA,a@example.org\n")
+    status, body = await post_import(olivia, world.campaign_id, form)
     assert status == 422
     assert "no phone column" in body["error"]["message"]
     async with world.sessions() as session:
@@ -181,15 +174,8 @@ async def test_an_upload_over_the_limit_is_refused_while_it_streams(
 ) -> None:
     async with serve(pg_url, max_upload_mb=1) as served, browser_http() as http:
         olivia = await sign_in(http, served.url, "olivia")
-        form = aiohttp.FormData()
-        form.add_field("file", b"name,phone\n" + b"A,5145550123\n" * 100_000, filename="big.csv")
-        status, body = await olivia.api(
-            "POST",
-            f"/ops/campaigns/{world.campaign_id}/import",
-            None,
-            data=form,
-            headers={"Accept": "application/json"},
-        )
+        form = csv_form(b"name,phone\n" + b"A,5145550123\n" * 100_000, filename="big.csv")
+        status, body = await post_import(olivia, world.campaign_id, form)
     assert status == 413, body
     assert "larger than 1 MB" in body["error"]["message"]
 
@@ -237,16 +223,8 @@ async def test_a_nul_in_a_form_field_is_refused_and_no_job_starts(
     client: ClientFactory, world: WebWorld
 ) -> None:
     olivia = await client("olivia")
-    form = aiohttp.FormData()
-    form.add_field("assign_to", "ali\x00ce")
-    form.add_field("file", b"name,phone\nA,5145550123\n", filename="x.csv")
-    status, body = await olivia.api(
-        "POST",
-        f"/ops/campaigns/{world.campaign_id}/import",
-        None,
-        data=form,
-        headers={"Accept": "application/json"},
-    )
+    form = csv_form(b"name,phone\nA,5145550123\n", assign_to="ali\x00ce")
+    status, body = await post_import(olivia, world.campaign_id, form)
     assert status == 422, body
     assert "cannot be stored" in body["error"]["message"]
     async with world.sessions() as session:
@@ -261,12 +239,8 @@ async def test_an_organizer_importing_another_teams_number_gets_the_row_refused(
         ada_before = await session.get(Contact, world.contacts["ada"])
         assert ada_before is not None
     oscar = await client("oscar")
-    form = aiohttp.FormData()
-    form.add_field("csrf_token", oscar.csrf)
-    form.add_field(
-        "file",
-        b"name,phone,notes\nAda Renamed,514 555 0187,Seen by Quebec\n",
-        filename="contacts.csv",
+    form = csv_form(
+        b"name,phone,notes\nAda Renamed,514 555 0187,Seen by Quebec\n", csrf_token=oscar.csrf
     )
     status, html = await upload_csv(oscar, world.other_campaign_id, form)
     assert status == 200
@@ -292,10 +266,8 @@ async def test_an_administrator_import_still_merges_across_teams(
     client: ClientFactory, world: WebWorld
 ) -> None:
     adam = await client("adam")
-    form = aiohttp.FormData()
-    form.add_field("csrf_token", adam.csrf)
-    form.add_field(
-        "file", b"name,phone,email\nAda Lovelace,514 555 0187,ada@example.org\n", filename="a.csv"
+    form = csv_form(
+        b"name,phone,email\nAda Lovelace,514 555 0187,ada@example.org\n", csrf_token=adam.csrf
     )
     status, html = await upload_csv(adam, world.other_campaign_id, form)
     assert status == 200 and "1 updated" in html, html
@@ -316,16 +288,8 @@ async def test_assigning_to_someone_of_another_team_reads_as_an_unknown_user(
     olivia = await client("olivia")
     messages = []
     for name in ("carol", "nobody"):  # carol is on the Quebec team
-        form = aiohttp.FormData()
-        form.add_field("assign_to", name)
-        form.add_field("file", b"name,phone\nA,4385550123\n", filename="x.csv")
-        status, body = await olivia.api(
-            "POST",
-            f"/ops/campaigns/{world.campaign_id}/import",
-            None,
-            data=form,
-            headers={"Accept": "application/json"},
-        )
+        form = csv_form(b"name,phone\nA,4385550123\n", assign_to=name)
+        status, body = await post_import(olivia, world.campaign_id, form)
         assert status == 422, body
         messages.append(body["error"]["message"].replace(name, "NAME"))
     assert messages[0] == messages[1]

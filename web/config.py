@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
-from ipaddress import ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -11,6 +12,21 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dialer.services.accounts import LoginLimits, SessionPolicy
+
+IpNetwork = IPv4Network | IPv6Network
+
+
+@functools.cache
+def networks(setting: str) -> tuple[IpNetwork, ...]:
+    """The comma-separated IPs or CIDRs of ``setting``; raises ValueError naming a bad one."""
+    found: list[IpNetwork] = []
+    for item in (part.strip() for part in setting.split(",")):
+        if item:
+            try:
+                found.append(ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(f"not an IP address or CIDR: {item!r}") from None
+    return tuple(found)
 
 
 class WebConfig(BaseSettings):
@@ -51,13 +67,12 @@ class WebConfig(BaseSettings):
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: str) -> str:
-        for item in value.split(","):
-            if item.strip():
-                try:
-                    ip_network(item.strip(), strict=False)
-                except ValueError:
-                    raise ValueError(f"not an IP address or CIDR: {item.strip()!r}") from None
+        networks(value)
         return value
+
+    @property
+    def trusted_networks(self) -> tuple[IpNetwork, ...]:
+        return networks(self.trusted_proxies)
 
     @property
     def secure_cookies(self) -> bool:

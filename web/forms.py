@@ -16,6 +16,14 @@ from web.input_guard import unstorable
 MAX_FIELD = 20_000
 
 
+def parse_id(raw: object) -> int | None:
+    """A row id typed in a query or a form: ASCII-decimal digits that fit the
+    column (``"²".isdigit()`` is true, yet ``int("²")`` fails); else None."""
+    if not isinstance(raw, str) or not raw.isdecimal() or len(raw) > 9:
+        return None
+    return int(raw)
+
+
 class FormErrors(Exception):
     def __init__(self, errors: dict[str, str]) -> None:
         super().__init__("; ".join(errors))

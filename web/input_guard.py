@@ -41,7 +41,9 @@ MAX_JSON_DEPTH = 32
 
 _FORM_TYPE = "application/x-www-form-urlencoded"
 # Headers whose value is stored (the session's User-Agent) or trusted for an address.
-_CHECKED_HEADERS = ("User-Agent", "X-Forwarded-For")
+# The User-Agent is stored with each session.  X-Forwarded-For is not checked:
+# client_ip reads only addresses from it, and only from trusted proxies.
+_CHECKED_HEADERS = ("User-Agent",)
 # A JSON string, escapes included: what is inside one never counts as nesting.
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_A_BRACKET = re.compile(rb"[^\[\]{}]")

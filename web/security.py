@@ -16,12 +16,11 @@
 
 from __future__ import annotations
 
-import functools
 import hmac
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,6 +35,7 @@ from dialer.services.common import NotAllowed, RetryableError
 from dialer.store.access import STAFF_ROLES
 from dialer.store.engine import is_unavailable
 from dialer.store.models import User, WebSession
+from web.config import IpNetwork
 from web.deps import config_key, deps_key, template_context_key, templates_key
 from web.errors import ApiError, PageError
 from web.i18n import labels
@@ -150,14 +150,6 @@ def safe_next(value: str | None, default: str = "/") -> str:
 
 
 IpAddress = IPv4Address | IPv6Address
-IpNetwork = IPv4Network | IPv6Network
-
-
-@functools.cache
-def _trusted_networks(setting: str) -> tuple[IpNetwork, ...]:
-    return tuple(
-        ip_network(item.strip(), strict=False) for item in setting.split(",") if item.strip()
-    )
 
 
 def _parse_address(text: str) -> IpAddress | None:
@@ -190,7 +182,7 @@ def client_ip(request: web.Request) -> str:
     wrote further left is never reached.
     """
     peer = request.remote or ""
-    networks = _trusted_networks(request.app[config_key].trusted_proxies)
+    networks = request.app[config_key].trusted_networks
     peer_address = _parse_address(peer)
     if not networks or peer_address is None or not _is_trusted(peer_address, networks):
         return peer

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from dialer.domain.compliance import Refusal, RefusalCode
+from dialer.domain.numbers import EXTENSION_REASON, LETTERS_REASON
 from dialer.domain.survey import QuestionType
 from dialer.domain.vocabulary import (
     CallOutcome,
@@ -220,11 +221,8 @@ _FIELD_MESSAGES: dict[str, Callable[[], str]] = {
     "only the outcome of your own call can change the contact's details": lambda: _(
         "Only the outcome of your own call can change the contact's details."
     ),
-    # dialer.domain.numbers.EXTENSION_REASON and LETTERS_REASON
-    "extensions cannot be dialed": lambda: _(
-        "An extension cannot be dialed; give the number without it."
-    ),
-    "contains letters": lambda: _("Write the number with digits only."),
+    EXTENSION_REASON: lambda: _("An extension cannot be dialed; give the number without it."),
+    LETTERS_REASON: lambda: _("Write the number with digits only."),
 }
 _RANGE = re.compile(r"expected a number from (-?\d+) to (-?\d+)\Z")
 _TOO_LONG = re.compile(r"(?:at most (\d+) characters|String should have at most (\d+) characters?)")

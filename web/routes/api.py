@@ -22,6 +22,7 @@ from dialer.services.live_calls import call_payload
 from dialer.store.models import CallAttempt, User
 from web.deps import config_key, deps_key, hub_key
 from web.errors import ApiError
+from web.forms import parse_id
 from web.i18n import labels
 from web.i18n.translate import _, fmt_datetime
 from web.input_guard import parse_json_object
@@ -94,9 +95,10 @@ def _query_int(request: web.Request, name: str) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
-    if not raw.isdecimal() or len(raw) > 9:
+    value = parse_id(raw)
+    if value is None:
         raise ApiError(400, "bad_request", _("Bad parameter: %(name)s.", name=name))
-    return int(raw)
+    return value
 
 
 def user_json(user: User) -> dict[str, Any]:

@@ -27,17 +27,15 @@ from dialer.services.campaigns import (
 )
 from dialer.services.export import ExportError
 from dialer.services.importer import (
-    JOB_ERRORS_KEPT,
     UPLOAD_PREFIX,
     ImportFileError,
     ImportJobView,
-    ImportReport,
 )
 from dialer.services.users import UserChangeRefusal, UserChangeRefused, UserError
 from dialer.store.models import Campaign, Team, utcnow
 from web.deps import config_key, deps_key, templates_key
 from web.errors import PageError
-from web.forms import Reader, read_form
+from web.forms import Reader, parse_id, read_form
 from web.i18n import translate as i18n
 from web.i18n.translate import _
 from web.input_guard import unstorable
@@ -332,14 +330,12 @@ class _UploadRefused(Exception):
 async def _import_page(
     request: web.Request,
     campaign: Campaign,
-    report: ImportReport | None = None,
     error: str = "",
     status: int = 200,
     job: ImportJobView | None = None,
 ) -> web.Response:
     members = await request.app[deps_key].campaigns.team_members(campaign.team_id)
-    if job is not None and job.report is not None:
-        report = job.report
+    report = job.report if job is not None else None
     return page(
         request,
         "import.html",
@@ -349,7 +345,6 @@ async def _import_page(
             "error": error,
             "members": members,
             "job": job,
-            "errors_kept": JOB_ERRORS_KEPT,
         },
         status=status,
     )
@@ -374,9 +369,12 @@ async def import_progress(request: web.Request) -> web.Response:
 
 
 async def _import_job(request: web.Request, campaign: Campaign, job_id: str) -> ImportJobView:
-    if not job_id.isdecimal() or len(job_id) > 9:
-        raise not_found(request)
-    job = await request.app[deps_key].imports.job(int(job_id), campaign_id=campaign.id)
+    wanted = parse_id(job_id)
+    job = (
+        await request.app[deps_key].imports.job(wanted, campaign_id=campaign.id)
+        if wanted is not None
+        else None
+    )
     if job is None:
         raise not_found(request)
     return job
@@ -568,12 +566,15 @@ async def assign_submit(request: web.Request) -> web.StreamResponse:
     action = str(form.get("action", ""))
     campaigns = request.app[deps_key].campaigns
     if action == "share":
-        chosen = [int(v) for v in form.getall("volunteer", []) if str(v).isdecimal()]
+        chosen = [
+            volunteer
+            for volunteer in map(parse_id, form.getall("volunteer", []))
+            if volunteer is not None
+        ]
         count = await campaigns.share_unassigned(campaign, chosen, actor_id=user.id)
     elif action == "move":
         source, target = str(form.get("from", "")), str(form.get("to", ""))
-        from_id = int(source) if source.isdecimal() else None
-        to_id = int(target) if target.isdecimal() else None
+        from_id, to_id = parse_id(source), parse_id(target)
         try:
             count = await campaigns.move_open_entries(campaign, from_id, to_id, actor_id=user.id)
         except UnknownVolunteer:

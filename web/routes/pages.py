@@ -16,7 +16,7 @@ from dialer.services.contacts import ContactFilter
 from dialer.store.access import STAFF_ROLES
 from dialer.store.models import Campaign, User, utcnow
 from web.deps import config_key, deps_key, templates_key
-from web.forms import read_form
+from web.forms import parse_id, read_form
 from web.i18n import labels
 from web.i18n import translate as i18n
 from web.i18n.translate import _
@@ -45,8 +45,7 @@ def page(
 
 
 def _query_int(request: web.Request, name: str) -> int | None:
-    raw = request.query.get(name, "")
-    return int(raw) if raw.isdecimal() and len(raw) <= 9 else None
+    return parse_id(request.query.get(name, ""))
 
 
 # -- signing in and out -----------------------------------------------------------

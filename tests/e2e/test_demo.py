@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -14,13 +13,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.support.network import free_port
+
 READY_LINE = "Contacts' last digit picks the call outcome (see the README). Ctrl-C stops."
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

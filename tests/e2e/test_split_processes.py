@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -22,16 +21,11 @@ import pytest
 
 from ami_bridge.simulator import AmiSimulator
 from tests.e2e.webworld import AMI_SECRET, CALLER_ID, PASSWORD, WebWorld
+from tests.support.network import free_port
 
 MQTT_URL = "mqtt://127.0.0.1:1883"
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,6 +27,7 @@ from dialer.store.models import CallAttempt, User
 from dialer.store.notify import CALL_REQUESTS, HANGUP_REQUESTS, PgListener, asyncpg_dsn
 from tests.integration.pbx_harness import SECRET, Harness, running_worker
 from tests.integration.world import CALLER_ID, build_world
+from tests.support.network import free_port
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -217,12 +217,6 @@ async def test_two_workers_on_two_pbxs_share_one_database_without_double_dialing
 
 
 # -- live state over a broker that restarts -------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def start_broker(port: int) -> asyncio.subprocess.Process:

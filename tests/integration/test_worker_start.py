@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,15 +28,10 @@ from dialer.runtime.settings import Settings
 from dialer.store.models import CallAttempt, WorkerHeartbeat
 from tests.integration.pbx_harness import SECRET
 from tests.integration.world import CALLER_ID, build_world
+from tests.support.network import free_port
 from tests.support.tcp_proxy import TcpProxy
 
 Sessions = async_sessionmaker[AsyncSession]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class LateDatabase(TcpProxy):

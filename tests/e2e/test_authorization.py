@@ -126,7 +126,7 @@ def routes(world: WebWorld, call_id: str) -> list[Route]:
             "POST",
             f"/ops/users/{world.users['olivia']}",
             {**main_ops_post, "olivia": 303},
-            {"teams": "Montreal", "active": "1"},
+            {"teams": "Montreal"},
             form=True,
         ),
     ]

@@ -10,7 +10,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
@@ -75,25 +74,14 @@ async def test_a_database_outage_answers_retry_not_internal_error(
         await proxy.stop()
 
 
-@pytest.fixture
-async def behind_proxy(pg_url: str) -> AsyncIterator[tuple[TcpProxy, str]]:
-    """A proxy to cut, and the database URL through it."""
-    url = make_url(pg_url)
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
-    await proxy.start()
-    try:
-        yield proxy, url.set(port=proxy.port).render_as_string(hide_password=False)
-    finally:
-        await proxy.stop()
-
-
 @contextlib.asynccontextmanager
 async def alice_signed_in(
-    pg_url: str, proxied_url: str
+    pg_url: str, proxy: TcpProxy
 ) -> AsyncIterator[tuple[TestClient[web.Request, web.Application], str]]:
-    """Alice's session on an app whose database is behind the proxy, and her CSRF token."""
+    """Alice's session on an app whose database is behind ``proxy``, and her CSRF token."""
+    through_proxy = make_url(pg_url).set(port=proxy.port).render_as_string(hide_password=False)
     settings = webworld.test_settings(pg_url).model_copy(
-        update={"database_url": SecretStr(proxied_url)}
+        update={"database_url": SecretStr(through_proxy)}
     )
     runtime = build_runtime(settings)
     try:
@@ -109,11 +97,11 @@ async def alice_signed_in(
 
 
 async def test_an_outcome_sent_during_a_brief_outage_is_stored_once_by_the_server(
-    pg_url: str, sessions: Sessions, behind_proxy: tuple[TcpProxy, str]
+    pg_url: str, sessions: Sessions, proxied: tuple[TcpProxy, Sessions]
 ) -> None:
     # The page's own resend is not in play: one request, one answer.
     world = await webworld.build_web_world(sessions)
-    proxy, proxied_url = behind_proxy
+    proxy, _sessions = proxied
     submission = {
         "submission_id": uuid.uuid4().hex,
         "contact_id": world.contacts["ada"],
@@ -121,7 +109,7 @@ async def test_an_outcome_sent_during_a_brief_outage_is_stored_once_by_the_serve
         "outcome": "other",
         "comments": "sent while the database restarted",
     }
-    async with alice_signed_in(pg_url, proxied_url) as (client, token):
+    async with alice_signed_in(pg_url, proxy) as (client, token):
         proxy.cut()
         # Back within a second: shorter than the retries' few seconds.
         restore = asyncio.get_running_loop().call_later(0.8, proxy.restore)
@@ -143,11 +131,11 @@ async def test_an_outcome_sent_during_a_brief_outage_is_stored_once_by_the_serve
 
 
 async def test_a_long_outage_still_answers_retry_within_a_bound(
-    pg_url: str, sessions: Sessions, behind_proxy: tuple[TcpProxy, str]
+    pg_url: str, sessions: Sessions, proxied: tuple[TcpProxy, Sessions]
 ) -> None:
     await webworld.build_web_world(sessions)
-    proxy, proxied_url = behind_proxy
-    async with alice_signed_in(pg_url, proxied_url) as (client, _token):
+    proxy, _sessions = proxied
+    async with alice_signed_in(pg_url, proxy) as (client, _token):
         proxy.cut()
         started = time.monotonic()
         me = await client.get("/api/me")

@@ -19,6 +19,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ami_bridge.simulator import AmiSimulator
@@ -160,6 +161,8 @@ async def test_a_wrong_password_still_stops_the_worker(pg_url: str, sessions: Se
         worker_http=False,
     )
     stop = asyncio.Event()
-    with pytest.raises(BaseExceptionGroup):
+    with pytest.raises(BaseExceptionGroup) as raised:
         async with asyncio.timeout(20):
             await run_serve(settings, with_web=False, stop=stop)
+    # The database refused the login itself: not a timeout, not another failure.
+    assert raised.group_contains(DBAPIError, match="nobody_here")

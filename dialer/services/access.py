@@ -115,17 +115,6 @@ async def can_access_contact(
     return bool(found)
 
 
-async def teams_of_users(session: AsyncSession, user_ids: Iterable[int]) -> dict[int, set[int]]:
-    wanted = set(user_ids)
-    found: dict[int, set[int]] = {user_id: set() for user_id in wanted}
-    if wanted:
-        for user_id, team_id in await session.execute(
-            select(TeamMember.user_id, TeamMember.team_id).where(TeamMember.user_id.in_(wanted))
-        ):
-            found[user_id].add(team_id)
-    return found
-
-
 async def call_teams(session: AsyncSession, call: CallAttempt) -> set[int]:
     """The teams a call belongs to: its campaign's, or else its volunteer's."""
     if call.campaign_id is not None:
@@ -133,7 +122,7 @@ async def call_teams(session: AsyncSession, call: CallAttempt) -> set[int]:
             select(Campaign.team_id).where(Campaign.id == call.campaign_id)
         )
         return {team_id} if team_id is not None else set()
-    return (await teams_of_users(session, [call.volunteer_id]))[call.volunteer_id]
+    return await team_ids(session, call.volunteer_id)
 
 
 async def can_oversee_call(session: AsyncSession, user: User, call: CallAttempt) -> bool:
@@ -159,7 +148,7 @@ async def can_manage_user(session: AsyncSession, actor: User, target: User) -> b
     if target.id == actor.id:
         return True
     scope = await scope_of(session, actor)
-    return scope.covers_any((await teams_of_users(session, [target.id]))[target.id])
+    return scope.covers_any(await team_ids(session, target.id))
 
 
 async def may_hand_task_to(
@@ -183,4 +172,4 @@ async def may_hand_task_to(
     if campaign is not None:
         return await can_access_campaign(session, assignee, campaign)
     scope = await scope_of(session, author)
-    return scope.covers_any((await teams_of_users(session, [assignee.id]))[assignee.id])
+    return scope.covers_any(await team_ids(session, assignee.id))

@@ -23,7 +23,6 @@ from dialer.services.access import (
     can_access_campaign,
     can_access_contact,
     scope_of,
-    teams_of_users,
 )
 from dialer.services.call_history import live_call_between
 from dialer.services.caller_ids import CallerIds
@@ -31,6 +30,7 @@ from dialer.services.campaigns import colleagues, visible_campaigns
 from dialer.services.tasks import open_tasks_for
 from dialer.store import audit
 from dialer.store import contacts as contact_rows
+from dialer.store.access import teams_of_users
 from dialer.store.models import (
     CallAttempt,
     CallingListEntry,

@@ -10,8 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.vocabulary import Role
-from dialer.services.access import scope_of, teams_of_users
+from dialer.services.access import scope_of
 from dialer.services.accounts import users_seen_since
+from dialer.store.access import teams_of_users
 from dialer.store.models import Campaign, Contact, User
 
 

@@ -18,7 +18,11 @@ from web.deps import WebDeps, config_key, deps_key, hub_key, templates_key
 from web.i18n import translate as i18n
 from web.input_guard import input_guard
 from web.live.sse import LiveHub, run_hub
-from web.routes import api, health, ops, pages
+from web.routes import account, api, health, ops, pages
+from web.routes import contacts as contact_routes
+from web.routes import notifications as notification_routes
+from web.routes import tasks as task_routes
+from web.routes import teams as team_routes
 from web.routes.metrics import setup as setup_metrics
 from web.security import context_middleware, error_middleware, security_headers
 from web.templating import build_environment
@@ -66,6 +70,11 @@ def create_app(deps: WebDeps, config: WebConfig | None = None) -> web.Applicatio
     app.add_routes(pages.routes)
     app.add_routes(ops.routes)
     app.add_routes(api.routes)
+    app.add_routes(notification_routes.routes)
+    app.add_routes(task_routes.routes)
+    app.add_routes(account.routes)
+    app.add_routes(team_routes.routes)
+    app.add_routes(contact_routes.routes)
     health.setup(app, deps.health)
     setup_metrics(app, deps.metrics)
     app.router.add_static("/static/", STATIC_DIR, append_version=True)

@@ -27,7 +27,10 @@ from dialer.services.directory import Directory
 from dialer.services.export import ExportService
 from dialer.services.importer import ImportService
 from dialer.services.lists import CallingLists
+from dialer.services.notifications import NotificationService
 from dialer.services.outcomes import OutcomeService
+from dialer.services.tasks import TaskService
+from dialer.services.teams import TeamService
 from dialer.services.users import UserService
 from web.config import WebConfig
 
@@ -47,6 +50,8 @@ class WebDeps:
     lists: CallingLists
     accounts: AccountService
     users: UserService
+    # Team settings (manual-call hours) and the call screen's hours note.
+    teams: TeamService
     campaigns: CampaignService
     contacts: ContactService
     calls: CallHistory
@@ -55,6 +60,9 @@ class WebDeps:
     exports: ExportService
     # Names and the volunteer roster for the live hub.
     directory: Directory
+    # The bell, the notifications page; the tasks page and its Done button.
+    notifications: NotificationService
+    tasks: TaskService
     broadcaster: Broadcaster
     metrics: Metrics
     health: HealthCheck

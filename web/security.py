@@ -305,16 +305,24 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
     zone = i18n.zone_or(request.cookies.get(ZONE_COOKIE), config.default_timezone)
     language = _choose_language(request, user)
     i18n.activate(language, zone)
+    unread = 0
+    if user is not None and request.method == "GET" and not is_api(request):
+        # The bell on every page: one COUNT on a partial index of the unread
+        # rows; the API and form posts (which redirect) skip it.
+        unread = await runtime.notifications.unread_count(user)
     request[template_context_key] = {
         "user": user,
         "csrf_token": csrf_token(request),
         "lang": language,
-        "languages": i18n.choices(i18n.LANGUAGES),
+        # Not "languages": pages name their own lists so, and a page's value
+        # would replace this one in the language switcher (defect 8).
+        "switcher_languages": i18n.choices(i18n.LANGUAGES),
         "zone_name": i18n.timezone_label(zone),
         "path": request.path,
         "path_qs": request.path_qs,
         "is_staff": user is not None and user.role in STAFF_ROLES,
         "is_admin": user is not None and user.role is Role.ADMIN,
+        "unread_notifications": unread,
     }
     if request.method in UNSAFE_METHODS:
         await _check_csrf(request)

@@ -41,12 +41,24 @@ class RefusalCode(StrEnum):
     PBX_UNAVAILABLE = "pbx_unavailable"
 
 
+class PolicyRule(StrEnum):
+    """Which rule of the dialing policy refused a number (for wording it in any language)."""
+
+    BLOCKED_PREFIX = "blocked_prefix"  # subject: the prefix
+    PREMIUM_TYPE = "premium_type"  # premium-rate or shared-cost by its number type
+    NANP = "nanp"  # subject: the dial_rules.NanpReason
+    DESTINATION = "destination"  # subject: the region (or +code) not allowed
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     code: RefusalCode
     message: str
     # When the refusal lifts by itself (calling hours, retry delay).
     retry_at: datetime | None = None
+    # For NUMBER_NOT_ALLOWED: the policy's rule, and what it names.
+    rule: PolicyRule | None = None
+    subject: str = ""
 
 
 class CallRefused(Exception):
@@ -117,11 +129,14 @@ class DialingPolicy:
                 return Refusal(
                     RefusalCode.NUMBER_NOT_ALLOWED,
                     f"numbers starting with {prefix} may not be dialed",
+                    rule=PolicyRule.BLOCKED_PREFIX,
+                    subject=prefix,
                 )
         if phonenumbers.number_type(number) in _ALWAYS_BLOCKED_TYPES:
             return Refusal(
                 RefusalCode.NUMBER_NOT_ALLOWED,
                 "premium-rate and shared-cost numbers may not be dialed",
+                rule=PolicyRule.PREMIUM_TYPE,
             )
         if number.country_code == 1:
             rule = nanp_refusal(e164[1:], self._nanp_regions_allowed())
@@ -129,14 +144,18 @@ class DialingPolicy:
                 return Refusal(
                     RefusalCode.NUMBER_NOT_ALLOWED,
                     f"{e164} may not be dialed: {REASON_SENTENCES[rule.reason]} ({rule.note})",
+                    rule=PolicyRule.NANP,
+                    subject=rule.reason,
                 )
         region = phonenumbers.region_code_for_number(number)
         if region in self.allowed or f"+{number.country_code}" in self.allowed:
             return None
+        destination = region or f"+{number.country_code}"
         return Refusal(
             RefusalCode.NUMBER_NOT_ALLOWED,
-            f"calls to {region or '+' + str(number.country_code)} are not allowed "
-            "by the dialing policy",
+            f"calls to {destination} are not allowed by the dialing policy",
+            rule=PolicyRule.DESTINATION,
+            subject=destination,
         )
 
     def _nanp_regions_allowed(self) -> frozenset[str]:

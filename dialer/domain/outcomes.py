@@ -15,7 +15,12 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dialer.domain.numbers import InvalidPhoneNumber, to_e164
-from dialer.domain.survey import Question, QuestionType, SurveyDefinition
+from dialer.domain.survey import (
+    Question,
+    QuestionType,
+    SurveyDefinition,
+    skipped_answer_message,
+)
 from dialer.domain.vocabulary import DispositionOutcome, PhoneType
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
@@ -122,13 +127,25 @@ def _blank(value: Any) -> bool:
 
 
 def validate_survey(survey: SurveyDefinition, answers: dict[str, Any]) -> dict[str, str]:
+    """Check the answers; questions the skip logic jumped over were not asked.
+
+    A skipped question is never required, and an answer to one is refused
+    rather than dropped: it contradicts the answer that skipped it, and
+    storing it silently would count it in the results.  The call screen
+    clears the answers of the questions it hides, so volunteers never see this.
+    """
     errors: dict[str, str] = {}
     known = {question.id for question in survey.questions}
     for key in answers:
         if key not in known:
             errors[f"survey.{key}"] = "no such question in this campaign's survey"
+    skipped = survey.skipped(answers)
     for question in survey.questions:
         value = answers.get(question.id)
+        if question.id in skipped:
+            if not _blank(value):
+                errors[f"survey.{question.id}"] = skipped_answer_message()
+            continue
         if _blank(value):
             if question.required:
                 errors[f"survey.{question.id}"] = "this question is required"

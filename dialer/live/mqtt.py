@@ -428,3 +428,87 @@ class MqttLiveFeed:
             return
         for call_id, payload in final.items():
             self.broadcaster.publish("call", call_id, payload, present=False)
+
+
+class NotificationPublisher:
+    """Each user's notifications on ``<prefix>/users/<user id>/notifications``.
+
+    Its own connection, apart from the live state's: notifications are made
+    by web processes, which may run no worker (and so no
+    :class:`MqttPublisher`).  ``publish`` never blocks: messages wait in a
+    bounded queue while the broker is away and go out, in order, once it is
+    back; the oldest are dropped past ``backlog`` (the notification itself
+    is in the database, and the in-app list shows it anyway).  QoS 1, not
+    retained: the payload is an event, the web app has the list.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "dialer",
+        client_name: str = "notifications",
+        backlog: int = 10_000,
+        reconnect_max_delay: float = 30.0,
+        ca_file: str | None = None,
+    ) -> None:
+        self.options = parse_url(url, ca_file=ca_file)
+        self.prefix = prefix.strip("/")
+        self.client_name = client_name
+        self.reconnect_max_delay = reconnect_max_delay
+        self.connected = False
+        self.published = 0
+        self.dropped = 0
+        self._queue: deque[tuple[int, dict[str, Any]]] = deque()
+        self._backlog = backlog
+        self._wakeup = asyncio.Event()
+
+    def topic(self, user_id: int) -> str:
+        return f"{self.prefix}/users/{user_id}/notifications"
+
+    def publish(self, user_id: int, payload: dict[str, Any]) -> None:
+        if len(self._queue) >= self._backlog:
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append((user_id, payload))
+        self._wakeup.set()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._queue)
+
+    async def run(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    **self.options, identifier=f"dialer-{self.client_name}", timeout=5
+                ) as client:
+                    self.connected = True
+                    delay = 0.5
+                    while True:
+                        while self._queue:
+                            user_id, payload = self._queue[0]
+                            body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+                            await client.publish(self.topic(user_id), body, QOS, retain=False)
+                            # Dropped only once the broker has it: a failure
+                            # above sends it again after the reconnection.
+                            if self._queue and self._queue[0] == (user_id, payload):
+                                self._queue.popleft()
+                            self.published += 1
+                        self._wakeup.clear()
+                        await self._wakeup.wait()
+            except aiomqtt.MqttError as error:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise asyncio.CancelledError from error
+                self.connected = False
+                log.warning(
+                    "MQTT broker unavailable for notifications (%s); retrying in %.1fs",
+                    error,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.reconnect_max_delay)
+            finally:
+                self.connected = False

@@ -23,18 +23,26 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dialer.domain.ports import CallPbx
 from dialer.live.broadcaster import Broadcaster
+from dialer.live.mailer import Mailer, SmtpSettings
 from dialer.live.metrics import Metrics
-from dialer.live.mqtt import MqttLiveFeed, MqttPublisher
+from dialer.live.mqtt import MqttLiveFeed, MqttPublisher, NotificationPublisher
 from dialer.runtime.metrics import install
 from dialer.runtime.settings import Settings
 from dialer.services.calling import CallService
 from dialer.services.lists import CallingLists
 from dialer.services.live_calls import CallPublisher
+from dialer.services.notifications import NotificationDispatcher
 from dialer.services.outcomes import OutcomeService
 from dialer.store import engine as db
 from dialer.store import heartbeats
 from dialer.store.heartbeats import WorkerPresence
-from dialer.store.notify import CALL_REQUESTS, HANGUP_REQUESTS, PgListener, asyncpg_dsn
+from dialer.store.notify import (
+    CALL_REQUESTS,
+    HANGUP_REQUESTS,
+    OUTCOMES_SETTLED,
+    PgListener,
+    asyncpg_dsn,
+)
 from dialer.worker.call_worker import CallWorker
 
 if TYPE_CHECKING:
@@ -64,6 +72,8 @@ class Runtime:
     metrics: Metrics | None = None
     # A process without a worker: what it last learned of each PBX's worker.
     workers: dict[str, WorkerPresence] = field(default_factory=dict)
+    # Sends notifications out (MQTT, email); runs in web processes only.
+    notifier: NotificationDispatcher | None = None
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -234,13 +244,56 @@ def build_runtime(settings: Settings, pbx: CallPbx | None = None, **engine_optio
             # Requests made by web processes elsewhere wake this worker at once.
             runtime.listener = PgListener(
                 asyncpg_dsn(settings.database_url_value),
-                {CALL_REQUESTS: worker.wake, HANGUP_REQUESTS: worker.wake_hangups},
+                {
+                    CALL_REQUESTS: worker.wake,
+                    HANGUP_REQUESTS: worker.wake_hangups,
+                    OUTCOMES_SETTLED: worker.wake_wrap_ups,
+                },
                 pbx=settings.pbx_name,
             )
     runtime.metrics = install(runtime)
     if runtime.worker is None:
         runtime.metrics.workers_up = runtime.workers_up
+    runtime.notifier = NotificationDispatcher(sessions, mailer=mailer(settings))
     return runtime
+
+
+def mailer(settings: Settings) -> Mailer | None:
+    """The SMTP sender of notification emails, or None when DIALER_SMTP_HOST is empty."""
+    if not settings.smtp_host:
+        return None
+    return Mailer(
+        SmtpSettings(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.smtp_from or f"phonebank@{settings.smtp_host}",
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            starttls=settings.smtp_starttls,
+        )
+    )
+
+
+def attach_notifications(runtime: Runtime) -> NotificationDispatcher | None:
+    """A web process sends notifications out: over its own MQTT link, and by email."""
+    from web.config import WebConfig
+
+    notifier = runtime.notifier
+    if notifier is None:
+        return None
+    config = WebConfig()
+    notifier.site_url = config.public_url.rstrip("/")
+    notifier.default_language = config.default_language
+    settings = runtime.settings
+    url = settings.mqtt_url.get_secret_value()
+    if url:
+        notifier.mqtt = NotificationPublisher(
+            url,
+            prefix=settings.mqtt_topic_prefix,
+            client_name=f"notifications-{socket.gethostname()}-{os.getpid()}",
+            ca_file=settings.mqtt_ca_file or None,
+        )
+    return notifier
 
 
 def attach_mqtt(runtime: Runtime, *, with_worker: bool) -> None:
@@ -308,6 +361,9 @@ def web_deps(runtime: Runtime) -> WebDeps:
     from dialer.services.directory import Directory
     from dialer.services.export import ExportService
     from dialer.services.importer import ImportService
+    from dialer.services.notifications import NotificationService
+    from dialer.services.tasks import TaskService
+    from dialer.services.teams import TeamService
     from dialer.services.users import UserService
     from web.deps import WebDeps
 
@@ -318,13 +374,19 @@ def web_deps(runtime: Runtime) -> WebDeps:
         lists=runtime.lists,
         accounts=AccountService(sessions),
         users=UserService(sessions),
+        teams=TeamService(sessions, runtime.service.fallback_zone),
         campaigns=CampaignService(sessions),
         contacts=ContactService(sessions, runtime.service.caller_ids),
         calls=CallHistory(sessions),
         dashboard=DashboardService(sessions),
-        imports=ImportService(sessions),
+        imports=ImportService(sessions, policy=runtime.service.policy),
         exports=ExportService(sessions),
         directory=Directory(sessions),
+        notifications=NotificationService(
+            sessions,
+            email_available=runtime.notifier is not None and runtime.notifier.mailer is not None,
+        ),
+        tasks=TaskService(sessions),
         broadcaster=runtime.broadcaster,
         metrics=runtime.metrics or install(runtime),
         health=runtime.health,
@@ -414,6 +476,11 @@ async def run_serve(
                 tasks.append(group.create_task(runtime.mqtt.run(), name="mqtt"))
             if runtime.worker is None:
                 tasks.append(group.create_task(runtime.watch_workers(), name="worker-watch"))
+            notifier = attach_notifications(runtime) if with_web else None
+            if notifier is not None:
+                tasks.append(group.create_task(notifier.run(), name="notifications"))
+                if notifier.mqtt is not None:
+                    tasks.append(group.create_task(notifier.mqtt.run(), name="notifications-mqtt"))
             port = 0
             if with_web:
                 runner, port = await start_web(runtime, settings.web_host, settings.web_port)

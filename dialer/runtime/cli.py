@@ -173,7 +173,18 @@ def _role_label(role: str) -> str:
 @click.option(
     "--errors-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write every rejected row (line, reason) to this CSV file.",
+    help="Write every rejected row (line, reason, then the row as it was) to this CSV file.",
+)
+@click.option(
+    "--changes-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every change, conflict and flagged number to this CSV file.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Let the file replace different values on file (each one is reported and audited); "
+    "by default it only fills empty fields.",
 )
 @click.pass_context
 def import_contacts_command(
@@ -184,8 +195,14 @@ def import_contacts_command(
     encoding: str,
     region: str | None,
     errors_file: Path | None,
+    changes_file: Path | None,
+    overwrite: bool,
 ) -> None:
     """Import contacts from a CSV FILE (headers mapped by name; see the README).
+
+    A number already on file merges the row into that contact: empty fields
+    are filled, different values are kept and listed as conflicts (unless
+    --overwrite).  Numbers the dialing policy refuses are imported and listed.
 
     Exit status: 0 when every row went in, 3 when some rows were rejected
     (the rest were imported), 1 when the file could not be imported at all.
@@ -219,6 +236,8 @@ def import_contacts_command(
                     assign_to=names,
                     encoding=encoding,
                     progress=bar.update,
+                    overwrite=overwrite,
+                    policy=settings.dialing_policy,
                 )
 
     try:
@@ -248,8 +267,34 @@ def import_contacts_command(
     if errors_file:
         with errors_file.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["line", "reason"])
-            writer.writerows([row_error.line, row_error.reason] for row_error in report.errors)
+            writer.writerow(["line", "reason", *report.header])
+            writer.writerows(
+                [row_error.line, row_error.reason, *row_error.cells] for row_error in report.errors
+            )
+    # What the rows did to contacts already on file, then the numbers never dialed.
+    lines = [*map(str, report.changes), *map(str, report.flags)]
+    for text in lines[:50]:
+        click.echo(f"{file}:{text}", err=True)
+    if len(lines) > 50 and not changes_file:
+        click.echo(
+            ngettext(
+                "... and %(num)s more changes; use --changes-file to write them all",
+                "... and %(num)s more changes; use --changes-file to write them all",
+                len(lines) - 50,
+            ),
+            err=True,
+        )
+    if changes_file:
+        with changes_file.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(
+                ["line", "contact_id", "contact", "field", "kind", "old", "new", "details"]
+            )
+            writer.writerows([*change.to_json(), change.describe()] for change in report.changes)
+            writer.writerows(
+                [flag.line, "", "", "phone", "flagged", "", flag.number, flag.reason]
+                for flag in report.flags
+            )
     if report.ignored_columns:
         click.echo(
             _("ignored columns: %(columns)s", columns=", ".join(report.ignored_columns)), err=True

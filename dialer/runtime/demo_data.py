@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dialer.domain.survey import CallingHours, TimeWindow
 from dialer.domain.vocabulary import CampaignStatus, PhoneType, Role
 from dialer.services.users import add_user, get_or_create_team
-from dialer.store import campaigns, contacts, lists
+from dialer.store import campaigns, contacts, lists, people
 from dialer.store.models import Campaign, Contact, ContactPhone, User
 
 DEMO_CALLER_ID = "+15145550000"
@@ -24,7 +24,15 @@ ALWAYS = CallingHours(
     weekday=TimeWindow(start=time(0), end=time(23, 59, 59)),
     weekend=TimeWindow(start=time(0), end=time(23, 59, 59)),
 )
+TEAM_HOURS = CallingHours(
+    weekday=TimeWindow(start=time(9), end=time(21)),
+    weekend=TimeWindow(start=time(10), end=time(18)),
+)
+# Each survey is written in its team's language; "language" shows the yes/no
+# answers in it too, whatever language the volunteer's screen is in.  A "no"
+# to the first question skips the certainty question (skip logic).
 DEMO_SURVEY = {
+    "language": "en",
     "questions": [
         {
             "id": "vote",
@@ -36,6 +44,14 @@ DEMO_SURVEY = {
                 {"value": "no", "label": "No"},
                 {"value": "unsure", "label": "Not sure yet"},
             ],
+            "skip": [{"when": "no", "to": "issues"}],
+        },
+        {
+            "id": "certainty",
+            "label": "How sure are you of your choice? (1-5)",
+            "type": "scale",
+            "min": 1,
+            "max": 5,
         },
         {
             "id": "issues",
@@ -48,15 +64,49 @@ DEMO_SURVEY = {
             ],
         },
         {"id": "volunteer", "label": "Would you volunteer a few hours?", "type": "yes_no"},
+    ],
+}
+# The French-speaking team's campaign: the same questions, as its organizer wrote them.
+DEMO_SURVEY_FR = {
+    "language": "fr",
+    "questions": [
+        {
+            "id": "vote",
+            "label": "Comptez-vous aller voter le jour du scrutin ?",
+            "type": "single_choice",
+            "required": True,
+            "choices": [
+                {"value": "yes", "label": "Oui"},
+                {"value": "no", "label": "Non"},
+                {"value": "unsure", "label": "Pas encore décidé"},
+            ],
+            "skip": [{"when": "no", "to": "issues"}],
+        },
         {
             "id": "certainty",
-            "label": "How sure are you of your choice? (1-5)",
+            "label": "Êtes-vous sûr·e de votre choix ? (1 à 5)",
             "type": "scale",
             "min": 1,
             "max": 5,
         },
-    ]
+        {
+            "id": "issues",
+            "label": "Quels enjeux comptent le plus pour vous ?",
+            "type": "multiple_choice",
+            "choices": [
+                {"value": "housing", "label": "Logement"},
+                {"value": "transit", "label": "Transport en commun"},
+                {"value": "climate", "label": "Climat"},
+            ],
+        },
+        {
+            "id": "volunteer",
+            "label": "Seriez-vous prêt·e à donner quelques heures de bénévolat ?",
+            "type": "yes_no",
+        },
+    ],
 }
+FRENCH_TEAM = "Équipe de Québec"
 # (first, last, number, language, area): the last digit picks the outcome.
 DEMO_CONTACTS = [
     ("Ada", "Lovelace", "+15145550107", "en", "Montréal"),  # 7: answers, talks 3 s
@@ -100,10 +150,14 @@ async def seed_demo(sessions: async_sessionmaker[AsyncSession]) -> DemoData:
                 role=role,
                 display_name=username.title(),
                 extension=extension,
-                teams=("Montréal team",),
+                # Bob and Olivia also work with the French-speaking team.
+                teams=("Montréal team",) if username == "alice" else ("Montréal team", FRENCH_TEAM),
                 actor_label="demo",
             )
         team = await get_or_create_team(session, "Montréal team")
+        # Calls outside a campaign follow the team's hours: the usual legal
+        # window (evenings until 9 p.m., shorter at weekends), editable on /ops/teams.
+        await people.set_team_calling_hours(session, team, TEAM_HOURS)
         today = date.today()
         campaign = Campaign(
             title="Get out the vote",
@@ -124,6 +178,7 @@ async def seed_demo(sessions: async_sessionmaker[AsyncSession]) -> DemoData:
             created_by_id=users["olivia"].id,
         )
         await campaigns.add_campaign(session, campaign)
+        french_ids: list[int] = []
         for index, (first, last, number, language, area) in enumerate(DEMO_CONTACTS):
             contact = Contact(
                 first_name=first,
@@ -135,9 +190,48 @@ async def seed_demo(sessions: async_sessionmaker[AsyncSession]) -> DemoData:
             )
             contact.phones = [ContactPhone(e164=number, phone_type=PhoneType.MOBILE)]
             await contacts.add_contact(session, contact)
+            if language == "fr":
+                french_ids.append(contact.id)
             owner = users["alice"] if index % 2 == 0 else users["bob"]
             await lists.add_entries(
                 session,
                 [{"campaign_id": campaign.id, "contact_id": contact.id, "volunteer_id": owner.id}],
             )
+        await _seed_french_campaign(session, users, french_ids)
         return DemoData(campaign.id, DEMO_PASSWORDS, created=True)
+
+
+async def _seed_french_campaign(
+    session: AsyncSession, users: dict[str, User], contact_ids: list[int]
+) -> None:
+    """The French-speaking team's campaign, with its survey in French; its list
+    holds the French-speaking contacts, for Bob."""
+    team = await get_or_create_team(session, FRENCH_TEAM)
+    await people.set_team_calling_hours(session, team, TEAM_HOURS)
+    today = date.today()
+    campaign = Campaign(
+        title="Sortons voter",
+        brief=(
+            "Remerciez la personne de son appui, demandez-lui si elle compte voter et "
+            "proposez-lui un transport jusqu'au bureau de vote. Soyez bref et chaleureux."
+        ),
+        team_id=team.id,
+        status=CampaignStatus.ACTIVE,
+        scheduled_on=today,
+        starts_at=datetime.combine(today, time(9), UTC),
+        ends_at=datetime.combine(today + timedelta(days=30), time(21), UTC),
+        allowed_caller_ids=[DEMO_CALLER_ID, "+15145550001"],
+        calling_hours=ALWAYS,
+        max_attempts=3,
+        retry_delay_minutes=1,
+        survey=DEMO_SURVEY_FR,
+        created_by_id=users["olivia"].id,
+    )
+    await campaigns.add_campaign(session, campaign)
+    await lists.add_entries(
+        session,
+        [
+            {"campaign_id": campaign.id, "contact_id": contact_id, "volunteer_id": users["bob"].id}
+            for contact_id in contact_ids
+        ],
+    )

@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     request_expiry_seconds: float = Field(default=60.0, gt=0)
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
+    # Notification emails: off while smtp_host is empty.
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_from: str = ""
+    # Require STARTTLS (the usual on port 587); false only for a local relay.
+    smtp_starttls: bool = True
 
     @field_validator("default_region")
     @classmethod
@@ -105,6 +113,14 @@ class Settings(BaseSettings):
         else:
             DialingPolicy.parse([], value.split(","))
         return value
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _one_address(cls, value: str) -> str:
+        # A header value: CR or LF would let it add headers of its own.
+        if any(ch in value for ch in "\r\n\0"):
+            raise ValueError("must be one line")
+        return value.strip()
 
     @property
     def database_url_value(self) -> str:

@@ -20,7 +20,14 @@ from enum import StrEnum
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer.domain.passwords import needs_rehash, rehash_password, verify_password
+from dialer.domain.i18n import _
+from dialer.domain.passwords import (
+    WeakPassword,
+    hash_password,
+    needs_rehash,
+    rehash_password,
+    verify_password,
+)
 from dialer.services.common import with_db_retry
 from dialer.store import audit, people, sign_ins
 from dialer.store.models import KnownDevice, LoginFailure, User, WebSession, utcnow
@@ -299,6 +306,78 @@ async def users_seen_since(session: AsyncSession, since: datetime) -> set[int]:
     return set(rows)
 
 
+class PasswordChangeRefused(Exception):
+    """The current password was wrong (``code`` BAD_CREDENTIALS) or guessed too
+    often lately (TOO_MANY_ATTEMPTS, with ``retry_after``)."""
+
+    def __init__(self, code: LoginRefusalCode, retry_after: timedelta | None = None) -> None:
+        super().__init__(code.value)
+        self.code = code
+        self.retry_after = retry_after
+
+
+async def change_own_password(
+    sessions: async_sessionmaker[AsyncSession],
+    user: User,
+    *,
+    session_id: str,
+    current: str,
+    new: str,
+    ip: str,
+    limits: LoginLimits = LoginLimits(),
+    now: datetime | None = None,
+) -> int:
+    """Replace ``user``'s password after checking the current one; how many of
+    their other sessions ended (``session_id``, the one asking, stays).
+
+    A wrong current password counts as a failed sign-in for the account and
+    the address, in the same rows and limits as :func:`sign_in`, with the
+    same race rule (recorded before the check): a stolen, still-open session
+    gets no more guesses than the sign-in page gives.  Raises
+    :class:`PasswordChangeRefused` or :class:`~dialer.domain.passwords.WeakPassword`
+    (checked first: a policy refusal costs no attempt).
+    """
+    now = now or utcnow()
+    if new == current:
+        raise WeakPassword(_("Choose a password different from the current one."))
+    # The policy check (zxcvbn) and hashing are slow: off the event loop.
+    fresh = await asyncio.to_thread(
+        hash_password, new, user_inputs=(user.username, user.display_name)
+    )
+    key = user.username.lower()
+    ip = ip[:64]
+    async with sessions.begin() as session:
+        attempt = await sign_ins.add_failure(session, username=key, ip=ip, at=now)
+    async with sessions() as session:
+        oldest = await _over_limit(
+            session, username=key, ip=ip, device=None, limits=limits, since=now - limits.window
+        )
+        stored = await session.scalar(select(User.password_hash).where(User.id == user.id))
+    if oldest is not None:
+        async with sessions.begin() as session:
+            await sign_ins.delete_failure(session, attempt)
+        raise PasswordChangeRefused(
+            LoginRefusalCode.TOO_MANY_ATTEMPTS, max(oldest + limits.window - now, timedelta(0))
+        )
+    ok = stored is not None and await asyncio.to_thread(verify_password, stored, current)
+    if not ok:
+        # The attempt's row stays: it is the failure.
+        raise PasswordChangeRefused(LoginRefusalCode.BAD_CREDENTIALS)
+    async with sessions.begin() as session:
+        await sign_ins.delete_failure(session, attempt)
+        await people.set_password_hash(session, user.id, fresh)
+        ended = await sign_ins.end_user_sessions(session, user.id, keep=session_id)
+        await audit.record(
+            session,
+            action="user.password_change",
+            entity_type="user",
+            entity_id=user.id,
+            changes={"sessions_ended": ended, "ip": ip},
+            actor_id=user.id,
+        )
+    return ended
+
+
 class AccountService:
     """Sign-in, the sessions behind the cookies, and a user's own preferences."""
 
@@ -348,3 +427,24 @@ class AccountService:
 
     async def set_language(self, user_id: int, language: str) -> None:
         await set_language(self._sessions, user_id, language)
+
+    async def change_own_password(
+        self,
+        user: User,
+        *,
+        session_id: str,
+        current: str,
+        new: str,
+        ip: str,
+        limits: LoginLimits = LoginLimits(),
+    ) -> int:
+        """See :func:`change_own_password`."""
+        return await change_own_password(
+            self._sessions,
+            user,
+            session_id=session_id,
+            current=current,
+            new=new,
+            ip=ip,
+            limits=limits,
+        )

@@ -1,15 +1,22 @@
-"""Calls as the pages read them back: one call by its id, a user's call in progress."""
+"""Calls as the pages read them back: one call by its id, a user's call in
+progress, the answered call whose outcome they still owe, and the survey
+answers of the outcomes a contact's history shows."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
 
+from dialer.domain.survey import QuestionType, SurveyDefinition
 from dialer.domain.vocabulary import LIVE_CALL_STATES
 from dialer.services.access import can_oversee_call
-from dialer.store.models import CallAttempt, Contact, User
+from dialer.store import calls
+from dialer.store.models import CallAttempt, Campaign, Contact, Disposition, User
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +52,50 @@ async def live_call_between(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PendingOutcome:
+    """An answered call of the user's with neither an outcome nor a skip."""
+
+    call: CallAttempt
+    contact: Contact
+
+
+@dataclass(frozen=True, slots=True)
+class SurveyLine:
+    """One survey answer as the history shows it: the question's label and the
+    answer, with choices by their labels; ``yes_no`` for a yes/no question
+    (the page says "yes" or "no" in the reader's language)."""
+
+    question: str
+    answer: str
+    yes_no: bool | None = None
+
+
+def survey_lines(survey: SurveyDefinition, answers: dict[str, Any]) -> list[SurveyLine]:
+    """The answers in the survey's order; answers to questions it no longer has
+    come last, under their ids, rather than vanish."""
+    lines: list[SurveyLine] = []
+    known: set[str] = set()
+    for question in survey.questions:
+        known.add(question.id)
+        if question.id not in answers:
+            continue
+        value = answers[question.id]
+        labels = {choice.value: choice.label for choice in question.choices}
+        if question.type is QuestionType.YES_NO and isinstance(value, bool):
+            lines.append(SurveyLine(question.label, "", value))
+        elif isinstance(value, list):
+            chosen = ", ".join(labels.get(str(item), str(item)) for item in value)
+            lines.append(SurveyLine(question.label, chosen))
+        else:
+            lines.append(SurveyLine(question.label, labels.get(str(value), str(value))))
+    for key, value in answers.items():
+        if key not in known:
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+            lines.append(SurveyLine(key, shown))
+    return lines
+
+
 class CallHistory:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -57,3 +108,38 @@ class CallHistory:
             if found is None or not await can_oversee_call(session, viewer, found.call):
                 return None
             return found
+
+    async def pending_outcome(self, user: User) -> PendingOutcome | None:
+        """The answered call whose outcome ``user`` has neither recorded nor skipped."""
+        async with self._sessions() as session:
+            call = await calls.pending_outcome(session, user.id)
+            if call is None:
+                return None
+            contact = await session.get(
+                Contact, call.contact_id, options=[selectinload(Contact.phones)]
+            )
+            if contact is None:
+                return None
+            return PendingOutcome(call, contact)
+
+    async def survey_answers(
+        self, dispositions: Iterable[Disposition]
+    ) -> dict[int, list[SurveyLine]]:
+        """Each disposition's survey answers, labelled by its campaign's survey.
+
+        The dispositions are the ones a history already shows its viewer.
+        """
+        wanted = [d for d in dispositions if d.survey_answers]
+        campaign_ids = {d.campaign_id for d in wanted if d.campaign_id is not None}
+        surveys: dict[int, SurveyDefinition] = {}
+        if campaign_ids:
+            async with self._sessions() as session:
+                rows = await session.execute(
+                    select(Campaign.id, Campaign.survey).where(Campaign.id.in_(campaign_ids))
+                )
+                surveys = {campaign_id: survey for campaign_id, survey in rows}
+        empty = SurveyDefinition()
+        return {
+            d.id: survey_lines(surveys.get(d.campaign_id or 0, empty), d.survey_answers)
+            for d in wanted
+        }

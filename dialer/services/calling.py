@@ -27,6 +27,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
+from dialer.domain.calling_windows import check_any_hours
 from dialer.domain.compliance import (
     CallRefused,
     DialingPolicy,
@@ -37,7 +38,6 @@ from dialer.domain.compliance import (
     contact_zones,
 )
 from dialer.domain.ports import HangupBy
-from dialer.domain.survey import CallingHours
 from dialer.domain.vocabulary import (
     CallOutcome,
     CallState,
@@ -49,6 +49,7 @@ from dialer.services.call_endings import record_call_endings
 from dialer.services.caller_ids import CallerIds
 from dialer.services.common import Clock, NotAllowed, RetryableError
 from dialer.services.live_calls import CallPublisher
+from dialer.services.teams import manual_call_hours
 from dialer.store import audit, calls
 from dialer.store.access import team_ids
 from dialer.store.calls import LiveClaim
@@ -76,6 +77,17 @@ def caller_id_name(contact: Contact) -> str:
     # later by the AMI encoder anyway.
     cleaned = "".join(ch for ch in contact.full_name if ch.isprintable() and ch not in '"<>\\')
     return cleaned[:40] or "Phone bank"
+
+
+class OutcomePending(Exception):
+    """The volunteer's last answered call has no outcome yet: no new call until
+    it is recorded or explicitly skipped (``OutcomeService.skip_outcome``)."""
+
+    def __init__(self, call_id: str, contact_id: int, campaign_id: int | None) -> None:
+        super().__init__(f"the outcome of call {call_id} is not recorded yet")
+        self.call_id = call_id
+        self.contact_id = contact_id
+        self.campaign_id = campaign_id
 
 
 def _claim_refusal(claim: LiveClaim) -> Refusal:
@@ -136,7 +148,8 @@ class CallService:
         campaign_id: int | None = None,
         caller_id: str | None = None,
     ) -> CallAttempt:
-        """Check every rule, then commit the request; raises :class:`CallRefused`.
+        """Check every rule, then commit the request; raises :class:`CallRefused`,
+        or :class:`OutcomePending` while the volunteer owes an answered call's outcome.
 
         Without ``campaign_id``, a contact on campaign lists is still called
         under one of those campaigns (:meth:`_campaign_for_call_without_one`).
@@ -213,6 +226,11 @@ class CallService:
             refuse(
                 RefusalCode.NO_EXTENSION, "you have no phone extension; ask an organizer to set one"
             )
+        # Before any other rule: what was said on the last answered call is
+        # worth more than the next call, and it is lost once they move on.
+        pending = await calls.pending_outcome(session, volunteer.id)
+        if pending is not None:
+            raise OutcomePending(pending.call_id, pending.contact_id, pending.campaign_id)
         teams = await team_ids(session, volunteer.id)
         campaign: Campaign | None = None
         if campaign_id is not None:
@@ -257,8 +275,9 @@ class CallService:
                 session, volunteer, contact, phone, teams, caller_id, now
             )
             if campaign is None:
-                hours_refusal = check_calling_hours(
-                    CallingHours(),
+                # A manual call: any of the caller's teams' hours (dialer.services.teams).
+                hours_refusal = check_any_hours(
+                    await manual_call_hours(session, teams),
                     contact_zones(phone.e164, contact.timezone, self.fallback_zone),
                     now,
                 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.survey import CallingHours, SurveyDefinition
 from dialer.domain.vocabulary import CampaignStatus, DispositionOutcome, Role
+from dialer.services import notifications
 from dialer.services.access import can_access_campaign, scope_of
 from dialer.services.caller_ids import campaign_caller_ids
 from dialer.services.tasks import open_tasks_for
@@ -263,10 +265,13 @@ async def assign_unassigned(
             .order_by(CallingListEntry.id)
         )
     )
-    await lists.assign(
-        session,
-        [(entry, volunteer_ids[index % len(volunteer_ids)]) for index, entry in enumerate(entries)],
-        at=utcnow(),
+    shares = [
+        (entry, volunteer_ids[index % len(volunteer_ids)]) for index, entry in enumerate(entries)
+    ]
+    at = utcnow()
+    await lists.assign(session, shares, at=at)
+    await notifications.contacts_assigned(
+        session, campaign_id, Counter(volunteer_id for _entry, volunteer_id in shares), at=at
     )
     await audit.record(
         session,
@@ -302,7 +307,9 @@ async def move_open_entries(
             )
         )
     )
-    await lists.assign(session, [(entry, to_id) for entry in entries], at=utcnow())
+    at = utcnow()
+    await lists.assign(session, [(entry, to_id) for entry in entries], at=at)
+    await notifications.contacts_assigned(session, campaign_id, {to_id: len(entries)}, at=at)
     await audit.record(
         session,
         action="list.move",
@@ -377,6 +384,10 @@ async def update_campaign(
             changes=changed,
             actor_id=actor_id,
         )
+    if changed.keys() & {"status", "team_id"}:
+        # Active now, or active and moved to a team: once per campaign and
+        # volunteer (a pause and restart tells no one again).
+        await notifications.campaign_activated(session, campaign, actor_id=actor_id, at=utcnow())
     if changed.keys() & {"status", "allowed_caller_ids"} and lacks_caller_id(
         campaign, default_caller_id
     ):

@@ -11,13 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
+from dialer.domain.compliance import DialingPolicy
 from dialer.domain.numbers import to_e164
 from dialer.domain.vocabulary import DispositionOutcome, PhoneType
+from dialer.services import contact_edits
 from dialer.services.access import (
     Scope,
     can_access_campaign,
@@ -615,3 +619,39 @@ class ContactService:
         """False when there is no such contact in ``actor``'s view."""
         async with self._sessions.begin() as session:
             return await remove_from_dnc(session, contact_id=contact_id, actor=actor)
+
+    # -- editing the record by hand (dialer.services.contact_edits) ------------------
+
+    async def editable_contact(self, user: User, contact_id: int) -> Contact | None:
+        """None when ``user`` may not see the contact or it does not exist."""
+        async with self._sessions() as session:
+            return await contact_edits.editable_contact(session, user, contact_id)
+
+    async def edit_contact(
+        self,
+        user: User,
+        contact_id: int,
+        edit: contact_edits.ContactEdit,
+        *,
+        region: str,
+        policy: DialingPolicy,
+        known_errors: dict[str, str] | None = None,
+    ) -> dict[str, Any] | None:
+        """The audited changes, or None when the contact is not in ``user``'s view;
+        raises :class:`~dialer.services.contact_edits.ContactEditRejected`."""
+        try:
+            async with self._sessions.begin() as session:
+                return await contact_edits.edit_contact(
+                    session,
+                    user,
+                    contact_id,
+                    edit,
+                    region=region,
+                    policy=policy,
+                    now=utcnow(),
+                    known_errors=known_errors,
+                )
+        except IntegrityError as error:
+            if "e164" not in str(error.orig):
+                raise
+            raise contact_edits.duplicate_number() from None

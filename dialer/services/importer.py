@@ -13,7 +13,18 @@ their progress and report kept in ``import_jobs`` for the page to follow.
 
 Reasons, file errors and the summary go through gettext (:mod:`dialer.domain.i18n`):
 they come out in the language of the context that runs the import, the
-viewer's on the web and the environment's on the command line.
+importer's on the web and the environment's on the command line.  The
+field-level changes are kept as data and worded when shown, in the
+reader's language.
+
+A row whose number is already on file merges into that contact by the rule
+of :func:`dialer.domain.contact_merge.decide_merge`: empty fields are filled,
+a different value on file is kept and reported as a conflict, unless the
+import was asked to overwrite (then every replaced value is reported and
+audited).  A number the dialing policy refuses (+1 900...) does not reject
+its row: the contact is imported, so the file's data is kept, and the row
+is flagged in the report; the calling list and the call service apply the
+same policy, so the number is never dialed.
 """
 
 from __future__ import annotations
@@ -31,22 +42,27 @@ import sys
 import tempfile
 import time
 import unicodedata
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from dialer.domain.compliance import DialingPolicy, PolicyRule, Refusal
+from dialer.domain.contact_merge import ChangeKind, FieldChange, decide_merge
+from dialer.domain.dial_rules import NanpReason
 from dialer.domain.i18n import _, ngettext, pgettext
 from dialer.domain.i18n import current as current_locale
 from dialer.domain.numbers import InvalidPhoneNumber, to_e164
+from dialer.domain.numbers import display as display_number
 from dialer.domain.vocabulary import PhoneType
 from dialer.services.access import Scope, scope_of
+from dialer.services.export import spreadsheet_safe
 from dialer.store import audit, contacts, imports, lists
 from dialer.store.models import (
     CallingListEntry,
@@ -54,6 +70,7 @@ from dialer.store.models import (
     Contact,
     ContactPhone,
     ImportJob,
+    ImportJobRow,
     TeamMember,
     User,
 )
@@ -162,23 +179,188 @@ def phone_reason(reason: str) -> str:
     return reasons.get(reason, reason)
 
 
+_CSV_EXPECTED = re.compile(r"'(.)' expected after '(.)'\Z", re.DOTALL)
+_CSV_FIELD_LIMIT = re.compile(r"field larger than field limit \((\d+)\)\Z")
+
+
 def csv_problem(error: csv.Error) -> str:
-    """The csv module's complaint in the current language (the ones a person can cause)."""
+    """The csv module's complaint in the current language; never its English text."""
     text = str(error)
     if text == "unexpected end of data":
         return pgettext("csv", "unexpected end of data")
     if text == "line contains NUL":
         return pgettext("csv", "line contains NUL")
-    return text
+    if _CSV_EXPECTED.match(text):
+        # Strict mode: a quote closed in the middle of a field, as in "Ada "the" Lovelace".
+        return pgettext(
+            "csv",
+            "a quoted field goes on after its closing quote; "
+            "double the quotes inside a quoted field",
+        )
+    if match := _CSV_FIELD_LIMIT.match(text):
+        return pgettext("csv", "a field is longer than %(limit)s characters", limit=match.group(1))
+    if text.startswith("new-line character seen in unquoted field"):
+        return pgettext("csv", "a line break inside a field that is not quoted")
+    # Anything else the csv module may say is for programmers: say it plainly.
+    return pgettext("csv", "this line is not valid CSV")
+
+
+def field_label(name: str) -> str:
+    """A contact field's name as people read it, in the current language."""
+    labels = {
+        "name": pgettext("contact field", "name"),
+        "first_name": pgettext("contact field", "first name"),
+        "last_name": pgettext("contact field", "last name"),
+        "email": pgettext("contact field", "email"),
+        "language": pgettext("contact field", "language"),
+        "address": pgettext("contact field", "address"),
+        "area": pgettext("contact field", "area"),
+        "support_score": pgettext("contact field", "support score"),
+        "timezone": pgettext("contact field", "time zone"),
+        "dnc_reason": pgettext("contact field", "do-not-call reason"),
+        "do_not_call": pgettext("contact field", "do-not-call"),
+        "tags": pgettext("contact field", "tags"),
+        "notes": pgettext("contact field", "notes"),
+        "phone": pgettext("contact field", "phone number"),
+    }
+    return labels.get(name, name)
+
+
+def policy_reason(refusal: Refusal) -> str:
+    """Why the dialing policy refuses a number, in the current language."""
+    if refusal.rule is PolicyRule.BLOCKED_PREFIX:
+        return _(
+            "the dialing policy refuses numbers starting with %(prefix)s", prefix=refusal.subject
+        )
+    if refusal.rule is PolicyRule.PREMIUM_TYPE:
+        return _("premium-rate and shared-cost numbers are never dialed")
+    if refusal.rule is PolicyRule.NANP:
+        nanp = {
+            NanpReason.PREMIUM_RATE: lambda: _("premium-rate numbers are never dialed"),
+            NanpReason.DIRECTORY_ASSISTANCE: lambda: _("directory assistance is billed per call"),
+            NanpReason.SERVICE_CODE: lambda: _("N11 service codes are not area codes"),
+            NanpReason.NON_GEOGRAPHIC: lambda: _(
+                "non-geographic numbers are billed at the carrier's discretion"
+            ),
+            NanpReason.INTERNATIONAL_RATE: lambda: _(
+                "this +1 country is billed at international rates"
+            ),
+        }
+        make = nanp.get(NanpReason(refusal.subject)) if refusal.subject in set(NanpReason) else None
+        if make is not None:
+            return make()
+    if refusal.rule is PolicyRule.DESTINATION:
+        return _(
+            "the dialing policy does not allow calls to %(destination)s",
+            destination=refusal.subject,
+        )
+    return _("the dialing policy does not allow calls to this number")
 
 
 @dataclass(frozen=True, slots=True)
 class RowError:
     line: int
     reason: str
+    # The row's cells as read (none when the line was not even valid CSV),
+    # for the rejected-rows download.
+    cells: tuple[str, ...] = field(default=(), compare=False)
 
     def __str__(self) -> str:
         return _("line %(line)s: %(reason)s", line=self.line, reason=self.reason)
+
+
+@dataclass(frozen=True, slots=True)
+class RowChange:
+    """A field-level decision an imported row made about a contact."""
+
+    line: int
+    # None for a person new in this file (several rows sharing a number).
+    contact_id: int | None
+    contact: str  # the contact's name, as it was before the row
+    change: FieldChange
+
+    def describe(self) -> str:
+        """What happened, in the current language: "kept 'Ada Lovelace', the file says ..."."""
+        old, new = self.change.old, self.change.new
+        if self.change.field == "phone":
+            new = _shown_number(new)
+        kind = self.change.kind
+        if kind is ChangeKind.KEPT:
+            return _("kept '%(old)s', the file says '%(new)s'", old=old, new=new)
+        if kind is ChangeKind.REPLACED or (kind is ChangeKind.FILLED and old):
+            return _("changed '%(old)s' to '%(new)s'", old=old, new=new)
+        if kind is ChangeKind.FILLED:
+            return _("filled in '%(new)s'", new=new)
+        return _("added '%(new)s'", new=new)
+
+    def kind_label(self) -> str:
+        labels = {
+            ChangeKind.KEPT: pgettext("import change", "conflict, kept"),
+            ChangeKind.REPLACED: pgettext("import change", "overwritten"),
+            ChangeKind.FILLED: pgettext("import change", "filled in"),
+            ChangeKind.ADDED: pgettext("import change", "added"),
+        }
+        return labels[self.change.kind]
+
+    def __str__(self) -> str:
+        who = self.contact or (f"#{self.contact_id}" if self.contact_id else "")
+        return _(
+            "line %(line)s: %(contact)s, %(field)s: %(what)s",
+            line=self.line,
+            contact=who,
+            field=field_label(self.change.field),
+            what=self.describe(),
+        )
+
+    def to_json(self) -> list[Any]:
+        change = self.change
+        return [
+            self.line,
+            self.contact_id,
+            self.contact,
+            change.field,
+            change.kind.value,
+            change.old,
+            change.new,
+        ]
+
+    @classmethod
+    def from_json(cls, data: Sequence[Any]) -> RowChange:
+        line, contact_id, contact, name, kind, old, new = data
+        return cls(
+            int(line),
+            None if contact_id is None else int(contact_id),
+            str(contact),
+            FieldChange(str(name), ChangeKind(kind), str(old), str(new)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RowFlag:
+    """An imported row with a number the dialing policy refuses: kept, never dialed."""
+
+    line: int
+    number: str  # E.164
+    reason: str  # in the language the import ran in
+
+    @property
+    def shown_number(self) -> str:
+        return _shown_number(self.number)
+
+    def __str__(self) -> str:
+        return _(
+            "line %(line)s: %(number)s will not be dialed: %(reason)s",
+            line=self.line,
+            number=self.shown_number,
+            reason=self.reason,
+        )
+
+
+def _shown_number(e164: str) -> str:
+    try:
+        return display_number(e164)
+    except Exception:  # phonenumbers refuses it: show it as stored
+        return e164
 
 
 @dataclass(slots=True)
@@ -188,19 +370,54 @@ class ImportReport:
     unchanged: int = 0
     rejected: int = 0
     added_to_list: int = 0
+    # Rows that differed from a contact on file where the contact's value was kept.
+    conflicts: int = 0
+    # Rows imported with a number the dialing policy refuses.
+    flagged: int = 0
     errors: list[RowError] = field(default_factory=list)
+    changes: list[RowChange] = field(default_factory=list)
+    flags: list[RowFlag] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
+    # The file's header line, for the rejected rows' download.
+    header: list[str] = field(default_factory=list)
+    overwrite: bool = False
 
     @property
     def rows(self) -> int:
         return self.imported + self.updated + self.unchanged + self.rejected
 
+    def absorb(self, other: ImportReport) -> None:
+        """Add another (a batch's) counts and lines to this report."""
+        self.imported += other.imported
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.rejected += other.rejected
+        self.added_to_list += other.added_to_list
+        self.conflicts += other.conflicts
+        self.flagged += other.flagged
+        self.errors.extend(other.errors)
+        self.changes.extend(other.changes)
+        self.flags.extend(other.flags)
+
     def keep_first_errors(self, limit: int) -> None:
-        """Keep only the ``limit`` rejected rows of lowest line numbers; the counts stay exact."""
+        """Keep only the ``limit`` rejected rows, changes and flags of lowest line
+        numbers; the counts stay exact."""
         # Trimmed only once twice the limit is reached, so sorting stays cheap.
-        if len(self.errors) > 2 * limit:
-            self.errors.sort(key=lambda error: error.line)
-            del self.errors[limit:]
+        for lines in (self.errors, self.changes, self.flags):
+            if len(lines) > 2 * limit:
+                lines.sort(key=lambda item: item.line)
+                del lines[limit:]
+
+    def sort(self) -> None:
+        self.errors.sort(key=lambda error: error.line)
+        self.changes.sort(key=lambda change: change.line)
+        self.flags.sort(key=lambda flag: flag.line)
+
+    def trim(self, limit: int) -> None:
+        self.sort()
+        del self.errors[limit:]
+        del self.changes[limit:]
+        del self.flags[limit:]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -209,8 +426,14 @@ class ImportReport:
             "unchanged": self.unchanged,
             "rejected": self.rejected,
             "added_to_list": self.added_to_list,
+            "conflicts": self.conflicts,
+            "flagged": self.flagged,
+            "overwrite": self.overwrite,
             "ignored_columns": list(self.ignored_columns),
+            "header": list(self.header),
             "errors": [[error.line, error.reason] for error in self.errors],
+            "changes": [change.to_json() for change in self.changes],
+            "flags": [[flag.line, flag.number, flag.reason] for flag in self.flags],
         }
 
     @classmethod
@@ -221,8 +444,17 @@ class ImportReport:
             unchanged=int(data.get("unchanged", 0)),
             rejected=int(data.get("rejected", 0)),
             added_to_list=int(data.get("added_to_list", 0)),
+            conflicts=int(data.get("conflicts", 0)),
+            flagged=int(data.get("flagged", 0)),
+            overwrite=bool(data.get("overwrite", False)),
             errors=[RowError(int(line), str(reason)) for line, reason in data.get("errors", [])],
+            changes=[RowChange.from_json(item) for item in data.get("changes", [])],
+            flags=[
+                RowFlag(int(line), str(number), str(reason))
+                for line, number, reason in data.get("flags", [])
+            ],
             ignored_columns=[str(name) for name in data.get("ignored_columns", [])],
+            header=[str(name) for name in data.get("header", [])],
         )
 
     def summary(self) -> str:
@@ -243,6 +475,26 @@ class ImportReport:
                     self.added_to_list,
                 ),
             )
+        if self.conflicts:
+            text = _(
+                "%(counts)s; %(conflicts)s",
+                counts=text,
+                conflicts=ngettext(
+                    "%(num)s row differed from the contact on file, which was kept",
+                    "%(num)s rows differed from the contacts on file, which were kept",
+                    self.conflicts,
+                ),
+            )
+        if self.flagged:
+            text = _(
+                "%(counts)s; %(flagged)s",
+                counts=text,
+                flagged=ngettext(
+                    "%(num)s row has a number that will not be dialed",
+                    "%(num)s rows have a number that will not be dialed",
+                    self.flagged,
+                ),
+            )
         return text
 
 
@@ -251,6 +503,9 @@ class ParsedRow:
     line: int
     values: dict[str, Any]
     phones: list[tuple[str, PhoneType]]
+    cells: tuple[str, ...] = ()
+    # The numbers the dialing policy refuses, with the reason.
+    flags: list[tuple[str, str]] = field(default_factory=list)
 
 
 def normalise_header(header: str) -> str:
@@ -265,6 +520,7 @@ class ColumnMap:
     phones: dict[int, PhoneType]
     ignored: list[str]
     width: int
+    header: tuple[str, ...] = ()
 
     @classmethod
     def from_header(cls, header: Sequence[str]) -> ColumnMap:
@@ -284,7 +540,7 @@ class ColumnMap:
                             "columns %(column)s and another both map to %(field)s; "
                             "keep one of them",
                             column=repr(raw),
-                            field=target,
+                            field=field_label(target),
                         )
                     )
                 seen.add(target)
@@ -296,7 +552,7 @@ class ColumnMap:
             raise ImportFileError(
                 _("no phone column in the header; accepted names: %(names)s", names=accepted)
             )
-        return cls(fields, phones, ignored, len(header))
+        return cls(fields, phones, ignored, len(header), tuple(header))
 
 
 _READ_CHUNK = 1 << 20
@@ -311,9 +567,11 @@ class _Lines:
     those a spreadsheet shows.
     """
 
-    def __init__(self, stream: BinaryIO, encoding: str) -> None:
+    def __init__(self, stream: BinaryIO, encoding: str, *, web: bool = False) -> None:
         self._stream = stream
         self._encoding = encoding
+        # On the web the fix is the form's encoding menu, not a command-line option.
+        self._web = web
         self.undecodable: dict[int, str] = {}
         # How far into the file the lines handed out so far reach.
         self.bytes_read = 0
@@ -335,14 +593,28 @@ class _Lines:
                 yield raw.decode(self._encoding)
             except UnicodeDecodeError as error:
                 bad = raw[error.start : error.start + 1].hex()
-                self.undecodable[number] = _(
-                    "not valid %(encoding)s text (byte 0x%(byte)s at column %(column)s); "
-                    "save the file as UTF-8 or pass --encoding (e.g. latin-1)",
-                    encoding=self._encoding,
-                    byte=bad,
-                    column=error.start + 1,
-                )
+                if self._web:
+                    self.undecodable[number] = _(
+                        "this line is not %(encoding)s text (column %(column)s); save the "
+                        "file as UTF-8, or choose its encoding (such as Latin-1) when you "
+                        "import it",
+                        encoding=_encoding_name(self._encoding),
+                        column=error.start + 1,
+                    )
+                else:
+                    self.undecodable[number] = _(
+                        "not valid %(encoding)s text (byte 0x%(byte)s at column %(column)s); "
+                        "save the file as UTF-8 or pass --encoding (e.g. latin-1)",
+                        encoding=self._encoding,
+                        byte=bad,
+                        column=error.start + 1,
+                    )
                 yield raw.decode(self._encoding, errors="replace")
+
+
+def _encoding_name(encoding: str) -> str:
+    names = {"utf-8-sig": "UTF-8", "latin-1": "Latin-1", "cp1252": "Windows-1252"}
+    return names.get(encoding, encoding)
 
 
 def _is_blank(stream: BinaryIO) -> bool:
@@ -373,13 +645,24 @@ class ParsedFile:
         return taken, self.lines.bytes_read
 
 
-def parse_stream(stream: BinaryIO, *, region: str, encoding: str = "utf-8") -> ParsedFile:
-    """Read the header of a seekable binary file; nothing else is read yet."""
+def parse_stream(
+    stream: BinaryIO,
+    *,
+    region: str,
+    encoding: str = "utf-8",
+    policy: DialingPolicy | None = None,
+    web: bool = False,
+) -> ParsedFile:
+    """Read the header of a seekable binary file; nothing else is read yet.
+
+    With a ``policy``, each row's numbers it refuses are flagged (the rows
+    are parsed in a thread: the check costs no event-loop time).
+    """
     if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
         encoding = "utf-8-sig"  # Excel writes a byte-order mark
     if _is_blank(stream):
         raise ImportFileError(_("the file is empty"))
-    lines = _Lines(stream, encoding)
+    lines = _Lines(stream, encoding, web=web)
     reader = csv.reader(iter(lines), strict=True)
     try:
         header = next(reader)
@@ -409,9 +692,19 @@ def parse_stream(stream: BinaryIO, *, region: str, encoding: str = "utf-8") -> P
                 (lines.undecodable[n] for n in range(line, start) if n in lines.undecodable), None
             )
             if bad is not None:
-                yield RowError(line, bad)
+                yield RowError(line, bad, tuple(cells))
                 continue
-            yield _parse_cells(line, cells, columns, region)
+            parsed = _parse_cells(line, cells, columns, region)
+            if isinstance(parsed, RowError):
+                yield RowError(parsed.line, parsed.reason, tuple(cells))
+                continue
+            parsed.cells = tuple(cells)
+            if policy is not None:
+                for e164, _kind in parsed.phones:
+                    refusal = policy.check(e164)
+                    if refusal is not None:
+                        parsed.flags.append((e164, policy_reason(refusal)))
+            yield parsed
 
     return ParsedFile(columns, rows(), lines)
 
@@ -440,7 +733,7 @@ def _parse_cells(
     for index, name in columns.fields.items():
         cell = cells[index].strip() if index < len(cells) else ""
         if "\x00" in cell:
-            return RowError(line, _("%(field)s: contains a NUL character", field=name))
+            return RowError(line, _("%(field)s: contains a NUL character", field=field_label(name)))
         if cell:
             values[name] = cell
     try:
@@ -477,7 +770,11 @@ def _validate(values: dict[str, Any]) -> None:
     for name, limit in MAX_FIELD_LENGTHS.items():
         if len(values.get(name, "")) > limit:
             raise ValueError(
-                _("%(field)s is longer than %(limit)s characters", field=name, limit=limit)
+                _(
+                    "%(field)s is longer than %(limit)s characters",
+                    field=field_label(name),
+                    limit=limit,
+                )
             )
     if "email" in values:
         values["email"] = values["email"].lower()
@@ -534,6 +831,11 @@ class _Target:
     # (an administrator, or an operator on the command line).
     scope: Scope | None = None
     next_volunteer: int = 0
+    # The file wins over the contacts on file (each replaced value is audited).
+    overwrite: bool = False
+    file_name: str = ""
+    actor_id: int | None = None
+    actor_label: str = ""
 
     def pick_volunteer(self) -> int | None:
         if not self.volunteer_ids:
@@ -564,6 +866,8 @@ async def _resolve_target(
     campaign_id: int | None,
     assign_to: Sequence[str],
     actor_id: int | None = None,
+    *,
+    web: bool = False,
 ) -> _Target:
     if assign_to and campaign_id is None:
         raise ImportFileError(_("--assign-to needs --campaign: lists belong to a campaign"))
@@ -589,6 +893,15 @@ async def _resolve_target(
         ).all()
         found = {row.username: row for row in rows}
         missing = [name for name in assign_to if name not in found]
+        if missing and web:
+            raise ImportFileError(
+                ngettext(
+                    "unknown user to share the contacts among: %(names)s",
+                    "unknown users to share the contacts among: %(names)s",
+                    len(missing),
+                    names=", ".join(missing),
+                )
+            )
         if missing:
             raise ImportFileError(
                 ngettext(
@@ -621,9 +934,11 @@ async def import_contacts(
     actor_label: str = "cli",
     actor_id: int | None = None,
     progress: Callable[[int], None] | None = None,
+    overwrite: bool = False,
+    policy: DialingPolicy | None = None,
 ) -> ImportReport:
     """Import ``path``; ``progress`` is called with the number of rows handled
-    since its last call."""
+    since its last call.  See :func:`import_stream` for the rest."""
     stream: BinaryIO = await asyncio.to_thread(_open, path)
     try:
         return await import_stream(
@@ -637,6 +952,8 @@ async def import_contacts(
             actor_label=actor_label,
             actor_id=actor_id,
             progress=progress,
+            overwrite=overwrite,
+            policy=policy,
         )
     finally:
         stream.close()
@@ -655,17 +972,18 @@ async def check_file(
     assign_to: Sequence[str] = (),
     encoding: str = "utf-8",
     actor_id: int | None = None,
+    web: bool = False,
 ) -> None:
     """Raise :class:`ImportFileError` if the file as a whole would be refused; writes nothing.
 
     Reads only the header, then rewinds the file.
     """
     try:
-        await asyncio.to_thread(parse_stream, stream, region=region, encoding=encoding)
+        await asyncio.to_thread(parse_stream, stream, region=region, encoding=encoding, web=web)
     finally:
         stream.seek(0)
     async with sessions() as session:
-        await _resolve_target(session, campaign_id, assign_to, actor_id)
+        await _resolve_target(session, campaign_id, assign_to, actor_id, web=web)
 
 
 async def import_stream(
@@ -682,6 +1000,10 @@ async def import_stream(
     progress: Callable[[int], None] | None = None,
     on_batch: Callable[[ImportProgress], Awaitable[None]] | None = None,
     errors_kept: int | None = None,
+    overwrite: bool = False,
+    policy: DialingPolicy | None = None,
+    web: bool = False,
+    on_lines: Callable[[ImportReport], Awaitable[None]] | None = None,
 ) -> ImportReport:
     """Import a seekable binary file, a batch at a time, without holding up the event loop.
 
@@ -696,11 +1018,28 @@ async def import_stream(
     line).  Unless an administrator, they merge rows only into the contacts
     they may see; a number already on file for a contact out of their view
     rejects its row, and the contact is left as it was.
+
+    ``overwrite`` lets the file's values replace different ones on file (see
+    :mod:`dialer.domain.contact_merge`); ``policy`` flags the rows whose
+    numbers it refuses; ``web`` words the reasons for the web page (no
+    command-line options in them).  ``on_lines`` is awaited after each
+    batch with that batch's report: its rejected rows, changes and flags,
+    all of them, whatever ``errors_kept`` keeps in the returned report.
     """
-    parsed = await asyncio.to_thread(parse_stream, stream, region=region, encoding=encoding)
-    report = ImportReport(ignored_columns=list(parsed.columns.ignored))
+    parsed = await asyncio.to_thread(
+        parse_stream, stream, region=region, encoding=encoding, policy=policy, web=web
+    )
+    report = ImportReport(
+        ignored_columns=list(parsed.columns.ignored),
+        header=list(parsed.columns.header),
+        overwrite=overwrite,
+    )
     async with sessions() as session:
-        target = await _resolve_target(session, campaign_id, assign_to, actor_id)
+        target = await _resolve_target(session, campaign_id, assign_to, actor_id, web=web)
+    target.overwrite = overwrite
+    target.file_name = name
+    target.actor_id = actor_id
+    target.actor_label = actor_label
     ahead = asyncio.ensure_future(asyncio.to_thread(parsed.take, BATCH_SIZE))
     try:
         while True:
@@ -709,14 +1048,18 @@ async def import_stream(
                 break
             ahead = asyncio.ensure_future(asyncio.to_thread(parsed.take, BATCH_SIZE))
             batch: list[ParsedRow] = []
+            lines = ImportReport()
             for item in items:
                 if isinstance(item, RowError):
-                    report.rejected += 1
-                    report.errors.append(item)
+                    lines.rejected += 1
+                    lines.errors.append(item)
                 else:
                     batch.append(item)
             if batch:
-                await write_batch(sessions, batch, target, report)
+                await write_batch(sessions, batch, target, lines)
+            if on_lines:
+                await on_lines(lines)
+            report.absorb(lines)
             if errors_kept is not None:
                 report.keep_first_errors(errors_kept)
             if progress:
@@ -744,11 +1087,14 @@ async def import_stream(
                 "rejected": report.rejected,
                 "campaign_id": campaign_id,
                 "added_to_list": report.added_to_list,
+                "conflicts": report.conflicts,
+                "flagged": report.flagged,
+                "overwrite": overwrite,
             },
             actor_id=actor_id,
             actor_label=actor_label,
         )
-    report.errors.sort(key=lambda error: error.line)
+    report.sort()
     return report
 
 
@@ -774,16 +1120,12 @@ async def write_batch(
             if attempt == 1:
                 raise
             continue
-        report.imported += partial.imported
-        report.updated += partial.updated
-        report.unchanged += partial.unchanged
-        report.rejected += partial.rejected
-        report.added_to_list += partial.added_to_list
-        report.errors.extend(partial.errors)
+        report.absorb(partial)
         return
 
 
-_MERGE_FIELDS = (
+# The contact's columns an imported row may change (see decide_merge).
+_CONTACT_COLUMNS = (
     "first_name",
     "last_name",
     "email",
@@ -792,8 +1134,15 @@ _MERGE_FIELDS = (
     "area",
     "support_score",
     "timezone",
+    "tags",
+    "notes",
+    "do_not_call",
     "dnc_reason",
 )
+
+
+def _name_of(values: Mapping[str, Any]) -> str:
+    return " ".join(part for part in (values.get("first_name"), values.get("last_name")) if part)
 
 
 async def _write_batch(
@@ -819,90 +1168,131 @@ async def _write_batch(
         existing = {contact.id: contact for contact in loaded}
 
     # Rows that are new people; several rows may share a number within the
-    # batch, and then they are one person: merged into the first such row.
-    new_people: list[ParsedRow] = []
-    pending_owner: dict[str, ParsedRow] = {}
+    # batch, and then they are one person: merged into the first such row,
+    # by the same rule as into a contact on file.  Their values are copied,
+    # so that a retried batch starts from the rows as parsed.
+    new_people: list[tuple[ParsedRow, dict[str, Any], list[tuple[str, PhoneType]]]] = []
+    pending_owner: dict[str, int] = {}  # number -> index in new_people
     new_phones: list[dict[str, Any]] = []
     # What the batch's rows change in each existing contact, written together.
     merges: dict[int, tuple[Contact, dict[str, Any]]] = {}
+    # With overwrite: each contact's changes, for the audit log.
+    audited: dict[int, list[RowChange]] = {}
     contact_ids_in_batch: list[int] = []
     now = datetime.now(UTC)
 
+    def reject(row: ParsedRow, reason: str) -> None:
+        report.rejected += 1
+        report.errors.append(RowError(row.line, reason, row.cells))
+
     for row in batch:
         owners = {owner[e164] for e164, _kind in row.phones if e164 in owner}
-        pending = {
-            id(pending_owner[e164]): pending_owner[e164]
-            for e164, _kind in row.phones
-            if e164 in pending_owner
-        }
+        pending = {pending_owner[e164] for e164, _kind in row.phones if e164 in pending_owner}
         if owners & outside:
-            report.rejected += 1
-            report.errors.append(
-                RowError(
-                    row.line,
-                    _(
-                        "this number is already on file for another team; "
-                        "an administrator can add it to this campaign"
-                    ),
-                )
+            reject(
+                row,
+                _(
+                    "this number is already on file for another team; "
+                    "an administrator can add it to this campaign"
+                ),
             )
             continue
         if len(owners) + len(pending) > 1:
             names = ", ".join(f"#{contact_id}" for contact_id in sorted(owners))
-            report.rejected += 1
-            report.errors.append(
-                RowError(
-                    row.line,
-                    _(
-                        "its numbers belong to different contacts (%(contacts)s); "
-                        "fix the row or merge the contacts first",
-                        contacts=names,
-                    )
-                    if names
-                    else _(
-                        "its numbers belong to different contacts; "
-                        "fix the row or merge the contacts first"
-                    ),
+            reject(
+                row,
+                _(
+                    "its numbers belong to different contacts (%(contacts)s); "
+                    "fix the row or merge the contacts first",
+                    contacts=names,
                 )
+                if names
+                else _(
+                    "its numbers belong to different contacts; "
+                    "fix the row or merge the contacts first"
+                ),
             )
             continue
+        if row.flags:
+            report.flagged += 1
+            report.flags.extend(RowFlag(row.line, e164, why) for e164, why in row.flags)
         if owners:
             contact = existing[owners.pop()]
-            _contact, changes = merges.setdefault(contact.id, (contact, {}))
-            changed = _merge_into_contact(contact, changes, row.values, now)
+            _contact, updates = merges.setdefault(contact.id, (contact, {}))
+            current = {
+                name: updates[name] if name in updates else getattr(contact, name)
+                for name in _CONTACT_COLUMNS
+            }
+            decision = decide_merge(current, row.values, overwrite=target.overwrite, now=now)
+            updates.update(decision.updates)
+            changes = list(decision.changes)
             for e164, kind in row.phones:
                 if e164 not in owner:
                     new_phones.append({"contact_id": contact.id, "e164": e164, "phone_type": kind})
                     owner[e164] = contact.id
-                    changed = True
-            if changed:
-                report.updated += 1
-            else:
-                report.unchanged += 1
+                    changes.append(FieldChange("phone", ChangeKind.ADDED, "", e164))
+            lines = [RowChange(row.line, contact.id, _name_of(current), c) for c in changes]
+            report.changes.extend(lines)
+            if target.overwrite and decision.updates:
+                audited.setdefault(contact.id, []).extend(lines)
             contact_ids_in_batch.append(contact.id)
         elif pending:
-            first = next(iter(pending.values()))
-            _merge_values(first.values, row.values)
+            index = pending.pop()
+            _first, values, phones = new_people[index]
+            decision = decide_merge(values, row.values, overwrite=target.overwrite, now=now)
+            values.update(decision.updates)
+            changes = list(decision.changes)
             for e164, kind in row.phones:
                 if e164 not in pending_owner:
-                    first.phones.append((e164, kind))
-                    pending_owner[e164] = first
+                    phones.append((e164, kind))
+                    pending_owner[e164] = index
+                    changes.append(FieldChange("phone", ChangeKind.ADDED, "", e164))
+            report.changes.extend(RowChange(row.line, None, _name_of(values), c) for c in changes)
+        else:
+            for e164, _kind in row.phones:
+                pending_owner[e164] = len(new_people)
+            new_people.append((row, dict(row.values), list(row.phones)))
+            continue
+        # A row merged into a contact (on file or earlier in the file).
+        if decision.conflict:
+            report.conflicts += 1
+        if changes and any(change.kind is not ChangeKind.KEPT for change in changes):
             report.updated += 1
         else:
-            new_people.append(row)
-            for e164, _kind in row.phones:
-                pending_owner[e164] = row
+            report.unchanged += 1
 
-    changed_contacts = [(contact, changes) for contact, changes in merges.values() if changes]
+    changed_contacts = [(contact, updates) for contact, updates in merges.values() if updates]
     if changed_contacts:
         await contacts.update_contacts(session, changed_contacts)
+    for contact_id, lines in audited.items():
+        await audit.record(
+            session,
+            action="contact.import_overwrite",
+            entity_type="contact",
+            entity_id=contact_id,
+            changes={
+                "file": target.file_name,
+                "fields": [
+                    {
+                        "line": line.line,
+                        "field": line.change.field,
+                        "kind": line.change.kind.value,
+                        "old": line.change.old,
+                        "new": line.change.new,
+                    }
+                    for line in lines
+                ],
+            },
+            actor_id=target.actor_id,
+            actor_label=target.actor_label,
+        )
     if new_people:
         ids = await contacts.insert_contacts(
-            session, [_new_contact_values(row.values, now) for row in new_people]
+            session, [_new_contact_values(values, now) for _row, values, _phones in new_people]
         )
-        for row, contact_id in zip(new_people, ids, strict=True):
+        for (_row, _values, phones), contact_id in zip(new_people, ids, strict=True):
             contact_ids_in_batch.append(contact_id)
-            for e164, kind in row.phones:
+            for e164, kind in phones:
                 new_phones.append({"contact_id": contact_id, "e164": e164, "phone_type": kind})
         report.imported += len(new_people)
     if new_phones:
@@ -913,55 +1303,6 @@ async def _write_batch(
         await contacts.insert_phones(session, new_phones)
     if target.campaign_id is not None and contact_ids_in_batch:
         report.added_to_list += await _add_to_list(session, target, contact_ids_in_batch, now)
-
-
-def _merge_values(into: dict[str, Any], values: dict[str, Any]) -> None:
-    for name, value in values.items():
-        if name == "tags":
-            into["tags"] = sorted(set(into.get("tags", [])) | set(value))
-        elif name == "notes" and into.get("notes") and value not in into["notes"]:
-            into["notes"] = f"{into['notes']}\n{value}"
-        elif name == "do_not_call":
-            into["do_not_call"] = into.get("do_not_call", False) or value
-        else:
-            into[name] = value
-
-
-def _merge_into_contact(
-    contact: Contact, changes: dict[str, Any], values: dict[str, Any], now: datetime
-) -> bool:
-    """Add a row to the ``changes`` of an existing contact; returns whether it changed anything.
-
-    ``changes`` holds what earlier rows of the batch did to the contact, and
-    the row applies on top of them.  Non-empty cells win; empty cells never
-    erase.  Imports never clear a do-not-call flag and never drop notes a
-    volunteer wrote.
-    """
-
-    def current(name: str) -> Any:
-        return changes[name] if name in changes else getattr(contact, name)
-
-    changed = False
-    for name in _MERGE_FIELDS:
-        if name in values and current(name) != values[name]:
-            changes[name] = values[name]
-            changed = True
-    if "tags" in values:
-        tags = current("tags") or []
-        merged = sorted(set(tags) | set(values["tags"]))
-        if merged != sorted(tags):
-            changes["tags"] = merged
-            changed = True
-    notes = current("notes")
-    if values.get("notes") and values["notes"] not in (notes or ""):
-        changes["notes"] = f"{notes}\n{values['notes']}" if notes else values["notes"]
-        changed = True
-    if values.get("do_not_call") and not current("do_not_call"):
-        changes["do_not_call"] = True
-        changes["dnc_at"] = now
-        changes["dnc_reason"] = values.get("dnc_reason") or "imported as do-not-call"
-        changed = True
-    return changed
 
 
 def _new_contact_values(values: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -1020,6 +1361,9 @@ async def _add_to_list(
 
 
 log = logging.getLogger(__name__)
+
+# The downloads read a job's report lines this many at a time.
+_DOWNLOAD_PAGE = 5000
 
 # The import page shows at most this many rejected rows; the counts cover them all.
 JOB_ERRORS_KEPT = 500
@@ -1105,10 +1449,22 @@ async def run_job(
 ) -> None:
     """Import ``upload`` for the job ``job_id``, keeping its progress and then its end there.
 
-    ``options`` are :func:`import_stream`'s.  Cancelled, the job ends interrupted.
+    ``options`` are :func:`import_stream`'s, the dialing policy given as
+    :func:`policy_options` makes it (options cross into a child process as
+    JSON).  Every rejected row, change and flag is kept in ``import_job_rows``
+    for the downloads.  Cancelled, the job ends interrupted.
     """
     loop = asyncio.get_running_loop()
     last_saved = loop.time()
+    policy = options.pop("policy", None)
+    if isinstance(policy, dict):
+        options["policy"] = DialingPolicy.parse(policy["allowed"], policy["blocked_prefixes"])
+
+    async def keep_lines(lines: ImportReport) -> None:
+        rows = job_rows(job_id, lines)
+        if rows:
+            async with sessions.begin() as session:
+                await imports.add_rows(session, rows)
 
     async def save_progress(progress: ImportProgress) -> None:
         nonlocal last_saved
@@ -1128,9 +1484,14 @@ async def run_job(
     stream = await asyncio.to_thread(_open, upload)
     try:
         result = await import_stream(
-            sessions, stream, on_batch=save_progress, errors_kept=JOB_ERRORS_KEPT, **options
+            sessions,
+            stream,
+            on_batch=save_progress,
+            on_lines=keep_lines,
+            errors_kept=JOB_ERRORS_KEPT,
+            **options,
         )
-        del result.errors[JOB_ERRORS_KEPT:]
+        result.trim(JOB_ERRORS_KEPT)
         state, report = "done", result
     except ImportFileError as refused:
         error = str(refused)
@@ -1143,6 +1504,38 @@ async def run_job(
     finally:
         stream.close()
         await _finish(sessions, job_id, state, report, error)
+
+
+def policy_options(policy: DialingPolicy) -> dict[str, list[str]]:
+    """The dialing policy as JSON, for :func:`run_job` in a child process."""
+    return {"allowed": sorted(policy.allowed), "blocked_prefixes": list(policy.blocked_prefixes)}
+
+
+def job_rows(job_id: int, lines: ImportReport) -> list[dict[str, Any]]:
+    """A batch's rejected rows, changes and flags as ``import_job_rows`` rows."""
+    rows: list[dict[str, Any]] = [
+        {
+            "job_id": job_id,
+            "kind": "rejected",
+            "line": error.line,
+            "data": {"reason": error.reason, "cells": list(error.cells)},
+        }
+        for error in lines.errors
+    ]
+    rows.extend(
+        {"job_id": job_id, "kind": "change", "line": change.line, "data": {"c": change.to_json()}}
+        for change in lines.changes
+    )
+    rows.extend(
+        {
+            "job_id": job_id,
+            "kind": "flagged",
+            "line": flag.line,
+            "data": {"number": flag.number, "reason": flag.reason},
+        }
+        for flag in lines.flags
+    )
+    return rows
 
 
 def _unexpected_end() -> str:
@@ -1202,9 +1595,15 @@ class ImportService:
     """
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], *, upload_directory: Path | None = None
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        upload_directory: Path | None = None,
+        policy: DialingPolicy | None = None,
     ) -> None:
         self._sessions = sessions
+        # The policy the calls follow: rows with numbers it refuses are flagged.
+        self._policy = policy
         self._running: dict[int, asyncio.Task[None]] = {}
         # Where the web leaves uploads (the system's temporary directory by default).
         self._upload_directory = upload_directory
@@ -1221,6 +1620,7 @@ class ImportService:
         encoding: str = "utf-8",
         actor_id: int | None = None,
         actor_label: str = "web",
+        overwrite: bool = False,
     ) -> int:
         """Start importing ``upload`` in the background and return its job's id.
 
@@ -1239,6 +1639,7 @@ class ImportService:
                     assign_to=assign_to,
                     encoding=encoding,
                     actor_id=actor_id,
+                    web=True,
                 )
                 size = (await asyncio.to_thread(os.fstat, stream.fileno())).st_size
             finally:
@@ -1269,7 +1670,11 @@ class ImportService:
             "encoding": encoding,
             "actor_id": actor_id,
             "actor_label": actor_label,
+            "overwrite": overwrite,
+            "web": True,
         }
+        if self._policy is not None:
+            options["policy"] = policy_options(self._policy)
         task = asyncio.create_task(self._run(job_id, upload, options), name=f"import-{job_id}")
         self._running[job_id] = task
         task.add_done_callback(lambda _done: self._running.pop(job_id, None))
@@ -1352,6 +1757,84 @@ class ImportService:
             report=None if job.report is None else ImportReport.from_json(job.report),
             error=job.error,
         )
+
+    async def write_rejected_csv(self, job: ImportJobView, out: TextIO) -> None:
+        """Every rejected row of ``job`` as CSV: the line, why (in the words the import
+        used), then the row's cells as they were in the file."""
+        header = job.report.header if job.report is not None else []
+        writer = csv.writer(out)
+        writer.writerow(
+            [
+                pgettext("import download", "line"),
+                pgettext("import download", "why it was rejected"),
+            ]
+            + [spreadsheet_safe(name) for name in header]
+        )
+        async for row in self._job_rows(job.id, "rejected"):
+            cells = [spreadsheet_safe(cell) for cell in row.data.get("cells", [])]
+            writer.writerow([row.line, spreadsheet_safe(row.data.get("reason", "")), *cells])
+
+    async def write_changes_csv(self, job: ImportJobView, out: TextIO) -> None:
+        """Every field-level change, conflict and flagged number of ``job`` as CSV,
+        worded in the current language."""
+        writer = csv.writer(out)
+        writer.writerow(
+            [
+                pgettext("import download", "line"),
+                pgettext("import download", "contact"),
+                pgettext("import download", "field"),
+                pgettext("import download", "what happened"),
+                pgettext("import download", "on file before"),
+                pgettext("import download", "in the file"),
+                pgettext("import download", "details"),
+            ]
+        )
+        async for row in self._job_rows(job.id, "change", "flagged"):
+            if row.kind == "change":
+                change = RowChange.from_json(row.data["c"])
+                who = change.contact or (f"#{change.contact_id}" if change.contact_id else "")
+                cells = [
+                    who,
+                    field_label(change.change.field),
+                    change.kind_label(),
+                    change.change.old,
+                    change.change.new,
+                    change.describe(),
+                ]
+            else:
+                flag = RowFlag(row.line, str(row.data["number"]), str(row.data["reason"]))
+                cells = [
+                    "",
+                    field_label("phone"),
+                    pgettext("import change", "will not be dialed"),
+                    "",
+                    flag.shown_number,
+                    flag.reason,
+                ]
+            writer.writerow([row.line, *(spreadsheet_safe(cell) for cell in cells)])
+
+    async def _job_rows(self, job_id: int, *kinds: str) -> AsyncIterator[ImportJobRow]:
+        """The job's report lines of these kinds, in file order, a page at a time."""
+        after_line, after_id = -1, 0
+        while True:
+            async with self._sessions() as session:
+                page = list(
+                    await session.scalars(
+                        select(ImportJobRow)
+                        .where(
+                            ImportJobRow.job_id == job_id,
+                            ImportJobRow.kind.in_(kinds),
+                            tuple_(ImportJobRow.line, ImportJobRow.id) > (after_line, after_id),
+                        )
+                        .order_by(ImportJobRow.line, ImportJobRow.id)
+                        .limit(_DOWNLOAD_PAGE)
+                    )
+                )
+            for row in page:
+                yield row
+            if len(page) < _DOWNLOAD_PAGE:
+                return
+            after_line, after_id = page[-1].line, page[-1].id
 
     async def close(self) -> None:
         """Stop the imports this process started (it is shutting down): each ends interrupted."""

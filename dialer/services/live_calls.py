@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dialer.domain.vocabulary import CallOutcome, CallState
 from dialer.live.broadcaster import Broadcaster
 from dialer.services.common import Clock
+from dialer.store import calls
 from dialer.store.models import CallAttempt, Disposition, utcnow
 
 
@@ -75,6 +76,28 @@ class CallPublisher:
         if shown is not None and shown.payload.get("call_id") != call_id:
             return
         self._publish_status(volunteer_id, AVAILABLE, call_id)
+
+    async def settle_wrap_ups(self) -> int:
+        """Show as available every volunteer shown wrapping up a call whose
+        outcome is now recorded or skipped; returns how many.
+
+        For a worker, whose live state every process follows: the outcome
+        may have been saved by a web process elsewhere, which only the
+        database (and a NOTIFY) tells this one.  Costs nothing while nobody
+        is wrapping up.
+        """
+        wrapping = {
+            str(event.payload.get("call_id")): int(event.payload["volunteer_id"])
+            for event in self.broadcaster.snapshot("volunteer")
+            if event.payload.get("status") == WRAP_UP and event.payload.get("call_id")
+        }
+        if not wrapping:
+            return 0
+        async with self.sessions() as session:
+            settled = await calls.settled_calls(session, wrapping)
+        for call_id in settled:
+            self.publish_outcome_recorded(wrapping[call_id], call_id, ended=True)
+        return len(settled)
 
     def _publish_status(self, volunteer_id: int, status: str, call_id: str) -> None:
         self.broadcaster.publish(

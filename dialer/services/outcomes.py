@@ -18,6 +18,7 @@ from sqlalchemy.orm import selectinload
 from dialer.domain.outcomes import OutcomeSubmission, SubmissionInvalid, validate_submission
 from dialer.domain.survey import SurveyDefinition
 from dialer.domain.vocabulary import CallState, DispositionOutcome, PhoneType, TaskStatus
+from dialer.services import notifications
 from dialer.services.access import (
     can_access_campaign,
     can_access_contact,
@@ -26,7 +27,7 @@ from dialer.services.access import (
 )
 from dialer.services.common import Clock, NotAllowed, RetryableError, with_db_retry
 from dialer.services.live_calls import CallPublisher
-from dialer.store import audit, contacts, lists, outcomes
+from dialer.store import audit, calls, contacts, lists, outcomes
 from dialer.store.access import STAFF_ROLES
 from dialer.store.models import (
     CallAttempt,
@@ -38,6 +39,7 @@ from dialer.store.models import (
     User,
     utcnow,
 )
+from dialer.store.notify import OUTCOMES_SETTLED, notify
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,29 @@ class OutcomeResult:
     duplicate: bool
     campaign_id: int | None = None
     call: SettledCall | None = None
+
+
+# Why a volunteer may leave an answered call without its outcome; "other"
+# needs a few words.  The labels are web.i18n.labels.skip_reason's.
+SKIP_REASONS = ("call_cut_off", "wrong_person", "no_conversation", "other")
+MAX_SKIP_NOTE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class SkipResult:
+    call_id: str
+    # False when the outcome had been skipped already (a second click).
+    skipped: bool
+
+
+class OutcomeAlreadyRecorded(Exception):
+    """The call has an outcome: there is nothing left to skip."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Skipped:
+    volunteer_id: int
+    skipped: bool
 
 
 class _AlreadyStored(Exception):
@@ -126,6 +151,62 @@ class OutcomeService:
                 await self.publisher.publish_campaign_counters([result.campaign_id])
         return result
 
+    async def skip_outcome(
+        self, user_id: int, call_id: str, *, reason: str, note: str = ""
+    ) -> SkipResult:
+        """Leave an answered call without its outcome, on purpose and saying why.
+
+        The volunteer may then call again.  The contact follows the
+        campaign's usual retry rules: the call already counted as an
+        attempt, and with no outcome the list entry is not settled, so the
+        contact comes back after the retry delay while attempts remain.
+        """
+        note = note.strip()
+        errors: dict[str, str] = {}
+        if reason not in SKIP_REASONS:
+            errors["reason"] = "choose a reason"
+        elif reason == "other" and not note:
+            errors["note"] = "say why in a few words"
+        if len(note) > MAX_SKIP_NOTE:
+            errors["note"] = "too long"
+        if errors:
+            raise SubmissionInvalid(errors)
+        result = await with_db_retry(lambda: self._skip_outcome(user_id, call_id, reason, note))
+        if result.skipped:
+            self.publisher.publish_outcome_recorded(result.volunteer_id, call_id, ended=True)
+        return SkipResult(call_id, result.skipped)
+
+    async def _skip_outcome(self, user_id: int, call_id: str, reason: str, note: str) -> _Skipped:
+        async with self.sessions.begin() as session:
+            user = await session.get(User, user_id)
+            call = await session.scalar(select(CallAttempt).where(CallAttempt.call_id == call_id))
+            if user is None or call is None or not await can_oversee_call(session, user, call):
+                raise NotAllowed("no such call")
+            if call.outcome_skipped_at is not None:
+                return _Skipped(call.volunteer_id, skipped=False)
+            if await session.scalar(
+                select(Disposition.id).where(Disposition.call_attempt_id == call.id)
+            ):
+                raise OutcomeAlreadyRecorded(call_id)
+            if call.state is not CallState.ENDED:
+                raise SubmissionInvalid({"call_id": "the call is not over yet"})
+            if not await calls.skip_outcome(
+                session, call, reason=reason, note=note, by_id=user.id, at=self.clock()
+            ):
+                # Not an answered call (its automatic outcome stands), or an
+                # outcome was saved in another tab meanwhile.
+                raise OutcomeAlreadyRecorded(call_id)
+            await audit.record(
+                session,
+                action="outcome.skip",
+                entity_type="call",
+                entity_id=call.call_id,
+                changes={"contact_id": call.contact_id, "reason": reason, "note": note},
+                actor_id=user.id,
+            )
+            await notify(session, OUTCOMES_SETTLED, call.pbx)
+            return _Skipped(call.volunteer_id, skipped=True)
+
     async def _record_outcome(self, user_id: int, submission: OutcomeSubmission) -> OutcomeResult:
         now = self.clock()
         try:
@@ -138,6 +219,10 @@ class OutcomeService:
                         raise NotAllowed("this submission belongs to someone else")
                     return OutcomeResult(existing.id, duplicate=True)
                 disposition, call = await self._apply_outcome(session, user_id, submission, now)
+                if call is not None:
+                    # The worker of the call's PBX shows the volunteer available
+                    # on every process's panel (CallPublisher.settle_wrap_ups).
+                    await notify(session, OUTCOMES_SETTLED, call.pbx)
                 settled = (
                     SettledCall(call.call_id, call.volunteer_id, call.state is CallState.ENDED)
                     if call is not None
@@ -253,6 +338,7 @@ class OutcomeService:
                     created_at=now,
                 ),
             )
+            await notifications.tasks_handed_over(session, disposition.id, at=now)
         if campaign is not None:
             await self._update_list_after_outcome(session, campaign, contact, user, submission)
         await audit.record(

@@ -11,11 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.i18n import _
-from dialer.domain.passwords import hash_password
+from dialer.domain.passwords import generate_password, hash_password
 from dialer.domain.vocabulary import Role
 from dialer.services.access import can_manage_user, scope_of
 from dialer.services.campaigns import teams_in_view
-from dialer.store import audit, people
+from dialer.store import audit, people, sign_ins
 from dialer.store.models import Team, TeamMember, User
 
 _USERNAME = re.compile(r"[A-Za-z0-9_.@-]{2,100}\Z")
@@ -128,17 +128,54 @@ async def add_user(
     return user
 
 
+class UserWarning(StrEnum):
+    """Why a volunteer cannot make calls yet."""
+
+    # No desk phone or softphone extension: Call has nothing to ring.
+    NO_EXTENSION = "no_extension"
+    # In no team: no campaign, no list, nothing to call.
+    NO_TEAM = "no_team"
+
+
+def user_warnings(user: User, team_count: int) -> list[UserWarning]:
+    """What keeps an active volunteer from calling; nothing for staff or inactive people."""
+    if user.role is not Role.VOLUNTEER or not user.is_active:
+        return []
+    warnings: list[UserWarning] = []
+    if not user.sip_extension:
+        warnings.append(UserWarning.NO_EXTENSION)
+    if team_count == 0:
+        warnings.append(UserWarning.NO_TEAM)
+    return warnings
+
+
 @dataclass(frozen=True, slots=True)
 class UsersOverview:
     users: list[User]
     teams: list[Team]
     # Team names by user id.
     memberships: dict[int, list[str]]
+    # What keeps each volunteer from calling, by user id (only those with a warning).
+    warnings: dict[int, list[UserWarning]]
+
+
+@dataclass(frozen=True, slots=True)
+class UserDetail:
+    user: User
+    # The names of the user's teams the viewer sees.
+    teams: list[str]
+    warnings: list[UserWarning]
+    # The roles the viewer may give this user.
+    roles: list[Role]
 
 
 class UserChangeRefusal(StrEnum):
     NOT_FOUND = "not_found"
     ADMIN_ONLY = "admin_only"
+    # The change would leave no active administrator.
+    LAST_ADMIN = "last_admin"
+    # Nobody deactivates themselves (they would lock themselves out at once).
+    SELF = "self"
 
 
 class UserChangeRefused(Exception):
@@ -187,12 +224,169 @@ class UserService:
             teams = await teams_in_view(session, actor)
             team_names = {team.id: team.name for team in teams}
             memberships: dict[int, list[str]] = {}
+            # Every team counts for the warning, seen or not: a volunteer of
+            # another team can call there.
+            team_counts: dict[int, int] = {}
             for user_id, team_id in await session.execute(
                 select(TeamMember.user_id, TeamMember.team_id)
             ):
+                team_counts[user_id] = team_counts.get(user_id, 0) + 1
                 if team_id in team_names:
                     memberships.setdefault(user_id, []).append(team_names[team_id])
-        return UsersOverview(users, teams, memberships)
+        warnings = {
+            user.id: found
+            for user in users
+            if (found := user_warnings(user, team_counts.get(user.id, 0)))
+        }
+        return UsersOverview(users, teams, memberships, warnings)
+
+    async def detail(self, actor: User, user_id: int) -> UserDetail:
+        """One user as ``actor`` may manage them; raises :class:`UserChangeRefused`
+        (NOT_FOUND) for anyone outside their view."""
+        async with self._sessions() as session:
+            user = await self._manageable(session, actor, user_id)
+            scope = await scope_of(session, actor)
+            all_teams = list(
+                await session.execute(
+                    select(Team.id, Team.name)
+                    .join(TeamMember, TeamMember.team_id == Team.id)
+                    .where(TeamMember.user_id == user.id)
+                    .order_by(Team.name)
+                )
+            )
+            teams = [name for team_id, name in all_teams if scope.covers(team_id)]
+            roles = [role for role in Role if actor.role is Role.ADMIN or role is not Role.ADMIN]
+            return UserDetail(user, teams, user_warnings(user, len(all_teams)), roles)
+
+    @staticmethod
+    async def _manageable(
+        session: AsyncSession, actor: User, user_id: int, *, for_update: bool = False
+    ) -> User:
+        """The user ``actor`` may change, or :class:`UserChangeRefused`.
+
+        An administrator is changed by administrators only (ADMIN_ONLY for an
+        organizer of their team, NOT_FOUND outside the organizer's teams).
+        """
+        query = select(User).where(User.id == user_id)
+        if for_update:
+            # Two administrators demoting each other at once must not both pass
+            # the "last active administrator" check.
+            query = query.with_for_update()
+        user = await session.scalar(query)
+        if user is None:
+            raise UserChangeRefused(UserChangeRefusal.NOT_FOUND)
+        if user.role is Role.ADMIN and actor.role is not Role.ADMIN:
+            raise UserChangeRefused(
+                UserChangeRefusal.ADMIN_ONLY
+                if actor.role is Role.ORGANIZER
+                else UserChangeRefusal.NOT_FOUND
+            )
+        if not await can_manage_user(session, actor, user):
+            raise UserChangeRefused(UserChangeRefusal.NOT_FOUND)
+        return user
+
+    @staticmethod
+    async def _other_active_admins(session: AsyncSession, user: User) -> int:
+        # Locks the administrators' rows on PostgreSQL (SQLite serialises writers
+        # anyway), so concurrent demotions see each other.
+        others = await session.scalars(
+            select(User.id)
+            .where(User.role == Role.ADMIN, User.is_active.is_(True), User.id != user.id)
+            .with_for_update()
+        )
+        return len(list(others))
+
+    async def reset_password(
+        self,
+        actor: User,
+        user_id: int,
+        *,
+        password: str | None,
+        keep_session: str | None = None,
+    ) -> str:
+        """Give ``user_id`` a new password (``password``, or a generated one when
+        None) and end their sessions; returns the password, to show once.
+
+        ``keep_session`` is the actor's own session id, kept when they reset
+        their own password.  Raises :class:`UserChangeRefused` or
+        :class:`~dialer.domain.passwords.WeakPassword`; the password never
+        reaches the audit log.
+        """
+        chosen = password if password is not None else generate_password()
+        async with self._sessions.begin() as session:
+            user = await self._manageable(session, actor, user_id)
+            password_hash = hash_password(chosen, user_inputs=(user.username, user.display_name))
+            await people.set_password_hash(session, user.id, password_hash)
+            ended = await sign_ins.end_user_sessions(
+                session, user.id, keep=keep_session if user.id == actor.id else None
+            )
+            await audit.record(
+                session,
+                action="user.password_reset",
+                entity_type="user",
+                entity_id=user.id,
+                changes={"generated": password is None, "sessions_ended": ended},
+                actor_id=actor.id,
+            )
+        return chosen
+
+    async def change_role(self, actor: User, user_id: int, role: Role) -> None:
+        """Give ``user_id`` another role.
+
+        Only an administrator makes (or unmakes) administrators, and the last
+        active administrator stays one: someone must be able to manage the
+        rest.  An organizer changes the roles of their teams' people, between
+        volunteer and organizer.  Raises :class:`UserChangeRefused`.
+        """
+        async with self._sessions.begin() as session:
+            if role is Role.ADMIN and actor.role is not Role.ADMIN:
+                raise UserChangeRefused(UserChangeRefusal.ADMIN_ONLY)
+            user = await self._manageable(session, actor, user_id, for_update=True)
+            previous = user.role
+            if previous is role:
+                return
+            if (
+                previous is Role.ADMIN
+                and user.is_active
+                and await self._other_active_admins(session, user) == 0
+            ):
+                raise UserChangeRefused(UserChangeRefusal.LAST_ADMIN)
+            await people.set_role(session, user, role)
+            await audit.record(
+                session,
+                action="user.role",
+                entity_type="user",
+                entity_id=user.id,
+                changes={"from": previous.value, "to": role.value},
+                actor_id=actor.id,
+            )
+
+    async def set_active(self, actor: User, user_id: int, active: bool) -> None:
+        """Deactivate (sign-in refused, every session ended) or reactivate a user.
+
+        Nobody deactivates themselves, so the last active administrator
+        stays.  Raises :class:`UserChangeRefused`.
+        """
+        async with self._sessions.begin() as session:
+            user = await self._manageable(session, actor, user_id, for_update=True)
+            await self._set_active(session, actor, user, active)
+
+    @staticmethod
+    async def _set_active(session: AsyncSession, actor: User, user: User, active: bool) -> None:
+        if user.is_active is active:
+            return
+        if user.id == actor.id:
+            raise UserChangeRefused(UserChangeRefusal.SELF)
+        await people.set_active(session, user, active)
+        ended = 0 if active else await sign_ins.end_user_sessions(session, user.id)
+        await audit.record(
+            session,
+            action="user.reactivate" if active else "user.deactivate",
+            entity_type="user",
+            entity_id=user.id,
+            changes={"active": active, "sessions_ended": ended},
+            actor_id=actor.id,
+        )
 
     async def add_user(
         self,
@@ -243,9 +437,10 @@ class UserService:
         extension: str | None,
         pbx: str | None,
         teams: list[str],
-        active: bool,
+        active: bool | None = None,
     ) -> None:
-        """Set a user's extension, PBX, teams and (for someone else) whether they are active.
+        """Set a user's extension, PBX, teams and (for someone else, when
+        ``active`` is not None) whether they are active.
 
         An organizer changes only the memberships of their own teams; the
         user's other teams stay.  Raises :class:`UserChangeRefused`, or
@@ -274,12 +469,11 @@ class UserService:
             }
             changeable = current if scope.teams is None else current & scope.teams
             await people.update_user(
-                session,
-                user,
-                sip_extension=extension,
-                pbx=pbx,
-                is_active=active if user.id != actor.id else user.is_active,
+                session, user, sip_extension=extension, pbx=pbx, is_active=user.is_active
             )
+            if active is not None and user.id != actor.id:
+                # The same action as the Deactivate button: sessions end too.
+                await self._set_active(session, actor, user, active)
             await people.add_memberships(session, user.id, wanted - current)
             await people.remove_memberships(session, user.id, changeable - wanted)
             await audit.record(

@@ -4,7 +4,10 @@ A call row is inserted by a click (``add_request``), claimed by its PBX's
 worker (``claim_requests``), updated as the PBX reports (``store_calls``)
 and ended by the worker, or here when nobody dialed it yet
 (``cancel_unclaimed``, ``end_expired_requests``, ``end_call``).  A hang-up
-is a row its worker claims once (``claim_hangup_requests``).  Callers own
+is a row its worker claims once (``claim_hangup_requests``).  An answered
+call whose outcome the volunteer chose not to record is marked here
+(``skip_outcome``); until then it is "pending" (``pending_outcome_filter``).
+Callers own
 the transaction; every function here sends its SQL before it returns.
 """
 
@@ -16,7 +19,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, exists, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -24,7 +27,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from dialer.domain.ports import CallSnapshot, HangupBy
 from dialer.domain.vocabulary import CallOutcome, CallState
-from dialer.store.models import CallAttempt, HangupRequest
+from dialer.store.models import CallAttempt, Disposition, HangupRequest
 
 # What a PBX snapshot carries, column for column.
 _SNAPSHOT_COLUMNS = (
@@ -289,3 +292,76 @@ def _stored_values(call: CallAttempt) -> dict[str, Any]:
     values = {f"new_{name}": getattr(call, name) for name in _STORED_COLUMNS}
     values["row_id"] = call.id
     return values
+
+
+def pending_outcome_filter() -> ColumnElement[bool]:
+    """Calls whose outcome is pending: completed (the contact answered and the
+    call ended normally), with neither an outcome recorded nor one skipped on
+    purpose.  The same calls leave their volunteer "wrapping up" on the live
+    panel; a lost call or one an organizer hung up does not hold anyone up."""
+    return and_(
+        CallAttempt.state == CallState.ENDED,
+        CallAttempt.outcome == CallOutcome.COMPLETED,
+        CallAttempt.outcome_skipped_at.is_(None),
+        ~exists().where(Disposition.call_attempt_id == CallAttempt.id),
+    )
+
+
+async def pending_outcome(session: AsyncSession, volunteer_id: int) -> CallAttempt | None:
+    """The volunteer's latest call whose outcome is pending, if any."""
+    return await session.scalar(
+        select(CallAttempt)
+        .where(CallAttempt.volunteer_id == volunteer_id, pending_outcome_filter())
+        .order_by(CallAttempt.requested_at.desc())
+        .limit(1)
+    )
+
+
+async def skip_outcome(
+    session: AsyncSession,
+    call: CallAttempt,
+    *,
+    reason: str,
+    note: str,
+    by_id: int,
+    at: datetime,
+) -> bool:
+    """Mark ``call``'s outcome as skipped; False when it was no longer pending
+    (recorded or skipped meanwhile, in another tab)."""
+    done = await session.execute(
+        update(CallAttempt)
+        .where(CallAttempt.id == call.id, pending_outcome_filter())
+        .values(
+            outcome_skipped_at=at,
+            outcome_skip_reason=reason,
+            outcome_skip_note=note or None,
+            outcome_skipped_by_id=by_id,
+        )
+    )
+    if not getattr(done, "rowcount", 0):
+        return False
+    for name, value in (
+        ("outcome_skipped_at", at),
+        ("outcome_skip_reason", reason),
+        ("outcome_skip_note", note or None),
+        ("outcome_skipped_by_id", by_id),
+    ):
+        set_committed_value(call, name, value)
+    return True
+
+
+async def settled_calls(session: AsyncSession, call_ids: Iterable[str]) -> set[str]:
+    """Of these calls, those whose outcome is recorded or skipped."""
+    wanted = list(call_ids)
+    if not wanted:
+        return set()
+    rows = await session.scalars(
+        select(CallAttempt.call_id).where(
+            CallAttempt.call_id.in_(wanted),
+            or_(
+                CallAttempt.outcome_skipped_at.is_not(None),
+                exists().where(Disposition.call_attempt_id == CallAttempt.id),
+            ),
+        )
+    )
+    return set(rows)

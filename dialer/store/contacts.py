@@ -4,7 +4,8 @@ A contact is added with its numbers (``add_contact``), or many at once by an
 import (``insert_contacts``, ``insert_phones``: one executemany each); its
 fields change one contact at a time (``update_contact``), or for all the
 contacts a batch merged into (``update_contacts``, one flush).  A number is
-added to a contact (``add_phones``) or changed (``update_phone``), and a
+added to a contact (``add_phones``), changed (``update_phone``) or removed
+(``remove_phone``), and a
 contact with its numbers leaves the do-not-call list (``clear_do_not_call``).
 Notes are added (``add_note``).  Callers own the transaction; every function
 here sends its SQL before it returns.
@@ -120,6 +121,13 @@ async def insert_phones(session: AsyncSession, rows: Sequence[Mapping[str, Any]]
 async def update_phone(session: AsyncSession, phone: ContactPhone, **values: Any) -> None:
     for name, value in values.items():
         setattr(phone, name, value)
+    await session.flush()
+
+
+async def remove_phone(session: AsyncSession, contact: Contact, phone: ContactPhone) -> None:
+    """Delete a number of a contact loaded with its phones (its past calls keep
+    the number they dialed; their link to it is cleared by the foreign key)."""
+    contact.phones.remove(phone)
     await session.flush()
 
 

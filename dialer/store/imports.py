@@ -1,20 +1,23 @@
-"""Writes ``import_jobs``; nothing else does.
+"""Writes ``import_jobs`` and ``import_job_rows``; nothing else does.
 
 A background import is started (``add_job``), reports how far it has read
-(``record_progress``, which also shows its process is alive) and ends with
-its report or the reason the file was refused (``finish_job``).  Callers
+(``record_progress``, which also shows its process is alive), keeps every
+rejected row, field-level change and flagged number as it goes
+(``add_rows``, for the downloads) and ends with its report or the reason
+the file was refused (``finish_job``).  Callers
 own the transaction; every function here sends its SQL before it returns.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dialer.store.models import ImportJob
+from dialer.store.models import ImportJob, ImportJobRow
 
 
 async def add_job(session: AsyncSession, job: ImportJob) -> None:
@@ -30,6 +33,12 @@ async def record_progress(
         .where(ImportJob.id == job_id, ImportJob.state == "running")
         .values(bytes_done=bytes_done, rows_done=rows_done, updated_at=at)
     )
+
+
+async def add_rows(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert report lines (``job_id``, ``kind``, ``line``, ``data``) in one executemany."""
+    if rows:
+        await session.execute(insert(ImportJobRow), rows)
 
 
 async def finish_job(

@@ -33,6 +33,7 @@ from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from dialer.domain.notifications import NotificationKind
 from dialer.domain.survey import CallingHours, SurveyDefinition
 from dialer.domain.vocabulary import (
     CallOutcome,
@@ -137,6 +138,10 @@ class Team(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When its members may make calls outside any campaign, in the contact's time.
+    calling_hours: Mapped[CallingHours] = mapped_column(
+        PydanticJSON(CallingHours), default=CallingHours
+    )
 
     members: Mapped[list[TeamMember]] = relationship(back_populates="team", cascade="all")
 
@@ -364,6 +369,14 @@ class CallAttempt(Base):
     dial_status: Mapped[str | None] = mapped_column(String(40))
     volunteer_hangup_cause: Mapped[int | None] = mapped_column(Integer)
     contact_hangup_cause: Mapped[int | None] = mapped_column(Integer)
+    # An answered call's outcome the volunteer chose not to record, and why
+    # (dialer.services.outcomes.SKIP_REASONS): until then it is "pending".
+    outcome_skipped_at: Mapped[datetime | None] = mapped_column()
+    outcome_skip_reason: Mapped[str | None] = mapped_column(String(40))
+    outcome_skip_note: Mapped[str | None] = mapped_column(String(500))
+    outcome_skipped_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     volunteer: Mapped[User] = relationship(foreign_keys=[volunteer_id])
@@ -586,3 +599,80 @@ class ImportJob(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class ImportJobRow(Base):
+    """One line of a background import's full report (migration 0010).
+
+    The job's ``report`` keeps the counts and the first few hundred lines for
+    the page; these rows keep every one for the downloads: ``kind`` is
+    "rejected" (data: the original cells and the reason), "change" (a
+    field-level change or conflict on a contact) or "flagged" (a number the
+    dialing policy refuses).
+    """
+
+    __tablename__ = "import_job_rows"
+    __table_args__ = (Index("ix_import_job_rows_job_kind", "job_id", "kind", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("import_jobs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    line: Mapped[int] = mapped_column(Integer)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Notification(Base):
+    """An in-app notification for one user (migration 0009).
+
+    It keeps its kind and what it points at, not a sentence: the text is
+    built when shown, in the reader's language.  ``dedup_key`` is unique per
+    user, so a repeated trigger adds nothing.  ``dispatched_at`` is set by
+    the one process that claims it for MQTT and email.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("user_id", "dedup_key", name="uq_notifications_user_key"),
+        # The bell's count on every page: only the unread rows are indexed.
+        Index(
+            "ix_notifications_unread",
+            "user_id",
+            postgresql_where=text("read_at IS NULL"),
+            sqlite_where=text("read_at IS NULL"),
+        ),
+        Index(
+            "ix_notifications_undispatched",
+            "id",
+            postgresql_where=text("dispatched_at IS NULL"),
+            sqlite_where=text("dispatched_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[NotificationKind] = mapped_column(
+        enum_column(NotificationKind, "notification_kind")
+    )
+    dedup_key: Mapped[str] = mapped_column(String(200))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    task_id: Mapped[int | None] = mapped_column(
+        ForeignKey("follow_up_tasks.id", ondelete="CASCADE")
+    )
+    # Numbers the text needs (how many contacts were assigned), never names.
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    read_at: Mapped[datetime | None] = mapped_column()
+    dispatched_at: Mapped[datetime | None] = mapped_column()
+
+
+class NotificationPreference(Base):
+    """A user's choice about notification emails; no row: emails on (when SMTP is set up)."""
+
+    __tablename__ = "notification_preferences"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    email: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,6 +1,7 @@
 """Cross-process wake-ups through PostgreSQL LISTEN/NOTIFY.
 
-Rows are the truth (the call-request outbox, hang-up requests); a
+Rows are the truth (the call-request outbox, hang-up requests, recorded
+or skipped outcomes); a
 notification only says "look now", so a worker in another process acts
 within milliseconds instead of at its next poll.  A lost notification costs
 one poll interval, never a request: the worker keeps polling as a backstop,
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 
 CALL_REQUESTS = "dialer_call_requests"
 HANGUP_REQUESTS = "dialer_hangup_requests"
+# An outcome was recorded or skipped for one of the PBX's calls: its worker,
+# which publishes live state to every process, shows the volunteer available.
+OUTCOMES_SETTLED = "dialer_outcomes_settled"
 
 # The payload is the PBX name; a listener acts on its own PBX's only.
 Handler = Callable[[str], None]

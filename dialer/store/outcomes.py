@@ -15,7 +15,7 @@ from typing import cast
 from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dialer.domain.vocabulary import CallOutcome, DispositionOutcome
+from dialer.domain.vocabulary import CallOutcome, DispositionOutcome, TaskStatus
 from dialer.store.models import CallAttempt, Disposition, FollowUpTask
 
 _DISPOSITIONS = cast(Table, Disposition.__table__)
@@ -60,3 +60,12 @@ async def add_automatic_absents(
             for call, outcome, ended in calls
         ],
     )
+
+
+async def set_task_status(
+    session: AsyncSession, task: FollowUpTask, status: TaskStatus, *, at: datetime
+) -> None:
+    """Mark a task done (dated) or open again (undated)."""
+    task.status = status
+    task.completed_at = at if status is TaskStatus.DONE else None
+    await session.flush()

@@ -2,8 +2,10 @@
 
 Users are added (``add_user``) and later given an extension, a PBX and an
 active flag (``update_user``), a fresh password hash
-(``set_password_hash``) or an interface language (``set_language``).
-Teams are added by name (``add_team``); a user joins and leaves them
+(``set_password_hash``), a role (``set_role``), an active flag alone
+(``set_active``) or an interface language (``set_language``).
+Teams are added by name (``add_team``) and given the hours of their
+manual calls (``set_team_calling_hours``); a user joins and leaves them
 (``add_memberships``, ``remove_memberships``).  Callers own the
 transaction; every function here sends its SQL before it returns.
 """
@@ -15,6 +17,8 @@ from collections.abc import Collection, Iterable
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dialer.domain.survey import CallingHours
+from dialer.domain.vocabulary import Role
 from dialer.store.models import Team, TeamMember, User
 
 
@@ -43,6 +47,16 @@ async def set_password_hash(session: AsyncSession, user_id: int, password_hash: 
     )
 
 
+async def set_role(session: AsyncSession, user: User, role: Role) -> None:
+    user.role = role
+    await session.flush()
+
+
+async def set_active(session: AsyncSession, user: User, active: bool) -> None:
+    user.is_active = active
+    await session.flush()
+
+
 async def set_language(session: AsyncSession, user_id: int, language: str) -> None:
     await session.execute(update(User).where(User.id == user_id).values(language=language))
 
@@ -52,6 +66,11 @@ async def add_team(session: AsyncSession, name: str) -> Team:
     session.add(team)
     await session.flush()
     return team
+
+
+async def set_team_calling_hours(session: AsyncSession, team: Team, hours: CallingHours) -> None:
+    team.calling_hours = hours
+    await session.flush()
 
 
 async def add_memberships(session: AsyncSession, user_id: int, team_ids: Iterable[int]) -> None:

@@ -3,8 +3,9 @@
 A web session is one signed-in browser: opened at sign-in
 (``add_session``), its last sight moved forward while it is used
 (``touch_session``), its "confirm before dialing" preference set
-(``set_confirm_before_dial``), ended (``end_session``) and swept once past
-its lifetime (``delete_expired_sessions``).  A login failure is a sign-in
+(``set_confirm_before_dial``), ended (``end_session``; all of one user's
+at once with ``end_user_sessions``) and swept once past its lifetime
+(``delete_expired_sessions``).  A login failure is a sign-in
 attempt the rate limit counts: recorded *before* its password is checked
 (``add_failure``), so parallel attempts see each other; withdrawn when the
 attempt turns out refused or right (``delete_failure``), trimmed once too
@@ -102,3 +103,15 @@ async def set_confirm_before_dial(session: AsyncSession, session_id: str, confir
     await session.execute(
         update(WebSession).where(WebSession.id == session_id).values(confirm_before_dial=confirm)
     )
+
+
+async def end_user_sessions(session: AsyncSession, user_id: int, *, keep: str | None = None) -> int:
+    """End every session of ``user_id`` but ``keep`` (a session id); how many ended.
+
+    A password change or a deactivation signs the person out everywhere else.
+    """
+    statement = delete(WebSession).where(WebSession.user_id == user_id)
+    if keep is not None:
+        statement = statement.where(WebSession.id != keep)
+    result = await session.execute(statement)
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -28,4 +28,7 @@ TABLE_WRITERS: dict[str, str] = {
     "audit_log": "dialer.store.audit",
     "worker_heartbeats": "dialer.store.heartbeats",
     "import_jobs": "dialer.store.imports",
+    "import_job_rows": "dialer.store.imports",
+    "notifications": "dialer.store.notifications",
+    "notification_preferences": "dialer.store.notifications",
 }

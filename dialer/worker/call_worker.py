@@ -86,6 +86,10 @@ class CallWorker:
         self._last_expiry_sweep: datetime | None = None
         self._counters_due: set[int] = set()
         self._counters_wakeup = asyncio.Event()
+        self._wrap_up_wakeup = asyncio.Event()
+        # How often volunteers shown wrapping up are checked against the
+        # database when no NOTIFY says an outcome was saved (a lost one, SQLite).
+        self.wrap_up_poll_interval = max(poll_interval, 2.0)
         self.originates_sent = 0
         self._store_connections = _StoreConnections()
         # Display names of the calls this worker dialed, until they end: every
@@ -111,6 +115,10 @@ class CallWorker:
         """A hang-up was requested: look at the requests now rather than at the next poll."""
         self._hangup_wakeup.set()
 
+    def wake_wrap_ups(self, pbx: str | None = None) -> None:
+        """An outcome was recorded or skipped somewhere: its volunteer may be available."""
+        self._wrap_up_wakeup.set()
+
     async def run(self) -> None:
         # Calls left in flight must be followed before the first resync
         # arrives, or the resync could not settle them: without the database
@@ -124,6 +132,7 @@ class CallWorker:
             group.create_task(self._dispatch_loop(), name="outbox")
             group.create_task(self._hangup_loop(), name="hangup-requests")
             group.create_task(self._counters_loop(), name="campaign-counters")
+            group.create_task(self._wrap_up_loop(), name="wrap-ups")
             group.create_task(self._watch_link(), name="pbx-link")
 
     async def _watch_link(self, interval: float = 0.25) -> None:
@@ -573,6 +582,10 @@ class CallWorker:
             if call.state is CallState.ENDED:
                 self._names.pop(call.call_id, None)
             self.service.publisher.publish_call(call, names=names, event_at=event_at[call.call_id])
+        if ended:
+            # An outcome saved while the call was up, by a web process
+            # elsewhere: the end must not leave its volunteer wrapping up.
+            self._wrap_up_wakeup.set()
         campaigns = {call.campaign_id for call in ended if call.campaign_id is not None}
         if campaigns:
             self._counters_due.update(campaigns)
@@ -591,6 +604,21 @@ class CallWorker:
             except Exception:
                 log.warning("could not count campaign results; next time", exc_info=True)
             await asyncio.sleep(1.0)
+
+    async def _wrap_up_loop(self) -> None:
+        """Volunteers this worker shows wrapping up go back to available once
+        their outcome is saved, whichever process saved it (the live state
+        every process shows is this worker's)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wrap_up_wakeup.wait(), self.wrap_up_poll_interval)
+            self._wrap_up_wakeup.clear()
+            try:
+                await self.service.publisher.settle_wrap_ups()
+            except Exception:
+                log.warning(
+                    "could not check wrap-ups against the database; next time", exc_info=True
+                )
 
 
 def _unreachable(error: BaseException) -> bool:

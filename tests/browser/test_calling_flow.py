@@ -261,6 +261,7 @@ async def test_teammate_helps_from_others_and_organizer_hangs_up(
     row = organizer.locator("#calls tr[data-call]")
     await expect(row.locator('[data-f="volunteer"]')).to_have_text("Bob Tremblay")
     await row.locator("[data-hangup]").click()
+    await organizer.locator('#hangup-confirm button[value="hangup"]').click()  # confirms first
     await expect(organizer.locator("#calls tr[data-call]")).to_have_count(0, timeout=10_000)
     await expect(bob.locator("#call-state")).to_have_text(state_label("fr", "ended"))
     await expect(bob.locator("#call-ended-reason")).not_to_be_empty()

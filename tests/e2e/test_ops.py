@@ -288,7 +288,8 @@ async def test_add_users_and_extensions(client: ClientFactory, world: WebWorld) 
     assert response.status == 303
     async with world.sessions() as session:
         dora = await session.scalar(select(User).where(User.username == "dora"))
-    assert dora is not None and dora.sip_extension == "1005" and dora.is_active is False
+    # No "active" field: the flag stays (deactivating is its own action now).
+    assert dora is not None and dora.sip_extension == "1005" and dora.is_active is True
     assert dora.pbx == "east"
     response = await olivia.form(f"/ops/users/{dora.id}", {"extension": "1005", "pbx": "a b"})
     assert response.status == 422

@@ -115,7 +115,14 @@ async def test_import_exit_codes_and_report(
 ) -> None:
     good = await dialer(pg_url, "import-contacts", str(CSV / "good.csv"))
     assert good.returncode == 0, good.stderr
-    assert good.stdout.strip() == "4 imported, 0 updated, 0 unchanged, 0 rejected"
+    # Marie's Paris number is imported, and flagged: the policy allows Canada only.
+    assert good.stdout.strip() == (
+        "4 imported, 0 updated, 0 unchanged, 0 rejected; 1 row has a number that will not be dialed"
+    )
+    assert (
+        "line 4: +33 1 42 68 53 00 will not be dialed: "
+        "the dialing policy does not allow calls to FR"
+    ) in good.stderr
 
     errors = tmp_path / "errors.csv"
     bad = await dialer(
@@ -126,7 +133,19 @@ async def test_import_exit_codes_and_report(
     assert f"{CSV / 'malformed.csv'}:line 3: no phone number" in bad.stderr
     with errors.open() as handle:
         rows = list(csv.reader(handle))
-    assert rows[0] == ["line", "reason"]
+    # The rejected rows as they were in the file, to correct and import again.
+    assert rows[0] == [
+        "line",
+        "reason",
+        "first_name",
+        "last_name",
+        "phone",
+        "email",
+        "support_score",
+        "language",
+        "timezone",
+    ]
+    assert rows[1][0:2] == ["3", "no phone number"] and rows[1][2:4] == ["No", "Phone"]
     assert len(rows) == 9
 
     missing = await dialer(pg_url, "import-contacts", str(CSV / "no_phone.csv"))
@@ -136,6 +155,35 @@ async def test_import_exit_codes_and_report(
     empty = await dialer(pg_url, "import-contacts", str(CSV / "empty.csv"))
     assert empty.returncode == 1
     assert "the file is empty" in empty.stderr
+
+
+async def test_import_keeps_values_on_file_unless_told_to_overwrite(
+    pg_url: str, sessions: Sessions, tmp_path: Path
+) -> None:
+    assert (await dialer(pg_url, "import-contacts", str(CSV / "good.csv"))).returncode == 0
+    renamed = tmp_path / "renamed.csv"
+    renamed.write_text("first_name,last_name,phone\nAda,Duplicate,514 555 0184\n")
+    kept = await dialer(pg_url, "import-contacts", str(renamed))
+    assert kept.returncode == 0, kept.stderr
+    assert kept.stdout.strip() == (
+        "0 imported, 0 updated, 1 unchanged, 0 rejected; "
+        "1 row differed from the contact on file, which was kept"
+    )
+    assert (
+        f"{renamed}:line 2: Ada Lovelace, name: kept 'Ada Lovelace', the file says 'Ada Duplicate'"
+    ) in kept.stderr
+    changes = tmp_path / "changes.csv"
+    replaced = await dialer(
+        pg_url, "import-contacts", str(renamed), "--overwrite", "--changes-file", str(changes)
+    )
+    assert replaced.returncode == 0, replaced.stderr
+    assert "name: changed 'Ada Lovelace' to 'Ada Duplicate'" in replaced.stderr
+    with changes.open() as handle:
+        rows = list(csv.reader(handle))
+    assert rows[1][3:7] == ["name", "replaced", "Ada Lovelace", "Ada Duplicate"]
+    async with sessions() as session:
+        names = set((await session.scalars(select(Contact.last_name))).all())
+    assert "Duplicate" in names and "Lovelace" not in names
 
 
 async def test_import_speaks_the_language_of_the_environment(
@@ -160,7 +208,9 @@ async def test_import_speaks_the_language_of_the_environment(
     ):
         good = await dialer(pg_url, "import-contacts", str(CSV / "good.csv"), locale=locale)
         assert good.returncode == 0, good.stderr
-        assert good.stdout.strip() == f"{summary}, 0 rejected"
+        assert good.stdout.strip() == (
+            f"{summary}, 0 rejected; 1 row has a number that will not be dialed"
+        )
 
 
 async def test_export_results(pg_url: str, sessions: Sessions, tmp_path: Path) -> None:

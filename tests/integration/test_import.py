@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import random
 import time
@@ -97,7 +98,14 @@ async def test_duplicates_are_merged_by_number(sessions: Sessions) -> None:
     assert (report.imported, report.updated, report.unchanged, report.rejected) == (2, 2, 0, 0)
     merged, alan = await _contacts(sessions)
     assert sorted(p.e164 for p in merged.phones) == ["+14385550142", "+15145550184"]
-    assert (merged.first_name, merged.last_name) == ("Grace", "Hopper")
+    # Rows of one file that are one person merge by the rule for contacts on
+    # file: the first row's name stays, the later ones are conflicts.
+    assert (merged.first_name, merged.last_name) == ("Ada", "Lovelace")
+    assert report.conflicts == 2
+    assert [str(change) for change in report.changes if change.change.field == "name"] == [
+        "line 3: Ada Lovelace, name: kept 'Ada Lovelace', the file says 'Ada King'",
+        "line 4: Ada Lovelace, name: kept 'Ada Lovelace', the file says 'Grace Hopper'",
+    ]
     assert merged.tags == ["donor", "member"]
     assert merged.notes == "first row\nsecond row\nsame person as line 3 through the mobile"
     assert alan.last_name == "Turing"
@@ -321,7 +329,9 @@ async def test_a_file_refused_whole_starts_no_job(sessions: Sessions, tmp_path: 
     upload = tmp_path / "upload.csv"
     upload.write_bytes((CSV / "good.csv").read_bytes())
     service = ImportService(sessions)
-    with pytest.raises(ImportFileError, match="unknown user\\(s\\) for --assign-to: nobody"):
+    # Worded for the web page: no command-line option in it.
+    web_words = r"^unknown user to share the contacts among: nobody$"
+    with pytest.raises(ImportFileError, match=web_words):
         await service.start_import(
             upload,
             file_name="good.csv",
@@ -350,6 +360,20 @@ async def test_on_sqlite_the_background_import_runs_in_the_process(tmp_path: Pat
         assert job.report is not None
         assert (job.state, job.report.imported, job.report.added_to_list) == ("done", 4, 4)
         assert len(await _contacts(demo)) == 4
+        # The report's lines are kept for the downloads on SQLite too.
+        upload = tmp_path / "again.csv"
+        upload.write_bytes(b"name,phone\nAda Byron,514 555 0184\nBad,555-12\n")
+        job_id = await service.start_import(
+            upload, file_name="again.csv", region="CA", campaign_id=campaign_id
+        )
+        job = await _wait_for(service, job_id, campaign_id)
+        rejected, changes = io.StringIO(), io.StringIO()
+        await service.write_rejected_csv(job, rejected)
+        await service.write_changes_csv(job, changes)
+        assert rejected.getvalue().splitlines()[1:] == [
+            "3,wrong number of digits: '555-12',Bad,555-12"
+        ]
+        assert "kept 'Ada Lovelace', the file says 'Ada Byron'" in changes.getvalue()
 
 
 # -- the life of a job -------------------------------------------------------------------

@@ -93,7 +93,7 @@ def test_survey_definition_rules() -> None:
         }
     )
     assert [q.id for q in survey.questions] == ["vote", "score"]
-    with pytest.raises(ValidationError, match="duplicate question ids: a"):
+    with pytest.raises(ValidationError, match=r"questions\.1\.id: Question 1 already uses this id"):
         SurveyDefinition.model_validate(
             {
                 "questions": [
@@ -102,11 +102,11 @@ def test_survey_definition_rules() -> None:
                 ]
             }
         )
-    with pytest.raises(ValidationError, match="a scale needs min < max"):
+    with pytest.raises(ValidationError, match="max: The highest value must be above the lowest"):
         SurveyDefinition.model_validate(
             {"questions": [{"id": "s", "label": "x", "type": "scale", "min": 5, "max": 1}]}
         )
-    with pytest.raises(ValidationError, match="question id must start"):
+    with pytest.raises(ValidationError, match="Start with a lowercase letter"):
         SurveyDefinition.model_validate(
             {"questions": [{"id": "Bad Id", "label": "x", "type": "text"}]}
         )

@@ -29,7 +29,10 @@ DIALER_MODULES = (
     "services/importer.py",
     "services/users.py",
     "domain/passwords.py",
+    "domain/survey.py",
     "services/export.py",
+    "services/contact_edits.py",
+    "services/notifications.py",
 )
 POT_PATH = LOCALE_DIR / "messages.pot"
 METHOD_MAP = [

@@ -23,6 +23,7 @@ from dialer.domain.vocabulary import (
     Role,
     TaskStatus,
 )
+from dialer.services.outcomes import SKIP_REASONS
 from web.i18n.translate import _, fmt_datetime
 
 
@@ -247,3 +248,24 @@ def field_error(message: str) -> str:
 
 def field_errors(errors: dict[str, str]) -> dict[str, str]:
     return {path: field_error(message) for path, message in errors.items()}
+
+
+# Why an answered call was left without its outcome
+# (dialer.services.outcomes.SKIP_REASONS), in the viewer's language.
+_SKIP_REASONS: dict[str, Callable[[], str]] = {
+    "call_cut_off": lambda: _("The call was cut off"),
+    "wrong_person": lambda: _("I reached the wrong person"),
+    "no_conversation": lambda: _("No real conversation (voicemail, silence)"),
+    "other": lambda: _("Another reason"),
+    "before_upgrade": lambda: _("Ended before outcomes were required"),
+}
+
+
+def skip_reason(code: str | None) -> str:
+    make = _SKIP_REASONS.get(code or "")
+    return make() if make is not None else (code or "")
+
+
+def skip_reasons() -> list[tuple[str, str]]:
+    """The reasons a volunteer may choose, as (code, label)."""
+    return [(code, skip_reason(code)) for code in SKIP_REASONS]

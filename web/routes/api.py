@@ -8,6 +8,7 @@ every state-changing call carries the ``X-CSRF-Token`` header.  Errors are
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -16,9 +17,12 @@ from dialer.domain.outcomes import parse_submission
 from dialer.domain.passwords import MAX_PASSWORD_LENGTH
 from dialer.domain.vocabulary import CallState
 from dialer.services.accounts import LoginRefusalCode, LoginRefused
+from dialer.services.call_history import PendingOutcome
+from dialer.services.calling import OutcomePending
 from dialer.services.contacts import MAX_NOTE
 from dialer.services.lists import NextContact
 from dialer.services.live_calls import call_payload
+from dialer.services.outcomes import MAX_SKIP_NOTE, SKIP_REASONS, OutcomeAlreadyRecorded
 from dialer.store.models import CallAttempt, User
 from web.deps import config_key, deps_key, hub_key
 from web.errors import ApiError
@@ -121,6 +125,39 @@ def call_json(call: CallAttempt, contact_name: str | None = None) -> dict[str, A
     return payload
 
 
+def pending_url(contact_id: int, campaign_id: int | None, call_id: str) -> str:
+    """The contact page that reopens the outcome form of a pending call."""
+    query: dict[str, str | int] = {"call": call_id}
+    if campaign_id is not None:
+        query = {"campaign": campaign_id, **query}
+    return f"/contacts/{contact_id}?{urlencode(query)}"
+
+
+def pending_json(pending: PendingOutcome) -> dict[str, Any]:
+    call = pending.call
+    return {
+        "call_id": call.call_id,
+        "contact_id": call.contact_id,
+        "campaign_id": call.campaign_id,
+        "contact_name": pending.contact.full_name,
+        "url": pending_url(call.contact_id, call.campaign_id, call.call_id),
+    }
+
+
+def outcome_pending_error(pending: OutcomePending) -> ApiError:
+    return ApiError(
+        409,
+        "outcome_pending",
+        _("Record the outcome of your last answered call, or skip it, before calling again."),
+        extra={
+            "call_id": pending.call_id,
+            "contact_id": pending.contact_id,
+            "campaign_id": pending.campaign_id,
+            "url": pending_url(pending.contact_id, pending.campaign_id, pending.call_id),
+        },
+    )
+
+
 # -- session -----------------------------------------------------------------------
 
 
@@ -188,10 +225,13 @@ async def api_sign_out(request: web.Request) -> web.Response:
 async def api_me(request: web.Request) -> web.Response:
     user = require_user(request)
     web_session = current_session(request)
+    pending = await request.app[deps_key].calls.pending_outcome(user)
     return web.json_response(
         {
             "user": user_json(user),
             "confirm_before_dial": web_session.confirm_before_dial if web_session else True,
+            # The answered call whose outcome is still owed: the form reopens there.
+            "outcome_pending": pending_json(pending) if pending is not None else None,
         }
     )
 
@@ -230,13 +270,16 @@ async def api_start_call(request: web.Request) -> web.Response:
             fields={"caller_id": _("Not a caller ID.")},
         )
     service = request.app[deps_key].service
-    call = await service.start_call(
-        volunteer_id=user.id,
-        contact_id=_int(body.get("contact_id"), "contact_id") or 0,
-        phone_id=_int(body.get("phone_id"), "phone_id", required=False),
-        campaign_id=_int(body.get("campaign_id"), "campaign_id", required=False),
-        caller_id=caller_id or None,
-    )
+    try:
+        call = await service.start_call(
+            volunteer_id=user.id,
+            contact_id=_int(body.get("contact_id"), "contact_id") or 0,
+            phone_id=_int(body.get("phone_id"), "phone_id", required=False),
+            campaign_id=_int(body.get("campaign_id"), "campaign_id", required=False),
+            caller_id=caller_id or None,
+        )
+    except OutcomePending as pending:
+        raise outcome_pending_error(pending) from None
     return web.json_response(
         call_json(call), status=201, headers={"Location": f"/api/calls/{call.call_id}"}
     )
@@ -267,6 +310,36 @@ async def api_hang_up(request: web.Request) -> web.Response:
     return web.json_response(
         {"call_id": call.call_id, "hangup_requested": call.state is not CallState.ENDED}, status=202
     )
+
+
+@routes.post("/api/calls/{call_id}/skip-outcome")
+async def api_skip_outcome(request: web.Request) -> web.Response:
+    """Leave an answered call without its outcome, saying why."""
+    user = require_user(request)
+    call, _name = await _visible_call(request, user)
+    body = await read_json(request, limit=4096)
+    reason, note = body.get("reason"), body.get("note", "")
+    fields: dict[str, str] = {}
+    if not isinstance(reason, str) or reason not in SKIP_REASONS:
+        fields["reason"] = _("Choose a reason.")
+    if not isinstance(note, str):
+        fields["note"] = _("Write a few words.")
+    elif len(note) > MAX_SKIP_NOTE:
+        fields["note"] = _("At most %(count)s characters.", count=MAX_SKIP_NOTE)
+    elif reason == "other" and not note.strip():
+        fields["note"] = _("Say why in a few words.")
+    if fields:
+        raise ApiError(422, "invalid", _("Some answers need fixing."), fields=fields)
+    assert isinstance(reason, str) and isinstance(note, str)
+    try:
+        result = await request.app[deps_key].outcomes.skip_outcome(
+            user.id, call.call_id, reason=reason, note=note
+        )
+    except OutcomeAlreadyRecorded:
+        raise ApiError(
+            409, "outcome_recorded", _("This call's outcome is already recorded.")
+        ) from None
+    return web.json_response({"call_id": result.call_id, "skipped": result.skipped})
 
 
 # -- outcomes, notes, lists ---------------------------------------------------------
@@ -360,8 +433,14 @@ async def api_next_contact(request: web.Request) -> web.Response:
     runtime = request.app[deps_key]
     if await runtime.campaigns.visible_to(user, campaign_id) is None:
         raise not_found(request)
+    pending = await runtime.calls.pending_outcome(user)
+    if pending is not None:
+        # Back to the contact whose outcome is owed, not on to a new one.
+        answer = next_contact_json(NextContact(contact=pending.contact))
+        answer["outcome_pending"] = pending_json(pending)
+        return web.json_response(answer)
     found = await runtime.lists.next_contact(user.id, campaign_id, list_owner_id=owner)
-    return web.json_response(next_contact_json(found))
+    return web.json_response(next_contact_json(found) | {"outcome_pending": None})
 
 
 # -- live --------------------------------------------------------------------------

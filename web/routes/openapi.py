@@ -8,6 +8,7 @@ from typing import Any
 from dialer.domain.compliance import RefusalCode
 from dialer.domain.outcomes import OutcomeSubmission
 from dialer.domain.vocabulary import CallOutcome, CallState, DispositionOutcome, PhoneType
+from dialer.services.outcomes import MAX_SKIP_NOTE, SKIP_REASONS
 
 ERROR_CODES = sorted(
     {code.value for code in RefusalCode}
@@ -26,6 +27,8 @@ ERROR_CODES = sorted(
         "unsupported_media_type",
         "method_not_allowed",
         "internal",
+        "outcome_pending",
+        "outcome_recorded",
     }
 )
 
@@ -174,6 +177,17 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
                 "is_callback": {"type": "boolean"},
+                "outcome_pending": {
+                    "type": ["object", "null"],
+                    "description": "The answered call whose outcome is owed, if any",
+                    "properties": {
+                        "call_id": {"type": "string"},
+                        "contact_id": {"type": "integer"},
+                        "campaign_id": {"type": ["integer", "null"]},
+                        "contact_name": {"type": "string"},
+                        "url": {"type": "string"},
+                    },
+                },
                 "empty_reason": {
                     "type": ["string", "null"],
                     "enum": ["all_done", "outside_hours", "waiting_for_retry", "empty", None],
@@ -262,6 +276,11 @@ def openapi_document() -> dict[str, Any]:
             "/api/me": {
                 "get": {
                     "summary": "The signed-in user",
+                    "description": (
+                        "With outcome_pending: the answered call whose outcome is not "
+                        "recorded or skipped yet ({call_id, contact_id, campaign_id, "
+                        "contact_name, url}, the url reopening its form), or null."
+                    ),
                     "responses": {"200": _json({"type": "object"}), **_COMMON_ERRORS},
                 }
             },
@@ -294,6 +313,9 @@ def openapi_document() -> dict[str, Any]:
                         "201": _json(_ref("Call"), "Requested"),
                         "404": _error("No such contact or number (not_found)"),
                         "409": _error(
+                            "outcome_pending: the outcome of your last answered call is "
+                            "neither recorded nor skipped (error.call_id, error.contact_id, "
+                            "error.campaign_id, error.url name it). "
                             "Refused by a calling rule: do_not_call, outside_calling_hours, "
                             "volunteer_busy, max_attempts, retry_too_soon, campaign_not_active "
                             "(also without campaign_id, for a contact on campaign lists)... "
@@ -344,6 +366,64 @@ def openapi_document() -> dict[str, Any]:
                         "202": _json({"type": "object"}, "Hang-up requested"),
                         "404": _error("No such call (or not yours)"),
                         "503": _error("The phone system is unavailable (pbx_unavailable)"),
+                        **_COMMON_ERRORS,
+                    },
+                }
+            },
+            "/api/calls/{call_id}/skip-outcome": {
+                "post": {
+                    "summary": "Leave an answered call without its outcome, saying why",
+                    "description": (
+                        "Lifts outcome_pending. The contact then follows the campaign's "
+                        "retry rules. Written to the audit log."
+                    ),
+                    "parameters": [
+                        {
+                            "name": "call_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        *_CSRF,
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["reason"],
+                                    "properties": {
+                                        "reason": {
+                                            "type": "string",
+                                            "enum": list(SKIP_REASONS),
+                                        },
+                                        "note": {
+                                            "type": "string",
+                                            "maxLength": MAX_SKIP_NOTE,
+                                            "description": "Required when reason is other",
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "call_id": {"type": "string"},
+                                    "skipped": {
+                                        "type": "boolean",
+                                        "description": "False when it was skipped already",
+                                    },
+                                },
+                            }
+                        ),
+                        "404": _error("No such call (or not yours)"),
+                        "409": _error("The outcome is recorded already (outcome_recorded)"),
+                        "422": _error("No reason, an unknown one, or a missing note (invalid)"),
                         **_COMMON_ERRORS,
                     },
                 }
@@ -419,6 +499,10 @@ def openapi_document() -> dict[str, Any]:
                         },
                         {"name": "owner", "in": "query", "schema": {"type": "integer"}},
                     ],
+                    "description": (
+                        "While an answered call's outcome is owed, the contact of that call "
+                        "instead, with outcome_pending naming the call (null otherwise)."
+                    ),
                     "responses": {"200": _json(_ref("NextContact")), **_COMMON_ERRORS},
                 }
             },

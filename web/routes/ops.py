@@ -17,7 +17,13 @@ from pydantic import ValidationError
 from dialer.domain.numbers import InvalidPhoneNumber, to_e164
 from dialer.domain.numbers import display as display_number
 from dialer.domain.passwords import WeakPassword, generate_password
-from dialer.domain.survey import CallingHours, SurveyDefinition, TimeWindow
+from dialer.domain.survey import (
+    CallingHours,
+    SurveyDefinition,
+    SurveyInvalid,
+    TimeWindow,
+    parse_survey,
+)
 from dialer.domain.vocabulary import CallOutcome, CampaignStatus, DispositionOutcome, Role
 from dialer.services.campaigns import (
     CampaignChanges,
@@ -30,8 +36,9 @@ from dialer.services.importer import (
     UPLOAD_PREFIX,
     ImportFileError,
     ImportJobView,
+    field_label,
 )
-from dialer.services.users import UserChangeRefusal, UserChangeRefused, UserError
+from dialer.services.users import UserChangeRefusal, UserChangeRefused, UserError, UserWarning
 from dialer.store.models import Campaign, Team, utcnow
 from web.deps import config_key, deps_key, templates_key
 from web.errors import PageError
@@ -39,7 +46,7 @@ from web.forms import Reader, parse_id, read_form
 from web.i18n import translate as i18n
 from web.i18n.translate import _
 from web.input_guard import unstorable
-from web.security import CSRF_HEADER, not_found, require_staff, safe_next
+from web.security import CSRF_HEADER, current_session, not_found, require_staff, safe_next
 from web.templating import render
 
 routes = web.RouteTableDef()
@@ -78,10 +85,31 @@ async def _campaign(request: web.Request) -> Campaign:
 # -- live panel ---------------------------------------------------------------------
 
 
+def _caller_id_key(number: str) -> str:
+    """The digits of a caller ID with its leading +: how panel.js looks one up."""
+    digits = "".join(character for character in number if character.isdigit())
+    return ("+" if number.strip().startswith("+") else "") + digits
+
+
 @routes.get("/ops/live")
 async def live_panel(request: web.Request) -> web.Response:
-    require_staff(request)
-    return page(request, "live.html", {})
+    user = require_staff(request)
+    runtime = request.app[deps_key]
+    # The panel's calls present one of these numbers; the browser has no phone
+    # number library, so the page hands it each one formatted as the server
+    # formats numbers (display_number), and panel.js looks them up.
+    numbers = {runtime.service.default_caller_id} if runtime.service.default_caller_id else set()
+    for campaign in await runtime.campaigns.visible_campaigns(user):
+        numbers.update(campaign.allowed_caller_ids or ())
+    formatted: dict[str, str] = {}
+    for number in sorted(numbers):
+        try:
+            formatted[_caller_id_key(number)] = display_number(
+                to_e164(number, runtime.default_region)
+            )
+        except InvalidPhoneNumber:
+            continue
+    return page(request, "live.html", {"caller_ids": formatted})
 
 
 # -- campaigns -----------------------------------------------------------------------
@@ -215,6 +243,34 @@ async def campaign_edit(request: web.Request) -> web.Response:
     )
 
 
+def _parse_survey(reader: Reader) -> SurveyDefinition:
+    """The survey builder's JSON; each problem keyed ``survey.questions.0.label``.
+
+    ``survey`` itself carries a summary, shown above the builder and with the
+    JSON when scripts are off.
+    """
+    text = reader.text("survey", max_length=MAX_SURVEY_JSON)
+    if not text.strip() or "survey" in reader.errors:
+        return SurveyDefinition()
+    try:
+        return parse_survey(json.loads(text))
+    except json.JSONDecodeError as error:
+        reader.errors["survey"] = _(
+            "The survey's JSON is not valid (line %(line)s, column %(column)s): %(reason)s",
+            line=error.lineno,
+            column=error.colno,
+            reason=error.msg,
+        )
+    except SurveyInvalid as invalid:
+        reader.errors["survey"] = _(
+            "The survey has %(count)s problem(s), marked at each question.",
+            count=len(invalid.errors),
+        )
+        for path, message in invalid.errors.items():
+            reader.errors[f"survey.{path}" if path else "survey"] = message
+    return SurveyDefinition()
+
+
 def _parse_changes(reader: Reader, region: str) -> CampaignChanges:
     zone = i18n.current().zone
     title = reader.text("title", max_length=300, required=True)
@@ -262,17 +318,7 @@ def _parse_changes(reader: Reader, region: str) -> CampaignChanges:
     retry_delay = reader.integer(
         "retry_delay_minutes", low=0, high=100_000, required=True, default=240
     )
-    survey = SurveyDefinition()
-    survey_text = reader.text("survey", max_length=MAX_SURVEY_JSON)
-    if survey_text:
-        try:
-            survey = SurveyDefinition.model_validate_json(survey_text)
-        except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}".strip(": ")
-                for item in error.errors()[:5]
-            )
-            reader.errors["survey"] = _("The survey is not valid: %(problems)s", problems=problems)
+    survey = _parse_survey(reader)
     return CampaignChanges(
         title=title,
         brief=brief,
@@ -345,6 +391,7 @@ async def _import_page(
             "error": error,
             "members": members,
             "job": job,
+            "field_label": field_label,
         },
         status=status,
     )
@@ -404,6 +451,9 @@ async def import_upload(request: web.Request) -> web.Response:
     if encoding not in ("utf-8", "latin-1", "cp1252"):
         encoding = "utf-8"
     assign_to = [name[:100] for name in fields.get("assign_to", [])][:500]
+    # A checkbox: present ("1") only when ticked.  Unticked, the file fills
+    # empty fields and never replaces a value on file.
+    overwrite = fields.get("overwrite", [""])[0] == "1"
     try:
         job_id = await runtime.imports.start_import(
             upload,
@@ -413,6 +463,7 @@ async def import_upload(request: web.Request) -> web.Response:
             assign_to=assign_to,
             encoding=encoding,
             actor_id=user.id,
+            overwrite=overwrite,
         )
     except ImportFileError as error:
         message = _("The file could not be imported: %(reason)s", reason=str(error))
@@ -430,6 +481,39 @@ async def import_upload(request: web.Request) -> web.Response:
             status=202,
         )
     raise web.HTTPSeeOther(job_page)
+
+
+@routes.get("/ops/campaigns/{campaign_id:\\d{1,9}}/import/jobs/{job_id:\\d{1,9}}/rejected.csv")
+async def import_rejected_csv(request: web.Request) -> web.Response:
+    """Every rejected row of an import, as it was in the file, with the reason."""
+    campaign = await _campaign(request)
+    job = await _import_job(request, campaign, request.match_info["job_id"])
+    buffer = io.StringIO()
+    await request.app[deps_key].imports.write_rejected_csv(job, buffer)
+    return _csv_download(buffer, f"import-{job.id}-rejected-rows.csv")
+
+
+@routes.get("/ops/campaigns/{campaign_id:\\d{1,9}}/import/jobs/{job_id:\\d{1,9}}/changes.csv")
+async def import_changes_csv(request: web.Request) -> web.Response:
+    """Every field-level change, conflict and flagged number of an import."""
+    campaign = await _campaign(request)
+    job = await _import_job(request, campaign, request.match_info["job_id"])
+    buffer = io.StringIO()
+    await request.app[deps_key].imports.write_changes_csv(job, buffer)
+    return _csv_download(buffer, f"import-{job.id}-changes.csv")
+
+
+def _csv_download(buffer: io.StringIO, file_name: str) -> web.Response:
+    # A byte-order mark, so that spreadsheets open the accents as UTF-8.
+    return web.Response(
+        body=("\ufeff" + buffer.getvalue()).encode("utf-8"),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{file_name}"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 def _import_refused(status: int, message: str) -> web.Response:
@@ -499,8 +583,8 @@ async def _save_part(part: BodyPartReader, limit: int) -> Path:
                 raise _UploadRefused(
                     413,
                     _(
-                        "The file is larger than %(size)s MB; split it, or import it "
-                        "with the dialer import-contacts command.",
+                        "The file is larger than %(size)s MB; split it into smaller files, "
+                        "or ask an administrator to import it on the server.",
                         size=_megabytes(limit),
                     ),
                 )
@@ -664,6 +748,13 @@ async def dnc_remove(request: web.Request) -> web.StreamResponse:
 # -- users ----------------------------------------------------------------------------
 
 
+def _user_warning_text(warning: UserWarning) -> str:
+    return {
+        UserWarning.NO_EXTENSION: _("No phone extension: Call cannot ring them."),
+        UserWarning.NO_TEAM: _("In no team: no campaign to call for."),
+    }[warning]
+
+
 async def _users_page(
     request: web.Request,
     *,
@@ -682,6 +773,8 @@ async def _users_page(
             "users": overview.users,
             "teams": overview.teams,
             "memberships": overview.memberships,
+            "warnings": overview.warnings,
+            "warning_text": _user_warning_text,
             "roles": roles,
             "errors": errors or {},
             "values": values or {},
@@ -771,6 +864,28 @@ def _user_error(error: UserError) -> str:
     )
 
 
+def _refused(request: web.Request, refused: UserChangeRefused) -> Exception:
+    """The error page for a refused change of a user."""
+    match refused.reason:
+        case UserChangeRefusal.NOT_FOUND:
+            return not_found(request)
+        case UserChangeRefusal.ADMIN_ONLY:
+            return PageError(
+                403, _("Not allowed"), _("Only an administrator can change an administrator.")
+            )
+        case UserChangeRefusal.LAST_ADMIN:
+            return PageError(
+                409,
+                _("Not possible"),
+                _(
+                    "This is the last active administrator; make someone else "
+                    "an administrator first."
+                ),
+            )
+        case UserChangeRefusal.SELF:
+            return PageError(409, _("Not possible"), _("You cannot deactivate yourself."))
+
+
 @routes.post("/ops/users/{user_id:\\d{1,9}}")
 async def users_update(request: web.Request) -> web.StreamResponse:
     actor = require_staff(request)
@@ -779,7 +894,9 @@ async def users_update(request: web.Request) -> web.StreamResponse:
     extension = reader.text("extension", max_length=40) or None
     pbx = reader.text("pbx", max_length=100) or None
     teams = _team_names(reader)
-    active = reader.flag("active")
+    # The list's row no longer carries the flag (Deactivate is its own,
+    # confirmed action); a form that still sends it is honoured.
+    active = reader.flag("active") if "active" in form else None
     if reader.errors:
         # Nothing is half-applied: a cut extension or a lost team list would
         # silently change someone's phone or memberships.
@@ -798,11 +915,117 @@ async def users_update(request: web.Request) -> web.StreamResponse:
             active=active,
         )
     except UserChangeRefused as refused:
-        if refused.reason is UserChangeRefusal.NOT_FOUND:
-            raise not_found(request) from None
-        raise PageError(
-            403, _("Not allowed"), _("Only an administrator can change an administrator.")
-        ) from None
+        raise _refused(request, refused) from None
     except UserError as error:
         raise PageError(422, _("Not valid"), _user_error(error)) from None
     raise web.HTTPSeeOther(safe_next(str(form.get("next", "")), "/ops/users"))
+
+
+async def _user_page(
+    request: web.Request,
+    *,
+    errors: dict[str, str] | None = None,
+    new_password: str = "",
+    confirm_active: bool | None = None,
+    done: str = "",
+    status: int = 200,
+) -> web.Response:
+    """One user's page: password reset, role, deactivation."""
+    actor = require_staff(request)
+    try:
+        detail = await request.app[deps_key].users.detail(actor, int(request.match_info["user_id"]))
+    except UserChangeRefused as refused:
+        raise _refused(request, refused) from None
+    return page(
+        request,
+        "user_manage.html",
+        {
+            "target": detail.user,
+            "target_teams": detail.teams,
+            "target_warnings": [_user_warning_text(w) for w in detail.warnings],
+            "roles": detail.roles,
+            "is_self": detail.user.id == actor.id,
+            "errors": errors or {},
+            "new_password": new_password,
+            "confirm_active": confirm_active,
+            "done": done,
+        },
+        status=status,
+    )
+
+
+@routes.get("/ops/users/{user_id:\\d{1,9}}")
+async def user_manage(request: web.Request) -> web.Response:
+    require_staff(request)
+    return await _user_page(request)
+
+
+@routes.post("/ops/users/{user_id:\\d{1,9}}/password")
+async def user_reset_password(request: web.Request) -> web.Response:
+    actor = require_staff(request)
+    form = await read_form(request)
+    typed = form.get("password", "")
+    typed = typed if isinstance(typed, str) else ""
+    if unstorable(typed):
+        return await _user_page(
+            request, errors={"password": _("This value is not valid.")}, status=422
+        )
+    session = current_session(request)
+    try:
+        chosen = await request.app[deps_key].users.reset_password(
+            actor,
+            int(request.match_info["user_id"]),
+            # Empty: generate one.  Never stripped: spaces are part of a password.
+            password=typed or None,
+            keep_session=session.id if session is not None else None,
+        )
+    except UserChangeRefused as refused:
+        raise _refused(request, refused) from None
+    except WeakPassword as weak:
+        return await _user_page(request, errors={"password": str(weak)}, status=422)
+    # A typed password is not echoed back: whoever typed it knows it.
+    return await _user_page(
+        request, new_password=chosen if not typed else "", done=_("The password was reset.")
+    )
+
+
+@routes.post("/ops/users/{user_id:\\d{1,9}}/role")
+async def user_change_role(request: web.Request) -> web.Response:
+    actor = require_staff(request)
+    form = await read_form(request)
+    raw = form.get("role", "")
+    if not isinstance(raw, str) or raw not in Role._value2member_map_:
+        return await _user_page(request, errors={"role": _("Choose a role.")}, status=422)
+    try:
+        await request.app[deps_key].users.change_role(
+            actor, int(request.match_info["user_id"]), Role(raw)
+        )
+    except UserChangeRefused as refused:
+        raise _refused(request, refused) from None
+    return await _user_page(request, done=_("The role was changed."))
+
+
+@routes.post("/ops/users/{user_id:\\d{1,9}}/active")
+async def user_set_active(request: web.Request) -> web.Response:
+    """Deactivate or reactivate; deactivating asks for a confirmation first."""
+    actor = require_staff(request)
+    form = await read_form(request)
+    raw = form.get("active", "")
+    if raw not in ("0", "1"):
+        raise PageError(422, _("Not valid"), _("This value is not valid."))
+    active = raw == "1"
+    if not active and form.get("confirm", "") != "1":
+        # The page again, with the question and a button that confirms.
+        return await _user_page(request, confirm_active=False)
+    try:
+        await request.app[deps_key].users.set_active(
+            actor, int(request.match_info["user_id"]), active
+        )
+    except UserChangeRefused as refused:
+        raise _refused(request, refused) from None
+    return await _user_page(
+        request,
+        done=_("The account was reactivated.")
+        if active
+        else _("The account was deactivated; its sessions were ended."),
+    )

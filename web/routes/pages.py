@@ -12,6 +12,7 @@ from dialer.domain.numbers import display as display_number
 from dialer.domain.survey import SurveyDefinition
 from dialer.domain.vocabulary import DispositionOutcome, PhoneType, Role
 from dialer.services.accounts import LoginRefusalCode, LoginRefused
+from dialer.services.call_endings import AUTOMATIC_ABSENT
 from dialer.services.contacts import ContactFilter
 from dialer.store.access import STAFF_ROLES
 from dialer.store.models import Campaign, User, utcnow
@@ -20,7 +21,7 @@ from web.forms import parse_id, read_form
 from web.i18n import labels
 from web.i18n import translate as i18n
 from web.i18n.translate import _
-from web.routes.api import set_session_cookie
+from web.routes.api import pending_url, set_session_cookie
 from web.security import (
     DEVICE_COOKIE,
     LANGUAGE_COOKIE,
@@ -206,6 +207,11 @@ async def next_contact(request: web.Request) -> web.StreamResponse:
     campaign = await _campaign_for(request, user, int(request.match_info["campaign_id"]))
     owner = _query_int(request, "owner")
     runtime = request.app[deps_key]
+    pending = await runtime.calls.pending_outcome(user)
+    if pending is not None:
+        # Back to the answered call whose outcome is owed, not on to a new contact.
+        call = pending.call
+        raise web.HTTPSeeOther(pending_url(call.contact_id, call.campaign_id, call.call_id))
     found = await runtime.lists.next_contact(user.id, campaign.id, list_owner_id=owner)
     owner_part = f"&owner={owner}" if owner and owner != user.id else ""
     if found.contact is not None:
@@ -288,9 +294,25 @@ async def contact_page(request: web.Request) -> web.Response:
     runtime = request.app[deps_key]
     campaign_id = _query_int(request, "campaign")
     owner_id = _query_int(request, "owner")
+    pending = await runtime.calls.pending_outcome(user)
+    if (
+        pending is not None
+        and pending.call.contact_id == contact_id
+        and pending.call.campaign_id is not None
+        and campaign_id != pending.call.campaign_id
+    ):
+        # The form of a pending call reopens with its campaign's survey.
+        call = pending.call
+        target = pending_url(call.contact_id, call.campaign_id, call.call_id)
+        if "tab" in request.query:
+            target += "&" + urlencode({"tab": request.query["tab"][:20]})
+        raise web.HTTPSeeOther(target)
     screen = await runtime.contacts.call_screen(user, contact_id, campaign_id)
     if screen is None:
         raise not_found(request)
+    survey_answers = await runtime.calls.survey_answers(
+        item.disposition for item in screen.record.history if item.disposition is not None
+    )
     record, campaign = screen.record, screen.campaign
     contact = record.contact
     usable = [p for p in contact.phones if not p.wrong_number and not p.do_not_call]
@@ -298,6 +320,9 @@ async def contact_page(request: web.Request) -> web.Response:
         (usable or contact.phones)[0].e164 if contact.phones else "",
         contact.timezone,
         runtime.service.fallback_zone,
+    )
+    hours_note = await runtime.teams.hours_note(
+        user, contact_id, campaign.id if campaign is not None else None, now=utcnow()
     )
     web_session = current_session(request)
     survey = campaign.survey if campaign is not None else SurveyDefinition()
@@ -320,16 +345,14 @@ async def contact_page(request: web.Request) -> web.Response:
             "several_zones": len(zones) > 1,
             "now": utcnow(),
             "live_call_id": screen.live_call_id,
+            "pending": pending,
+            "survey_answers": survey_answers,
+            # Ends that get an automatic "absent": the form preselects it.
+            "auto_absent": sorted(outcome.value for outcome in AUTOMATIC_ABSENT),
+            "hours_note": hours_note,
             "outcomes": list(DispositionOutcome),
             "phone_types": list(PhoneType),
             "confirm_before_dial": web_session.confirm_before_dial if web_session else True,
             "tab": request.query.get("tab", "call"),
         },
     )
-
-
-@routes.get("/tasks")
-async def tasks_page(request: web.Request) -> web.Response:
-    user = require_user(request)
-    tasks = await request.app[deps_key].contacts.open_tasks(user.id)
-    return page(request, "tasks.html", {"tasks": tasks})

@@ -23,6 +23,15 @@ document.addEventListener("DOMContentLoaded", () => {
   const backButton = PB.byId("step-back");
   const saveButton = PB.byId("step-save");
   const donePanel = PB.byId("done-panel");
+  const recordButton = PB.byId("record-outcome");
+  const skipButton = PB.byId("skip-outcome");
+  const skipForm = PB.byId("skip-form");
+  const skipError = PB.byId("skip-error");
+  // Refused by the page itself (do not call, no caller ID, an outcome owed).
+  const callRefusedByPage = callButton ? callButton.disabled : true;
+  const pendingCall = app.dataset.pendingCall || "";
+  const pendingElsewhere = app.dataset.pendingElsewhere === "true";
+  const autoAbsent = (app.dataset.autoAbsent || "").split(" ").filter(Boolean);
   const contactId = Number(app.dataset.contact);
   const campaignId = app.dataset.campaign ? Number(app.dataset.campaign) : null;
   const pointerKey = "pb:current:" + contactId;
@@ -34,6 +43,23 @@ document.addEventListener("DOMContentLoaded", () => {
   let ticking = null;
   let events = null;
   let saving = false;
+
+  // No new call, and no outcome without a call, while a call is live, while
+  // an outcome form is open, or while another contact's outcome is owed: the
+  // server refuses them too (outcome_pending).
+  function updateControls() {
+    const live = !!call && call.state !== "ended";
+    const formOpen = !form.hidden || !skipForm.hidden;
+    if (callButton) callButton.disabled = callRefusedByPage || live || formOpen || pendingElsewhere;
+    recordButton.disabled = live || formOpen || pendingElsewhere;
+    // Skipping is for an answered call's outcome only: the others have their
+    // automatic "absent" already.
+    skipButton.hidden = !(call && call.state === "ended" && isAnswered(call));
+  }
+
+  function isAnswered(payload) {
+    return payload.outcome === "completed";
+  }
 
   // -- drafts ---------------------------------------------------------------
   function draftKey() { return "pb:draft:" + submissionId; }
@@ -110,16 +136,27 @@ document.addEventListener("DOMContentLoaded", () => {
     stateLabel.textContent = S.states[payload.state] || payload.state;
     statusBox.dataset.state = payload.state;
     const current = ORDER.indexOf(STEP_OF_STATE[payload.state]);
+    const results = stepResults(payload, current);
     statusBox.querySelectorAll("[data-step]").forEach((item) => {
-      const index = ORDER.indexOf(item.dataset.step);
-      item.classList.toggle("done", index < current);
-      item.classList.toggle("current", index === current);
-      if (index === current) item.setAttribute("aria-current", "step"); else item.removeAttribute("aria-current");
+      const result = results[item.dataset.step];
+      item.dataset.result = result;
+      item.classList.toggle("done", result === "done");
+      item.classList.toggle("current", result === "current");
+      item.classList.toggle("failed", result === "failed");
+      item.classList.toggle("not-reached", result === "not_reached");
+      if (result === "current") item.setAttribute("aria-current", "step"); else item.removeAttribute("aria-current");
+      let note = item.querySelector(".step-note");
+      const text = result === "failed" ? S.step_failed : result === "not_reached" ? S.step_not_reached : "";
+      if (text && !note) {
+        note = document.createElement("span");
+        note.className = "step-note visually-hidden";
+        item.appendChild(note);
+      }
+      if (note) note.textContent = text ? " (" + text + ")" : "";
     });
     const live = payload.state !== "ended";
     hangupButton.hidden = !live;
-    callButton.hidden = live;
-    if (callButton) callButton.disabled = live;
+    if (callButton) callButton.hidden = live;
     clearInterval(ticking);
     ticking = null;
     if (payload.state === "talking" && payload.contact_answered_at) {
@@ -136,9 +173,40 @@ document.addEventListener("DOMContentLoaded", () => {
       const reason = S.call_outcomes[payload.outcome] || payload.outcome || "";
       endedReason.textContent = PB.fill(S.ended_because, { reason });
       if (events) { events.close(); events = null; }
+      preselectAutomatic(payload);
       openWizard();
     } else {
       endedReason.textContent = "";
+    }
+    updateControls();
+  }
+
+  // What became of each step.  A live call's steps before the current one are
+  // done; an ended call's are judged by its times: a busy, congested or
+  // unreachable contact's ringing failed and the talk never happened.
+  function stepResults(payload, current) {
+    const results = {};
+    if (payload.state !== "ended") {
+      ORDER.forEach((name, index) => {
+        results[name] = index < current ? "done" : index === current ? "current" : "";
+      });
+      return results;
+    }
+    const volunteerOk = !!payload.volunteer_answered_at || !!payload.contact_answered_at;
+    const contactOk = !!payload.contact_answered_at || payload.outcome === "completed";
+    results.volunteer = volunteerOk ? "done" : "failed";
+    results.contact = contactOk ? "done" : volunteerOk ? "failed" : "not_reached";
+    results.talking = contactOk ? "done" : "not_reached";
+    results.ended = "current";
+    return results;
+  }
+
+  function preselectAutomatic(payload) {
+    if (!autoAbsent.includes(payload.outcome) || value("outcome")) return;
+    const absent = form.querySelector('[name="outcome"][value="absent"]');
+    if (absent) {
+      absent.checked = true;
+      saveDraft();
     }
   }
 
@@ -198,16 +266,30 @@ document.addEventListener("DOMContentLoaded", () => {
           return;
         }
         form.hidden = true;
+        skipForm.hidden = true;
         donePanel.hidden = true;
         follow(created.call_id);
         showCall(created);
       } catch (error) {
-        callButton.disabled = false;
         statusBox.hidden = true;
-        callError.textContent = error.message;
-        callError.hidden = false;
+        showCallError(error);
+        updateControls();
       }
     });
+  }
+
+  function showCallError(error) {
+    callError.textContent = error.message;
+    const url = error.body && error.body.error && error.body.error.url;
+    if (error.code === "outcome_pending" && url) {
+      // The contact whose outcome is owed, one click away.
+      const link = document.createElement("a");
+      link.href = url;
+      link.textContent = " →";
+      link.id = "pending-link";
+      callError.appendChild(link);
+    }
+    callError.hidden = false;
   }
 
   hangupButton.addEventListener("click", async () => {
@@ -237,7 +319,11 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   });
 
-  PB.byId("record-outcome").addEventListener("click", () => { ensureSubmission(); openWizard(); });
+  recordButton.addEventListener("click", () => {
+    if (recordButton.disabled) return;
+    ensureSubmission();
+    openWizard();
+  });
   comments.addEventListener("input", saveDraft);
 
   // -- the outcome flow -------------------------------------------------------------
@@ -276,9 +362,10 @@ document.addEventListener("DOMContentLoaded", () => {
   }
 
   function openWizard() {
-    if (!form.hidden || !donePanel.hidden) return;
+    if (!form.hidden || !donePanel.hidden || !skipForm.hidden) return;
     form.hidden = false;
     showStep(step, true);
+    updateControls();
   }
 
   function clearErrors() {
@@ -307,7 +394,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (name === "outcome" && !value("outcome")) fields.outcome = S.required;
     if (name === "consent" && !value("consent")) fields.consent = S.required;
     if (name === "survey") {
-      form.querySelectorAll(".question[data-required]").forEach((question) => {
+      form.querySelectorAll(".question[data-required]:not([hidden])").forEach((question) => {
         const key = "survey." + question.dataset.question;
         const inputs = question.querySelectorAll("[name]");
         const answered = Array.from(inputs).some((input) =>
@@ -395,11 +482,7 @@ document.addEventListener("DOMContentLoaded", () => {
         params.delete("call");
         history.replaceState(null, "", location.pathname + (params.toString() ? "?" + params : ""));
       }
-      form.hidden = true;
-      donePanel.hidden = false;
-      const next = PB.byId("next-contact");
-      next.href = app.dataset.next;
-      next.focus();
+      finish(false);
     } catch (error) {
       if (error.status === 422) {
         showErrors(error.fields, error.message);
@@ -421,6 +504,80 @@ document.addEventListener("DOMContentLoaded", () => {
     saveButton.textContent = saveButton.dataset.label;
   }
   saveButton.dataset.label = saveButton.textContent;
+
+  // The outcome is saved or skipped: the way on, and the other tabs brought up to date.
+  function finish(skipped) {
+    form.hidden = true;
+    skipForm.hidden = true;
+    PB.byId("done-saved").hidden = skipped;
+    PB.byId("done-skipped").hidden = !skipped;
+    donePanel.hidden = false;
+    const next = PB.byId("next-contact");
+    next.href = app.dataset.next;
+    next.focus();
+    updateControls();
+    refreshTabs();
+  }
+
+  // Details and History as the server now has them.  Their sections are
+  // replaced whole, whatever they hold; scripts that bind to them hear
+  // "pb:tabs-refreshed".
+  async function refreshTabs() {
+    try {
+      const params = new URLSearchParams(location.search);
+      params.delete("call");
+      const response = await fetch(location.pathname + (params.toString() ? "?" + params : ""), {
+        credentials: "same-origin", headers: { "Accept": "text/html" },
+      });
+      if (!response.ok) return;
+      const page = new DOMParser().parseFromString(await response.text(), "text/html");
+      for (const id of ["tab-details", "tab-history"]) {
+        const fresh = page.getElementById(id);
+        const shown = PB.byId(id);
+        if (fresh && shown) shown.innerHTML = fresh.innerHTML;
+      }
+      document.dispatchEvent(new CustomEvent("pb:tabs-refreshed"));
+    } catch (e) { /* the next visit shows them */ }
+  }
+
+  // -- skipping an answered call's outcome, with a reason ------------------------------
+  skipButton.addEventListener("click", () => {
+    form.hidden = true;
+    skipForm.hidden = false;
+    skipError.hidden = true;
+    const first = skipForm.querySelector("input[type=radio]");
+    if (first) first.focus();
+    updateControls();
+  });
+  PB.byId("skip-cancel").addEventListener("click", () => {
+    skipForm.hidden = true;
+    form.hidden = false;
+    showStep(step, true);
+    updateControls();
+  });
+  skipForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    skipForm.querySelectorAll("[data-error-for]").forEach((node) => { node.textContent = ""; });
+    skipError.hidden = true;
+    const checked = skipForm.querySelector('[name="skip_reason"]:checked');
+    const body = { reason: checked ? checked.value : "", note: PB.byId("skip-note").value };
+    const confirm = PB.byId("skip-confirm");
+    confirm.disabled = true;
+    try {
+      await PB.api("POST", "/api/calls/" + encodeURIComponent(callId) + "/skip-outcome", body);
+      clearDraft();
+      finish(true);
+    } catch (error) {
+      for (const [name, text] of Object.entries(error.fields || {})) {
+        const slot = skipForm.querySelector('[data-error-for="' + name + '"]');
+        if (slot) slot.textContent = text;
+      }
+      skipError.textContent = error.status ? error.message : S.offline_kept;
+      skipError.hidden = false;
+    } finally {
+      confirm.disabled = false;
+    }
+  });
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -454,9 +611,14 @@ document.addEventListener("DOMContentLoaded", () => {
   });
 
   // -- start-up: resume a call or a half-filled outcome after a reload --------
-  const draft = loadDraft();
+  let draft = loadDraft();
   const params = new URLSearchParams(location.search);
-  const resumeCall = params.get("call") || app.dataset.liveCall || (draft && draft.callId);
+  if (pendingCall && draft && draft.callId && draft.callId !== pendingCall) {
+    // Kept from another call: the outcome owed is this one's.
+    draft = null;
+    submissionId = null;
+  }
+  const resumeCall = app.dataset.liveCall || pendingCall || params.get("call") || (draft && draft.callId);
   if (draft) {
     restore(draft.values);
     if (draft.step) step = draft.step;
@@ -468,5 +630,6 @@ document.addEventListener("DOMContentLoaded", () => {
       showStep(step, false);
     }
   }
+  updateControls();
   if (resumeCall) follow(resumeCall);
 });

@@ -21,11 +21,12 @@ document.addEventListener("DOMContentLoaded", () => {
       location.href = "/contacts/" + link.dataset.contact + "?" + params.toString();
     } catch (error) {
       link.removeAttribute("aria-busy");
-      showError(link, error.message);
+      const pending = error.code === "outcome_pending" && error.body && error.body.error.url;
+      showError(link, error.message, pending || "");
     }
   }
 
-  function showError(link, message) {
+  function showError(link, message, pendingUrl) {
     let box = link.closest("li").querySelector(".alert");
     if (!box) {
       box = document.createElement("p");
@@ -34,6 +35,14 @@ document.addEventListener("DOMContentLoaded", () => {
       link.closest("li").appendChild(box);
     }
     box.textContent = message;
+    if (pendingUrl) {
+      // An answered call's outcome is owed: its contact, one click away.
+      const back = document.createElement("a");
+      back.href = pendingUrl;
+      back.className = "pending-link";
+      back.textContent = " →";
+      box.appendChild(back);
+    }
   }
 
   document.querySelectorAll("a.dial").forEach((link) => {

@@ -9,6 +9,9 @@ document.addEventListener("DOMContentLoaded", () => {
   const status = PB.byId("live-status");
   const count = PB.byId("call-count");
   const rowTemplate = PB.byId("call-row");
+  const confirmDialog = PB.byId("hangup-confirm");
+  // Caller IDs formatted by the server (display_number), keyed by "+digits".
+  const callerIds = JSON.parse(PB.byId("caller-ids").textContent || "{}");
   const calls = new Map();
   const statuses = new Map();
   let roster = [];
@@ -30,6 +33,12 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   }
 
+  function callerIdText(number) {
+    if (!number) return "—";
+    const key = (number.trim().startsWith("+") ? "+" : "") + number.replace(/\D/g, "");
+    return callerIds[key] || number;
+  }
+
   function durationOf(call) {
     const since = call.state === "talking" && call.contact_answered_at ? call.contact_answered_at : call.requested_at;
     return since ? PB.clock((now() - new Date(since).getTime()) / 1000) : "";
@@ -46,7 +55,7 @@ document.addEventListener("DOMContentLoaded", () => {
       if (!row) {
         row = rowTemplate.content.firstElementChild.cloneNode(true);
         row.dataset.call = id;
-        row.querySelector("[data-hangup]").addEventListener("click", () => hangUp(id, row));
+        row.querySelector("[data-hangup]").addEventListener("click", () => confirmHangUp(id, row));
         callsBody.appendChild(row);
       }
       const set = (field, text) => { row.querySelector('[data-f="' + field + '"]').textContent = text; };
@@ -55,7 +64,7 @@ document.addEventListener("DOMContentLoaded", () => {
       set("campaign", call.campaign_title || "—");
       set("state", S.states[call.state] || call.state);
       set("duration", durationOf(call));
-      set("caller", call.caller_id || "—");
+      set("caller", callerIdText(call.caller_id));
       row.dataset.state = call.state;
     }
   }
@@ -77,6 +86,22 @@ document.addEventListener("DOMContentLoaded", () => {
       }
       volunteersBody.appendChild(row);
     }
+  }
+
+  // Hanging up cuts off a volunteer mid-sentence: ask first, naming who.
+  function confirmHangUp(id, row) {
+    const call = calls.get(id);
+    if (!call) return;
+    confirmDialog.querySelector("[data-hangup-volunteer]").textContent =
+      call.volunteer_name || "#" + call.volunteer_id;
+    confirmDialog.querySelector("[data-hangup-contact]").textContent =
+      call.contact_name || "#" + call.contact_id;
+    confirmDialog.returnValue = "";
+    confirmDialog.onclose = () => {
+      confirmDialog.onclose = null;
+      if (confirmDialog.returnValue === "hangup" && calls.has(id)) hangUp(id, row);
+    };
+    confirmDialog.showModal();
   }
 
   async function hangUp(id, row) {

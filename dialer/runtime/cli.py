@@ -45,7 +45,7 @@ def main(ctx: click.Context) -> None:
     """A self-hosted phone bank on your own Asterisk.
 
     Settings come from DIALER_* environment variables and a .env file in
-    the current directory; see the README for the full list.
+    the current directory; see docs/configuration.md for the full list.
     """
     token = i18n.activate_scoped(i18n.language_from_environment())
     ctx.call_on_close(lambda: i18n.deactivate(token))
@@ -198,7 +198,7 @@ def import_contacts_command(
     changes_file: Path | None,
     overwrite: bool,
 ) -> None:
-    """Import contacts from a CSV FILE (headers mapped by name; see the README).
+    """Import contacts from a CSV FILE (headers mapped by name; see docs/user-guide.md).
 
     A number already on file merges the row into that contact: empty fields
     are filled, different values are kept and listed as conflicts (unless
@@ -400,7 +400,7 @@ def web_command(ctx: click.Context) -> None:
 def demo(ctx: click.Context, port: int | None, ami_port: int, time_scale: float) -> None:
     """Run the whole product on this machine with no set-up.
 
-    SQLite (DIALER_DATABASE_URL, default dialer.sqlite3), the built-in AMI
+    SQLite (dialer-demo.sqlite3 in the current directory), the built-in AMI
     simulator, demo users, a campaign and contacts whose numbers produce
     every kind of call outcome.
     """
@@ -439,7 +439,7 @@ def simulate_pbx(
     trunk: str,
     no_dialplan_events: bool,
 ) -> None:
-    """Serve an AMI-speaking PBX simulator (see the README for its behaviour rule)."""
+    """Serve an AMI-speaking PBX simulator (see docs/command-line.md for its behaviour rule)."""
     from ami_bridge.simulator import TRUNKS, run_simulator
 
     settings = _settings(ctx)

@@ -61,6 +61,7 @@ from dialer.domain.i18n import current as current_locale
 from dialer.domain.numbers import InvalidPhoneNumber, to_e164
 from dialer.domain.numbers import display as display_number
 from dialer.domain.vocabulary import PhoneType
+from dialer.services import notifications
 from dialer.services.access import Scope, scope_of
 from dialer.services.export import spreadsheet_safe
 from dialer.store import audit, contacts, imports, lists
@@ -836,6 +837,8 @@ class _Target:
     file_name: str = ""
     actor_id: int | None = None
     actor_label: str = ""
+    # Contacts handed to each volunteer by this import: each gets one notification.
+    assigned: dict[int | None, int] = field(default_factory=dict)
 
     def pick_volunteer(self) -> int | None:
         if not self.volunteer_ids:
@@ -1040,6 +1043,7 @@ async def import_stream(
     target.file_name = name
     target.actor_id = actor_id
     target.actor_label = actor_label
+    started_at = datetime.now(UTC)
     ahead = asyncio.ensure_future(asyncio.to_thread(parsed.take, BATCH_SIZE))
     try:
         while True:
@@ -1094,6 +1098,13 @@ async def import_stream(
             actor_id=actor_id,
             actor_label=actor_label,
         )
+        if campaign_id is not None and target.assigned:
+            # Told once the whole file is in, not per batch: one notification
+            # per volunteer for the import, which a retried import does not repeat
+            # (it finds the contacts on the list already).
+            await notifications.contacts_assigned(
+                session, campaign_id, target.assigned, at=started_at
+            )
     report.sort()
     return report
 
@@ -1343,20 +1354,27 @@ async def _add_to_list(
             )
         ).all()
     )
+    picked = [
+        (contact_id, target.pick_volunteer())
+        for contact_id in unique_ids
+        if contact_id not in already
+    ]
     entries = [
         {
             "campaign_id": target.campaign_id,
             "contact_id": contact_id,
-            "volunteer_id": target.pick_volunteer(),
+            "volunteer_id": volunteer_id,
             "attempts": 0,
             "done": False,
             "assigned_at": now,
         }
-        for contact_id in unique_ids
-        if contact_id not in already
+        for contact_id, volunteer_id in picked
     ]
     if entries:
         await lists.add_entries(session, entries)
+        for _contact_id, volunteer_id in picked:
+            if volunteer_id is not None:
+                target.assigned[volunteer_id] = target.assigned.get(volunteer_id, 0) + 1
     return len(entries)
 
 

@@ -14,13 +14,14 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 from sqlalchemy import select
 
 from dialer.domain.vocabulary import CallOutcome, DispositionOutcome, TaskStatus
 from dialer.store.models import CallAttempt, Contact, Disposition, FollowUpTask
 from tests.browser.conftest import Contexts, shot
-from tests.e2e.webworld import PASSWORD, Served, WebWorld, serve
+from tests.browser.walk import sign_in, state_label, switch_language
+from tests.e2e.webworld import Served, WebWorld, serve
 from web.i18n import labels
 from web.i18n import translate as i18n
 
@@ -31,32 +32,6 @@ pytestmark = pytest.mark.slow
 async def live_app(pg_url: str, world: WebWorld) -> AsyncIterator[Served]:
     async with serve(pg_url, with_simulator=True, time_scale=0.5) as running:
         yield running
-
-
-def text(language: str, message: str, **values: object) -> str:
-    i18n.activate(language, i18n.zone_or("America/Toronto", "UTC"))
-    return i18n._(message, **values)
-
-
-def state_label(language: str, state: str) -> str:
-    i18n.activate(language, i18n.zone_or("America/Toronto", "UTC"))
-    return labels.call_state(state)
-
-
-async def sign_in(page: Page, served: Served, username: str) -> None:
-    await page.goto(served.url + "/login")
-    await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
-    await page.press("#password", "Enter")
-    await page.wait_for_url(re.compile(r".*/(campaigns|ops/live)$"))
-
-
-async def switch_language(page: Page, language: str) -> None:
-    if await page.get_attribute("html", "lang") == language:
-        return
-    async with page.expect_navigation():
-        await page.select_option("#lang-select", language)
-    await expect(page.locator("html")).to_have_attribute("lang", language)
 
 
 def local_input(moment: datetime) -> str:

@@ -4,16 +4,16 @@ and says that too.  Screenshots of both reports."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
 from dialer.store.models import Contact
 from tests.browser.conftest import Contexts, shot
-from tests.e2e.webworld import PASSWORD, Served, WebWorld, serve
+from tests.browser.walk import import_csv, sign_in
+from tests.e2e.webworld import Served, WebWorld, serve
 
 pytestmark = pytest.mark.slow
 
@@ -24,34 +24,15 @@ async def app(pg_url: str, world: WebWorld) -> AsyncIterator[Served]:
         yield running
 
 
-async def _sign_in(page: Page, served: Served, username: str) -> None:
-    await page.goto(served.url + "/login")
-    await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
-    await page.press("#password", "Enter")
-    await page.wait_for_url(re.compile(r".*/(campaigns|ops/live|ops/campaigns)$"))
-
-
-async def _import(
-    page: Page, served: Served, campaign_id: int, csv_file: Path, *, overwrite: bool = False
-) -> None:
-    await page.goto(f"{served.url}/ops/campaigns/{campaign_id}/import")
-    if overwrite:
-        await page.check("#overwrite")
-    await page.set_input_files("#file", str(csv_file))
-    await page.click("#import-form button[type=submit]")
-    await expect(page.locator("#import-report")).to_be_visible(timeout=20_000)
-
-
 async def test_a_duplicate_row_is_reported_and_replaces_only_when_asked(
     app: Served, world: WebWorld, contexts: Contexts, tmp_path: Path
 ) -> None:
     csv_file = tmp_path / "duplicate.csv"
     csv_file.write_text("first_name,last_name,phone\nAda,Duplicate,514 555 0187\n")
     page = await contexts.page(phone=False)
-    await _sign_in(page, app, "olivia")
+    await sign_in(page, app, "olivia")
 
-    await _import(page, app, world.campaign_id, csv_file)
+    await import_csv(page, app, world.campaign_id, csv_file)
     await expect(page.locator("#import-conflicts")).to_contain_text("which was kept")
     await expect(page.locator("#import-changes tbody tr")).to_have_count(1)
     await expect(page.locator("#import-changes")).to_contain_text(
@@ -63,7 +44,7 @@ async def test_a_duplicate_row_is_reported_and_replaces_only_when_asked(
         ada = await session.get(Contact, world.contacts["ada"])
         assert ada is not None and ada.last_name == "Lovelace"
 
-    await _import(page, app, world.campaign_id, csv_file, overwrite=True)
+    await import_csv(page, app, world.campaign_id, csv_file, overwrite=True)
     await expect(page.locator("#import-changes")).to_contain_text(
         "changed 'Ada Lovelace' to 'Ada Duplicate'"
     )

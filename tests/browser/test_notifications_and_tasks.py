@@ -15,7 +15,7 @@ from dialer.domain.vocabulary import TaskStatus
 from dialer.services.notifications import contacts_assigned
 from dialer.store.models import FollowUpTask, utcnow
 from tests.browser.conftest import Contexts, shot
-from tests.browser.test_calling_flow import sign_in
+from tests.browser.walk import sign_in
 from tests.e2e.webworld import Served, WebWorld, serve
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 
 from dialer.store.models import CallAttempt, ContactPhone
 from tests.browser.conftest import Contexts, shot
-from tests.browser.test_calling_flow import sign_in, state_label, text
+from tests.browser.walk import sign_in, state_label, text
 from tests.e2e.webworld import Served, WebWorld, serve
 
 pytestmark = pytest.mark.slow

@@ -22,7 +22,8 @@ from sqlalchemy import update
 
 from dialer.store.models import Contact
 from tests.browser.conftest import Contexts
-from tests.e2e.webworld import PASSWORD, Served, WebWorld, serve
+from tests.browser.walk import sign_in
+from tests.e2e.webworld import Served, WebWorld, serve
 
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 # As wide as the other browser tests' desktop (the organizer's menu fits on one
@@ -34,14 +35,6 @@ README_VIEWPORT: ViewportSize = {"width": 1280, "height": 640}
 async def live_app(pg_url: str, world: WebWorld) -> AsyncIterator[Served]:
     async with serve(pg_url, with_simulator=True, time_scale=0.25) as running:
         yield running
-
-
-async def sign_in(page: Page, served: Served, username: str) -> None:
-    await page.goto(served.url + "/login")
-    await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
-    await page.press("#password", "Enter")
-    await page.wait_for_url(re.compile(r".*/(campaigns|ops/live)$"))
 
 
 async def save(page: Page, name: str) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import re
 from datetime import timedelta
 
+import aiohttp
 from sqlalchemy import delete, select
 
 from dialer.domain.notifications import NotificationKind
@@ -27,6 +28,7 @@ from dialer.store.models import (
     utcnow,
 )
 from tests.e2e.conftest import Browser, ClientFactory
+from tests.e2e.importing import upload_csv
 from tests.e2e.webworld import ALL_DAY, WebWorld
 
 
@@ -289,3 +291,33 @@ async def test_leaving_the_team_hides_its_notifications(
     [notification] = await _notifications(world, "alice")
     response = await alice.form(f"/notifications/{notification.id}/open", {})
     assert response.status == 404
+
+
+def _shared_import(browser: Browser, rows: bytes) -> aiohttp.FormData:
+    """The import form sharing the file's contacts between alice and bob."""
+    form = aiohttp.FormData()
+    form.add_field("csrf_token", browser.csrf)
+    form.add_field("assign_to", "alice")
+    form.add_field("assign_to", "bob")
+    form.add_field("file", rows, filename="members.csv")
+    return form
+
+
+async def test_an_import_shared_among_volunteers_tells_each_once(
+    client: ClientFactory, world: WebWorld
+) -> None:
+    olivia = await client("olivia")
+    rows = b"first_name,phone\nGrace,+15145550171\nAlan,+15145550172\nEdsger,+15145550173\n"
+    status, _ = await upload_csv(olivia, world.campaign_id, _shared_import(olivia, rows))
+    assert status == 200
+    [to_alice] = await _notifications(world, "alice")
+    [to_bob] = await _notifications(world, "bob")
+    assert to_alice.kind is NotificationKind.ASSIGNMENT
+    assert to_alice.campaign_id == world.campaign_id
+    assert to_alice.params == {"count": 2} and to_bob.params == {"count": 1}
+
+    # The same file again puts no one new on the list: nobody is told again.
+    status, _ = await upload_csv(olivia, world.campaign_id, _shared_import(olivia, rows))
+    assert status == 200
+    assert len(await _notifications(world, "alice")) == 1
+    assert len(await _notifications(world, "bob")) == 1

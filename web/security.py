@@ -306,9 +306,15 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
     language = _choose_language(request, user)
     i18n.activate(language, zone)
     unread = 0
-    if user is not None and request.method == "GET" and not is_api(request):
+    if (
+        user is not None
+        and request.method == "GET"
+        and not is_api(request)
+        and "application/json" not in request.headers.get("Accept", "")
+    ):
         # The bell on every page: one COUNT on a partial index of the unread
-        # rows; the API and form posts (which redirect) skip it.
+        # rows; the API, form posts (which redirect) and the pages' own JSON
+        # polls (an import's progress) skip it.
         unread = await runtime.notifications.unread_count(user)
     request[template_context_key] = {
         "user": user,

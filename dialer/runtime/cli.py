@@ -210,6 +210,7 @@ def import_contacts_command(
     import codecs
     import csv
 
+    from dialer.services.export import spreadsheet_safe
     from dialer.services.importer import ImportFileError, import_contacts
     from dialer.store.engine import open_database
 
@@ -266,10 +267,12 @@ def import_contacts_command(
         )
     if errors_file:
         with errors_file.open("w", newline="", encoding="utf-8") as handle:
+            # The file's own cells go back into a spreadsheet: neutralised as the export is.
             writer = csv.writer(handle)
-            writer.writerow(["line", "reason", *report.header])
+            writer.writerow([spreadsheet_safe(cell) for cell in ["line", "reason", *report.header]])
             writer.writerows(
-                [row_error.line, row_error.reason, *row_error.cells] for row_error in report.errors
+                [spreadsheet_safe(cell) for cell in [error.line, error.reason, *error.cells]]
+                for error in report.errors
             )
     # What the rows did to contacts already on file, then the numbers never dialed.
     lines = [*map(str, report.changes), *map(str, report.flags)]
@@ -290,9 +293,24 @@ def import_contacts_command(
             writer.writerow(
                 ["line", "contact_id", "contact", "field", "kind", "old", "new", "details"]
             )
-            writer.writerows([*change.to_json(), change.describe()] for change in report.changes)
             writer.writerows(
-                [flag.line, "", "", "phone", "flagged", "", flag.number, flag.reason]
+                [spreadsheet_safe(cell) for cell in [*change.to_json(), change.describe()]]
+                for change in report.changes
+            )
+            writer.writerows(
+                [
+                    spreadsheet_safe(cell)
+                    for cell in [
+                        flag.line,
+                        "",
+                        "",
+                        "phone",
+                        "flagged",
+                        "",
+                        flag.number,
+                        flag.reason,
+                    ]
+                ]
                 for flag in report.flags
             )
     if report.ignored_columns:

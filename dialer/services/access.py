@@ -151,6 +151,24 @@ async def can_manage_user(session: AsyncSession, actor: User, target: User) -> b
     return scope.covers_any(await team_ids(session, target.id))
 
 
+async def can_act_on_account(session: AsyncSession, actor: User, target: User) -> bool:
+    """Whether ``actor`` may reset ``target``'s password, change their role or
+    deactivate them.
+
+    These act on the whole account, in every team the person is in: an
+    organizer does them only to a volunteer all of whose teams are the
+    organizer's own, else they would reach across another team's wall (a
+    reset password signs in as an organizer of a team they don't run).
+    """
+    if actor.role is Role.ADMIN:
+        return True
+    if actor.role is not Role.ORGANIZER or target.role is not Role.VOLUNTEER:
+        return False
+    teams = await team_ids(session, target.id)
+    scope = await scope_of(session, actor)
+    return bool(teams) and all(scope.covers(team) for team in teams)
+
+
 async def may_hand_task_to(
     session: AsyncSession,
     author: User,

@@ -63,8 +63,9 @@ class PendingOutcome:
 @dataclass(frozen=True, slots=True)
 class SurveyLine:
     """One survey answer as the history shows it: the question's label and the
-    answer, with choices by their labels; ``yes_no`` for a yes/no question
-    (the page says "yes" or "no" in the reader's language)."""
+    answer, with choices by their labels; ``yes_no`` for a yes/no question of
+    a survey that names no language (the page says "yes" or "no" in the
+    reader's language)."""
 
     question: str
     answer: str
@@ -83,7 +84,13 @@ def survey_lines(survey: SurveyDefinition, answers: dict[str, Any]) -> list[Surv
         value = answers[question.id]
         labels = {choice.value: choice.label for choice in question.choices}
         if question.type is QuestionType.YES_NO and isinstance(value, bool):
-            lines.append(SurveyLine(question.label, "", value))
+            if survey.language is None:
+                lines.append(SurveyLine(question.label, "", value))
+            else:
+                # Next to questions written in one language, yes and no in that
+                # language too, as the call screen shows them.
+                yes, no = survey.yes_no_labels()
+                lines.append(SurveyLine(question.label, yes if value else no))
         elif isinstance(value, list):
             chosen = ", ".join(labels.get(str(item), str(item)) for item in value)
             lines.append(SurveyLine(question.label, chosen))

@@ -1124,10 +1124,14 @@ async def write_batch(
     # our insert; the second attempt sees it and merges instead.
     for attempt in range(2):
         partial = ImportReport()
+        # A rolled-back attempt must not count its assignments, nor move the
+        # round-robin on: the retry hands out the same contacts again.
+        assigned, next_volunteer = dict(target.assigned), target.next_volunteer
         try:
             async with sessions.begin() as session:
                 await _write_batch(session, batch, target, partial)
         except IntegrityError:
+            target.assigned, target.next_volunteer = assigned, next_volunteer
             if attempt == 1:
                 raise
             continue

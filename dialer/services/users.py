@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dialer.domain.i18n import _
 from dialer.domain.passwords import generate_password, hash_password
 from dialer.domain.vocabulary import Role
-from dialer.services.access import can_manage_user, scope_of
+from dialer.services.access import can_act_on_account, can_manage_user, scope_of
 from dialer.services.campaigns import teams_in_view
 from dialer.store import audit, people, sign_ins
 from dialer.store.models import Team, TeamMember, User
@@ -172,6 +173,9 @@ class UserDetail:
 class UserChangeRefusal(StrEnum):
     NOT_FOUND = "not_found"
     ADMIN_ONLY = "admin_only"
+    # A password, role or deactivation of someone who is more than a volunteer
+    # of the organizer's own teams (see access.can_act_on_account).
+    ACCOUNT_ADMIN_ONLY = "account_admin_only"
     # The change would leave no active administrator.
     LAST_ADMIN = "last_admin"
     # Nobody deactivates themselves (they would lock themselves out at once).
@@ -260,12 +264,19 @@ class UserService:
 
     @staticmethod
     async def _manageable(
-        session: AsyncSession, actor: User, user_id: int, *, for_update: bool = False
+        session: AsyncSession,
+        actor: User,
+        user_id: int,
+        *,
+        for_update: bool = False,
+        account: bool = False,
     ) -> User:
         """The user ``actor`` may change, or :class:`UserChangeRefused`.
 
         An administrator is changed by administrators only (ADMIN_ONLY for an
         organizer of their team, NOT_FOUND outside the organizer's teams).
+        ``account``: the change acts on the whole account (password, role,
+        deactivation), which asks more (ACCOUNT_ADMIN_ONLY).
         """
         query = select(User).where(User.id == user_id)
         if for_update:
@@ -283,6 +294,8 @@ class UserService:
             )
         if not await can_manage_user(session, actor, user):
             raise UserChangeRefused(UserChangeRefusal.NOT_FOUND)
+        if account and not await can_act_on_account(session, actor, user):
+            raise UserChangeRefused(UserChangeRefusal.ACCOUNT_ADMIN_ONLY)
         return user
 
     @staticmethod
@@ -314,8 +327,11 @@ class UserService:
         """
         chosen = password if password is not None else generate_password()
         async with self._sessions.begin() as session:
-            user = await self._manageable(session, actor, user_id)
-            password_hash = hash_password(chosen, user_inputs=(user.username, user.display_name))
+            user = await self._manageable(session, actor, user_id, account=True)
+            # argon2 and zxcvbn take a good part of a second: off the event loop.
+            password_hash = await asyncio.to_thread(
+                hash_password, chosen, user_inputs=(user.username, user.display_name)
+            )
             await people.set_password_hash(session, user.id, password_hash)
             ended = await sign_ins.end_user_sessions(
                 session, user.id, keep=keep_session if user.id == actor.id else None
@@ -341,7 +357,7 @@ class UserService:
         async with self._sessions.begin() as session:
             if role is Role.ADMIN and actor.role is not Role.ADMIN:
                 raise UserChangeRefused(UserChangeRefusal.ADMIN_ONLY)
-            user = await self._manageable(session, actor, user_id, for_update=True)
+            user = await self._manageable(session, actor, user_id, for_update=True, account=True)
             previous = user.role
             if previous is role:
                 return
@@ -367,8 +383,10 @@ class UserService:
         Nobody deactivates themselves, so the last active administrator
         stays.  Raises :class:`UserChangeRefused`.
         """
+        if user_id == actor.id:
+            raise UserChangeRefused(UserChangeRefusal.SELF)
         async with self._sessions.begin() as session:
-            user = await self._manageable(session, actor, user_id, for_update=True)
+            user = await self._manageable(session, actor, user_id, for_update=True, account=True)
             await self._set_active(session, actor, user, active)
 
     @staticmethod
@@ -471,8 +489,10 @@ class UserService:
             await people.update_user(
                 session, user, sip_extension=extension, pbx=pbx, is_active=user.is_active
             )
-            if active is not None and user.id != actor.id:
-                # The same action as the Deactivate button: sessions end too.
+            if active is not None and active is not user.is_active and user.id != actor.id:
+                # The same action as the Deactivate button, with its rules: sessions end too.
+                if not await can_act_on_account(session, actor, user):
+                    raise UserChangeRefused(UserChangeRefusal.ACCOUNT_ADMIN_ONLY)
                 await self._set_active(session, actor, user, active)
             await people.add_memberships(session, user.id, wanted - current)
             await people.remove_memberships(session, user.id, changeable - wanted)

@@ -5,6 +5,7 @@ a test reads the same in English and in French)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from playwright.async_api import Page, expect
@@ -41,12 +42,23 @@ async def switch_language(page: Page, language: str) -> None:
 
 
 async def import_csv(
-    page: Page, served: Served, campaign_id: int, csv_file: Path, *, overwrite: bool = False
+    page: Page,
+    served: Served,
+    campaign_id: int,
+    csv_file: Path,
+    *,
+    overwrite: bool = False,
+    share_among: Sequence[str] = (),
 ) -> None:
-    """Upload through the page's script and wait for the background import's report."""
+    """Upload through the page's script and wait for the background import's report.
+
+    ``share_among``: usernames ticked under "Share the new contacts out among".
+    """
     await page.goto(f"{served.url}/ops/campaigns/{campaign_id}/import")
     if overwrite:
         await page.check("#overwrite")
+    for username in share_among:
+        await page.check(f'input[name="assign_to"][value="{username}"]')
     await page.set_input_files("#file", str(csv_file))
     await page.click("#import-form button[type=submit]")
     await expect(page.locator("#import-report")).to_be_visible(timeout=20_000)

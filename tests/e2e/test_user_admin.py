@@ -127,6 +127,47 @@ async def test_password_resets_respect_the_walls(client: ClientFactory, world: W
         await client(username)
 
 
+async def test_account_changes_never_reach_across_another_teams_wall(
+    client: ClientFactory, world: WebWorld
+) -> None:
+    """A password, a role or a deactivation acts in every team of the person:
+    an organizer may act only on a volunteer all of whose teams are theirs."""
+    olivia_id, oscar_id = world.users["olivia"], world.users["oscar"]
+    async with world.sessions.begin() as session:
+        quebec = await session.scalar(
+            select(TeamMember.team_id).where(TeamMember.user_id == oscar_id)
+        )
+        # Bob helps Quebec too; Oscar organizes it.
+        session.add(TeamMember(team_id=quebec, user_id=world.users["bob"]))
+        montreal = await session.scalar(
+            select(TeamMember.team_id).where(TeamMember.user_id == olivia_id)
+        )
+        session.add(TeamMember(team_id=montreal, user_id=oscar_id))
+    olivia = await client("olivia")
+    bob_id = world.users["bob"]
+    refused = [
+        (f"/ops/users/{bob_id}/password", {"password": ""}),
+        (f"/ops/users/{bob_id}/role", {"role": "organizer"}),
+        (f"/ops/users/{bob_id}/active", {"active": "0", "confirm": "1"}),
+        # Oscar, an organizer, is now in Montreal too: still not Olivia's to take over.
+        (f"/ops/users/{oscar_id}/password", {"password": ""}),
+        (f"/ops/users/{oscar_id}/role", {"role": "volunteer"}),
+    ]
+    for path, form in refused:
+        response = await olivia.form(path, form)
+        assert response.status == 403, path
+        assert "Only an administrator can change this account" in await response.text()
+    for username in ("bob", "oscar"):
+        row = await user_row(world, username)
+        assert row.is_active
+        assert row.role is (Role.VOLUNTEER if username == "bob" else Role.ORGANIZER)
+        await client(username)  # the password is unchanged
+    # An administrator may.
+    adam = await client("adam")
+    response = await adam.form(f"/ops/users/{bob_id}/password", {"password": ""})
+    assert response.status == 200
+
+
 @LANGUAGES
 async def test_role_changes_follow_the_rules(
     client: ClientFactory, world: WebWorld, language: str

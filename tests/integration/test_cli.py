@@ -148,6 +148,14 @@ async def test_import_exit_codes_and_report(
     assert rows[1][0:2] == ["3", "no phone number"] and rows[1][2:4] == ["No", "Phone"]
     assert len(rows) == 9
 
+    # A rejected row goes back into a spreadsheet: its formulas are neutralised.
+    hostile = tmp_path / "hostile.csv"
+    hostile.write_text('first_name,phone\n"=HYPERLINK(""http://x.example"")",not a number\n')
+    await dialer(pg_url, "import-contacts", str(hostile), "--errors-file", str(errors))
+    with errors.open() as handle:
+        rows = list(csv.reader(handle))
+    assert rows[1][2] == "'=HYPERLINK(\"http://x.example\")"
+
     missing = await dialer(pg_url, "import-contacts", str(CSV / "no_phone.csv"))
     assert missing.returncode == 1
     assert "no phone column in the header" in missing.stderr

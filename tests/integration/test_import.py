@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
+from dialer.domain.notifications import NotificationKind
 from dialer.domain.vocabulary import CampaignStatus, PhoneType, Role
 from dialer.services import importer
 from dialer.services.importer import (
@@ -32,6 +34,7 @@ from dialer.store.models import (
     Contact,
     ContactPhone,
     ImportJob,
+    Notification,
     Team,
     TeamMember,
     User,
@@ -221,6 +224,56 @@ async def test_import_into_a_campaign_shares_contacts_among_volunteers(sessions:
         sessions, CSV / "good.csv", region="CA", campaign_id=campaign.id, assign_to=["alice", "bob"]
     )
     assert again.added_to_list == 0
+
+
+async def test_a_batch_retried_after_a_concurrent_insert_shares_and_tells_once(
+    sessions: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A concurrent import inserting the same number makes the batch's
+    transaction roll back and run again: its assignments and the round-robin
+    must count once, as the notifications are told once."""
+    async with sessions.begin() as session:
+        team = Team(name="Montreal")
+        alice = User(username="alice", password_hash="x", role=Role.VOLUNTEER)
+        bob = User(username="bob", password_hash="x", role=Role.VOLUNTEER)
+        session.add_all([team, alice, bob])
+        await session.flush()
+        session.add_all([TeamMember(team_id=team.id, user_id=user.id) for user in (alice, bob)])
+        campaign = Campaign(title="GOTV", status=CampaignStatus.ACTIVE, team_id=team.id)
+        session.add(campaign)
+    real_write = importer._write_batch
+    calls = 0
+
+    async def collides_once(session: AsyncSession, *args: object) -> None:
+        nonlocal calls
+        calls += 1
+        await real_write(session, *args)  # type: ignore[arg-type]
+        if calls == 1:
+            # What the unique number index says when another import won the race.
+            raise IntegrityError("INSERT", {}, Exception("duplicate key value"))
+
+    monkeypatch.setattr(importer, "_write_batch", collides_once)
+    report = await import_contacts(
+        sessions, CSV / "good.csv", region="CA", campaign_id=campaign.id, assign_to=["alice", "bob"]
+    )
+    assert calls == 2 and report.added_to_list == 4
+    async with sessions() as session:
+        owners = (
+            await session.scalars(
+                select(CallingListEntry.volunteer_id).order_by(CallingListEntry.contact_id)
+            )
+        ).all()
+        told = dict(
+            (
+                await session.execute(
+                    select(Notification.user_id, Notification.params).where(
+                        Notification.kind == NotificationKind.ASSIGNMENT
+                    )
+                )
+            ).all()
+        )
+    assert list(owners) == [alice.id, bob.id, alice.id, bob.id]
+    assert told == {alice.id: {"count": 2}, bob.id: {"count": 2}}
 
 
 async def test_unknown_assignee_or_campaign_stops_before_writing(sessions: Sessions) -> None:

@@ -17,6 +17,7 @@ from dialer.domain.outcomes import (
     validate_submission,
 )
 from dialer.domain.survey import SurveyDefinition, SurveyInvalid, parse_survey
+from dialer.services.call_history import survey_lines
 
 NOW = datetime(2026, 11, 24, 17, 0, tzinfo=UTC)
 
@@ -238,3 +239,18 @@ def test_an_answer_to_a_skipped_question_is_refused() -> None:
         "survey.issues",
         "survey.remarks",
     }
+
+
+def test_history_shows_yes_and_no_in_the_surveys_language() -> None:
+    question = {"id": "vote", "label": "Irez-vous voter ?", "type": "yes_no"}
+    written_in_french = SurveyDefinition.model_validate({"questions": [question], "language": "fr"})
+    unsaid = SurveyDefinition.model_validate({"questions": [question]})
+    token = i18n.activate_scoped("en")
+    try:
+        [line] = survey_lines(written_in_french, {"vote": True})
+        assert (line.question, line.answer, line.yes_no) == ("Irez-vous voter ?", "Oui", None)
+        # A survey that names no language leaves the words to the reader's page.
+        [line] = survey_lines(unsaid, {"vote": False})
+        assert (line.answer, line.yes_no) == ("", False)
+    finally:
+        i18n.deactivate(token)

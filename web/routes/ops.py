@@ -873,6 +873,15 @@ def _refused(request: web.Request, refused: UserChangeRefused) -> Exception:
             return PageError(
                 403, _("Not allowed"), _("Only an administrator can change an administrator.")
             )
+        case UserChangeRefusal.ACCOUNT_ADMIN_ONLY:
+            return PageError(
+                403,
+                _("Not allowed"),
+                _(
+                    "Only an administrator can change this account: it belongs to an "
+                    "organizer, or to someone who is also in teams that are not yours."
+                ),
+            )
         case UserChangeRefusal.LAST_ADMIN:
             return PageError(
                 409,

@@ -34,7 +34,7 @@ from dialer.services.campaigns import colleagues, visible_campaigns
 from dialer.services.tasks import open_tasks_for
 from dialer.store import audit
 from dialer.store import contacts as contact_rows
-from dialer.store.access import teams_of_users
+from dialer.store.access import STAFF_ROLES, teams_of_users
 from dialer.store.models import (
     CallAttempt,
     CallingListEntry,
@@ -487,13 +487,23 @@ async def add_number_to_dnc(
     return contact
 
 
-async def remove_from_dnc(session: AsyncSession, *, contact_id: int, actor: User) -> bool:
-    """False when there is no such contact in ``actor``'s view.
+def may_lift_dnc(actor: User) -> bool:
+    """Whether ``actor``'s role may take people off the do-not-call list (the
+    contacts in their view only: :func:`remove_from_dnc`)."""
+    return actor.role in STAFF_ROLES
 
-    Lifting a do-not-call lets people be called again: an organizer lifts
-    only their teams' contacts; a number on no list, which any team may have
-    added, only an administrator.
+
+async def remove_from_dnc(session: AsyncSession, *, contact_id: int, actor: User) -> bool:
+    """False when there is no such contact in ``actor``'s view, or ``actor``
+    may not lift a do-not-call.
+
+    Lifting a do-not-call lets people be called again: only staff; an
+    organizer lifts only their teams' contacts; a number on no list, which
+    any team may have added, only an administrator.  The do-not-call list's
+    page and the contact's edit form both lift through here.
     """
+    if not may_lift_dnc(actor):
+        return False
     contact = await session.scalar(
         select(Contact)
         .options(selectinload(Contact.phones))
@@ -635,10 +645,12 @@ class ContactService:
         *,
         region: str,
         policy: DialingPolicy,
+        opened: contact_edits.ContactEdit,
         known_errors: dict[str, str] | None = None,
     ) -> dict[str, Any] | None:
         """The audited changes, or None when the contact is not in ``user``'s view;
-        raises :class:`~dialer.services.contact_edits.ContactEditRejected`."""
+        raises :class:`~dialer.services.contact_edits.ContactEditRejected`.
+        ``opened`` is the record as the form showed it: only what differs from it is written."""
         try:
             async with self._sessions.begin() as session:
                 return await contact_edits.edit_contact(
@@ -646,6 +658,7 @@ class ContactService:
                     user,
                     contact_id,
                     edit,
+                    opened=opened,
                     region=region,
                     policy=policy,
                     now=utcnow(),

@@ -1,6 +1,7 @@
 """The contact's record in a real browser: the Details tab's edit form (a
-refused value, then a saved one), and the Call tab's calling-hours note
-after an administrator changes a team's hours on the Teams page."""
+refused value, a value someone else changed meanwhile, then a saved one),
+and the Call tab's calling-hours note after an administrator changes a
+team's hours on the Teams page."""
 
 from __future__ import annotations
 
@@ -46,8 +47,18 @@ async def test_a_volunteer_fixes_a_record_from_the_details_tab(
     await expect(page.locator("#email-error")).to_have_text("This is not a valid email address.")
     await expect(page.locator("#ce-new-number")).to_have_value("514 555 0121")
     await shot(page, "contact-edit-refused")
+    # Meanwhile an outcome gives Ada's email: Alice's save of hers is refused
+    # with the current value (nothing overwritten), and goes through once seen.
+    async with world.sessions.begin() as session:
+        stored = await session.get(Contact, ada)
+        assert stored is not None
+        stored.email = "ada@outcome.org"
     await page.fill("#ce-email", "ada@example.org")
     await page.select_option("#ce-score", "5")
+    await page.click("#contact-save")
+    await expect(page.locator("#edit-conflicts")).to_contain_text("it is now: ada@outcome.org")
+    await expect(page.locator("#ce-email")).to_have_value("ada@example.org")
+    await shot(page, "contact-edit-conflict")
     await page.click("#contact-save")
     await page.wait_for_url(re.compile(rf".*/contacts/{ada}\?tab=details&saved=1$"))
     await expect(page.locator("#contact-saved")).to_be_visible()

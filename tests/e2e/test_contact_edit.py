@@ -8,14 +8,16 @@ Quebec's (carol, oscar); adam administers both.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from html import unescape
+from html.parser import HTMLParser
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from dialer.domain.vocabulary import PhoneType
-from dialer.store.models import AuditEntry, Contact
+from dialer.store.models import AuditEntry, Contact, ContactPhone
 from tests.e2e.conftest import Browser, ClientFactory
 from tests.e2e.webworld import CONTACTS, WebWorld
 
@@ -30,12 +32,16 @@ async def _contact(world: WebWorld, key: str) -> Contact:
 
 
 async def _edits(world: WebWorld, key: str) -> list[AuditEntry]:
+    return await _audit(world, key, "contact.edit")
+
+
+async def _audit(world: WebWorld, key: str, action: str) -> list[AuditEntry]:
     async with world.sessions() as session:
         return list(
             await session.scalars(
                 select(AuditEntry)
                 .where(
-                    AuditEntry.action == "contact.edit",
+                    AuditEntry.action == action,
                     AuditEntry.entity_id == str(world.contacts[key]),
                 )
                 .order_by(AuditEntry.id)
@@ -44,7 +50,18 @@ async def _edits(world: WebWorld, key: str) -> list[AuditEntry]:
 
 
 def _form_of(contact: Contact, **changes: Any) -> list[tuple[str, str]]:
-    """The form as the Details tab fills it for ``contact``, with ``changes``."""
+    """The form as the Details tab fills it for ``contact``, with ``changes``
+    (opened on the record as it is: its ``orig-`` fields are ``contact``'s)."""
+    values = _fields_of(contact)
+    opened = [(f"orig-{key}", value) for key, value in values.items()]
+    values.update(changes)
+    fields = [(key, str(value)) for key, value in values.items() if value is not None]
+    fields += [(key, str(value)) for key, value in opened if value is not None]
+    fields += [("phone_id", str(phone.id)) for phone in contact.phones]
+    return fields
+
+
+def _fields_of(contact: Contact) -> dict[str, Any]:
     values: dict[str, Any] = {
         "first_name": contact.first_name,
         "last_name": contact.last_name,
@@ -68,10 +85,7 @@ def _form_of(contact: Contact, **changes: Any) -> list[tuple[str, str]]:
             values[f"phone-{phone.id}-wrong"] = "1"
         if phone.do_not_call:
             values[f"phone-{phone.id}-dnc"] = "1"
-    values.update(changes)
-    fields = [(key, str(value)) for key, value in values.items() if value is not None]
-    fields += [("phone_id", str(phone.id)) for phone in contact.phones]
-    return fields
+    return values
 
 
 async def _save(
@@ -292,16 +306,215 @@ async def test_volunteers_put_on_do_not_call_and_only_staff_take_off(
     assert status == 422
     assert "Seul un organisateur peut retirer un contact de la liste" in html
 
-    # The team's organizer lifts both.
+    # The team's organizer lifts it, as the do-not-call list's page does: the
+    # contact and each of its numbers, under the list's own audit action.
     olivia = await client("olivia")
-    status, _, _ = await _save(
-        olivia, world, "ada", do_not_call=None, **{f"phone-{phone.id}-dnc": None}
-    )
+    edits_before = len(await _edits(world, "ada"))
+    status, _, _ = await _save(olivia, world, "ada", do_not_call=None)
     assert status == 303
     ada = await _contact(world, "ada")
     assert not ada.do_not_call and ada.dnc_at is None and ada.dnc_reason is None
-    assert not ada.phones[0].do_not_call
-    last = (await _edits(world, "ada"))[-1]
-    assert last.actor_id == world.users["olivia"]
-    assert last.changes["do_not_call"] == {"old": True, "new": False}
-    assert last.changes[f"phone:{phone.e164}"]["new"]["do_not_call"] is False
+    assert not ada.phones[0].do_not_call  # left ticked in the form, lifted with the contact
+    [lifted] = await _audit(world, "ada", "dnc.remove")
+    assert lifted.actor_id == world.users["olivia"]
+    assert len(await _edits(world, "ada")) == edits_before  # no contact.edit of its own
+
+
+class _FormFields(HTMLParser):
+    """The fields the edit form would post as the page shows it (its hidden
+    ``orig-`` fields included), as a browser would submit it untouched."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: dict[str, str] = {}
+        self._inside = False
+        self._select: str | None = None
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "form" and a.get("id") == "contact-edit-form":
+            self._inside = True
+        if not self._inside or "disabled" in a:
+            return
+        name = a.get("name") or ""
+        if tag == "input" and name and name not in ("csrf_token", "phone_id"):
+            if a.get("type") != "checkbox" or "checked" in a:
+                self.fields[name] = a.get("value") or ""
+        elif tag == "select":
+            self._select = name
+        elif (
+            tag == "option"
+            and self._select
+            and ("selected" in a or self._select not in self.fields)
+        ):
+            self.fields[self._select] = a.get("value") or ""
+        elif tag == "textarea":
+            self._textarea = name
+            self.fields[name] = ""
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea:
+            self.fields[self._textarea] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._inside = False
+        elif tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+
+
+def _rendered(html: str) -> dict[str, str]:
+    parser = _FormFields()
+    parser.feed(html)
+    assert "orig-first_name" in parser.fields, "the form carries the record as opened"
+    return parser.fields
+
+
+async def _open(browser: Browser, world: WebWorld, key: str) -> dict[str, str]:
+    status, html = await browser.page(f"/contacts/{world.contacts[key]}/edit")
+    assert status == 200
+    return _rendered(html)
+
+
+async def _submit(
+    browser: Browser, world: WebWorld, key: str, fields: dict[str, str], **changes: str | None
+) -> tuple[int, str]:
+    """Post a form as opened earlier, with ``changes``; (status, page unescaped)."""
+    posted = {**fields, **changes}
+    data = [(name, value) for name, value in posted.items() if value is not None]
+    ids = {name.split("-")[2] for name in fields if name.startswith("orig-phone-")}
+    data += [("phone_id", phone_id) for phone_id in sorted(ids)]
+    response = await browser.form(f"/contacts/{world.contacts[key]}/edit", data)
+    async with response:
+        return response.status, unescape(await response.text())
+
+
+async def test_a_save_writes_only_what_the_form_changed_and_keeps_the_rest(
+    client: ClientFactory, world: WebWorld
+) -> None:
+    """An outcome's email and score, an import's address and number, a
+    colleague's mark on a number: all arrive after Alice opened the form,
+    and her name change leaves them as they are."""
+    alice = await client("alice")
+    form = await _open(alice, world, "ada")
+    async with world.sessions.begin() as session:
+        ada = await session.get(
+            Contact, world.contacts["ada"], options=[selectinload(Contact.phones)]
+        )
+        assert ada is not None
+        ada.email, ada.support_score, ada.address = "ada@outcome.org", 1, "1 Import Road"
+        ada.phones[0].wrong_number = True
+        ada.phones.append(ContactPhone(e164="+15145550122"))
+    status, _ = await _submit(alice, world, "ada", form, first_name="Augusta")
+    assert status == 303
+    ada = await _contact(world, "ada")
+    assert ada.first_name == "Augusta"
+    assert (ada.email, ada.support_score, ada.address) == ("ada@outcome.org", 1, "1 Import Road")
+    assert sorted(p.e164 for p in ada.phones) == sorted([CONTACTS["ada"][2], "+15145550122"])
+    assert next(p for p in ada.phones if p.e164 == CONTACTS["ada"][2]).wrong_number
+    [entry] = await _edits(world, "ada")
+    assert entry.changes == {"first_name": {"old": "Ada", "new": "Augusta"}}
+
+
+async def test_a_field_changed_on_both_sides_is_refused_with_its_current_value(
+    client: ClientFactory, world: WebWorld
+) -> None:
+    alice = await client("alice")
+    bob = await client("bob", language="fr")
+    form = await _open(alice, world, "ada")
+    form_fr = await _open(bob, world, "ada")
+    async with world.sessions.begin() as session:
+        ada = await session.get(Contact, world.contacts["ada"])
+        assert ada is not None
+        ada.email = "ada@outcome.org"
+    status, html = await _submit(
+        alice, world, "ada", form, first_name="Augusta", email="ada@mine.org"
+    )
+    assert status == 409
+    assert "Someone else changed this record since you opened the form" in html
+    assert "Email was changed by someone else since you opened this form" in html
+    assert "it is now: ada@outcome.org" in html
+    status, html = await _submit(bob, world, "ada", form_fr, email="ada@bob.org")
+    assert status == 409
+    assert "Le champ « Courriel » a été modifié par quelqu'un d'autre" in html
+    assert "il vaut maintenant : ada@outcome.org" in html
+    ada = await _contact(world, "ada")
+    assert (ada.first_name, ada.email) == ("Ada", "ada@outcome.org")
+    assert await _edits(world, "ada") == []
+
+    # The refusal's form has seen the current value: saving it again writes hers.
+    status, html = await _submit(alice, world, "ada", await _form_from_refusal(alice, world, form))
+    assert status == 303, html
+    ada = await _contact(world, "ada")
+    assert (ada.first_name, ada.email) == ("Augusta", "ada@mine.org")
+
+
+async def _form_from_refusal(
+    browser: Browser, world: WebWorld, form: dict[str, str]
+) -> dict[str, str]:
+    status, html = await _submit(
+        browser, world, "ada", form, first_name="Augusta", email="ada@mine.org"
+    )
+    assert status == 409
+    shown = _rendered(html)
+    assert shown["email"] == "ada@mine.org" and shown["orig-email"] == "ada@outcome.org"
+    return shown
+
+
+async def test_a_number_changed_or_deleted_since_the_form_opened_is_refused(
+    client: ClientFactory, world: WebWorld
+) -> None:
+    olivia = await client("olivia")
+    form = await _open(olivia, world, "ada")
+    phone_id = next(name.split("-")[2] for name in form if name.startswith("orig-phone-"))
+    async with world.sessions.begin() as session:
+        phone = await session.get(ContactPhone, int(phone_id))
+        assert phone is not None
+        phone.phone_type = PhoneType.WORK
+    status, html = await _submit(
+        olivia, world, "ada", form, first_name="Augusta", **{f"phone-{phone_id}-type": "landline"}
+    )
+    assert status == 409
+    assert "The number +1 514" in html and "it is now: Work" in html
+    assert (await _contact(world, "ada")).first_name == "Ada"
+    async with world.sessions.begin() as session:
+        phone = await session.get(ContactPhone, int(phone_id))
+        assert phone is not None
+        await session.delete(phone)
+    status, html = await _submit(olivia, world, "ada", form, **{f"phone-{phone_id}-wrong": "1"})
+    assert status == 409 and "A number you changed was deleted by someone else" in html
+    # Untouched, a number deleted meanwhile is no obstacle.
+    status, _ = await _submit(olivia, world, "ada", form, first_name="Augusta")
+    assert status == 303
+    assert (await _contact(world, "ada")).first_name == "Augusta"
+
+
+async def test_lifting_do_not_call_from_the_form_is_the_lists_own_lifting(
+    client: ClientFactory, world: WebWorld
+) -> None:
+    """Same effect and same audit action as /ops/dnc/<id>/remove: the contact
+    and every number off the list, one dnc.remove entry; never by a volunteer."""
+    async with world.sessions.begin() as session:
+        ada = await session.get(
+            Contact, world.contacts["ada"], options=[selectinload(Contact.phones)]
+        )
+        assert ada is not None
+        ada.do_not_call, ada.dnc_reason, ada.dnc_at = True, "Asked twice", datetime.now(UTC)
+        for phone in ada.phones:
+            phone.do_not_call = True
+    olivia = await client("olivia")
+    form = await _open(olivia, world, "ada")
+    status, _ = await _submit(
+        olivia, world, "ada", form, do_not_call=None, notes="Changed her mind."
+    )
+    assert status == 303
+    ada = await _contact(world, "ada")
+    assert not ada.do_not_call and ada.dnc_reason is None and ada.dnc_at is None
+    assert not any(phone.do_not_call for phone in ada.phones)
+    [lifted] = await _audit(world, "ada", "dnc.remove")
+    assert lifted.actor_id == world.users["olivia"]
+    [entry] = await _edits(world, "ada")
+    assert set(entry.changes) == {"notes"}

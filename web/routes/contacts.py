@@ -1,5 +1,9 @@
 """Editing a contact's record: the Details tab's form, and its page when a
-value is refused (422, each error beside its field).
+value is refused (422, each error beside its field) or when someone else
+changed a field the form changed since it was opened (409).
+
+The form carries the record as it was opened (hidden ``orig-`` fields), so
+that the service writes only what the person changed there.
 
 Who may change what is the service's rule (dialer.services.contact_edits);
 this module reads the form, within each column's length, and renders.
@@ -50,8 +54,17 @@ def _phone_type(raw: str) -> PhoneType:
     return PhoneType(raw) if raw in PhoneType._value2member_map_ else PhoneType.OTHER
 
 
+OPENED = "orig-"
+
+
 def values_of(contact: Contact) -> dict[str, Any]:
-    """The form's values for the record as stored."""
+    """The form's values for the record as stored (shown, and as opened)."""
+    values = _stored(contact)
+    values["opened"] = _stored(contact)
+    return values
+
+
+def _stored(contact: Contact) -> dict[str, Any]:
     return {
         "first_name": contact.first_name,
         "last_name": contact.last_name,
@@ -79,11 +92,11 @@ def values_of(contact: Contact) -> dict[str, Any]:
     }
 
 
-def _values_of_form(form: MultiDictProxy[Any], phone_ids: list[int]) -> dict[str, Any]:
-    """The form's values as typed, to show them again beside its errors."""
+def _typed(form: MultiDictProxy[Any], phone_ids: list[int], prefix: str = "") -> dict[str, Any]:
+    """The form's values as typed (or, with the prefix, as it was opened)."""
 
     def raw(name: str) -> str:
-        value = form.get(name, "")
+        value = form.get(prefix + name, "")
         return value if isinstance(value, str) else ""
 
     values: dict[str, Any] = {name: raw(name) for name in TEXT_FIELDS}
@@ -100,11 +113,49 @@ def _values_of_form(form: MultiDictProxy[Any], phone_ids: list[int]) -> dict[str
     return values
 
 
-def read_edit(reader: Reader) -> tuple[ContactEdit, list[int]]:
-    """The edit the form asks for, and the ids of the numbers it shows;
-    problems are left in ``reader.errors``."""
-    text = {name: reader.text(name, max_length=limit) for name, limit in TEXT_FIELDS.items()}
-    score = reader.integer("support_score", low=1, high=5)
+def _values_of_form(
+    form: MultiDictProxy[Any], phone_ids: list[int], contact: Contact, conflicts: frozenset[str]
+) -> dict[str, Any]:
+    """The form to show again beside its errors: what was typed, except that
+    a field left as it was opened shows the record as it is now; the form is
+    then as opened now for the fields in conflict (the person has seen their
+    current value) and for those it shows anew, as opened before for the others."""
+    typed, opened, stored = (
+        _typed(form, phone_ids),
+        _typed(form, phone_ids, OPENED),
+        _stored(contact),
+    )
+    values: dict[str, Any] = {"new_number": typed["new_number"]}
+    values["new_number_type"] = typed["new_number_type"]
+    first: dict[str, Any] = {}
+    for name in (*TEXT_FIELDS, "support_score", "do_not_call"):
+        if name == "new_number":
+            continue
+        if typed[name] == opened[name]:
+            values[name] = first[name] = stored[name]
+        else:
+            values[name] = typed[name]
+            first[name] = stored[name] if name in conflicts else opened[name]
+    values["phones"], first["phones"] = {}, {}
+    for phone_id, now in stored["phones"].items():
+        mine, was = typed["phones"].get(phone_id), opened["phones"].get(phone_id)
+        if mine is None or was is None or mine == was:
+            values["phones"][phone_id] = first["phones"][phone_id] = now
+        else:
+            values["phones"][phone_id] = mine
+            first["phones"][phone_id] = now if f"phone-{phone_id}" in conflicts else was
+    values["opened"] = first
+    return values
+
+
+def read_edit(reader: Reader, prefix: str = "") -> tuple[ContactEdit, list[int]]:
+    """The edit the form asks for (with ``prefix``: the record as the form was
+    opened), and the ids of the numbers it shows; problems are left in
+    ``reader.errors``."""
+    text = {
+        name: reader.text(prefix + name, max_length=limit) for name, limit in TEXT_FIELDS.items()
+    }
+    score = reader.integer(prefix + "support_score", low=1, high=5)
     phone_ids = [
         phone_id
         for phone_id in (parse_id(value) for value in reader.form.getall("phone_id", []))
@@ -113,10 +164,10 @@ def read_edit(reader: Reader) -> tuple[ContactEdit, list[int]]:
     phones = tuple(
         PhoneEdit(
             phone_id=phone_id,
-            phone_type=_phone_type(reader.raw(f"phone-{phone_id}-type")),
-            wrong_number=reader.flag(f"phone-{phone_id}-wrong"),
-            do_not_call=reader.flag(f"phone-{phone_id}-dnc"),
-            remove=reader.flag(f"phone-{phone_id}-remove"),
+            phone_type=_phone_type(reader.raw(f"{prefix}phone-{phone_id}-type")),
+            wrong_number=reader.flag(f"{prefix}phone-{phone_id}-wrong"),
+            do_not_call=reader.flag(f"{prefix}phone-{phone_id}-dnc"),
+            remove=reader.flag(f"{prefix}phone-{phone_id}-remove"),
         )
         for phone_id in phone_ids
     )
@@ -131,11 +182,11 @@ def read_edit(reader: Reader) -> tuple[ContactEdit, list[int]]:
         address=text["address"] or None,
         area=text["area"] or None,
         timezone=text["timezone"] or None,
-        do_not_call=reader.flag("do_not_call"),
+        do_not_call=reader.flag(prefix + "do_not_call"),
         dnc_reason=text["dnc_reason"] or None,
         phones=phones,
         new_number=text["new_number"],
-        new_number_type=_phone_type(reader.raw("new_number_type")),
+        new_number_type=_phone_type(reader.raw(prefix + "new_number_type")),
     )
     return edit, phone_ids
 
@@ -152,6 +203,7 @@ def _edit_page(
     values: dict[str, Any],
     errors: dict[str, str],
     campaign_id: int | None,
+    conflicts: list[str] | None = None,
     status: int = 200,
 ) -> web.Response:
     return render(
@@ -162,6 +214,7 @@ def _edit_page(
             "contact": contact,
             "edit_values": values,
             "edit_errors": errors,
+            "edit_conflicts": conflicts or [],
             "phone_types": list(PhoneType),
             "display_number": display_number,
             "campaign_id": campaign_id,
@@ -197,6 +250,10 @@ async def contact_edit_save(request: web.Request) -> web.StreamResponse:
     reader = Reader(form)
     campaign_id = parse_id(reader.raw("campaign"))
     edit, phone_ids = read_edit(reader)
+    # The values the form was opened with came from the record, not from
+    # typing: what a separate reader finds wrong in them is nobody's to fix.
+    opened, _shown_ids = read_edit(Reader(form), OPENED)
+    conflicts: frozenset[str] = frozenset()
     try:
         # What the reader refused goes along, so that every error shows at once.
         changes = await deps.contacts.edit_contact(
@@ -205,10 +262,11 @@ async def contact_edit_save(request: web.Request) -> web.StreamResponse:
             edit,
             region=deps.default_region,
             policy=deps.service.policy,
+            opened=opened,
             known_errors=reader.errors,
         )
     except ContactEditRejected as rejected:
-        errors = rejected.errors
+        errors, conflicts = rejected.errors, rejected.conflicts
     else:
         if changes is None:
             raise not_found(request)
@@ -219,8 +277,9 @@ async def contact_edit_save(request: web.Request) -> web.StreamResponse:
     return _edit_page(
         request,
         contact,
-        values=_values_of_form(form, phone_ids),
+        values=_values_of_form(form, phone_ids, contact, conflicts),
         errors=errors,
         campaign_id=campaign_id,
-        status=422,
+        conflicts=[errors[key] for key in sorted(conflicts) if key in errors],
+        status=409 if conflicts else 422,
     )

@@ -72,6 +72,32 @@ class CallOutcome(StrEnum):
     LOST = "lost"
 
 
+# Ends of a call that was a conversation, once its contact answered: the
+# volunteer owes its outcome (``outcome_owed``).  Talk ended normally, or
+# by the volunteer or an organizer hanging up; either way the contact
+# talked, and nothing recorded it yet.  Not FAILED or LOST: a call cut by a
+# PBX crash, or found ended by a reconciliation, did not end as a
+# conversation does and nobody can say how it went (it is flagged for
+# review instead).  Mirrored in web/static/call.js (CONVERSATION_ENDS).
+CONVERSATION_ENDS = frozenset(
+    {
+        CallOutcome.COMPLETED,
+        CallOutcome.HUNG_UP_BY_OPERATOR,
+        CallOutcome.HUNG_UP_BY_VOLUNTEER,
+    }
+)
+
+
+def outcome_owed(outcome: CallOutcome | None, *, contact_answered: bool) -> bool:
+    """Whether an ended call's volunteer owes its outcome: the contact answered
+    and the call ended as a conversation does (``CONVERSATION_ENDS``).
+
+    Only the call's own facts; whether an outcome was recorded or skipped
+    since is the store's to say (``dialer.store.calls.pending_outcome_filter``).
+    """
+    return contact_answered and outcome in CONVERSATION_ENDS
+
+
 class DispositionOutcome(StrEnum):
     """The volunteer's answer to "how did it go?", the first question."""
 

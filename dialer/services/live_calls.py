@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer.domain.vocabulary import CallOutcome, CallState
+from dialer.domain.vocabulary import CallOutcome, CallState, outcome_owed
 from dialer.live.broadcaster import Broadcaster
 from dialer.services.common import Clock
 from dialer.store import calls
@@ -57,7 +57,9 @@ class CallPublisher:
         self.broadcaster.publish(
             "call", call.call_id, payload, present=call.state is not CallState.ENDED
         )
-        status = volunteer_status(call.state, call.outcome)
+        status = volunteer_status(
+            call.state, call.outcome, contact_answered=call.contact_answered_at is not None
+        )
         if status == WRAP_UP and self._outcome_recorded.get(call.volunteer_id) == call.call_id:
             status = AVAILABLE
         self._publish_status(call.volunteer_id, status, call.call_id)
@@ -174,14 +176,19 @@ AVAILABLE = "idle"
 WRAP_UP = "wrap_up"
 
 
-def volunteer_status(state: CallState, outcome: CallOutcome | None) -> str:
+def volunteer_status(
+    state: CallState, outcome: CallOutcome | None, *, contact_answered: bool
+) -> str:
     if state in (CallState.REQUESTED, CallState.RINGING_VOLUNTEER):
         return "ringing"
     if state is CallState.ENDED:
-        # An answered call leaves the volunteer wrapping up until its
-        # outcome is recorded (CallPublisher.publish_outcome_recorded);
-        # one that reached no one has its automatic outcome already.
-        return WRAP_UP if outcome is CallOutcome.COMPLETED else AVAILABLE
+        # A call whose outcome is owed (the same rule as the pending
+        # outcome that blocks the next call) leaves the volunteer wrapping
+        # up until it is recorded or skipped
+        # (CallPublisher.publish_outcome_recorded); one that reached no one
+        # has its automatic outcome already, and a lost one is for review.
+        owed = outcome_owed(outcome, contact_answered=contact_answered)
+        return WRAP_UP if owed else AVAILABLE
     return "on_call"
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from dialer.domain.ports import CallSnapshot, HangupBy
-from dialer.domain.vocabulary import CallOutcome, CallState
+from dialer.domain.vocabulary import CONVERSATION_ENDS, CallOutcome, CallState
 from dialer.store.models import CallAttempt, Disposition, HangupRequest
 
 # What a PBX snapshot carries, column for column.
@@ -295,13 +295,17 @@ def _stored_values(call: CallAttempt) -> dict[str, Any]:
 
 
 def pending_outcome_filter() -> ColumnElement[bool]:
-    """Calls whose outcome is pending: completed (the contact answered and the
-    call ended normally), with neither an outcome recorded nor one skipped on
-    purpose.  The same calls leave their volunteer "wrapping up" on the live
-    panel; a lost call or one an organizer hung up does not hold anyone up."""
+    """Calls whose outcome is pending: ended calls whose volunteer owes their
+    outcome (:func:`dialer.domain.vocabulary.outcome_owed`: the contact
+    answered and talk ended, normally or by someone hanging up), with neither
+    an outcome recorded nor one skipped on purpose.  The same calls leave
+    their volunteer "wrapping up" on the live panel; a call lost to a PBX
+    crash does not hold anyone up."""
     return and_(
         CallAttempt.state == CallState.ENDED,
-        CallAttempt.outcome == CallOutcome.COMPLETED,
+        # outcome_owed(), in SQL.
+        CallAttempt.contact_answered_at.is_not(None),
+        CallAttempt.outcome.in_(sorted(CONVERSATION_ENDS)),
         CallAttempt.outcome_skipped_at.is_(None),
         ~exists().where(Disposition.call_attempt_id == CallAttempt.id),
     )

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 from playwright.async_api import Page, expect
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
-from dialer.store.models import CallAttempt, ContactPhone
+from dialer.store.models import CallAttempt, ContactPhone, TeamMember
 from tests.browser.conftest import Contexts, shot
 from tests.browser.walk import sign_in, state_label, text
 from tests.e2e.webworld import Served, WebWorld, serve
@@ -145,3 +145,44 @@ async def test_a_busy_call_fails_its_steps_and_an_answered_one_is_skipped(
             select(CallAttempt).where(CallAttempt.contact_id == world.contacts["gustave"])
         )
     assert skipped is not None and skipped.outcome_skip_reason == "call_cut_off"
+
+
+async def test_a_talk_an_organizer_hung_up_is_owed_and_skipped_once_out_of_view(
+    live_app: Served, world: WebWorld, contexts: Contexts
+) -> None:
+    served = live_app
+    alice = await contexts.page(phone=True)
+    await sign_in(alice, served, "alice")
+    await alice.goto(contact_url(served, world, "marie"))  # answers and stays on the line
+    await alice.click("#call-button")
+    await expect(alice.locator("#call-state")).to_have_text(state_label("en", "talking"))
+    async with world.sessions() as session:
+        call_id = await session.scalar(
+            select(CallAttempt.call_id).where(CallAttempt.contact_id == world.contacts["marie"])
+        )
+    assert call_id is not None
+    # Hung up from the live panel: Marie talked, so her outcome is owed.
+    await served.runtime.service.hang_up(world.users["olivia"], call_id)
+    await expect(alice.locator("#outcome-form")).to_be_visible(timeout=10_000)
+    await expect(alice.locator("#skip-outcome")).to_be_visible()
+
+    # Alice moves to the Quebec team before recording it: Marie is out of view.
+    async with world.sessions.begin() as session:
+        await session.execute(
+            delete(TeamMember).where(
+                TeamMember.user_id == world.users["alice"], TeamMember.team_id == world.team_id
+            )
+        )
+        session.add(TeamMember(user_id=world.users["alice"], team_id=world.other_team_id))
+    await alice.goto(f"{served.url}/campaigns/{world.other_campaign_id}/next")
+    await expect(alice.locator("#pending-banner")).to_be_visible()
+    await alice.check('#pending-skip-form input[name="skip_reason"][value="other"]')
+    await alice.click("#pending-skip-confirm")
+    await expect(alice.locator('#pending-skip-form [data-error-for="note"]')).not_to_be_empty()
+    await alice.fill("#pending-skip-note", "Moved to Quebec")
+    await alice.click("#pending-skip-confirm")
+    # Skipped: Next goes on (her Quebec list is empty), nothing owed any more.
+    await expect(alice.locator("#empty-reason")).to_be_visible()
+    async with world.sessions() as session:
+        skipped = await session.scalar(select(CallAttempt).where(CallAttempt.call_id == call_id))
+    assert skipped is not None and skipped.outcome_skip_note == "Moved to Quebec"

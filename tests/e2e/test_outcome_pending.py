@@ -6,16 +6,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from dialer.domain.vocabulary import CallOutcome, CallState
-from dialer.store.models import AuditEntry, CallAttempt, CallingListEntry
+from dialer.store.models import AuditEntry, CallAttempt, CallingListEntry, TeamMember
 from tests.e2e.conftest import Browser, ClientFactory
 from tests.e2e.webworld import WebWorld
 
 
-async def answered_call(world: WebWorld, volunteer: Browser, contact: str = "ada") -> str:
-    """A call the contact answered and that has ended, with no outcome yet."""
+async def answered_call(
+    world: WebWorld,
+    volunteer: Browser,
+    contact: str = "ada",
+    outcome: CallOutcome = CallOutcome.COMPLETED,
+) -> str:
+    """A call the contact answered and that has ended (as ``outcome`` says),
+    with no outcome recorded yet."""
     status, call = await volunteer.api(
         "POST",
         "/api/calls",
@@ -28,7 +34,7 @@ async def answered_call(world: WebWorld, volunteer: Browser, contact: str = "ada
             .where(CallAttempt.call_id == call["call_id"])
             .values(
                 state=CallState.ENDED,
-                outcome=CallOutcome.COMPLETED,
+                outcome=outcome,
                 contact_answered_at=CallAttempt.requested_at,
                 ended_at=CallAttempt.requested_at,
             )
@@ -205,3 +211,88 @@ async def test_the_history_shows_consent_survey_answers_and_mobilized(
     assert "Which issues matter most?</span> — <strong>Transit</strong>" in history
     assert "Agreed to answer" in history
     assert "Was mobilized" in history
+
+
+async def test_an_answered_call_an_organizer_hung_up_is_owed_but_a_lost_one_is_not(
+    client: ClientFactory, world: WebWorld
+) -> None:
+    # Hung up from the live panel while talking: the contact talked, and
+    # nothing gives it an automatic outcome; it is owed like a completed call.
+    alice = await client("alice")
+    call_id = await answered_call(world, alice, outcome=CallOutcome.HUNG_UP_BY_OPERATOR)
+    marie = {"contact_id": world.contacts["marie"], "campaign_id": world.campaign_id}
+    status, body = await alice.api("POST", "/api/calls", marie)
+    assert status == 409 and body["error"]["code"] == "outcome_pending"
+    assert body["error"]["call_id"] == call_id
+    status, html = await alice.page(
+        f"/contacts/{world.contacts['ada']}?campaign={world.campaign_id}"
+    )
+    assert f'data-pending-call="{call_id}"' in html
+    status, answer = await alice.api(
+        "POST", f"/api/calls/{call_id}/skip-outcome", {"reason": "call_cut_off"}
+    )
+    assert status == 200 and answer["skipped"] is True
+
+    # Lost when the PBX crashed: nobody can say how it went; it is for
+    # review, and holds nobody up.
+    bob = await client("bob")
+    await answered_call(world, bob, "grace", outcome=CallOutcome.LOST)
+    status, me = await bob.api("GET", "/api/me")
+    assert me["outcome_pending"] is None
+    status, body = await bob.api(
+        "POST",
+        "/api/calls",
+        {"contact_id": world.contacts["gustave"], "campaign_id": world.campaign_id},
+    )
+    assert status == 201, body
+
+
+async def test_an_outcome_owed_on_a_contact_out_of_view_is_skipped_where_next_leads(
+    client: ClientFactory, world: WebWorld
+) -> None:
+    alice = await client("alice")
+    call_id = await answered_call(world, alice)
+    # Alice moves from the Montreal team to Quebec: Ada's record is out of her view.
+    async with world.sessions.begin() as session:
+        await session.execute(
+            delete(TeamMember).where(
+                TeamMember.user_id == world.users["alice"], TeamMember.team_id == world.team_id
+            )
+        )
+        session.add(TeamMember(user_id=world.users["alice"], team_id=world.other_team_id))
+    pending_url = f"/contacts/{world.contacts['ada']}?campaign={world.campaign_id}&call={call_id}"
+
+    # Next on her new campaign shows its page with the skip form, not a 404.
+    response = await alice.request("GET", f"/campaigns/{world.other_campaign_id}/next")
+    assert response.status == 200
+    html = await response.text()
+    assert "Quebec canvass" in html and 'id="pending-banner"' in html
+    assert f'data-call="{call_id}"' in html and 'name="skip_reason"' in html
+    # The old campaign's Next (a screen left open) and the link to the call
+    # lead to the same offer, never to a 404.
+    response = await alice.request("GET", f"/campaigns/{world.campaign_id}/next")
+    assert response.status == 303 and response.headers["Location"] == pending_url
+    status, html = await alice.page(pending_url)
+    assert status == 200 and f'data-call="{call_id}"' in html
+    assert "Ada Lovelace" in html and "Remind people" not in html  # no record shown
+    # Another contact's page offers the skip in its banner.
+    status, html = await alice.page(
+        f"/contacts/{world.contacts['alan']}?campaign={world.other_campaign_id}"
+    )
+    assert status == 200 and 'id="pending-banner"' in html
+    assert 'id="pending-skip-form"' in html and f'data-call="{call_id}"' in html
+
+    status, answer = await alice.api(
+        "POST", f"/api/calls/{call_id}/skip-outcome", {"reason": "wrong_person"}
+    )
+    assert status == 200 and answer["skipped"] is True
+    status, me = await alice.api("GET", "/api/me")
+    assert me["outcome_pending"] is None
+    status, body = await alice.api(
+        "POST",
+        "/api/calls",
+        {"contact_id": world.contacts["alan"], "campaign_id": world.other_campaign_id},
+    )
+    assert status == 201, body
+    # Ada's record was out of her view all along; with nothing owed, it says so.
+    assert (await alice.request("GET", pending_url)).status == 404

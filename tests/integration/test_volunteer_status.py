@@ -14,8 +14,9 @@ from ami_bridge.simulator import AmiSimulator
 from dialer.domain.outcomes import parse_submission
 from dialer.domain.vocabulary import CallOutcome, CallState
 from dialer.live.broadcaster import Broadcaster
-from dialer.services.live_calls import CallPublisher
-from dialer.store.models import CallAttempt
+from dialer.services.live_calls import CallPublisher, volunteer_status
+from dialer.store import calls
+from dialer.store.models import CallAttempt, utcnow
 from tests.integration.pbx_harness import Harness, running_worker
 from tests.integration.world import build_world
 
@@ -100,6 +101,7 @@ def answered_call(call_id: str, volunteer_id: int, state: CallState) -> CallAtte
         call_id=call_id,
         state=state,
         outcome=CallOutcome.COMPLETED if ended else None,
+        contact_answered_at=utcnow(),
         volunteer_id=volunteer_id,
         contact_id=1,
         number_e164="+15145550184",
@@ -125,3 +127,48 @@ async def test_an_old_calls_outcome_leaves_a_new_call_shown(sessions: Sessions) 
     publisher.publish_outcome_recorded(7, "old", ended=True)
     status = shown_status(publisher.broadcaster, 7)
     assert (status["status"], status["call_id"]) == ("ringing", "new")
+
+
+async def test_a_talk_an_organizer_hung_up_leaves_the_volunteer_wrapping_up(
+    harness: Harness,
+) -> None:
+    # Montreal answers and stays on the line; an organizer hangs up from the
+    # live panel.  The contact talked and no automatic outcome covers it:
+    # Alice wraps up, and owes the outcome, until she records it.
+    broadcaster = harness.service.broadcaster
+    alice = harness.world.users["alice"]
+    call_id = await harness.call("montreal")
+    await harness.wait_for(call_id, CallState.TALKING)
+    await harness.service.hang_up(harness.world.users["olivia"], call_id)
+    ended = await harness.wait_for(call_id, CallState.ENDED)
+    assert ended.outcome is CallOutcome.HUNG_UP_BY_OPERATOR
+    assert ended.contact_answered_at is not None
+    assert (shown_status(broadcaster, alice)["status"], ended.call_id) == ("wrap_up", call_id)
+    async with harness.world.sessions() as session:
+        pending = await calls.pending_outcome(session, alice)
+    assert pending is not None and pending.call_id == call_id
+
+    await harness.world.outcomes(harness.service.publisher).record_outcome(
+        alice,
+        parse_submission(
+            {
+                "submission_id": "status-hungup",
+                "call_id": call_id,
+                "contact_id": harness.world.contacts["montreal"],
+                "outcome": "refused",
+            }
+        ),
+    )
+    assert shown_status(broadcaster, alice)["status"] == "idle"
+
+
+def test_only_a_conversation_that_ended_leaves_wrap_up() -> None:
+    ended = CallState.ENDED
+    for outcome in (CallOutcome.COMPLETED, CallOutcome.HUNG_UP_BY_OPERATOR):
+        assert volunteer_status(ended, outcome, contact_answered=True) == "wrap_up"
+    # Lost to a PBX crash, or cut short before anyone answered: nothing to wrap up.
+    assert volunteer_status(ended, CallOutcome.LOST, contact_answered=True) == "idle"
+    assert volunteer_status(ended, CallOutcome.FAILED, contact_answered=True) == "idle"
+    assert volunteer_status(ended, CallOutcome.HUNG_UP_BY_OPERATOR, contact_answered=False) == (
+        "idle"
+    )

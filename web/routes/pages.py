@@ -173,6 +173,12 @@ async def attendance(request: web.Request) -> web.StreamResponse:
 async def campaign_page(request: web.Request) -> web.Response:
     user = require_user(request)
     campaign = await _campaign_for(request, user, int(request.match_info["campaign_id"]))
+    return await _campaign_view(request, user, campaign, "campaign.html", {})
+
+
+async def _campaign_view(
+    request: web.Request, user: User, campaign: Campaign, template: str, extra: dict[str, Any]
+) -> web.Response:
     owner_id = _query_int(request, "owner") or user.id
     found = await request.app[deps_key].campaigns.campaign_page(
         campaign, viewer_id=user.id, owner_id=owner_id, now=utcnow()
@@ -184,8 +190,9 @@ async def campaign_page(request: web.Request) -> web.Response:
     message = request.query.get("empty", "")
     return page(
         request,
-        "campaign.html",
-        {
+        template,
+        extra
+        | {
             "campaign": campaign,
             "owner": owner,
             "teammates": [m for m in members if m.id != user.id and m.role is Role.VOLUNTEER],
@@ -204,14 +211,32 @@ async def campaign_page(request: web.Request) -> web.Response:
 @routes.get("/campaigns/{campaign_id:\\d{1,9}}/next")
 async def next_contact(request: web.Request) -> web.StreamResponse:
     user = require_user(request)
-    campaign = await _campaign_for(request, user, int(request.match_info["campaign_id"]))
-    owner = _query_int(request, "owner")
     runtime = request.app[deps_key]
     pending = await runtime.calls.pending_outcome(user)
-    if pending is not None:
-        # Back to the answered call whose outcome is owed, not on to a new contact.
+    campaign = await runtime.campaigns.visible_to(user, int(request.match_info["campaign_id"]))
+    if campaign is None:
+        if pending is None:
+            raise not_found(request)
+        # The campaign left their view with an outcome owed (from a screen
+        # left open): where that outcome is recorded or skipped, never a 404.
         call = pending.call
         raise web.HTTPSeeOther(pending_url(call.contact_id, call.campaign_id, call.call_id))
+    owner = _query_int(request, "owner")
+    if pending is not None:
+        # Back to the answered call whose outcome is owed, not on to a new
+        # contact; but not to a record they may no longer open (their team
+        # left, the campaign moved): then it is skipped from this campaign's
+        # page, or calling would stay locked for good.
+        call = pending.call
+        if await runtime.contacts.call_screen(user, call.contact_id, call.campaign_id) is not None:
+            raise web.HTTPSeeOther(pending_url(call.contact_id, call.campaign_id, call.call_id))
+        return await _campaign_view(
+            request,
+            user,
+            campaign,
+            "campaign_outcome_pending.html",
+            {"pending": pending, "skip_next": request.path_qs, "skip_open": True},
+        )
     found = await runtime.lists.next_contact(user.id, campaign.id, list_owner_id=owner)
     owner_part = f"&owner={owner}" if owner and owner != user.id else ""
     if found.contact is not None:
@@ -309,6 +334,15 @@ async def contact_page(request: web.Request) -> web.Response:
         raise web.HTTPSeeOther(target)
     screen = await runtime.contacts.call_screen(user, contact_id, campaign_id)
     if screen is None:
+        if pending is not None and pending.call.contact_id == contact_id:
+            # Their call's contact, out of their view since (team left,
+            # campaign moved): the outcome owed is skipped here, not lost
+            # behind a 404 that would keep them from calling for good.
+            return page(
+                request,
+                "outcome_skip.html",
+                {"pending": pending, "skip_next": "/campaigns", "skip_open": True},
+            )
         raise not_found(request)
     survey_answers = await runtime.calls.survey_answers(
         item.disposition for item in screen.record.history if item.disposition is not None

@@ -6,6 +6,7 @@
 document.addEventListener("DOMContentLoaded", () => {
   const PB = window.PB;
   const S = PB.strings;
+  bindPendingSkip(PB, S);
   const app = PB.byId("call-app");
   if (!app) return;
   const form = PB.byId("outcome-form");
@@ -57,8 +58,12 @@ document.addEventListener("DOMContentLoaded", () => {
     skipButton.hidden = !(call && call.state === "ended" && isAnswered(call));
   }
 
+  // An ended call whose outcome is owed: the contact answered and talk
+  // ended, normally or by someone hanging up.  The server's rule,
+  // dialer.domain.vocabulary.outcome_owed / CONVERSATION_ENDS: keep them alike.
+  const CONVERSATION_ENDS = ["completed", "hung_up_by_operator", "hung_up_by_volunteer"];
   function isAnswered(payload) {
-    return payload.outcome === "completed";
+    return !!payload.contact_answered_at && CONVERSATION_ENDS.includes(payload.outcome);
   }
 
   // -- drafts ---------------------------------------------------------------
@@ -633,3 +638,38 @@ document.addEventListener("DOMContentLoaded", () => {
   updateControls();
   if (resumeCall) follow(resumeCall);
 });
+
+// The outcome owed on another contact's call, skipped with a reason from the
+// banner (_pending_skip.html): on another contact's page, on the campaign
+// page Next shows instead of a contact out of view, or on that contact's
+// page once the volunteer may no longer open it.  Then on to data-next, or
+// this page again, now without an outcome owed.
+function bindPendingSkip(PB, S) {
+  const skip = PB.byId("pending-skip-form");
+  if (!skip) return;
+  const error = PB.byId("pending-skip-error");
+  const confirm = PB.byId("pending-skip-confirm");
+  const moveOn = () => location.replace(skip.dataset.next || location.href);
+  skip.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    skip.querySelectorAll("[data-error-for]").forEach((node) => { node.textContent = ""; });
+    error.hidden = true;
+    const checked = skip.querySelector('[name="skip_reason"]:checked');
+    const body = { reason: checked ? checked.value : "", note: PB.byId("pending-skip-note").value };
+    confirm.disabled = true;
+    try {
+      await PB.api("POST", "/api/calls/" + encodeURIComponent(skip.dataset.call) + "/skip-outcome", body);
+      moveOn();
+    } catch (failure) {
+      // Recorded in another tab meanwhile: nothing is owed any more.
+      if (failure.code === "outcome_recorded") { moveOn(); return; }
+      for (const [name, text] of Object.entries(failure.fields || {})) {
+        const slot = skip.querySelector('[data-error-for="' + name + '"]');
+        if (slot) slot.textContent = text;
+      }
+      error.textContent = failure.status ? failure.message : S.offline_kept;
+      error.hidden = false;
+      confirm.disabled = false;
+    }
+  });
+}

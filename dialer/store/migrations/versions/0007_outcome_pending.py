@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from dialer.domain.vocabulary import CONVERSATION_ENDS
+
 revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
@@ -46,11 +48,15 @@ def upgrade() -> None:
             _FK, "call_attempts", "users", ["outcome_skipped_by_id"], ["id"], ondelete="SET NULL"
         )
     # Answered calls that ended before this revision never asked for their
-    # outcome: they are not left blocking their volunteers' next call.
+    # outcome: they are not left blocking their volunteers' next call.  The
+    # calls are those the pending rule picks (outcome_owed, in
+    # dialer.store.calls.pending_outcome_filter).
+    # Our own enum's values, not anyone's input: safe to write into the SQL.
+    ends = ", ".join(f"'{outcome.value}'" for outcome in sorted(CONVERSATION_ENDS))
     op.execute(
-        "UPDATE call_attempts SET outcome_skipped_at = ended_at,"
+        "UPDATE call_attempts SET outcome_skipped_at = ended_at,"  # noqa: S608
         " outcome_skip_reason = 'before_upgrade'"
-        " WHERE state = 'ended' AND outcome = 'completed'"
+        f" WHERE state = 'ended' AND contact_answered_at IS NOT NULL AND outcome IN ({ends})"
         " AND NOT EXISTS (SELECT 1 FROM dispositions"
         " WHERE dispositions.call_attempt_id = call_attempts.id)"
     )

@@ -15,16 +15,22 @@ from aiohttp import web
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dialer.domain.notifications import NotificationKind, dedup_key
 from dialer.domain.passwords import hash_password
 from dialer.domain.survey import CallingHours, TimeWindow
-from dialer.domain.vocabulary import CampaignStatus, Role
+from dialer.domain.vocabulary import CallOutcome, CallState, CampaignStatus, Role, TaskStatus
 from dialer.runtime.bootstrap import Runtime, build_runtime, web_app
 from dialer.runtime.settings import Settings
 from dialer.store.models import (
+    CallAttempt,
     CallingListEntry,
     Campaign,
     Contact,
     ContactPhone,
+    FollowUpTask,
+    ImportJob,
+    ImportJobRow,
+    Notification,
     Team,
     TeamMember,
     User,
@@ -89,6 +95,7 @@ class WebWorld:
     campaign_id: int = 0
     other_campaign_id: int = 0
     team_id: int = 0
+    other_team_id: int = 0
 
 
 # Contacts: key -> (first, last, number, owner, on the main campaign?, language)
@@ -152,6 +159,7 @@ async def build_web_world(sessions: async_sessionmaker[AsyncSession]) -> WebWorl
         session.add_all([campaign, other])
         await session.flush()
         world.campaign_id, world.other_campaign_id, world.team_id = campaign.id, other.id, team.id
+        world.other_team_id = other_team.id
         for key, (first, last, number, owner, main, language) in CONTACTS.items():
             contact = Contact(
                 first_name=first,
@@ -174,6 +182,101 @@ async def build_web_world(sessions: async_sessionmaker[AsyncSession]) -> WebWorl
             world.contacts[key] = contact.id
             world.phones[key] = contact.phones[0].id
     return world
+
+
+# -- more rows, for the tests that need them -------------------------------------------
+
+
+async def add_task(
+    world: WebWorld,
+    assignee: str,
+    *,
+    contact: str = "ada",
+    author: str = "alice",
+    main: bool = True,
+    done: bool = False,
+    description: str = "Call back about the vote",
+) -> int:
+    """A follow-up task about ``contact`` for the main (or the other) campaign."""
+    async with world.sessions.begin() as session:
+        task = FollowUpTask(
+            contact_id=world.contacts[contact],
+            assignee_id=world.users[assignee],
+            created_by_id=world.users[author],
+            campaign_id=world.campaign_id if main else world.other_campaign_id,
+            description=description,
+            status=TaskStatus.DONE if done else TaskStatus.OPEN,
+            completed_at=datetime.now(UTC) if done else None,
+        )
+        session.add(task)
+        await session.flush()
+        return task.id
+
+
+async def add_notification(world: WebWorld, username: str, *, main: bool = True) -> int:
+    """An unread "new campaign" notification for ``username`` about the main
+    (or the other) campaign."""
+    campaign_id = world.campaign_id if main else world.other_campaign_id
+    async with world.sessions.begin() as session:
+        notification = Notification(
+            user_id=world.users[username],
+            kind=NotificationKind.NEW_CAMPAIGN,
+            dedup_key=dedup_key(NotificationKind.NEW_CAMPAIGN, campaign_id),
+            campaign_id=campaign_id,
+        )
+        session.add(notification)
+        await session.flush()
+        return notification.id
+
+
+async def add_import_job(world: WebWorld, *, main: bool = True) -> int:
+    """A finished import of the main (or the other) campaign with one rejected row."""
+    async with world.sessions.begin() as session:
+        job = ImportJob(
+            campaign_id=world.campaign_id if main else world.other_campaign_id,
+            file_name="members.csv",
+            state="done",
+            finished_at=datetime.now(UTC),
+        )
+        session.add(job)
+        await session.flush()
+        session.add(
+            ImportJobRow(
+                job_id=job.id,
+                kind="rejected",
+                line=2,
+                data={"cells": ["Nobody", "not a number"], "reason": "no valid phone number"},
+            )
+        )
+        return job.id
+
+
+async def add_answered_call(
+    world: WebWorld, volunteer: str, contact: str, *, main: bool = True
+) -> str:
+    """An ended call that ``contact`` answered, its outcome still owed; for the
+    main campaign, or (``main=False``) a manual call outside any campaign."""
+    now = datetime.now(UTC)
+    call_id = f"answered-{volunteer}-{contact}"
+    async with world.sessions.begin() as session:
+        session.add(
+            CallAttempt(
+                call_id=call_id,
+                campaign_id=world.campaign_id if main else None,
+                contact_id=world.contacts[contact],
+                phone_id=world.phones[contact],
+                number_e164=CONTACTS[contact][2],
+                volunteer_id=world.users[volunteer],
+                caller_id=CALLER_ID,
+                state=CallState.ENDED,
+                outcome=CallOutcome.COMPLETED,
+                requested_at=now,
+                volunteer_answered_at=now,
+                contact_answered_at=now,
+                ended_at=now,
+            )
+        )
+    return call_id
 
 
 def test_settings(pg_url: str, *, ami_port: int = 0) -> Settings:

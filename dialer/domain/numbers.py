@@ -27,7 +27,7 @@ LETTERS_REASON = "contains letters"
 
 class InvalidPhoneNumber(ValueError):
     """``reason`` is one of a fixed set of English phrases, a stable key:
-    dialer.services.importer.phone_reason says it in the current language."""
+    dialer.domain.number_reasons.phone_reason says it in the current language."""
 
     def __init__(self, raw: str, reason: str) -> None:
         super().__init__(f"invalid phone number {raw!r}: {reason}")

@@ -530,8 +530,8 @@ def check_pbx_command(ctx: click.Context, extensions: tuple[str, ...], number: s
     settings = _settings(ctx)
     given = None
     if number is not None:
+        from dialer.domain.number_reasons import phone_reason
         from dialer.domain.numbers import InvalidPhoneNumber, to_e164
-        from dialer.services.importer import phone_reason
 
         try:
             given = to_e164(number, settings.default_region)

@@ -4,6 +4,7 @@ kind of call outcome (the simulator's default rule keys on the last digit)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -14,7 +15,7 @@ from dialer.domain.survey import CallingHours, TimeWindow
 from dialer.domain.vocabulary import CampaignStatus, PhoneType, Role
 from dialer.services.users import add_user, get_or_create_team
 from dialer.store import campaigns, contacts, lists, people
-from dialer.store.models import Campaign, Contact, ContactPhone, User
+from dialer.store.models import Campaign, Contact, ContactPhone, Team, User
 
 DEMO_CALLER_ID = "+15145550000"
 DEMO_PASSWORDS = {"alice": "volunteer-demo", "bob": "volunteer-demo", "olivia": "organizer-demo"}
@@ -158,26 +159,15 @@ async def seed_demo(sessions: async_sessionmaker[AsyncSession]) -> DemoData:
         # Calls outside a campaign follow the team's hours: the usual legal
         # window (evenings until 9 p.m., shorter at weekends), editable on /ops/teams.
         await people.set_team_calling_hours(session, team, TEAM_HOURS)
-        today = date.today()
-        campaign = Campaign(
-            title="Get out the vote",
-            brief=(
-                "Thank the person for their support, ask whether they plan to vote, and offer "
-                "a ride to the polling station. Be brief and friendly."
-            ),
-            team_id=team.id,
-            status=CampaignStatus.ACTIVE,
-            scheduled_on=today,
-            starts_at=datetime.combine(today, time(9), UTC),
-            ends_at=datetime.combine(today + timedelta(days=30), time(21), UTC),
-            allowed_caller_ids=[DEMO_CALLER_ID, "+15145550001"],
-            calling_hours=ALWAYS,
-            max_attempts=3,
-            retry_delay_minutes=1,
-            survey=DEMO_SURVEY,
-            created_by_id=users["olivia"].id,
+        campaign = await _add_campaign(
+            session,
+            "Get out the vote",
+            "Thank the person for their support, ask whether they plan to vote, and offer "
+            "a ride to the polling station. Be brief and friendly.",
+            team,
+            DEMO_SURVEY,
+            users["olivia"],
         )
-        await campaigns.add_campaign(session, campaign)
         french_ids: list[int] = []
         for index, (first, last, number, language, area) in enumerate(DEMO_CONTACTS):
             contact = Contact(
@@ -208,13 +198,37 @@ async def _seed_french_campaign(
     holds the French-speaking contacts, for Bob."""
     team = await get_or_create_team(session, FRENCH_TEAM)
     await people.set_team_calling_hours(session, team, TEAM_HOURS)
+    campaign = await _add_campaign(
+        session,
+        "Sortons voter",
+        "Remerciez la personne de son appui, demandez-lui si elle compte voter et "
+        "proposez-lui un transport jusqu'au bureau de vote. Soyez bref et chaleureux.",
+        team,
+        DEMO_SURVEY_FR,
+        users["olivia"],
+    )
+    await lists.add_entries(
+        session,
+        [
+            {"campaign_id": campaign.id, "contact_id": contact_id, "volunteer_id": users["bob"].id}
+            for contact_id in contact_ids
+        ],
+    )
+
+
+async def _add_campaign(
+    session: AsyncSession,
+    title: str,
+    brief: str,
+    team: Team,
+    survey: Mapping[str, object],
+    organizer: User,
+) -> Campaign:
+    """An active month-long campaign, open at every hour so that the demo calls at any time."""
     today = date.today()
     campaign = Campaign(
-        title="Sortons voter",
-        brief=(
-            "Remerciez la personne de son appui, demandez-lui si elle compte voter et "
-            "proposez-lui un transport jusqu'au bureau de vote. Soyez bref et chaleureux."
-        ),
+        title=title,
+        brief=brief,
         team_id=team.id,
         status=CampaignStatus.ACTIVE,
         scheduled_on=today,
@@ -224,14 +238,8 @@ async def _seed_french_campaign(
         calling_hours=ALWAYS,
         max_attempts=3,
         retry_delay_minutes=1,
-        survey=DEMO_SURVEY_FR,
-        created_by_id=users["olivia"].id,
+        survey=survey,
+        created_by_id=organizer.id,
     )
     await campaigns.add_campaign(session, campaign)
-    await lists.add_entries(
-        session,
-        [
-            {"campaign_id": campaign.id, "contact_id": contact_id, "volunteer_id": users["bob"].id}
-            for contact_id in contact_ids
-        ],
-    )
+    return campaign

@@ -41,7 +41,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from dialer.domain.compliance import DialingPolicy
-from dialer.domain.i18n import _, pgettext
+from dialer.domain.i18n import _
+from dialer.domain.number_reasons import phone_reason
 from dialer.domain.numbers import InvalidPhoneNumber, display, to_e164
 from dialer.domain.vocabulary import PhoneType
 from dialer.services.access import can_access_contact
@@ -139,20 +140,7 @@ def _phone_state(phone: ContactPhone) -> dict[str, Any]:
 
 
 def _number_problem(reason: str) -> str:
-    reasons = {
-        "empty": pgettext("phone number", "empty"),
-        "too long": pgettext("phone number", "too long"),
-        "too short": pgettext("phone number", "too short"),
-        "unknown country code": pgettext("phone number", "unknown country code"),
-        "not a phone number": pgettext("phone number", "not a phone number"),
-        "wrong number of digits": pgettext("phone number", "wrong number of digits"),
-        "not a valid number in its country": pgettext(
-            "phone number", "not a valid number in its country"
-        ),
-        "extensions cannot be dialed": pgettext("phone number", "extensions cannot be dialed"),
-        "contains letters": pgettext("phone number", "contains letters"),
-    }
-    return _("This is not a valid phone number: %(reason)s.", reason=reasons.get(reason, reason))
+    return _("This is not a valid phone number: %(reason)s.", reason=phone_reason(reason))
 
 
 def _check_fields(edit: ContactEdit, errors: dict[str, str]) -> None:

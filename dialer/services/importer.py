@@ -58,6 +58,7 @@ from dialer.domain.contact_merge import ChangeKind, FieldChange, decide_merge
 from dialer.domain.dial_rules import NanpReason
 from dialer.domain.i18n import _, ngettext, pgettext
 from dialer.domain.i18n import current as current_locale
+from dialer.domain.number_reasons import phone_reason
 from dialer.domain.numbers import InvalidPhoneNumber, to_e164
 from dialer.domain.numbers import display as display_number
 from dialer.domain.vocabulary import PhoneType
@@ -160,24 +161,6 @@ _SPLIT_PHONES = re.compile(r"[;|/]")
 
 class ImportFileError(Exception):
     """The file as a whole cannot be imported (nothing was written)."""
-
-
-def phone_reason(reason: str) -> str:
-    """:class:`~dialer.domain.numbers.InvalidPhoneNumber`'s reason in the current language."""
-    reasons = {
-        "empty": pgettext("phone number", "empty"),
-        "too long": pgettext("phone number", "too long"),
-        "too short": pgettext("phone number", "too short"),
-        "unknown country code": pgettext("phone number", "unknown country code"),
-        "not a phone number": pgettext("phone number", "not a phone number"),
-        "wrong number of digits": pgettext("phone number", "wrong number of digits"),
-        "not a valid number in its country": pgettext(
-            "phone number", "not a valid number in its country"
-        ),
-        "extensions cannot be dialed": pgettext("phone number", "extensions cannot be dialed"),
-        "contains letters": pgettext("phone number", "contains letters"),
-    }
-    return reasons.get(reason, reason)
 
 
 _CSV_EXPECTED = re.compile(r"'(.)' expected after '(.)'\Z", re.DOTALL)

@@ -154,7 +154,7 @@ async def test_import_exit_codes_and_report(
     await dialer(pg_url, "import-contacts", str(hostile), "--errors-file", str(errors))
     with errors.open() as handle:
         rows = list(csv.reader(handle))
-    assert rows[1][2] == "'=HYPERLINK(\"http://x.example\")"
+    assert rows[1][2] == '\'=HYPERLINK("http://x.example")'
 
     missing = await dialer(pg_url, "import-contacts", str(CSV / "no_phone.csv"))
     assert missing.returncode == 1

@@ -7,9 +7,14 @@ from collections.abc import Iterator
 import pytest
 
 from dialer.domain.i18n import activate_scoped, deactivate
-from dialer.domain.numbers import EXTENSION_REASON, LETTERS_REASON, InvalidPhoneNumber, to_e164
+from dialer.domain.number_reasons import phone_reason
+from dialer.domain.numbers import (
+    EXTENSION_REASON,
+    LETTERS_REASON,
+    InvalidPhoneNumber,
+    to_e164,
+)
 from dialer.services.caller_ids import usable_caller_id
-from dialer.services.importer import phone_reason
 
 
 def _reason(raw: str, **options: bool) -> str:

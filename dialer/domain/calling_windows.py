@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from dialer.domain.compliance import Refusal, check_calling_hours, next_opening, within_hours
-from dialer.domain.survey import CallingHours, TimeWindow
-
-
-def _window_for(hours: CallingHours, local: datetime) -> TimeWindow | None:
-    return hours.weekend if local.weekday() >= 5 else hours.weekday
+from dialer.domain.compliance import (
+    Refusal,
+    check_calling_hours,
+    next_opening,
+    window_for,
+    within_hours,
+)
+from dialer.domain.survey import CallingHours
 
 
 def check_any_hours(
@@ -44,7 +46,7 @@ def _closing(hours: CallingHours, zones: tuple[ZoneInfo, ...], now: datetime) ->
     ends: list[datetime] = []
     for zone in zones:
         local = now.astimezone(zone)
-        window = _window_for(hours, local)
+        window = window_for(hours, local)
         assert window is not None  # open now, so today has a window
         ends.append(datetime.combine(local.date(), window.end, zone))
     return min(ends)

@@ -191,14 +191,15 @@ def contact_zones(e164: str, explicit: str | None, fallback: str) -> tuple[ZoneI
     return tuple(ZoneInfo(name) for name in names)
 
 
-def _window_for(hours: CallingHours, local: datetime) -> TimeWindow | None:
+def window_for(hours: CallingHours, local: datetime) -> TimeWindow | None:
+    """The window of ``local``'s day (weekends have their own; None: closed all day)."""
     return hours.weekend if local.weekday() >= 5 else hours.weekday
 
 
 def within_hours(hours: CallingHours, zones: Iterable[ZoneInfo], now: datetime) -> bool:
     for zone in zones:
         local = now.astimezone(zone)
-        window = _window_for(hours, local)
+        window = window_for(hours, local)
         if window is None or not window.contains(local.time().replace(tzinfo=None)):
             return False
     return True
@@ -216,7 +217,7 @@ def next_opening(
         for offset in range(horizon_days):
             day = local_day + timedelta(days=offset)
             probe = datetime.combine(day, time(12), zone)
-            window = _window_for(hours, probe)
+            window = window_for(hours, probe)
             if window is None:
                 continue
             opening = datetime.combine(day, window.start, zone).astimezone(UTC)

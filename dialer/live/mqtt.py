@@ -131,6 +131,20 @@ def _bytes_waiting(sock: Any) -> bool:
         return False
 
 
+async def _back_off(error: aiomqtt.MqttError, delay: float, max_delay: float, what: str) -> float:
+    """After a lost or refused connection: wait ``delay``, then return the next one.
+
+    aiomqtt's exit can turn our cancellation into an MqttError (a disconnect
+    that timed out): a task being cancelled stops instead of retrying.
+    """
+    current = asyncio.current_task()
+    if current is not None and current.cancelling():
+        raise asyncio.CancelledError from error
+    log.warning("MQTT broker unavailable%s (%s); retrying in %.1fs", what, error, delay)
+    await asyncio.sleep(delay)
+    return min(delay * 2, max_delay)
+
+
 class MqttPublisher:
     def __init__(
         self,
@@ -206,18 +220,11 @@ class MqttPublisher:
                                     await client.publish(self.health_topic, OFFLINE, QOS, True)
                             raise
                 except aiomqtt.MqttError as error:
-                    current = asyncio.current_task()
-                    if current is not None and current.cancelling():
-                        # aiomqtt's exit can turn our cancellation into an
-                        # MqttError (a disconnect that timed out): stop anyway.
-                        raise asyncio.CancelledError from error
                     if self.connected:
                         self.reconnects += 1
                     self.connected = False
                     self.publish_failures += 1
-                    log.warning("MQTT broker unavailable (%s); retrying in %.1fs", error, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.reconnect_max_delay)
+                    delay = await _back_off(error, delay, self.reconnect_max_delay, "")
         finally:
             self.connected = False
             self.broadcaster.unsubscribe(subscription)
@@ -499,16 +506,9 @@ class NotificationPublisher:
                         self._wakeup.clear()
                         await self._wakeup.wait()
             except aiomqtt.MqttError as error:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise asyncio.CancelledError from error
                 self.connected = False
-                log.warning(
-                    "MQTT broker unavailable for notifications (%s); retrying in %.1fs",
-                    error,
-                    delay,
+                delay = await _back_off(
+                    error, delay, self.reconnect_max_delay, " for notifications"
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.reconnect_max_delay)
             finally:
                 self.connected = False

@@ -31,7 +31,6 @@ from dialer.services.access import (
 from dialer.services.call_history import live_call_between
 from dialer.services.caller_ids import CallerIds
 from dialer.services.campaigns import colleagues, visible_campaigns
-from dialer.services.tasks import open_tasks_for
 from dialer.store import audit
 from dialer.store import contacts as contact_rows
 from dialer.store.access import STAFF_ROLES, teams_of_users
@@ -607,10 +606,6 @@ class ContactService:
             return await add_note(
                 session, contact_id=contact_id, author_id=user.id, body=body, call_id=call_id
             )
-
-    async def open_tasks(self, user_id: int) -> list[tuple[FollowUpTask, Contact]]:
-        async with self._sessions() as session:
-            return await open_tasks_for(session, user_id)
 
     async def dnc_list(self, viewer: User, *, query: str = "") -> list[Contact]:
         async with self._sessions() as session:

@@ -197,7 +197,8 @@ async def test_ten_thousand_garbage_rows(sessions: Sessions, tmp_path: Path) -> 
     assert "+15145550177" in numbers
 
 
-async def test_import_into_a_campaign_shares_contacts_among_volunteers(sessions: Sessions) -> None:
+async def _campaign_of_alice_and_bob(sessions: Sessions) -> tuple[User, User, Campaign]:
+    """An active campaign of a team of two volunteers, alice and bob."""
     async with sessions.begin() as session:
         team = Team(name="Montreal")
         alice = User(username="alice", password_hash="x", role=Role.VOLUNTEER)
@@ -207,6 +208,11 @@ async def test_import_into_a_campaign_shares_contacts_among_volunteers(sessions:
         session.add_all([TeamMember(team_id=team.id, user_id=user.id) for user in (alice, bob)])
         campaign = Campaign(title="GOTV", status=CampaignStatus.ACTIVE, team_id=team.id)
         session.add(campaign)
+    return alice, bob, campaign
+
+
+async def test_import_into_a_campaign_shares_contacts_among_volunteers(sessions: Sessions) -> None:
+    alice, bob, campaign = await _campaign_of_alice_and_bob(sessions)
     report = await import_contacts(
         sessions, CSV / "good.csv", region="CA", campaign_id=campaign.id, assign_to=["alice", "bob"]
     )
@@ -232,15 +238,7 @@ async def test_a_batch_retried_after_a_concurrent_insert_shares_and_tells_once(
     """A concurrent import inserting the same number makes the batch's
     transaction roll back and run again: its assignments and the round-robin
     must count once, as the notifications are told once."""
-    async with sessions.begin() as session:
-        team = Team(name="Montreal")
-        alice = User(username="alice", password_hash="x", role=Role.VOLUNTEER)
-        bob = User(username="bob", password_hash="x", role=Role.VOLUNTEER)
-        session.add_all([team, alice, bob])
-        await session.flush()
-        session.add_all([TeamMember(team_id=team.id, user_id=user.id) for user in (alice, bob)])
-        campaign = Campaign(title="GOTV", status=CampaignStatus.ACTIVE, team_id=team.id)
-        session.add(campaign)
+    alice, bob, campaign = await _campaign_of_alice_and_bob(sessions)
     real_write = importer._write_batch
     calls = 0
 

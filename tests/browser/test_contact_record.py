@@ -9,27 +9,20 @@ import re
 from collections.abc import AsyncIterator
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 from sqlalchemy import select
 
 from dialer.store.models import Contact, ContactPhone, TeamMember, User
 from tests.browser.conftest import Contexts, shot
+from tests.browser.walk import sign_in
 from tests.e2e.test_team_hours import evening_zone
-from tests.e2e.webworld import PASSWORD, Served, WebWorld, serve
+from tests.e2e.webworld import Served, WebWorld, serve
 
 
 @pytest.fixture
 async def app(pg_url: str, world: WebWorld) -> AsyncIterator[Served]:
     async with serve(pg_url) as running:
         yield running
-
-
-async def sign_in(page: Page, served: Served, username: str) -> None:
-    await page.goto(served.url + "/login")
-    await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
-    await page.press("#password", "Enter")
-    await page.wait_for_url(re.compile(r".*/(campaigns|ops/live)$"))
 
 
 async def test_a_volunteer_fixes_a_record_from_the_details_tab(

@@ -16,14 +16,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 from sqlalchemy import select
 
 from dialer.domain.survey import SurveyDefinition
 from dialer.store.models import Campaign, Disposition
 from tests.browser.conftest import Contexts, shot
-from tests.e2e.webworld import PASSWORD, Served, WebWorld, serve
-from web.i18n import translate as i18n
+from tests.browser.walk import sign_in, text
+from tests.e2e.webworld import Served, WebWorld, serve
 
 pytestmark = pytest.mark.slow
 
@@ -32,19 +32,6 @@ pytestmark = pytest.mark.slow
 async def app(pg_url: str, world: WebWorld) -> AsyncIterator[Served]:
     async with serve(pg_url) as running:
         yield running
-
-
-def text(language: str, message: str, **values: object) -> str:
-    i18n.activate(language, i18n.zone_or("UTC", "UTC"))
-    return i18n._(message, **values)
-
-
-async def sign_in(page: Page, served: Served, username: str) -> None:
-    await page.goto(served.url + "/login")
-    await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
-    await page.press("#password", "Enter")
-    await page.wait_for_url(re.compile(r".*/(campaigns|ops/live|ops/campaigns)$"))
 
 
 @pytest.mark.parametrize("language", ["en", "fr"])

@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 from sqlalchemy import select
 
 from dialer.domain.vocabulary import CallState
 from dialer.store.models import CallAttempt, User
 from tests.browser.conftest import Contexts, shot
+from tests.browser.walk import sign_in, switch_language
 from tests.e2e.webworld import CALLER_ID, PASSWORD, Served, WebWorld, serve
 
 pytestmark = pytest.mark.slow
@@ -25,14 +26,6 @@ pytestmark = pytest.mark.slow
 async def live_app(pg_url: str, world: WebWorld) -> AsyncIterator[Served]:
     async with serve(pg_url, with_simulator=True, time_scale=0.5) as running:
         yield running
-
-
-async def sign_in(page: Page, served: Served, username: str) -> None:
-    await page.goto(served.url + "/login")
-    await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
-    await page.press("#password", "Enter")
-    await page.wait_for_url(re.compile(r".*/(campaigns|ops/live)$"))
 
 
 async def start_call(served: Served, username: str, contact_id: int, campaign_id: int) -> str:
@@ -107,14 +100,6 @@ async def test_hang_up_asks_first_and_caller_ids_are_formatted(
     await dialog.locator('button[value="hangup"]').click()
     await expect(organizer.locator("#calls tr[data-call]")).to_have_count(0, timeout=10_000)
     assert await call_state(world, call_id) is CallState.ENDED
-
-
-async def switch_language(page: Page, language: str) -> None:
-    if await page.get_attribute("html", "lang") == language:
-        return
-    async with page.expect_navigation():
-        await page.select_option("#lang-select", language)
-    await expect(page.locator("html")).to_have_attribute("lang", language)
 
 
 async def test_switcher_users_table_and_chart_keep_their_shape(

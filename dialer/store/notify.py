@@ -124,8 +124,11 @@ class PgListener:
     async def _watch(self, connection: asyncpg.Connection, lost: asyncio.Event) -> None:
         """Return when the connection is gone; a periodic query notices a silent loss."""
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can lose a
+            # cancellation that arrives as the event is set.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), self.check_interval)
+                async with asyncio.timeout(self.check_interval):
+                    await lost.wait()
             if lost.is_set():
                 log.warning("the call-request listener lost its connection")
                 return

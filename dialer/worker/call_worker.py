@@ -229,8 +229,7 @@ class CallWorker:
                             _reason(error),
                         )
                     failing = True
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._link_changed.wait(), self.heartbeat_interval)
+                await _woken(self._link_changed, self.heartbeat_interval)
                 self._link_changed.clear()
         finally:
             # A clean stop: say so at once rather than by falling silent.
@@ -298,8 +297,7 @@ class CallWorker:
 
     async def _dispatch_loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.poll_interval)
+            await _woken(self._wakeup, self.poll_interval)
             self._wakeup.clear()
             try:
                 await self.dispatch_pending()
@@ -407,8 +405,7 @@ class CallWorker:
 
     async def _hangup_loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._hangup_wakeup.wait(), self.poll_interval)
+            await _woken(self._hangup_wakeup, self.poll_interval)
             self._hangup_wakeup.clear()
             try:
                 await self.handle_hangup_requests()
@@ -610,8 +607,7 @@ class CallWorker:
         their outcome is saved, whichever process saved it (the live state
         every process shows is this worker's)."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wrap_up_wakeup.wait(), self.wrap_up_poll_interval)
+            await _woken(self._wrap_up_wakeup, self.wrap_up_poll_interval)
             self._wrap_up_wakeup.clear()
             try:
                 await self.service.publisher.settle_wrap_ups()
@@ -619,6 +615,18 @@ class CallWorker:
                 log.warning(
                     "could not check wrap-ups against the database; next time", exc_info=True
                 )
+
+
+async def _woken(event: asyncio.Event, seconds: float) -> None:
+    """Wait until ``event`` is set, at most ``seconds``.
+
+    Not ``asyncio.wait_for``: on Python 3.11 it loses a cancellation that
+    arrives just as the event is set (the PBX link dropping as the worker
+    stops), and the loop waiting on it then runs on after its worker stopped.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
 
 
 def _unreachable(error: BaseException) -> bool:

@@ -19,7 +19,13 @@ import pytest
 from ami_bridge.tools.transcript import read_transcript
 from ami_bridge.tracker import CallUpdate
 from tests.golden.test_simulator_shapes import LaneBook, server_messages
-from tests.pbx.record_transcripts import DEFAULT_OUT, PREFIX, SCENARIOS, Scenario, record_all
+from tests.pbx.record_transcripts import (
+    DEFAULT_OUT,
+    PREFIX,
+    SCENARIOS,
+    Scenario,
+    record_in_parallel,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -37,9 +43,9 @@ async def fresh(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[tuple[Path, dict[str, CallUpdate]]]:
     out = tmp_path_factory.mktemp("fresh")
-    finals: dict[str, CallUpdate] = {}
-    async for scenario, final in record_all(out, tmp_path_factory.mktemp("pbx")):
-        finals[scenario.name] = final
+    # Three Asterisks at once: the two ring timeouts (30 s and 15 s) are
+    # then waited out side by side rather than one after the other.
+    finals = await record_in_parallel(out, tmp_path_factory.mktemp("pbx"), lanes=3)
     yield out, finals
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    literal_column,
     text,
 )
 from sqlalchemy import Enum as SAEnum
@@ -190,6 +191,42 @@ class Contact(Base):
             name="support_score_range",
         ),
         CheckConstraint("NOT do_not_call OR dnc_at IS NOT NULL", name="dnc_has_date"),
+        # The contact list's order, and its keyset pages (migration 0011); with
+        # what the list's filters read, so walking it needs no table rows.
+        Index(
+            "ix_contacts_name_order",
+            "last_name",
+            "first_name",
+            "id",
+            postgresql_include=["do_not_call", "support_score", "language", "tags"],
+        ),
+        Index("ix_contacts_support_score", "support_score"),
+        # Pattern ops: the language filter is "fr" or "fr-%" whatever the collation.
+        Index(
+            "ix_contacts_language", "language", postgresql_ops={"language": "varchar_pattern_ops"}
+        ),
+        # Search by any part of "first last" and of the email (ILIKE '%...%').
+        # PostgreSQL alone builds these (the migration skips them on SQLite);
+        # their expressions are written as PostgreSQL prints them back, so the
+        # comparison of the migrations with these models finds them equal.
+        Index(
+            "ix_contacts_full_name_trgm",
+            literal_column("((first_name::text || ' '::text) || last_name::text)").label(
+                "full_name"
+            ),
+            postgresql_using="gin",
+            postgresql_ops={"full_name": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
+        Index(
+            "ix_contacts_email_trgm",
+            literal_column("lower(email::text)").label("email_lower"),
+            postgresql_using="gin",
+            postgresql_ops={"email_lower": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
+        # The tag filter: CAST(tags AS JSONB) ?| tags.
+        Index("ix_contacts_tags", literal_column("((tags)::jsonb)"), postgresql_using="gin").ddl_if(
+            dialect="postgresql"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -225,6 +262,13 @@ class ContactPhone(Base):
         # A number identifies one person: imports merge duplicates on it.
         UniqueConstraint("e164", name="uq_contact_phones_e164"),
         CheckConstraint("e164 LIKE '+%'", name="e164_format"),
+        # Search by digits anywhere in a number (e164 LIKE '%514555%').
+        Index(
+            "ix_contact_phones_e164_trgm",
+            literal_column("((e164)::text)").label("e164_text"),
+            postgresql_using="gin",
+            postgresql_ops={"e164_text": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -299,6 +343,29 @@ class CallingListEntry(Base):
     __table_args__ = (
         UniqueConstraint("campaign_id", "contact_id", name="uq_calling_list_campaign_contact"),
         Index("ix_calling_list_volunteer", "campaign_id", "volunteer_id"),
+        # "On a list of a campaign in view", probed from a contact.
+        Index("ix_calling_list_contact_campaign", "contact_id", "campaign_id"),
+        # The call-backs not done: "call-back due" from a contact, or all of them.
+        Index(
+            "ix_calling_list_callbacks",
+            "contact_id",
+            "campaign_id",
+            "callback_at",
+            postgresql_where=text("NOT done AND callback_at IS NOT NULL"),
+            sqlite_where=text("NOT done AND callback_at IS NOT NULL"),
+        ),
+        # A volunteer's open list in next-contact order (dialer.services.lists):
+        # callback_at ascending puts NULLs last, as the order wants.
+        Index(
+            "ix_calling_list_next",
+            "campaign_id",
+            "volunteer_id",
+            "callback_at",
+            "attempts",
+            text("next_attempt_at NULLS FIRST"),
+            "id",
+            postgresql_where=text("NOT done"),
+        ).ddl_if(dialect="postgresql"),
         CheckConstraint("attempts >= 0", name="attempts_non_negative"),
     )
 
@@ -336,6 +403,19 @@ class CallAttempt(Base):
         ),
         Index("ix_call_attempts_campaign_contact", "campaign_id", "contact_id"),
         Index("ix_call_attempts_state", "state"),
+        # A contact's calls: never called, last called.
+        Index("ix_call_attempts_contact_requested", "contact_id", "requested_at"),
+        # A volunteer's latest calls: the outcome they owe (migration 0011).
+        Index("ix_call_attempts_volunteer_requested", "volunteer_id", "requested_at"),
+        # A campaign's calls in time order: the dashboard's last hours, the export (0012).
+        Index("ix_call_attempts_campaign_requested", "campaign_id", "requested_at"),
+        # A campaign's live calls, for the dashboard (migration 0012).
+        Index(
+            "ix_call_attempts_campaign_live",
+            "campaign_id",
+            postgresql_where=text("ended_at IS NULL"),
+            sqlite_where=text("ended_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -439,6 +519,8 @@ class Disposition(Base):
             "support_score IS NULL OR (support_score >= 1 AND support_score <= 5)",
             name="support_score_range",
         ),
+        # A contact's outcomes, latest last: the "last outcome" filter and column.
+        Index("ix_dispositions_contact_latest", "contact_id", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -447,9 +529,8 @@ class Disposition(Base):
     call_attempt_id: Mapped[int | None] = mapped_column(
         ForeignKey("call_attempts.id", ondelete="SET NULL"), unique=True
     )
-    contact_id: Mapped[int] = mapped_column(
-        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
-    )
+    # Indexed by ix_dispositions_contact_latest.
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
     volunteer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     outcome: Mapped[DispositionOutcome] = mapped_column(
@@ -676,3 +757,40 @@ class NotificationPreference(Base):
     )
     email: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CampaignCounter(Base):
+    """A campaign's running totals for its dashboard (migration 0012).
+
+    One amount per (campaign, volunteer, name): the volunteer is 0 for what
+    belongs to nobody (the list's counts, outcomes whose volunteer is gone).
+    The database keeps them, in the transaction of the rows they count:
+    dialer.store.counters says how, and which names there are.  No foreign
+    keys: triggers write these rows while a campaign's delete cascades.
+    """
+
+    __tablename__ = "campaign_counters"
+
+    campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    volunteer_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+
+
+class CampaignCounterDelta(Base):
+    """A change to a :class:`CampaignCounter` not folded into it yet (PostgreSQL; migration 0012).
+
+    Appended, never updated, so that counting takes no row lock; folded into
+    ``campaign_counters`` now and then (dialer.store.counters).
+    """
+
+    __tablename__ = "campaign_counter_deltas"
+    __table_args__ = (Index("ix_campaign_counter_deltas_campaign", "campaign_id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+    )
+    campaign_id: Mapped[int] = mapped_column(Integer)
+    volunteer_id: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[int] = mapped_column(BigInteger)

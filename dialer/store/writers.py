@@ -31,4 +31,6 @@ TABLE_WRITERS: dict[str, str] = {
     "import_job_rows": "dialer.store.imports",
     "notifications": "dialer.store.notifications",
     "notification_preferences": "dialer.store.notifications",
+    "campaign_counters": "dialer.store.counters",
+    "campaign_counter_deltas": "dialer.store.counters",
 }

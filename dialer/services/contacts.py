@@ -8,15 +8,34 @@ Every query here applies that rule itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+    true,
+    tuple_,
+    union,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
 from dialer.domain.compliance import DialingPolicy
 from dialer.domain.numbers import to_e164
@@ -50,6 +69,12 @@ from dialer.store.models import (
 MAX_NOTE = 10_000
 
 
+# The list counts its matches up to here and then says "more than": counting
+# every one of two million matches would read them all, on every page.
+COUNT_CAP = 1000
+MAX_PAGE = 200
+
+
 @dataclass(frozen=True, slots=True)
 class ContactFilter:
     query: str = ""
@@ -62,7 +87,11 @@ class ContactFilter:
     campaign_id: int | None = None
     include_do_not_call: bool = False
     limit: int = 50
-    offset: int = 0
+    # Keyset pages: the contacts after (or before) the place a cursor of a
+    # previous page points at (SearchResult.next_cursor, .previous_cursor);
+    # neither, or one not made by us: the first page.
+    after: str = ""
+    before: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +105,55 @@ class ContactRow:
 @dataclass(slots=True)
 class SearchResult:
     rows: list[ContactRow] = field(default_factory=list)
+    # How many contacts match, counted up to COUNT_CAP; ``total_capped``: more.
     total: int = 0
+    total_capped: bool = False
+    next_cursor: str | None = None
+    previous_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListPlace:
+    """Where a contact stands in the list's order: last name, first name, id.
+
+    A page's link carries it as an opaque cursor; it only says where the
+    next page starts, the filters and the team walls apply to it as to any
+    page.
+    """
+
+    last_name: str
+    first_name: str
+    contact_id: int
+
+    def key(self) -> tuple[str, str, int]:
+        return (self.last_name, self.first_name, self.contact_id)
+
+    def cursor(self) -> str:
+        raw = json.dumps([self.last_name, self.first_name, self.contact_id], separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def from_cursor(cls, cursor: str) -> ListPlace | None:
+        """None for anything :meth:`cursor` did not make (a link edited by hand)."""
+        if not cursor or len(cursor) > 2000:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            last_name, first_name, contact_id = json.loads(raw)
+        except (ValueError, TypeError):
+            return None
+        if not (
+            isinstance(last_name, str)
+            and isinstance(first_name, str)
+            and type(contact_id) is int
+            and 0 < contact_id < 2**63
+            and len(last_name) <= 200
+            and len(first_name) <= 200
+            # PostgreSQL refuses NUL in text: it would be an error, not a page.
+            and "\x00" not in last_name + first_name
+        ):
+            return None
+        return cls(last_name, first_name, contact_id)
 
 
 @dataclass(slots=True)
@@ -101,47 +178,116 @@ def _escape_like(term: str) -> str:
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _has_tag(dialect: str, tag: str) -> ColumnElement[bool]:
+# Written as the trigram index ix_contacts_full_name_trgm is: a literal space,
+# not a parameter, or the query would not match the index's expression.
+FULL_NAME = Contact.first_name.concat(literal_column("' '")).concat(Contact.last_name)
+LIST_ORDER = (Contact.last_name, Contact.first_name, Contact.id)
+
+
+def _has_any_tag(dialect: str, tags: tuple[str, ...]) -> ColumnElement[bool]:
     if dialect == "postgresql":
-        return text("jsonb_exists(CAST(contacts.tags AS JSONB), :tag)").bindparams(tag=tag)  # type: ignore[return-value]
-    return text(  # type: ignore[return-value]
-        "EXISTS (SELECT 1 FROM json_each(contacts.tags) WHERE json_each.value = :tag)"
-    ).bindparams(tag=tag)
+        # ?| is what the GIN index on CAST(tags AS JSONB) answers (jsonb_exists() is not).
+        found: ColumnElement[bool] = cast(Contact.tags, JSONB).has_any(
+            cast(list(tags), ARRAY(Text))
+        )
+        return found
+    return or_(
+        *(
+            text(
+                "EXISTS (SELECT 1 FROM json_each(contacts.tags) WHERE json_each.value = :tag)"
+            ).bindparams(bindparam("tag", tag, unique=True))
+            for tag in tags
+        )
+    )
 
 
-async def search(
-    session: AsyncSession, user: User, wanted: ContactFilter, *, now: datetime
-) -> SearchResult:
-    scope = await scope_of(session, user)
-    statement = select(Contact).where(scope.contact_filter(wanted.campaign_id))
+def _matches_term(term: str) -> ColumnElement[bool]:
+    """A name, an email or, with three digits or more, a number containing ``term``.
+
+    Any part of the first name or the last name is a part of "first last":
+    one trigram index serves all three.
+    """
+    like = f"%{_escape_like(term)}%"
+    by_name = FULL_NAME.ilike(like, escape="\\")
+    by_email = func.lower(Contact.email).ilike(like, escape="\\")
+    digits = "".join(ch for ch in term if ch.isdigit())
+    if len(digits) < 3:
+        return or_(by_name, by_email)
+    by_number = ContactPhone.e164.like(f"%{digits}%")
+    if len(digits) == 3:
+        # Three digits (an area code) are in a good share of all numbers:
+        # walking the list and testing each contact finds a page soonest.
+        return or_(
+            by_name, by_email, exists().where(ContactPhone.contact_id == Contact.id, by_number)
+        )
+    # Four digits or more are in few numbers.  OR-ing an EXISTS on them would
+    # test it on every contact; the ids each index finds, united, stay index
+    # lookups.
+    return Contact.id.in_(
+        union(
+            select(Contact.id).where(by_name),
+            select(Contact.id).where(by_email),
+            select(ContactPhone.contact_id).where(by_number),
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Lists:
+    """The calling lists a search sees: of the campaigns in ``scope`` (None:
+    all of them, for an administrator), and of those the lists it searches.
+
+    This is Scope.contact_filter's team wall with the campaigns read first:
+    a list of ids lets PostgreSQL estimate how many contacts are behind the
+    wall and check each contact on ix_calling_list_contact_campaign alone,
+    where joining campaigns on every check made the walled pages two to
+    three times slower at two million contacts.
+    """
+
+    in_view: tuple[int, ...] | None
+    searched: tuple[int, ...] | None
+
+    @classmethod
+    async def of(cls, session: AsyncSession, scope: Scope, campaign_id: int | None) -> _Lists:
+        in_view = None
+        if not scope.everything:
+            in_view = tuple(
+                await session.scalars(select(Campaign.id).where(scope.campaign_filter()))
+            )
+        searched = in_view
+        if campaign_id is not None:
+            searched = tuple(
+                await session.scalars(
+                    select(Campaign.id).where(Campaign.id == campaign_id, scope.campaign_filter())
+                )
+            )
+        return cls(in_view, searched)
+
+    def wall(self) -> ColumnElement[bool]:
+        """A WHERE clause on :class:`Contact`: on one of the lists searched."""
+        if self.searched is None:
+            return true()
+        return exists().where(
+            CallingListEntry.contact_id == Contact.id,
+            CallingListEntry.campaign_id.in_(self.searched),
+        )
+
+
+def _filters(
+    scope: Scope, lists: _Lists, wanted: ContactFilter, dialect: str, now: datetime
+) -> list[ColumnElement[bool]]:
+    conditions = [lists.wall()]
     if not wanted.include_do_not_call:
-        statement = statement.where(Contact.do_not_call.is_(False))
+        conditions.append(Contact.do_not_call.is_(False))
     term = wanted.query.strip()
     if term:
-        like = f"%{_escape_like(term)}%"
-        digits = "".join(ch for ch in term if ch.isdigit())
-        name_match = or_(
-            Contact.first_name.ilike(like, escape="\\"),
-            Contact.last_name.ilike(like, escape="\\"),
-            (Contact.first_name + " " + Contact.last_name).ilike(like, escape="\\"),
-            Contact.email.ilike(like, escape="\\"),
-        )
-        if len(digits) >= 3:
-            name_match = or_(
-                name_match,
-                exists().where(
-                    ContactPhone.contact_id == Contact.id,
-                    ContactPhone.e164.like(f"%{digits}%"),
-                ),
-            )
-        statement = statement.where(name_match)
-    dialect = session.get_bind().dialect.name
+        conditions.append(_matches_term(term))
     if wanted.tags:
-        statement = statement.where(or_(*(_has_tag(dialect, tag) for tag in wanted.tags)))
+        conditions.append(_has_any_tag(dialect, wanted.tags))
     if wanted.support_scores:
-        statement = statement.where(Contact.support_score.in_(wanted.support_scores))
+        conditions.append(Contact.support_score.in_(wanted.support_scores))
     if wanted.language:
-        statement = statement.where(
+        conditions.append(
             or_(
                 Contact.language == wanted.language.lower(),
                 Contact.language.like(f"{_escape_like(wanted.language.lower())}-%", escape="\\"),
@@ -149,42 +295,228 @@ async def search(
         )
     # Other teams' calls and outcomes of a shared contact are theirs: they
     # neither show nor filter here.
-    their_calls = scope.work_filter(CallAttempt.campaign_id, CallAttempt.volunteer_id)
-    their_outcomes = scope.work_filter(Disposition.campaign_id, Disposition.volunteer_id)
     if wanted.never_called:
-        statement = statement.where(
-            ~exists().where(CallAttempt.contact_id == Contact.id, their_calls)
+        conditions.append(
+            ~exists().where(CallAttempt.contact_id == Contact.id, _their_calls(scope))
         )
     if wanted.callback_due:
-        due = [
+        due: list[ColumnElement[bool]] = [
             CallingListEntry.contact_id == Contact.id,
-            CallingListEntry.campaign_id.in_(select(Campaign.id).where(scope.campaign_filter())),
-            CallingListEntry.done.is_(False),
+            ~CallingListEntry.done,
             CallingListEntry.callback_at.is_not(None),
             CallingListEntry.callback_at <= now,
         ]
-        if wanted.campaign_id is not None:
-            due.append(CallingListEntry.campaign_id == wanted.campaign_id)
-        statement = statement.where(exists().where(*due))
+        if lists.searched is not None:
+            due.append(CallingListEntry.campaign_id.in_(lists.searched))
+        conditions.append(exists().where(*due))
     if wanted.outcome is not None:
         latest = (
             select(Disposition.outcome)
-            .where(Disposition.contact_id == Contact.id, their_outcomes)
+            .where(Disposition.contact_id == Contact.id, _their_outcomes(scope))
             .order_by(Disposition.created_at.desc(), Disposition.id.desc())
             .limit(1)
             .scalar_subquery()
         )
-        statement = statement.where(latest == wanted.outcome)
-    total = await session.scalar(select(func.count()).select_from(statement.subquery()))
-    contacts = list(
-        await session.scalars(
-            statement.options(selectinload(Contact.phones))
-            .order_by(Contact.last_name, Contact.first_name, Contact.id)
-            .limit(max(1, min(wanted.limit, 200)))
-            .offset(max(0, wanted.offset))
+        conditions.append(latest == wanted.outcome)
+    return conditions
+
+
+def _their_calls(scope: Scope) -> ColumnElement[bool]:
+    return scope.work_filter(CallAttempt.campaign_id, CallAttempt.volunteer_id)
+
+
+def _their_outcomes(scope: Scope) -> ColumnElement[bool]:
+    return scope.work_filter(Disposition.campaign_id, Disposition.volunteer_id)
+
+
+async def search(
+    session: AsyncSession, user: User, wanted: ContactFilter, *, now: datetime
+) -> SearchResult:
+    """A page of the contacts ``user`` sees that match ``wanted``, in the
+    list's order (last name, first name, id), and how many match (up to COUNT_CAP).
+
+    Pages are keyset pages: a cursor says where one starts, so the hundredth
+    page costs what the first does.
+    """
+    scope = await scope_of(session, user)
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        # The plan depends on what is searched (a rare name is found through
+        # its trigrams, a common filter by walking the list in order): a
+        # prepared statement's generic plan, made once for any value, could
+        # walk two million contacts for a name no one has.  JIT compiling
+        # costs these queries more (100-200 ms) than it ever saves them.
+        await session.execute(
+            text(
+                "SELECT set_config('plan_cache_mode', 'force_custom_plan', true),"
+                " set_config('jit', 'off', true)"
+            )
         )
+    lists = await _Lists.of(session, scope, wanted.campaign_id)
+    conditions = _filters(scope, lists, wanted, dialect, now)
+    counted = int(
+        await session.scalar(
+            select(func.count()).select_from(
+                select(Contact.id).where(*conditions).limit(COUNT_CAP + 1).subquery()
+            )
+        )
+        or 0
     )
-    result = SearchResult(total=int(total or 0))
+    result = SearchResult(total=min(counted, COUNT_CAP), total_capped=counted > COUNT_CAP)
+    way = _Way.WALK
+    if _by_trigrams(wanted.query):
+        way = _Way.GATHER if counted <= COUNT_CAP else _Way.WALK_THEN_GATHER
+    size = max(1, min(wanted.limit, MAX_PAGE))
+    after = ListPlace.from_cursor(wanted.after)
+    before = ListPlace.from_cursor(wanted.before) if after is None else None
+    places: list[ListPlace] = []
+    if before is not None:
+        places = await _page(session, conditions, size + 1, _Stretch(before, backwards=True), way)
+        if len(places) > size:
+            places = places[:size]
+            result.previous_cursor = places[-1].cursor()
+            result.next_cursor = places[0].cursor()
+            places.reverse()
+        else:
+            # Back at the start of the list: the first page, full.
+            before = None
+    if before is None:
+        places = await _page(session, conditions, size + 1, _Stretch(after), way)
+        if len(places) > size:
+            places = places[:size]
+            result.next_cursor = places[-1].cursor()
+        if after is not None and places:
+            result.previous_cursor = places[0].cursor()
+    contacts = {
+        contact.id: contact
+        for contact in await session.scalars(
+            select(Contact)
+            .where(Contact.id.in_([place.contact_id for place in places]))
+            .options(selectinload(Contact.phones))
+        )
+    }
+    # A contact deleted since its place was read is left out.
+    found = [contacts[place.contact_id] for place in places if place.contact_id in contacts]
+    result.rows = await _rows(session, scope, lists, found)
+    return result
+
+
+def _by_trigrams(query: str) -> bool:
+    """Whether the term searched is a name or email part its trigrams find (see _Way)."""
+    term = query.strip()
+    return len(term) >= 3 and sum(ch.isdigit() for ch in term) < 3
+
+
+class _Way(Enum):
+    """How a page's contacts are reached.
+
+    WALK: along the list's order (ix_contacts_name_order), testing each
+    contact; the planner may instead gather the matches and sort them.
+    That is the way while the matches are spread over the alphabet, as most
+    filters' are.  A name searched for is not: every "Tremblay" sits at T,
+    and walking there from A reads most of the list.  So a name that
+    matches few (COUNT_CAP or fewer) is GATHERed through its trigrams and
+    sorted; one that matches many is walked for WALK_BUDGET contacts, which
+    finds a page when its matches are spread (a first name, an email's
+    domain), then the rest gathered from there (WALK_THEN_GATHER).
+    """
+
+    WALK = "walk"
+    GATHER = "gather"
+    WALK_THEN_GATHER = "walk then gather"
+
+
+WALK_BUDGET = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Stretch:
+    """The part of the list after ``start`` (before it, ``backwards``), up to ``end`` included."""
+
+    start: ListPlace | None
+    end: ListPlace | None = None
+    backwards: bool = False
+
+    def bounds(self) -> list[ColumnElement[bool]]:
+        key = tuple_(*LIST_ORDER)
+        bounds: list[ColumnElement[bool]] = []
+        if self.start is not None:
+            start = tuple_(*self.start.key())
+            bounds.append(key < start if self.backwards else key > start)
+        if self.end is not None:
+            end = tuple_(*self.end.key())
+            bounds.append(key >= end if self.backwards else key <= end)
+        return bounds
+
+    def order(
+        self, columns: Sequence[ColumnElement[Any] | InstrumentedAttribute[Any]]
+    ) -> list[ColumnElement[Any] | InstrumentedAttribute[Any]]:
+        return [column.desc() for column in columns] if self.backwards else list(columns)
+
+    def up_to(self, end: ListPlace) -> _Stretch:
+        return _Stretch(self.start, end, self.backwards)
+
+    def beyond(self, end: ListPlace) -> _Stretch:
+        return _Stretch(end, None, self.backwards)
+
+
+async def _page(
+    session: AsyncSession,
+    conditions: list[ColumnElement[bool]],
+    limit: int,
+    stretch: _Stretch,
+    way: _Way,
+) -> list[ListPlace]:
+    """The places of the first ``limit`` matching contacts of ``stretch``, in its order."""
+    if way is _Way.WALK:
+        return await _places(session, conditions, limit, stretch, gather=False)
+    if way is _Way.GATHER:
+        return await _places(session, conditions, limit, stretch, gather=True)
+    end = await session.execute(
+        select(*LIST_ORDER)
+        .where(*stretch.bounds())
+        .order_by(*stretch.order(LIST_ORDER))
+        .offset(WALK_BUDGET)
+        .limit(1)
+    )
+    walk_end = end.first()
+    if walk_end is None:
+        return await _places(session, conditions, limit, stretch, gather=False)
+    last = ListPlace(*walk_end)
+    walked = await _places(session, conditions, limit, stretch.up_to(last), gather=False)
+    if len(walked) == limit:
+        return walked
+    gathered = await _places(
+        session, conditions, limit - len(walked), stretch.beyond(last), gather=True
+    )
+    return walked + gathered
+
+
+async def _places(
+    session: AsyncSession,
+    conditions: list[ColumnElement[bool]],
+    limit: int,
+    stretch: _Stretch,
+    *,
+    gather: bool,
+) -> list[ListPlace]:
+    matching = select(*LIST_ORDER).where(*conditions, *stretch.bounds())
+    if gather:
+        # OFFSET 0 keeps PostgreSQL from merging the subquery into the sort
+        # and walking the list's order anyway: the matches are found first.
+        found = matching.offset(0).subquery()
+        ordered = select(found.c.last_name, found.c.first_name, found.c.id).order_by(
+            *stretch.order([found.c.last_name, found.c.first_name, found.c.id])
+        )
+    else:
+        ordered = matching.order_by(*stretch.order(LIST_ORDER))
+    return [ListPlace(*row) for row in await session.execute(ordered.limit(limit))]
+
+
+async def _rows(
+    session: AsyncSession, scope: Scope, lists: _Lists, contacts: list[Contact]
+) -> list[ContactRow]:
+    """Each contact with its last outcome, last call and call-back, as ``scope`` sees them."""
     ids = [contact.id for contact in contacts]
     last_outcomes: dict[int, DispositionOutcome] = {}
     last_calls: dict[int, datetime] = {}
@@ -192,31 +524,31 @@ async def search(
     if ids:
         for contact_id, outcome in await session.execute(
             select(Disposition.contact_id, Disposition.outcome)
-            .where(Disposition.contact_id.in_(ids), their_outcomes)
+            .where(Disposition.contact_id.in_(ids), _their_outcomes(scope))
             .order_by(Disposition.created_at, Disposition.id)
         ):
             last_outcomes[contact_id] = outcome
         for contact_id, at in await session.execute(
             select(CallAttempt.contact_id, func.max(CallAttempt.requested_at))
-            .where(CallAttempt.contact_id.in_(ids), their_calls)
+            .where(CallAttempt.contact_id.in_(ids), _their_calls(scope))
             .group_by(CallAttempt.contact_id)
         ):
             last_calls[contact_id] = at
+        due: list[ColumnElement[bool]] = [
+            CallingListEntry.contact_id.in_(ids),
+            ~CallingListEntry.done,
+            CallingListEntry.callback_at.is_not(None),
+        ]
+        if lists.in_view is not None:
+            due.append(CallingListEntry.campaign_id.in_(lists.in_view))
         for contact_id, due_at in await session.execute(
             select(CallingListEntry.contact_id, func.min(CallingListEntry.callback_at))
-            .where(
-                CallingListEntry.contact_id.in_(ids),
-                CallingListEntry.campaign_id.in_(
-                    select(Campaign.id).where(scope.campaign_filter())
-                ),
-                CallingListEntry.done.is_(False),
-                CallingListEntry.callback_at.is_not(None),
-            )
+            .where(*due)
             .group_by(CallingListEntry.contact_id)
         ):
             if due_at is not None:
                 callbacks[contact_id] = due_at
-    result.rows = [
+    return [
         ContactRow(
             contact,
             last_outcomes.get(contact.id),
@@ -225,7 +557,6 @@ async def search(
         )
         for contact in contacts
     ]
-    return result
 
 
 async def known_tags(session: AsyncSession, user: User, *, sample: int = 5000) -> list[str]:
@@ -237,10 +568,30 @@ async def known_tags(session: AsyncSession, user: User, *, sample: int = 5000) -
     return sorted(tags, key=str.lower)[:200]
 
 
-async def known_languages(session: AsyncSession) -> list[str]:
-    rows = await session.scalars(
-        select(Contact.language).where(Contact.language.is_not(None)).distinct().limit(100)
+# The languages in use, read off ix_contacts_language a value at a time (a
+# "loose index scan"): SELECT DISTINCT would read every contact.
+_LANGUAGES_POSTGRESQL = text(
+    """
+    WITH RECURSIVE found(language) AS (
+        (SELECT language FROM contacts WHERE language IS NOT NULL
+         ORDER BY language USING ~<~ LIMIT 1)
+        UNION ALL
+        SELECT (SELECT language FROM contacts WHERE language ~>~ found.language
+                ORDER BY language USING ~<~ LIMIT 1)
+        FROM found WHERE found.language IS NOT NULL
     )
+    SELECT language FROM found WHERE language IS NOT NULL LIMIT 100
+    """
+)
+
+
+async def known_languages(session: AsyncSession) -> list[str]:
+    if session.get_bind().dialect.name == "postgresql":
+        rows = await session.scalars(_LANGUAGES_POSTGRESQL)
+    else:
+        rows = await session.scalars(
+            select(Contact.language).where(Contact.language.is_not(None)).distinct().limit(100)
+        )
     return sorted({(value or "").split("-")[0] for value in rows if value})
 
 

@@ -1,7 +1,9 @@
 """Writes ``contacts``, ``contact_phones`` and ``contact_notes``; nothing else does.
 
 A contact is added with its numbers (``add_contact``), or many at once by an
-import (``insert_contacts``, ``insert_phones``: one executemany each); its
+import (``insert_contacts``, ``insert_phones``: one executemany each; the bulk
+import's ``insert_contacts_from``, ``insert_phones_from``: one INSERT ... SELECT
+each, from its staging tables, ``dialer.store.bulk_contacts``); its
 fields change one contact at a time (``update_contact``), or for all the
 contacts a batch merged into (``update_contacts``, one flush).  A number is
 added to a contact (``add_phones``), changed (``update_phone``) or removed
@@ -15,11 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.selectable import TextualSelect
 
 from dialer.domain.vocabulary import PhoneType
 from dialer.store.models import Contact, ContactNote, ContactPhone
@@ -33,10 +36,21 @@ async def add_contact(session: AsyncSession, contact: Contact) -> None:
 
 async def insert_contacts(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> list[int]:
     """Insert one contact per row, every column given; their ids, in the rows' order."""
+    # The table, not the ORM entity: an ORM bulk insert leaves out the None
+    # values, so rows with different empty fields became one statement each
+    # (a 2,000-row import batch took 0.75 s, growing with the square of its size).
+    table = cast(Table, Contact.__table__)
     result = await session.execute(
-        insert(Contact).returning(Contact.id, sort_by_parameter_order=True), rows
+        insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
     )
     return list(result.scalars())
+
+
+async def insert_contacts_from(
+    session: AsyncSession, columns: Sequence[str], rows: TextualSelect
+) -> None:
+    """Insert the contacts a query gives, its columns named by ``columns``, in one statement."""
+    await session.execute(insert(Contact).from_select(list(columns), rows, include_defaults=False))
 
 
 async def update_contact(session: AsyncSession, contact: Contact, **values: Any) -> None:
@@ -116,6 +130,15 @@ async def add_phones_unless_on_file(
 async def insert_phones(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert one number per row, every column given, in one executemany."""
     await session.execute(insert(ContactPhone), rows)
+
+
+async def insert_phones_from(
+    session: AsyncSession, columns: Sequence[str], rows: TextualSelect
+) -> None:
+    """Insert the numbers a query gives, its columns named by ``columns``, in one statement."""
+    await session.execute(
+        insert(ContactPhone).from_select(list(columns), rows, include_defaults=False)
+    )
 
 
 async def update_phone(session: AsyncSession, phone: ContactPhone, **values: Any) -> None:

@@ -2,7 +2,8 @@
 
 An entry puts one contact on one volunteer's list in a campaign, with its
 attempts, retry time, call-back and whether it is done.  Entries are added
-by an import (``add_entries``, one executemany), handed to volunteers
+by an import (``add_entries``, one executemany; the bulk import's
+``add_entries_from``, one INSERT ... SELECT), handed to volunteers
 (``assign``), updated by the calls that end (``record_attempts``) and closed
 or kept by an outcome (``settle``).  Callers own the transaction; every
 function here sends its SQL before it returns.
@@ -17,6 +18,7 @@ from typing import Any, cast
 
 from sqlalchemy import Integer, Table, bindparam, case, func, insert, null, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.selectable import TextualSelect
 
 from dialer.store.models import CallingListEntry
 
@@ -122,6 +124,19 @@ async def settle(
 async def add_entries(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert one entry per row, every column given, in one executemany."""
     await session.execute(insert(CallingListEntry), rows)
+
+
+async def add_entries_from(
+    session: AsyncSession, columns: Sequence[str], rows: TextualSelect
+) -> list[int | None]:
+    """Insert the entries a query gives, its columns named by ``columns``, in one
+    statement; each new entry's volunteer, in the query's order."""
+    result = await session.execute(
+        insert(CallingListEntry)
+        .from_select(list(columns), rows, include_defaults=False)
+        .returning(CallingListEntry.volunteer_id)
+    )
+    return list(result.scalars())
 
 
 async def assign(

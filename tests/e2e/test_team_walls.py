@@ -9,12 +9,16 @@ every route; these tests cover what a page shows and what a change leaves.
 
 from __future__ import annotations
 
+import re
 import uuid
+from html import unescape
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
-from dialer.store.models import CallingListEntry, TeamMember, User
+from dialer.services import contacts as contact_search
+from dialer.store.models import CallingListEntry, Contact, ContactPhone, TeamMember, User
 from tests.e2e.conftest import ClientFactory
 from tests.e2e.webworld import WebWorld
 
@@ -205,3 +209,47 @@ async def test_the_live_panel_of_an_organizer_shows_their_teams_calls(
     _, other = await oscar.api("GET", "/api/live/snapshot")
     assert all(item["key"] != call["call_id"] for item in other["items"])
     assert {person["volunteer_name"] for person in other["roster"]} == {"Carol Roy"}
+
+
+async def test_the_contact_lists_pages_keep_their_filters_and_their_wall(
+    client: ClientFactory, world: WebWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Next and Previous are keyset links: they keep the search, stay behind
+    the team's wall, and a count past its cap says "more than"."""
+    async with world.sessions.begin() as session:
+        for n in range(130):
+            main = n % 4 != 0
+            contact = Contact(first_name=f"Page{n:03d}", last_name="Pagination")
+            contact.phones = [ContactPhone(e164=f"+1514555{2000 + n:04d}")]
+            session.add(contact)
+            await session.flush()
+            session.add(
+                CallingListEntry(
+                    campaign_id=world.campaign_id if main else world.other_campaign_id,
+                    contact_id=contact.id,
+                    volunteer_id=world.users["alice" if main else "carol"],
+                )
+            )
+    monkeypatch.setattr(contact_search, "COUNT_CAP", 60)
+    alice = await client("alice")
+    seen: list[str] = []
+    path: str | None = "/contacts?q=Paginat&score=&list="
+    pages = 0
+    while path is not None:
+        status, html = await alice.page(path)
+        assert status == 200
+        if pages == 0:
+            assert "More than 60 contacts" in html
+        seen += re.findall(r">Page(\d{3}) Pagination<", html)
+        following = re.search(r'<a href="([^"]+)" rel="next">', html)
+        path = unescape(following.group(1)) if following else None
+        if path is not None:
+            assert "q=Paginat" in path and "after=" in path
+        pages += 1
+    assert pages == 2
+    assert seen == [f"{n:03d}" for n in range(130) if n % 4 != 0]
+    # Back from the last page: the first one again.
+    previous = re.search(r'<a href="([^"]+)" rel="prev">', html)
+    assert previous is not None
+    _, first = await alice.page(unescape(previous.group(1)))
+    assert re.findall(r">Page(\d{3}) Pagination<", first) == seen[:50]

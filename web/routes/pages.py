@@ -261,7 +261,6 @@ def _filter_from_query(request: web.Request) -> ContactFilter:
         int(value) for value in query.getall("score", []) if value in {"1", "2", "3", "4", "5"}
     )
     outcome = query.get("outcome", "")
-    page_number = _query_int(request, "page") or 1
     tags = tuple(tag[:100] for tag in query.getall("tag", []) if tag)[:20]
     if query.get("list") == "voters":
         tags = (*tags, "voter")
@@ -277,7 +276,8 @@ def _filter_from_query(request: web.Request) -> ContactFilter:
         else None,
         campaign_id=_query_int(request, "campaign"),
         limit=50,
-        offset=(min(page_number, 10_000) - 1) * 50,
+        after=query.get("after", "")[:2000],
+        before=query.get("before", "")[:2000],
     )
 
 
@@ -288,7 +288,14 @@ async def contacts_page(request: web.Request) -> web.Response:
     found = await request.app[deps_key].contacts.search_page(user, wanted, now=utcnow())
     result = found.result
     web_session = current_session(request)
-    page_number = wanted.offset // 50 + 1
+    # The page's filters stay in its Previous and Next links; only where it starts changes.
+    filters = urlencode(
+        [
+            (key, value)
+            for key, value in request.query.items()
+            if key not in {"after", "before", "page"}
+        ]
+    )
     return page(
         request,
         "contacts.html",
@@ -300,15 +307,19 @@ async def contacts_page(request: web.Request) -> web.Response:
             "campaigns": found.campaigns,
             "outcomes": list(DispositionOutcome),
             "confirm_before_dial": web_session.confirm_before_dial if web_session else True,
-            "page_number": page_number,
-            "has_next": wanted.offset + len(result.rows) < result.total,
             "list_kind": request.query.get("list", ""),
             "display_number": display_number,
-            "query_without_page": urlencode(
-                [(key, value) for key, value in request.query.items() if key != "page"]
-            ),
+            "next_link": _page_link(filters, "after", result.next_cursor),
+            "previous_link": _page_link(filters, "before", result.previous_cursor),
         },
     )
+
+
+def _page_link(filters: str, direction: str, cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    where = urlencode({direction: cursor})
+    return f"/contacts?{filters}&{where}" if filters else f"/contacts?{where}"
 
 
 @routes.get("/contacts/{contact_id:\\d{1,9}}")

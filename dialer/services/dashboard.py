@@ -1,19 +1,45 @@
 """Campaign numbers for the organizers' dashboard.
 
-Counted in SQL where it is cheap and portable (PostgreSQL and SQLite),
-bucketed by hour in Python so the buckets follow the viewer's time zone.
+The totals come from the campaign's counters (dialer.store.counters), which
+the database keeps in the transaction of every call, outcome and list
+change; the live calls from a partial index that holds only them; the calls
+per hour from the calls of the last hours alone, through the index on
+(campaign, requested at).  Nothing reads all the calls of a campaign.
+
+Why counters rather than aggregate queries, measured on PostgreSQL with 2 M
+contacts, 50 campaigns of 40,000 entries, 500 volunteers and 1.5 M calls:
+the old view, which read every call of the campaign into Python, took p50
+3.8 s / p95 4.6 s on a campaign of 500,000 calls (p50 233 ms / p95 337 ms
+on one of 20,000).  The same totals as aggregates over a covering index of
+the calls still took about 200 ms for the calls (both cores, freshly
+vacuumed) plus 150 ms for the outcomes, and grow with the campaign.  The
+counters read a few thousand rows at most whatever its size: the whole view
+takes p50 23 ms / p95 33 ms on the 500,000-call campaign (14 / 21 ms on the
+20,000-call one).  Kept by triggers rather than by each store writer: a
+trigger sees the old and the new row (the store's executemany UPDATEs only
+know the new values), and counts what every writer does, a set-based
+import merge or a foreign key's cascade included (see
+dialer.store.counters).
+
+The calls per hour are bucketed in the viewer's time zone as before: the
+database groups the calls of the window by minute, and each minute goes to
+the bucket its local time falls in (zone offsets are whole minutes).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import TypeVar
 
-from sqlalchemy import case, func, select
+from sqlalchemy import BigInteger, ColumnElement, Integer, case, cast, extract, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
 
 from dialer.domain.vocabulary import CallOutcome, DispositionOutcome
-from dialer.store.models import CallAttempt, CallingListEntry, Disposition, User
+from dialer.store import counters
+from dialer.store.models import CallAttempt, User
 
 
 @dataclass(slots=True)
@@ -61,6 +87,22 @@ class CampaignStats:
         return max((bucket.dials for bucket in self.hours), default=0)
 
 
+Vocabulary = TypeVar("Vocabulary", CallOutcome, DispositionOutcome)
+
+# Wider than any daylight-saving shift: the wall-clock buckets' calls are all inside.
+_WINDOW_MARGIN = timedelta(hours=3)
+_MINUTE = 60
+
+
+@dataclass(slots=True)
+class _Tally:
+    dials: int = 0
+    reached: int = 0
+    talk_us: int = 0
+    live_talk: float = 0.0
+    outcomes: int = 0
+
+
 async def campaign_stats(
     session: AsyncSession,
     campaign_id: int,
@@ -70,88 +112,130 @@ async def campaign_stats(
     hours: int = 12,
 ) -> CampaignStats:
     stats = CampaignStats()
-    calls = await session.execute(
-        select(
-            CallAttempt.volunteer_id,
-            CallAttempt.requested_at,
-            CallAttempt.contact_answered_at,
-            CallAttempt.ended_at,
-            CallAttempt.outcome,
-            CallAttempt.ended_at.is_(None),
-        ).where(CallAttempt.campaign_id == campaign_id)
-    )
-    names = {
-        user_id: display or username
-        for user_id, display, username in (
-            await session.execute(select(User.id, User.display_name, User.username))
-        )
+    counts = await counters.read(session, campaign_id)
+    tallies: dict[int, _Tally] = {}
+    talk_us = 0
+    for (volunteer_id, name), amount in counts.amounts.items():
+        tally = tallies.setdefault(volunteer_id, _Tally())
+        if name == counters.DIALS:
+            stats.dials += amount
+            tally.dials += amount
+        elif name == counters.REACHED:
+            stats.reached += amount
+            tally.reached += amount
+        elif name == counters.TALK_US:
+            talk_us += amount
+            tally.talk_us += amount
+        elif name.startswith(counters.CALL_OUTCOME):
+            call_outcome = _known(CallOutcome, name.removeprefix(counters.CALL_OUTCOME))
+            if call_outcome is not None:
+                stats.call_outcomes[call_outcome] = (
+                    stats.call_outcomes.get(call_outcome, 0) + amount
+                )
+        elif name.startswith(counters.OUTCOME):
+            outcome = _known(DispositionOutcome, name.removeprefix(counters.OUTCOME))
+            if outcome is not None:
+                stats.outcomes[outcome] = stats.outcomes.get(outcome, 0) + amount
+                tally.outcomes += amount
+        elif name == counters.MOBILIZED:
+            stats.mobilized += amount
+        elif name == counters.LIST_TOTAL:
+            stats.list_total = amount
+        elif name == counters.LIST_DONE:
+            stats.list_done = amount
+        elif name == counters.CALLBACKS_PENDING:
+            stats.callbacks_pending = amount
+    live_talk = 0.0
+    for volunteer_id, answered_at in counts.live_calls:
+        stats.live_calls += 1
+        if answered_at is not None:
+            talk = max(0.0, (now - answered_at).total_seconds())
+            live_talk += talk
+            tallies.setdefault(volunteer_id, _Tally()).live_talk += talk
+    stats.talk_seconds = talk_us / 1_000_000 + live_talk
+    # Those with a call or an outcome in the campaign, as when every row was read.
+    shown = {
+        volunteer_id: tally
+        for volunteer_id, tally in tallies.items()
+        if volunteer_id != counters.NOBODY and (tally.dials or tally.outcomes)
     }
-    per_volunteer: dict[int, VolunteerStats] = {}
+    names = await _names(session, shown)
+    stats.volunteers = sorted(
+        (
+            VolunteerStats(
+                volunteer_id,
+                names.get(volunteer_id, "?"),
+                dials=tally.dials,
+                reached=tally.reached,
+                talk_seconds=tally.talk_us / 1_000_000 + tally.live_talk,
+                outcomes=tally.outcomes,
+            )
+            for volunteer_id, tally in shown.items()
+        ),
+        key=lambda item: (-item.dials, item.name),
+    )
+    stats.hours = await _hours(session, campaign_id, now=now, zone=zone, hours=hours)
+    return stats
+
+
+def _known(kind: type[Vocabulary], value: str) -> Vocabulary | None:
+    try:
+        return kind(value)
+    except ValueError:
+        # A value no longer in the vocabulary: counted, but nothing to show it under.
+        return None
+
+
+async def _names(session: AsyncSession, user_ids: Iterable[int]) -> dict[int, str]:
+    wanted = list(user_ids)
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(User.id, User.display_name, User.username).where(User.id.in_(wanted))
+    )
+    return {user_id: display or username for user_id, display, username in rows}
+
+
+async def _hours(
+    session: AsyncSession, campaign_id: int, *, now: datetime, zone: tzinfo, hours: int
+) -> list[HourBucket]:
     local_now = now.astimezone(zone).replace(minute=0, second=0, microsecond=0)
     first_hour = local_now - timedelta(hours=hours - 1)
     buckets = [HourBucket(first_hour + timedelta(hours=offset)) for offset in range(hours)]
-    for volunteer_id, requested_at, answered_at, ended_at, outcome, live in calls:
-        stats.dials += 1
-        volunteer = per_volunteer.setdefault(
-            volunteer_id, VolunteerStats(volunteer_id, names.get(volunteer_id, "?"))
+    since = first_hour.astimezone(UTC) - _WINDOW_MARGIN
+    until = first_hour.astimezone(UTC) + timedelta(hours=hours) + _WINDOW_MARGIN
+    minute = _minute_of(session, CallAttempt.requested_at).label("minute")
+    rows = await session.execute(
+        select(
+            minute,
+            func.count(),
+            func.sum(case((CallAttempt.contact_answered_at.is_not(None), 1), else_=0)),
         )
-        volunteer.dials += 1
-        if live:
-            stats.live_calls += 1
-        if outcome is not None:
-            stats.call_outcomes[outcome] = stats.call_outcomes.get(outcome, 0) + 1
-        if answered_at is not None:
-            stats.reached += 1
-            volunteer.reached += 1
-            talk = ((ended_at or now) - answered_at).total_seconds()
-            stats.talk_seconds += max(0.0, talk)
-            volunteer.talk_seconds += max(0.0, talk)
-        local = requested_at.astimezone(zone)
+        .where(
+            CallAttempt.campaign_id == campaign_id,
+            CallAttempt.requested_at >= since,
+            CallAttempt.requested_at < until,
+        )
+        .group_by(minute)
+    )
+    for minute_number, dials, reached in rows:
+        # Same arithmetic as on each call: both sides carry ``zone``, so the
+        # difference is in wall-clock hours.
+        local = datetime.fromtimestamp(int(minute_number) * _MINUTE, UTC).astimezone(zone)
         index = int((local - first_hour).total_seconds() // 3600)
         if 0 <= index < hours:
-            buckets[index].dials += 1
-            if answered_at is not None:
-                buckets[index].reached += 1
-    stats.hours = buckets
-    for outcome, volunteer_id, count, mobilized in await session.execute(
-        select(
-            Disposition.outcome,
-            Disposition.volunteer_id,
-            func.count(),
-            func.sum(case((Disposition.mobilized.is_(True), 1), else_=0)),
-        )
-        .where(Disposition.campaign_id == campaign_id)
-        .group_by(Disposition.outcome, Disposition.volunteer_id)
-    ):
-        stats.outcomes[outcome] = stats.outcomes.get(outcome, 0) + count
-        stats.mobilized += int(mobilized or 0)
-        if volunteer_id is not None:
-            volunteer = per_volunteer.setdefault(
-                volunteer_id, VolunteerStats(volunteer_id, names.get(volunteer_id, "?"))
-            )
-            volunteer.outcomes += count
-    stats.volunteers = sorted(per_volunteer.values(), key=lambda item: (-item.dials, item.name))
-    total, done, callbacks = (
-        await session.execute(
-            select(
-                func.count(),
-                func.sum(case((CallingListEntry.done.is_(True), 1), else_=0)),
-                func.sum(
-                    case(
-                        (
-                            (CallingListEntry.callback_at.is_not(None))
-                            & CallingListEntry.done.is_(False),
-                            1,
-                        ),
-                        else_=0,
-                    )
-                ),
-            ).where(CallingListEntry.campaign_id == campaign_id)
-        )
-    ).one()
-    stats.list_total, stats.list_done = int(total or 0), int(done or 0)
-    stats.callbacks_pending = int(callbacks or 0)
-    return stats
+            buckets[index].dials += int(dials)
+            buckets[index].reached += int(reached or 0)
+    return buckets
+
+
+def _minute_of(
+    session: AsyncSession, moment: ColumnElement[datetime] | InstrumentedAttribute[datetime]
+) -> ColumnElement[int]:
+    """Minutes since the epoch of a stored UTC time, on PostgreSQL or SQLite."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(func.floor(extract("epoch", moment) / _MINUTE), BigInteger)
+    return cast(func.strftime("%s", moment), Integer) // _MINUTE
 
 
 class DashboardService:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import aiohttp
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from dialer.store.models import CallingListEntry, Campaign, Contact, ContactPhone, User
 from tests.e2e.conftest import ClientFactory
 from tests.e2e.importing import upload_csv
 from tests.e2e.webworld import WebWorld
+from tests.integration.test_cli import dialer
 
 
 def editor_form(world: WebWorld, **overrides: str) -> dict[str, str]:
@@ -185,6 +187,45 @@ async def test_export_results_as_csv(client: ClientFactory, world: WebWorld) -> 
     rows = list(csv.DictReader(io.StringIO(await response.text())))
     assert len(rows) == 1 and rows[0]["first_name"] == "Ada"
     assert "survey:vote" in rows[0]
+
+
+async def test_the_export_streams_the_bytes_the_cli_writes(
+    client: ClientFactory, world: WebWorld, pg_url: str, tmp_path: Path
+) -> None:
+    async with world.sessions.begin() as session:
+        await session.execute(
+            text(
+                "INSERT INTO call_attempts (call_id, campaign_id, contact_id, number_e164,"
+                " volunteer_id, pbx, state, outcome, needs_review, requested_at, ended_at,"
+                " dial_status, updated_at)"
+                " SELECT 'bulk' || n, :campaign, :contact, '+15145550187', :volunteer, 'default',"
+                " 'ended', 'completed', false, now() - n * interval '1 second', now(),"
+                " CASE WHEN n % 7 = 0 THEN '=cmd, \"x\"' END, now()"
+                " FROM generate_series(1, 3000) AS n"
+            ),
+            {
+                "campaign": world.campaign_id,
+                "contact": world.contacts["ada"],
+                "volunteer": world.users["alice"],
+            },
+        )
+    olivia = await client("olivia")
+    response = await olivia.request("GET", f"/ops/campaigns/{world.campaign_id}/export.csv")
+    async with response:
+        assert response.status == 200
+        assert response.headers["Transfer-Encoding"] == "chunked"
+        assert "Content-Length" not in response.headers
+        assert response.headers["Content-Disposition"] == (
+            f'attachment; filename="campaign-{world.campaign_id}-results.csv"'
+        )
+        chunks = [data async for data, _ in response.content.iter_chunks()]
+    assert len(chunks) > 1
+    out = tmp_path / "results.csv"
+    result = await dialer(pg_url, "export-results", "--campaign", str(world.campaign_id), str(out))
+    assert result.returncode == 0, result.stderr
+    assert b"".join(chunks) == out.read_bytes()
+    assert out.read_bytes().count(b"\r\n") == 3001
+    assert b'"\'=cmd, ""x"""' in out.read_bytes()
 
 
 async def test_the_dashboard_counts_calls(client: ClientFactory, world: WebWorld) -> None:

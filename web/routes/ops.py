@@ -671,21 +671,32 @@ async def assign_submit(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/ops/campaigns/{campaign_id:\\d{1,9}}/export.csv")
-async def export_csv(request: web.Request) -> web.Response:
+async def export_csv(request: web.Request) -> web.StreamResponse:
+    """The campaign's results, sent chunk by chunk as the database reads them.
+
+    Each chunk waits for the client to take the one before (the write is
+    awaited), so a slow download slows the export rather than filling memory.
+    """
     campaign = await _campaign(request)
-    buffer = io.StringIO()
     try:
-        await request.app[deps_key].exports.export_results(campaign.id, buffer)
+        async with request.app[deps_key].exports.results(campaign.id) as export:
+            response = web.StreamResponse(
+                headers={
+                    "Content-Disposition": (
+                        f'attachment; filename="campaign-{campaign.id}-results.csv"'
+                    )
+                }
+            )
+            response.content_type = "text/csv"
+            response.charset = "utf-8"
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            await export.write_to(response.write)
+            await response.write_eof()
+            return response
     except ExportError:
+        # Raised on opening, before anything is sent: the campaign went meanwhile.
         raise not_found(request) from None
-    return web.Response(
-        body=buffer.getvalue().encode("utf-8"),
-        content_type="text/csv",
-        charset="utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="campaign-{campaign.id}-results.csv"'
-        },
-    )
 
 
 # -- do-not-call -----------------------------------------------------------------------

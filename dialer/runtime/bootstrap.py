@@ -379,7 +379,11 @@ def web_deps(runtime: Runtime) -> WebDeps:
         contacts=ContactService(sessions, runtime.service.caller_ids),
         calls=CallHistory(sessions),
         dashboard=DashboardService(sessions),
-        imports=ImportService(sessions, policy=runtime.service.policy),
+        imports=ImportService(
+            sessions,
+            policy=runtime.service.policy,
+            bulk_min_bytes=runtime.settings.import_bulk_min_bytes,
+        ),
         exports=ExportService(sessions),
         directory=Directory(sessions),
         notifications=NotificationService(

@@ -186,6 +186,13 @@ def _role_label(role: str) -> str:
     help="Let the file replace different values on file (each one is reported and audited); "
     "by default it only fills empty fields.",
 )
+@click.option(
+    "--bulk/--no-bulk",
+    default=None,
+    help="Import through worker processes and COPY (PostgreSQL; same rules and report), "
+    "or in batches as for small files.  Default: the bulk path for files of "
+    "DIALER_IMPORT_BULK_MIN_BYTES or more.",
+)
 @click.pass_context
 def import_contacts_command(
     ctx: click.Context,
@@ -197,6 +204,7 @@ def import_contacts_command(
     errors_file: Path | None,
     changes_file: Path | None,
     overwrite: bool,
+    bulk: bool | None,
 ) -> None:
     """Import contacts from a CSV FILE (headers mapped by name; see docs/user-guide.md).
 
@@ -239,6 +247,8 @@ def import_contacts_command(
                     progress=bar.update,
                     overwrite=overwrite,
                     policy=settings.dialing_policy,
+                    bulk=bulk,
+                    bulk_min_bytes=settings.import_bulk_min_bytes,
                 )
 
     try:
@@ -328,16 +338,18 @@ def import_contacts_command(
 @click.pass_context
 def export_results_command(ctx: click.Context, campaign_id: int, file: Path) -> None:
     """Write a campaign's call results and survey answers to a CSV FILE ('-' for stdout)."""
-    from dialer.services.export import ExportError, export_results
+    from dialer.services.export import ExportError, export_results_binary
     from dialer.store.engine import open_database
 
     async def run() -> int:
+        # Written as the database reads the rows: the file grows while it runs.
         async with open_database(_settings(ctx).database_url_value) as sessions:
             async with sessions() as session:
                 if str(file) == "-":
-                    return await export_results(session, campaign_id, sys.stdout)
-                with file.open("w", newline="", encoding="utf-8") as handle:
-                    return await export_results(session, campaign_id, handle)
+                    sys.stdout.flush()
+                    return await export_results_binary(session, campaign_id, sys.stdout.buffer)
+                with file.open("wb") as handle:
+                    return await export_results_binary(session, campaign_id, handle)
 
     try:
         count = _run(run())

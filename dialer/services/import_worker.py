@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,13 @@ NICENESS = 10
 
 
 async def _run(request: dict[str, Any]) -> None:
+    # The web process stops an import with SIGTERM.  Dying there and then
+    # would leave the statement in flight running on in PostgreSQL, holding
+    # its locks and writing rows after the job is recorded as stopped: the
+    # import is cancelled instead, and ends its statement first.
+    running = asyncio.current_task()
+    assert running is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, running.cancel)
     engine = create_engine(request["database_url"], pool_size=2, max_overflow=0)
     try:
         await run_job(
@@ -36,6 +44,8 @@ async def _run(request: dict[str, Any]) -> None:
             Path(request["upload"]),
             **request["options"],
         )
+    except asyncio.CancelledError:
+        logging.getLogger(__name__).info("import job %s stopped", request["job_id"])
     finally:
         await engine.dispose()
 

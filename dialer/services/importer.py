@@ -78,6 +78,9 @@ from dialer.store.models import (
 )
 
 BATCH_SIZE = 2000
+# Files this large or larger take the bulk path on PostgreSQL unless told otherwise
+# (import_stream's ``bulk``); the setting import_bulk_min_bytes passes its own.
+BULK_MIN_BYTES = 5 * 1024 * 1024
 MAX_FIELD_LENGTHS = {
     "first_name": 200,
     "last_name": 200,
@@ -612,13 +615,22 @@ def _is_blank(stream: BinaryIO) -> bool:
         stream.seek(0)
 
 
+# A row as the CSV reader gives it: its line and its cells, not yet checked.
+RawRow = tuple[int, list[str]]
+
+
 @dataclass(slots=True)
 class ParsedFile:
-    """A file whose header was read: its columns, and its rows, parsed as they are taken."""
+    """A file whose header was read: its columns, and its rows, parsed as they are taken.
+
+    ``raw`` is the same rows before :func:`parse_row` (the bulk path parses
+    them in worker processes); take from ``rows`` or from ``raw``, not both.
+    """
 
     columns: ColumnMap
     rows: Iterator[ParsedRow | RowError]
     lines: _Lines
+    raw: Iterator[RawRow | RowError]
 
     def take(self, count: int) -> tuple[list[ParsedRow | RowError], int]:
         """Parse up to ``count`` more rows, and say how far into the file they reach (bytes).
@@ -658,7 +670,7 @@ def parse_stream(
         raise ImportFileError(_("header line: %(reason)s", reason=lines.undecodable[1]))
     columns = ColumnMap.from_header(header)
 
-    def rows() -> Iterator[ParsedRow | RowError]:
+    def raw() -> Iterator[RawRow | RowError]:
         start = reader.line_num + 1
         while True:
             try:
@@ -678,19 +690,33 @@ def parse_stream(
             if bad is not None:
                 yield RowError(line, bad, tuple(cells))
                 continue
-            parsed = _parse_cells(line, cells, columns, region)
-            if isinstance(parsed, RowError):
-                yield RowError(parsed.line, parsed.reason, tuple(cells))
-                continue
-            parsed.cells = tuple(cells)
-            if policy is not None:
-                for e164, _kind in parsed.phones:
-                    refusal = policy.check(e164)
-                    if refusal is not None:
-                        parsed.flags.append((e164, policy_reason(refusal)))
-            yield parsed
+            yield line, cells
 
-    return ParsedFile(columns, rows(), lines)
+    raw_rows = raw()
+    rows = (
+        item if isinstance(item, RowError) else parse_row(*item, columns, region, policy)
+        for item in raw_rows
+    )
+    return ParsedFile(columns, rows, lines, raw_rows)
+
+
+def parse_row(
+    line: int, cells: list[str], columns: ColumnMap, region: str, policy: DialingPolicy | None
+) -> ParsedRow | RowError:
+    """Check and normalise one row the CSV reader gave; the one row rule of every path.
+
+    With a ``policy``, the numbers it refuses are flagged on the row.
+    """
+    parsed = _parse_cells(line, cells, columns, region)
+    if isinstance(parsed, RowError):
+        return RowError(parsed.line, parsed.reason, tuple(cells))
+    parsed.cells = tuple(cells)
+    if policy is not None:
+        for e164, _kind in parsed.phones:
+            refusal = policy.check(e164)
+            if refusal is not None:
+                parsed.flags.append((e164, policy_reason(refusal)))
+    return parsed
 
 
 def parse_rows(
@@ -922,6 +948,8 @@ async def import_contacts(
     progress: Callable[[int], None] | None = None,
     overwrite: bool = False,
     policy: DialingPolicy | None = None,
+    bulk: bool | None = None,
+    bulk_min_bytes: int = BULK_MIN_BYTES,
 ) -> ImportReport:
     """Import ``path``; ``progress`` is called with the number of rows handled
     since its last call.  See :func:`import_stream` for the rest."""
@@ -940,6 +968,8 @@ async def import_contacts(
             progress=progress,
             overwrite=overwrite,
             policy=policy,
+            bulk=bulk,
+            bulk_min_bytes=bulk_min_bytes,
         )
     finally:
         stream.close()
@@ -990,6 +1020,8 @@ async def import_stream(
     policy: DialingPolicy | None = None,
     web: bool = False,
     on_lines: Callable[[ImportReport], Awaitable[None]] | None = None,
+    bulk: bool | None = None,
+    bulk_min_bytes: int = BULK_MIN_BYTES,
 ) -> ImportReport:
     """Import a seekable binary file, a batch at a time, without holding up the event loop.
 
@@ -1011,7 +1043,14 @@ async def import_stream(
     command-line options in them).  ``on_lines`` is awaited after each
     batch with that batch's report: its rejected rows, changes and flags,
     all of them, whatever ``errors_kept`` keeps in the returned report.
+
+    ``bulk`` picks the path on PostgreSQL: True the bulk path
+    (:mod:`dialer.services.bulk_import`: worker processes, ``COPY``,
+    set-based inserts), False the batches described above, None the bulk
+    path for files of ``bulk_min_bytes`` or more.  Both give the same
+    contacts and the same report.  SQLite (the demo) always takes the batches.
     """
+    use_bulk = await _bulk_chosen(sessions, stream, bulk, bulk_min_bytes)
     parsed = await asyncio.to_thread(
         parse_stream, stream, region=region, encoding=encoding, policy=policy, web=web
     )
@@ -1027,40 +1066,16 @@ async def import_stream(
     target.actor_id = actor_id
     target.actor_label = actor_label
     started_at = datetime.now(UTC)
-    ahead = asyncio.ensure_future(asyncio.to_thread(parsed.take, BATCH_SIZE))
-    try:
-        while True:
-            items, bytes_done = await ahead
-            if not items:
-                break
-            ahead = asyncio.ensure_future(asyncio.to_thread(parsed.take, BATCH_SIZE))
-            batch: list[ParsedRow] = []
-            lines = ImportReport()
-            for item in items:
-                if isinstance(item, RowError):
-                    lines.rejected += 1
-                    lines.errors.append(item)
-                else:
-                    batch.append(item)
-            if batch:
-                await write_batch(sessions, batch, target, lines)
-            if on_lines:
-                await on_lines(lines)
-            report.absorb(lines)
-            if errors_kept is not None:
-                report.keep_first_errors(errors_kept)
-            if progress:
-                progress(len(items))
-            if on_batch:
-                await on_batch(ImportProgress(report.rows, bytes_done))
-    finally:
-        # The thread parsing ahead must be done with the file before anyone closes it.
-        if not ahead.done():
-            await asyncio.wait([ahead])
-        if not ahead.cancelled():
-            # Retrieved so that it is not logged as lost: when it failed, the
-            # loop above raised it already, or a failure of its own is raised.
-            ahead.exception()
+    callbacks = ImportCallbacks(progress, on_batch, on_lines, errors_kept)
+    if use_bulk:
+        # Imported here: the bulk path builds on this module's rows and batches.
+        from dialer.services import bulk_import
+
+        await bulk_import.import_rows(
+            sessions, parsed, target, report, callbacks, region=region, policy=policy
+        )
+    else:
+        await _import_batches(sessions, parsed, target, report, callbacks)
     async with sessions.begin() as session:
         await audit.record(
             session,
@@ -1092,16 +1107,107 @@ async def import_stream(
     return report
 
 
+# A contact a batch puts on the campaign's list: (0 for a contact on file, 1 for a
+# person new in the file; the line of its row; the contact's id).  Sorted, a
+# batch's candidates are in the order it hands them to the volunteers.
+ListCandidate = tuple[int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportCallbacks:
+    """What :func:`import_stream` tells its caller as it goes (see there)."""
+
+    progress: Callable[[int], None] | None = None
+    on_batch: Callable[[ImportProgress], Awaitable[None]] | None = None
+    on_lines: Callable[[ImportReport], Awaitable[None]] | None = None
+    errors_kept: int | None = None
+
+    async def done(self, report: ImportReport, lines: ImportReport, rows: int, at: int) -> None:
+        """``lines`` (the rows just handled, ``rows`` of them, ``at`` bytes into the
+        file) are in: tell the caller, and add them to ``report``."""
+        if self.on_lines:
+            await self.on_lines(lines)
+        report.absorb(lines)
+        if self.errors_kept is not None:
+            report.keep_first_errors(self.errors_kept)
+        if self.progress:
+            self.progress(rows)
+        if self.on_batch:
+            await self.on_batch(ImportProgress(report.rows, at))
+
+
+async def _bulk_chosen(
+    sessions: async_sessionmaker[AsyncSession], stream: BinaryIO, bulk: bool | None, min_bytes: int
+) -> bool:
+    engine = sessions.kw.get("bind")
+    if not isinstance(engine, AsyncEngine) or engine.url.get_backend_name() != "postgresql":
+        if bulk:
+            log.info("the bulk import needs PostgreSQL: importing in batches")
+        return False
+    if bulk is not None:
+        return bulk
+    return await asyncio.to_thread(_size, stream) >= min_bytes
+
+
+def _size(stream: BinaryIO) -> int:
+    """The file's size; leaves it at its start."""
+    size = stream.seek(0, os.SEEK_END)
+    stream.seek(0)
+    return size
+
+
+async def _import_batches(
+    sessions: async_sessionmaker[AsyncSession],
+    parsed: ParsedFile,
+    target: _Target,
+    report: ImportReport,
+    callbacks: ImportCallbacks,
+) -> None:
+    """Today's path: parse a batch ahead in a thread, write each batch in its transaction."""
+    ahead = asyncio.ensure_future(asyncio.to_thread(parsed.take, BATCH_SIZE))
+    try:
+        while True:
+            items, bytes_done = await ahead
+            if not items:
+                break
+            ahead = asyncio.ensure_future(asyncio.to_thread(parsed.take, BATCH_SIZE))
+            batch: list[ParsedRow] = []
+            lines = ImportReport()
+            for item in items:
+                if isinstance(item, RowError):
+                    lines.rejected += 1
+                    lines.errors.append(item)
+                else:
+                    batch.append(item)
+            if batch:
+                await write_batch(sessions, batch, target, lines)
+            await callbacks.done(report, lines, len(items), bytes_done)
+    finally:
+        # The thread parsing ahead must be done with the file before anyone closes it.
+        if not ahead.done():
+            await asyncio.wait([ahead])
+        if not ahead.cancelled():
+            # Retrieved so that it is not logged as lost: when it failed, the
+            # loop above raised it already, or a failure of its own is raised.
+            ahead.exception()
+
+
 async def write_batch(
     sessions: async_sessionmaker[AsyncSession],
     batch: list[ParsedRow],
     target: _Target,
     report: ImportReport,
+    *,
+    listed: list[ListCandidate] | None = None,
 ) -> None:
     """Write one batch of parsed rows in its own transaction, adding to ``report``.
 
-    The one place rows reach the database: a bulk path (COPY into a staging
-    table, for files of millions of rows) would replace what this calls.
+    Every row that merges (into a contact on file, or with another row of
+    the batch) goes through here, on both paths; the bulk path
+    (:mod:`dialer.services.bulk_import`) inserts only the rows that are new
+    people on their own.  With ``listed``, the batch's contacts are not put
+    on the campaign's list but collected there, for the bulk path to add a
+    window of batches at once in the same order.
     """
     # A concurrent import may insert the same number between our lookup and
     # our insert; the second attempt sees it and merges instead.
@@ -1110,15 +1216,18 @@ async def write_batch(
         # A rolled-back attempt must not count its assignments, nor move the
         # round-robin on: the retry hands out the same contacts again.
         assigned, next_volunteer = dict(target.assigned), target.next_volunteer
+        candidates: list[ListCandidate] | None = None if listed is None else []
         try:
             async with sessions.begin() as session:
-                await _write_batch(session, batch, target, partial)
+                await _write_batch(session, batch, target, partial, candidates)
         except IntegrityError:
             target.assigned, target.next_volunteer = assigned, next_volunteer
             if attempt == 1:
                 raise
             continue
         report.absorb(partial)
+        if listed is not None and candidates:
+            listed.extend(candidates)
         return
 
 
@@ -1144,7 +1253,11 @@ def _name_of(values: Mapping[str, Any]) -> str:
 
 
 async def _write_batch(
-    session: AsyncSession, batch: list[ParsedRow], target: _Target, report: ImportReport
+    session: AsyncSession,
+    batch: list[ParsedRow],
+    target: _Target,
+    report: ImportReport,
+    listed: list[ListCandidate] | None = None,
 ) -> None:
     numbers = {e164 for row in batch for e164, _kind in row.phones}
     found = await session.execute(
@@ -1176,7 +1289,7 @@ async def _write_batch(
     merges: dict[int, tuple[Contact, dict[str, Any]]] = {}
     # With overwrite: each contact's changes, for the audit log.
     audited: dict[int, list[RowChange]] = {}
-    contact_ids_in_batch: list[int] = []
+    candidates: list[ListCandidate] = []
     now = datetime.now(UTC)
 
     def reject(row: ParsedRow, reason: str) -> None:
@@ -1233,7 +1346,7 @@ async def _write_batch(
             report.changes.extend(lines)
             if target.overwrite and decision.updates:
                 audited.setdefault(contact.id, []).extend(lines)
-            contact_ids_in_batch.append(contact.id)
+            candidates.append((0, row.line, contact.id))
         elif pending:
             index = pending.pop()
             _first, values, phones = new_people[index]
@@ -1288,8 +1401,8 @@ async def _write_batch(
         ids = await contacts.insert_contacts(
             session, [_new_contact_values(values, now) for _row, values, _phones in new_people]
         )
-        for (_row, _values, phones), contact_id in zip(new_people, ids, strict=True):
-            contact_ids_in_batch.append(contact_id)
+        for (first_row, _values, phones), contact_id in zip(new_people, ids, strict=True):
+            candidates.append((1, first_row.line, contact_id))
             for e164, kind in phones:
                 new_phones.append({"contact_id": contact_id, "e164": e164, "phone_type": kind})
         report.imported += len(new_people)
@@ -1299,8 +1412,12 @@ async def _write_batch(
             phone.setdefault("wrong_number", False)
             phone.setdefault("do_not_call", False)
         await contacts.insert_phones(session, new_phones)
-    if target.campaign_id is not None and contact_ids_in_batch:
-        report.added_to_list += await _add_to_list(session, target, contact_ids_in_batch, now)
+    if target.campaign_id is not None and candidates:
+        if listed is not None:
+            listed.extend(candidates)
+        else:
+            contact_ids = [contact_id for _new, _line, contact_id in candidates]
+            report.added_to_list += await _add_to_list(session, target, contact_ids, now)
 
 
 def _new_contact_values(values: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -1376,6 +1493,9 @@ JOB_ERRORS_KEPT = 500
 PROGRESS_EVERY = 1.0
 # ...so a running job left alone this long was cut short along with its process.
 STALE_AFTER = timedelta(minutes=2)
+# Seconds a stopped import's process has to end the statement it is running
+# (a bulk import finishes the window it is merging) before it is killed.
+CHILD_STOP_TIMEOUT = 30
 # Uploads wait for their import in temporary files named so; one older than
 # this was left behind by a web process that was killed (no import lasts a day).
 UPLOAD_PREFIX = "dialer-import-"
@@ -1605,10 +1725,13 @@ class ImportService:
         *,
         upload_directory: Path | None = None,
         policy: DialingPolicy | None = None,
+        bulk_min_bytes: int = BULK_MIN_BYTES,
     ) -> None:
         self._sessions = sessions
         # The policy the calls follow: rows with numbers it refuses are flagged.
         self._policy = policy
+        # Uploads this large take the bulk path (on PostgreSQL; see import_stream).
+        self._bulk_min_bytes = bulk_min_bytes
         self._running: dict[int, asyncio.Task[None]] = {}
         # Where the web leaves uploads (the system's temporary directory by default).
         self._upload_directory = upload_directory
@@ -1677,6 +1800,7 @@ class ImportService:
             "actor_label": actor_label,
             "overwrite": overwrite,
             "web": True,
+            "bulk_min_bytes": self._bulk_min_bytes,
         }
         if self._policy is not None:
             options["policy"] = policy_options(self._policy)
@@ -1735,7 +1859,14 @@ class ImportService:
         except asyncio.CancelledError:
             with contextlib.suppress(ProcessLookupError):
                 child.terminate()
-            await child.wait()
+            try:
+                async with asyncio.timeout(CHILD_STOP_TIMEOUT):
+                    await child.wait()
+            except TimeoutError:
+                log.error("import job %s: its process did not stop; killing it", job_id)
+                with contextlib.suppress(ProcessLookupError):
+                    child.kill()
+                await child.wait()
             await _finish(self._sessions, job_id, "interrupted", None, None)
             raise
         if child.returncode != 0:

@@ -182,6 +182,8 @@ def _escape_like(term: str) -> str:
 # not a parameter, or the query would not match the index's expression.
 FULL_NAME = Contact.first_name.concat(literal_column("' '")).concat(Contact.last_name)
 LIST_ORDER = (Contact.last_name, Contact.first_name, Contact.id)
+# A number's digits, written as the trigram index ix_contact_phones_digits_trgm is.
+NUMBER_DIGITS = func.substr(ContactPhone.e164, literal_column("2"))
 
 
 def _has_any_tag(dialect: str, tags: tuple[str, ...]) -> ColumnElement[bool]:
@@ -213,7 +215,7 @@ def _matches_term(term: str) -> ColumnElement[bool]:
     digits = "".join(ch for ch in term if ch.isdigit())
     if len(digits) < 3:
         return or_(by_name, by_email)
-    by_number = ContactPhone.e164.like(f"%{digits}%")
+    by_number = NUMBER_DIGITS.like(f"%{digits}%")
     if len(digits) == 3:
         # Three digits (an area code) are in a good share of all numbers:
         # walking the list and testing each contact finds a page soonest.
@@ -790,7 +792,7 @@ async def dnc_list(
             match = or_(
                 match,
                 exists().where(
-                    ContactPhone.contact_id == Contact.id, ContactPhone.e164.like(f"%{digits}%")
+                    ContactPhone.contact_id == Contact.id, NUMBER_DIGITS.like(f"%{digits}%")
                 ),
             )
         statement = statement.where(match)

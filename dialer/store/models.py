@@ -262,12 +262,15 @@ class ContactPhone(Base):
         # A number identifies one person: imports merge duplicates on it.
         UniqueConstraint("e164", name="uq_contact_phones_e164"),
         CheckConstraint("e164 LIKE '+%'", name="e164_format"),
-        # Search by digits anywhere in a number (e164 LIKE '%514555%').
+        # Search by digits anywhere in a number (substr(e164, 2) LIKE '%514555%').
+        # On the digits, not on e164 itself: pg_trgm answers = too, and the
+        # planner took this index for the imports' lookups of whole numbers
+        # (1.8 s for 2,000 numbers, against milliseconds on the unique index).
         Index(
-            "ix_contact_phones_e164_trgm",
-            literal_column("((e164)::text)").label("e164_text"),
+            "ix_contact_phones_digits_trgm",
+            literal_column("substr(e164::text, 2)").label("e164_digits"),
             postgresql_using="gin",
-            postgresql_ops={"e164_text": "gin_trgm_ops"},
+            postgresql_ops={"e164_digits": "gin_trgm_ops"},
         ).ddl_if(dialect="postgresql"),
     )
 

@@ -59,7 +59,11 @@ _POSTGRESQL: list[tuple[str, str, str]] = [
     ),
     ("ix_contacts_email_trgm", "contacts", "USING gin (lower(email::text) gin_trgm_ops)"),
     ("ix_contacts_tags", "contacts", "USING gin (((tags)::jsonb))"),
-    ("ix_contact_phones_e164_trgm", "contact_phones", "USING gin (((e164)::text) gin_trgm_ops)"),
+    (
+        "ix_contact_phones_digits_trgm",
+        "contact_phones",
+        "USING gin (substr((e164)::text, 2) gin_trgm_ops)",
+    ),
     (
         "ix_calling_list_next",
         "calling_list_entries",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -14,6 +15,20 @@ from tests.integration.pbx_harness import SECRET
 from tests.support.tcp_proxy import TcpProxy
 
 Sessions = async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def either_database(
+    request: pytest.FixtureRequest, tmp_path: Path, sessions: Sessions
+) -> AsyncIterator[Sessions]:
+    """The test database, then a migrated SQLite file (the demo's): the test runs on both."""
+    if request.param == "postgresql":
+        yield sessions
+        return
+    url = f"sqlite+aiosqlite:///{tmp_path / 'dialer.sqlite3'}"
+    await db.upgrade_async(url)
+    async with db.open_database(url) as lite:
+        yield lite
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ with a clear reason on PostgreSQL and on SQLite (the demo), sequential or raced.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import IntegrityError
@@ -14,24 +12,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dialer.domain.compliance import CallRefused, RefusalCode
 from dialer.domain.vocabulary import CallState
 from dialer.store import calls
-from dialer.store.engine import open_database, upgrade_async
 from dialer.store.models import CallAttempt
 from tests.integration.world import World, build_world
 
 Sessions = async_sessionmaker[AsyncSession]
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-async def world(
-    request: pytest.FixtureRequest, tmp_path: Path, sessions: Sessions
-) -> AsyncIterator[World]:
-    if request.param == "postgresql":
-        yield await build_world(sessions)
-        return
-    url = f"sqlite+aiosqlite:///{tmp_path / 'dialer.sqlite3'}"
-    await upgrade_async(url)
-    async with open_database(url) as lite:
-        yield await build_world(lite)
+@pytest.fixture
+async def world(either_database: Sessions) -> World:
+    """On PostgreSQL, then on SQLite."""
+    return await build_world(either_database)
 
 
 async def start(world: World, volunteer: str, contact: str) -> CallAttempt:

@@ -41,17 +41,10 @@ Sessions = async_sessionmaker[AsyncSession]
 MONTREAL = ZoneInfo("America/Montreal")
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-async def world(
-    request: pytest.FixtureRequest, tmp_path: Path, sessions: Sessions
-) -> AsyncIterator[World]:
-    if request.param == "postgresql":
-        yield await build_world(sessions)
-        return
-    url = f"sqlite+aiosqlite:///{tmp_path / 'dialer.sqlite3'}"
-    await upgrade_async(url)
-    async with open_database(url) as lite:
-        yield await build_world(lite)
+@pytest.fixture
+async def world(either_database: Sessions) -> World:
+    """On PostgreSQL, then on SQLite."""
+    return await build_world(either_database)
 
 
 # -- the dashboard as it was: every row read, bucketed in Python --------------------

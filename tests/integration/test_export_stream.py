@@ -8,9 +8,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +26,6 @@ from dialer.services.export import (
     open_results,
     spreadsheet_safe,
 )
-from dialer.store.engine import open_database, upgrade_async
 from dialer.store.models import CallAttempt, Campaign, Contact, Disposition, User
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -104,17 +102,10 @@ ANSWERS = [
 START = datetime(2026, 11, 24, 17, 30, tzinfo=UTC)
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-async def db(
-    request: pytest.FixtureRequest, tmp_path: Path, sessions: Sessions
-) -> AsyncIterator[Sessions]:
-    if request.param == "postgresql":
-        yield sessions
-        return
-    url = f"sqlite+aiosqlite:///{tmp_path / 'dialer.sqlite3'}"
-    await upgrade_async(url)
-    async with open_database(url) as lite:
-        yield lite
+@pytest.fixture
+def db(either_database: Sessions) -> Sessions:
+    """On PostgreSQL, then on SQLite."""
+    return either_database
 
 
 async def seed(sessions: Sessions, *, calls: int = len(TRICKY) * 2) -> int:

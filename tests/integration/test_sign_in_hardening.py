@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import func, select
@@ -18,7 +17,6 @@ from dialer.domain.vocabulary import Role
 from dialer.services import accounts
 from dialer.services.accounts import AccountService, LoginRefusalCode, LoginRefused
 from dialer.services.users import add_user
-from dialer.store.engine import open_database, upgrade_async
 from dialer.store.models import KnownDevice, LoginFailure, User
 from tests.integration.test_cli import dialer
 
@@ -26,17 +24,10 @@ Sessions = async_sessionmaker[AsyncSession]
 PASSWORD = "correct horse battery staple"
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-async def database(
-    request: pytest.FixtureRequest, tmp_path: Path, sessions: Sessions
-) -> AsyncIterator[Sessions]:
-    if request.param == "postgresql":
-        yield sessions
-        return
-    url = f"sqlite+aiosqlite:///{tmp_path / 'dialer.sqlite3'}"
-    await upgrade_async(url)
-    async with open_database(url) as lite:
-        yield lite
+@pytest.fixture
+def database(either_database: Sessions) -> Sessions:
+    """On PostgreSQL, then on SQLite."""
+    return either_database
 
 
 @pytest.fixture

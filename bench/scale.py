@@ -1013,7 +1013,7 @@ async def measure_imports(
         size_mb = path.stat().st_size / 1024 / 1024
         say(f"import file: {rows:,} rows, {size_mb:.0f} MB in {time.perf_counter() - began:.1f} s")
         jobs: list[tuple[str, str]] = [("raw COPY into a scratch table (ceiling)", "copy")]
-        jobs.append(("today's path (bulk=False)", "false"))
+        jobs.append(("batch path (bulk=False)", "false"))
         jobs.append(("bulk path (bulk=True)", "true"))
         for label, mode in jobs:
             try:

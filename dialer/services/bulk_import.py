@@ -1,23 +1,24 @@
 """The bulk path of the CSV import, for voter files of millions of rows (PostgreSQL).
 
-Same rules and same report as today's path (:mod:`dialer.services.importer`:
+Same rules and same report as the batch path (:mod:`dialer.services.importer`:
 batches of 2,000 rows, each merged in Python and written in its
 transaction), at a multiple of its speed.  :func:`importer.import_stream
 <dialer.services.importer.import_stream>` takes this path when asked
 (``bulk=True``) or, by default, on PostgreSQL for files of
 ``import_bulk_min_bytes`` (5 MB) or more; SQLite, the demo, keeps the batches.
 
-Where the time went, profiled on a 100,000-row voter file (today's path,
-about 8,000 rows/s): CSV reading 2%, writing 25%, and 70% the checks of each
-row, nearly all of it phonenumbers (``to_e164`` and the dialing policy's
-check: about 150 us of the 200 us a row took), in one process.  So:
+Where the time went, profiled on a 100,000-row voter file (the batch path,
+about 8,000 rows/s before the search indexes of migration 0011): CSV
+reading 2%, writing 25%, and 70% the checks of each row, nearly all of it
+phonenumbers (``to_e164`` and the dialing policy's check: about 150 us of
+the 200 us a row took), in one process.  So:
 
 - **The parent reads, workers check.**  The CSV reader stays in the parent
   (a quoted field may hold line breaks, so the bytes cannot be cut at
   arbitrary newlines; reading is cheap), in a thread, a batch at a time,
   and hands each batch's cells to a ``spawn`` process pool, one worker per
   available core.  Workers run :func:`importer.parse_row
-  <dialer.services.importer.parse_row>`, today's row rule word for word
+  <dialer.services.importer.parse_row>`, the batch path's row rule word for word
   (with :mod:`dialer.services.bulk_numbers` making phonenumbers' region
   look-ups 5-10x cheaper, same answers), and send back the rows already
   written as ``COPY`` text, and the rejected rows: bytes and a few errors
@@ -31,26 +32,26 @@ check: about 150 us of the 200 us a row took), in one process.  So:
   given ids and inserted with their numbers and their flags in one
   ``INSERT ... SELECT`` each, under an advisory lock that makes two bulk
   imports take turns; a unique-number violation from a concurrent import of
-  today's path rolls the window back and it is decided again (as today's
+  the batch path rolls the window back and it is decided again (as the batch path's
   batches retry).
 - **What is not set-based.**  Every other row merges: into a contact on
   file, or with other rows of the file sharing a number.  Those go through
   :func:`importer.write_batch <dialer.services.importer.write_batch>`,
-  today's code, batch by batch in file order, with the batches today's
-  path would have made (the row numbering is the same), so the merges,
+  the batch path's code, batch by batch in file order, with the batches
+  that path would have made (the row numbering is the same), so the merges,
   conflicts, overwrites and their audit, team walls, and rejections of rows
-  joining two contacts are today's exactly.  A first import of a voter
+  joining two contacts are the batch path's exactly.  A first import of a voter
   file has few such rows; importing the same file again has only those, and
-  runs at about today's speed.
+  runs at about the batch path's speed.
 - **The calling list.**  A window's contacts go onto the campaign's list in
-  one statement, in the order today's batches would have put them (per
+  one statement, in the order the batch path's batches would have put them (per
   batch: the contacts on file, then the new people, by line), each once,
   shared among ``assign_to`` in turn; the notifications are sent at the end
-  as today.
+  as on the batch path.
 
 The event loop only awaits: the reader runs in a thread, the checks in
 processes, and ``COPY`` and the SQL on the server.  Progress is reported per
-window (``progress``, ``on_batch``, ``on_lines``), as today per batch.
+window (``progress``, ``on_batch``, ``on_lines``), as the batch path does per batch.
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ async def import_rows(
 
     Called by :func:`importer.import_stream <dialer.services.importer.import_stream>`,
     which resolves ``target`` before and writes the import's audit entry and
-    notifications after, as for today's path.
+    notifications after, as for the batch path.
     """
     engine = sessions.kw.get("bind")
     if not isinstance(engine, AsyncEngine) or engine.url.get_backend_name() != "postgresql":
@@ -357,7 +358,7 @@ class _BulkImport:
         campaign_id = self._target.campaign_id
         for batch, staged in itertools.groupby(merging, key=lambda row: row.batch):
             if campaign_id is not None:
-                # The earlier batches' contacts go on the list first, as today's
+                # The earlier batches' contacts go on the list first, as the batch path's
                 # batches did: who may merge into a contact depends on its lists.
                 lines.added_to_list += await self._add_to_list(
                     campaign_id, now, below=bulk_contacts.list_key(batch, 0, 0)
@@ -412,7 +413,7 @@ class _BulkImport:
                             await bulk_contacts.list_new_people(stage)
                 return count, flags
             except IntegrityError:
-                # Another import (today's path) took one of the numbers meanwhile:
+                # Another import (the batch path) took one of the numbers meanwhile:
                 # decided again, that row now merges into its contact.
                 if attempt == ATTEMPTS - 1:
                     raise

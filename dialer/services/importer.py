@@ -1163,7 +1163,7 @@ async def _import_batches(
     report: ImportReport,
     callbacks: ImportCallbacks,
 ) -> None:
-    """Today's path: parse a batch ahead in a thread, write each batch in its transaction."""
+    """The batch path: parse a batch ahead in a thread, write each batch in its transaction."""
     ahead = asyncio.ensure_future(asyncio.to_thread(parsed.take, BATCH_SIZE))
     try:
         while True:

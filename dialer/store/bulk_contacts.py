@@ -12,7 +12,7 @@ product's tables are written by their owners, from the queries here:
 
 A staged row carries the row as parsed (its fields, numbers, flagged
 numbers and cells), its line and its batch: the batch of
-:data:`dialer.services.importer.BATCH_SIZE` rows that today's path would
+:data:`dialer.services.importer.BATCH_SIZE` rows that the batch path would
 have written it in, because the rule for rows of one file sharing a number
 depends on it (see :func:`pick_new_people`).  :func:`stage_line` writes a
 row in ``COPY``'s text format; it runs in the import's worker processes.
@@ -119,7 +119,7 @@ def stage_line(
 
 @dataclass(frozen=True, slots=True)
 class StagedRow:
-    """A staged row read back: what it takes to merge it as today's path does."""
+    """A staged row read back: what it takes to merge it as the batch path does."""
 
     line: int
     batch: int
@@ -178,10 +178,10 @@ async def lock_imports(session: AsyncSession) -> None:
 
 
 # A number merges its row when it is on file, or when a row of the same or an
-# earlier batch of the window has it: today's path would find that row's
+# earlier batch of the window has it: the batch path would find that row's
 # contact on file by then, or merge the two rows as one person in the batch.
 # Rows of earlier windows are on file already (or were rejected, and then
-# today's path does not know their numbers either).
+# the batch path does not know their numbers either).
 _PICK_NEW_PEOPLE = text(
     """INSERT INTO import_stage_new (line, contact_id)
     SELECT line, nextval(pg_get_serial_sequence('contacts', 'id'))
@@ -205,7 +205,7 @@ async def pick_new_people(session: AsyncSession) -> int:
     """Give an id to every staged row that is a new person on its own; how many.
 
     Such a row's numbers are neither on file nor in a row of the same or an
-    earlier batch of the window, so today's path would insert it as a new
+    earlier batch of the window, so the batch path would insert it as a new
     contact without looking at any other row.  Every other row merges and
     is left to it (:func:`merging_rows`).
     """
@@ -291,7 +291,7 @@ async def refresh_statistics(session: AsyncSession, added: int) -> bool:
     """``ANALYZE`` the tables the import grows if ``added`` contacts (since they
     were last analysed here) are a fifth or more of those the statistics know.
 
-    Today's merging code (:func:`importer.write_batch`) looks numbers up in
+    The batch path's merging code (:func:`importer.write_batch`) looks numbers up in
     ``contact_phones``; with the statistics of a much smaller table the
     planner takes the trigram index for that, at seconds a batch, until
     autovacuum (a minute later) catches up with a window's tens of
@@ -308,7 +308,7 @@ async def refresh_statistics(session: AsyncSession, added: int) -> bool:
 
 def list_key(batch: int, new: int, line: int) -> int:
     """Where a contact comes in a window's list order: by batch, then the contacts
-    on file before the new people (as a batch of today's path lists them), then line."""
+    on file before the new people (as a batch of the batch path lists them), then line."""
     return (batch << 33) | (new << 32) | line
 
 

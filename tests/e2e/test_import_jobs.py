@@ -59,6 +59,8 @@ async def big_uploads(pg_url: str, world: WebWorld) -> AsyncIterator[Served]:
         yield running
 
 
+# With the other heavy imports, on one xdist worker (see tests/integration/test_bulk_import.py).
+@pytest.mark.xdist_group("heavy_imports")
 async def test_healthz_answers_within_200_ms_during_a_million_row_import(
     big_uploads: Served, world: WebWorld, tmp_path: Path
 ) -> None:

@@ -541,16 +541,19 @@ async def test_the_event_loop_keeps_turning_during_a_bulk_import(
     path = tmp_path / "voters.csv"
     write_voter_file(path, rows=12_000)
     await _seed(sessions)
-    gaps: list[float] = []
+    # CPU time of the loop's thread between two ticks, not wall time: with
+    # the other tests and the import's processes on two cores, the loop is
+    # sometimes simply not scheduled for half a second, which says nothing
+    # about what it runs.
+    busy: list[float] = []
     done = asyncio.Event()
 
     async def ticker() -> None:
-        loop = asyncio.get_running_loop()
-        last = loop.time()
+        last = time.thread_time()
         while not done.is_set():
             await asyncio.sleep(0.005)
-            now = loop.time()
-            gaps.append(now - last)
+            now = time.thread_time()
+            busy.append(now - last)
             last = now
 
     ticking = asyncio.create_task(ticker())
@@ -560,10 +563,10 @@ async def test_the_event_loop_keeps_turning_during_a_bulk_import(
     assert report.imported > 8_000
     # The reader thread, the workers and the server do the work: the loop
     # waits, or merges a batch of rows that share numbers as the batch path
-    # does (about 0.1 s at most here); checking 12,000 rows in it would hold
-    # it for seconds.
-    assert len(gaps) > 50
-    assert max(gaps) < 0.5, sorted(gaps)[-5:]
+    # does (about 0.1 s at most here); checking the window's 12,000 rows in
+    # it would take over a second of its CPU.
+    assert len(busy) > 50
+    assert max(busy) < 0.3, sorted(busy)[-5:]
 
 
 async def test_sqlite_imports_in_batches_even_when_asked_for_the_bulk_path(

@@ -81,7 +81,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from datetime import time as clock_time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -853,7 +853,7 @@ def child_main(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGTERM, stopped)
     if args.child == "export":
         # Where the CLI writes a file or stdout: only the rows' cost, not the disk's.
-        with open(os.devnull, "w", encoding="utf-8") as sink:
+        with open(os.devnull, "wb") as sink:
             result = asyncio.run(child_export(url, args.campaign, sink))
     elif args.child == "copy":
         result = asyncio.run(child_copy(url, Path(args.csv)))
@@ -905,13 +905,14 @@ async def child_copy(url: str, path: Path) -> dict[str, Any]:
     return {"rows": rows, "seconds": seconds}
 
 
-async def child_export(url: str, campaign_id: int, sink: TextIO) -> dict[str, Any]:
-    from dialer.services.export import export_results
+async def child_export(url: str, campaign_id: int, sink: BinaryIO) -> dict[str, Any]:
+    # The bytes, as `dialer export-results` and the web download write them.
+    from dialer.services.export import export_results_binary
 
     async with db.open_database(url) as sessions:
         async with sessions() as session:
             started = time.perf_counter()
-            rows = await export_results(session, campaign_id, sink)
+            rows = await export_results_binary(session, campaign_id, sink)
             seconds = time.perf_counter() - started
     return {"rows": rows, "seconds": seconds}
 

@@ -907,12 +907,12 @@ async def child_copy(url: str, path: Path) -> dict[str, Any]:
 
 async def child_export(url: str, campaign_id: int, sink: BinaryIO) -> dict[str, Any]:
     # The bytes, as `dialer export-results` and the web download write them.
-    from dialer.services.export import export_results_binary
+    from dialer.services.export import export_results
 
     async with db.open_database(url) as sessions:
         async with sessions() as session:
             started = time.perf_counter()
-            rows = await export_results_binary(session, campaign_id, sink)
+            rows = await export_results(session, campaign_id, sink)
             seconds = time.perf_counter() - started
     return {"rows": rows, "seconds": seconds}
 

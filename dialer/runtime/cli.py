@@ -338,7 +338,7 @@ def import_contacts_command(
 @click.pass_context
 def export_results_command(ctx: click.Context, campaign_id: int, file: Path) -> None:
     """Write a campaign's call results and survey answers to a CSV FILE ('-' for stdout)."""
-    from dialer.services.export import ExportError, export_results_binary
+    from dialer.services.export import ExportError, export_results
     from dialer.store.engine import open_database
 
     async def run() -> int:
@@ -347,9 +347,9 @@ def export_results_command(ctx: click.Context, campaign_id: int, file: Path) -> 
             async with sessions() as session:
                 if str(file) == "-":
                     sys.stdout.flush()
-                    return await export_results_binary(session, campaign_id, sys.stdout.buffer)
+                    return await export_results(session, campaign_id, sys.stdout.buffer)
                 with file.open("wb") as handle:
-                    return await export_results_binary(session, campaign_id, handle)
+                    return await export_results(session, campaign_id, handle)
 
     try:
         count = _run(run())

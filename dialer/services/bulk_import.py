@@ -67,7 +67,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain import i18n
 from dialer.domain.compliance import DialingPolicy
@@ -87,6 +87,7 @@ from dialer.services.importer import (
     RowFlag,
     _Target,
     parse_row,
+    postgresql_engine,
     write_batch,
 )
 from dialer.store import bulk_contacts, contacts, lists
@@ -201,8 +202,8 @@ async def import_rows(
     which resolves ``target`` before and writes the import's audit entry and
     notifications after, as for the batch path.
     """
-    engine = sessions.kw.get("bind")
-    if not isinstance(engine, AsyncEngine) or engine.url.get_backend_name() != "postgresql":
+    engine = postgresql_engine(sessions)
+    if engine is None:
         raise RuntimeError("the bulk import needs PostgreSQL")
     setup = _Setup(parsed.columns, region, policy, i18n.current().language)
     pool = ProcessPoolExecutor(

@@ -102,6 +102,10 @@ class _Tally:
     live_talk: float = 0.0
     outcomes: int = 0
 
+    @property
+    def talk_seconds(self) -> float:
+        return self.talk_us / 1_000_000 + self.live_talk
+
 
 async def campaign_stats(
     session: AsyncSession,
@@ -114,17 +118,13 @@ async def campaign_stats(
     stats = CampaignStats()
     counts = await counters.read(session, campaign_id)
     tallies: dict[int, _Tally] = {}
-    talk_us = 0
     for (volunteer_id, name), amount in counts.amounts.items():
         tally = tallies.setdefault(volunteer_id, _Tally())
         if name == counters.DIALS:
-            stats.dials += amount
             tally.dials += amount
         elif name == counters.REACHED:
-            stats.reached += amount
             tally.reached += amount
         elif name == counters.TALK_US:
-            talk_us += amount
             tally.talk_us += amount
         elif name.startswith(counters.CALL_OUTCOME):
             call_outcome = _known(CallOutcome, name.removeprefix(counters.CALL_OUTCOME))
@@ -145,14 +145,15 @@ async def campaign_stats(
             stats.list_done = amount
         elif name == counters.CALLBACKS_PENDING:
             stats.callbacks_pending = amount
-    live_talk = 0.0
     for volunteer_id, answered_at in counts.live_calls:
-        stats.live_calls += 1
         if answered_at is not None:
             talk = max(0.0, (now - answered_at).total_seconds())
-            live_talk += talk
             tallies.setdefault(volunteer_id, _Tally()).live_talk += talk
-    stats.talk_seconds = talk_us / 1_000_000 + live_talk
+    # The campaign's totals: its volunteers', and nobody's (volunteer 0).
+    stats.live_calls = len(counts.live_calls)
+    stats.dials = sum(tally.dials for tally in tallies.values())
+    stats.reached = sum(tally.reached for tally in tallies.values())
+    stats.talk_seconds = sum(tally.talk_seconds for tally in tallies.values())
     # Those with a call or an outcome in the campaign, as when every row was read.
     shown = {
         volunteer_id: tally
@@ -167,7 +168,7 @@ async def campaign_stats(
                 names.get(volunteer_id, "?"),
                 dials=tally.dials,
                 reached=tally.reached,
-                talk_seconds=tally.talk_us / 1_000_000 + tally.live_talk,
+                talk_seconds=tally.talk_seconds,
                 outcomes=tally.outcomes,
             )
             for volunteer_id, tally in shown.items()

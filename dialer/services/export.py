@@ -29,7 +29,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO
 
 from sqlalchemy import Select, String, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -292,16 +292,7 @@ async def open_results(session: AsyncSession, campaign_id: int) -> ResultsExport
     return ResultsExport(session, campaign_id, (question.id for question in survey.questions))
 
 
-async def export_results(session: AsyncSession, campaign_id: int, out: TextIO) -> int:
-    """Write the campaign's results to ``out`` as they are read; the number of rows."""
-
-    async def write(chunk: bytes) -> None:
-        out.write(chunk.decode())
-
-    return await (await open_results(session, campaign_id)).write_to(write)
-
-
-async def export_results_binary(session: AsyncSession, campaign_id: int, out: BinaryIO) -> int:
+async def export_results(session: AsyncSession, campaign_id: int, out: BinaryIO) -> int:
     """Write the campaign's results, UTF-8, to ``out`` as they are read; the number of rows."""
 
     async def write(chunk: bytes) -> None:
@@ -313,11 +304,6 @@ async def export_results_binary(session: AsyncSession, campaign_id: int, out: Bi
 class ExportService:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
-
-    async def export_results(self, campaign_id: int, out: TextIO) -> int:
-        """Write the campaign's results to ``out``; raises :class:`ExportError`."""
-        async with self._sessions() as session:
-            return await export_results(session, campaign_id, out)
 
     @asynccontextmanager
     async def results(self, campaign_id: int) -> AsyncIterator[ResultsExport]:

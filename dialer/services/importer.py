@@ -54,7 +54,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dialer.domain.compliance import DialingPolicy, PolicyRule, Refusal
-from dialer.domain.contact_merge import ChangeKind, FieldChange, decide_merge
+from dialer.domain.contact_merge import (
+    DEFAULT_DNC_REASON,
+    ChangeKind,
+    FieldChange,
+    decide_merge,
+)
 from dialer.domain.dial_rules import NanpReason
 from dialer.domain.i18n import _, ngettext, pgettext
 from dialer.domain.i18n import current as current_locale
@@ -1139,8 +1144,7 @@ class ImportCallbacks:
 async def _bulk_chosen(
     sessions: async_sessionmaker[AsyncSession], stream: BinaryIO, bulk: bool | None, min_bytes: int
 ) -> bool:
-    engine = sessions.kw.get("bind")
-    if not isinstance(engine, AsyncEngine) or engine.url.get_backend_name() != "postgresql":
+    if postgresql_engine(sessions) is None:
         if bulk:
             log.info("the bulk import needs PostgreSQL: importing in batches")
         return False
@@ -1433,9 +1437,7 @@ def _new_contact_values(values: dict[str, Any], now: datetime) -> dict[str, Any]
         "tags": values.get("tags", []),
         "support_score": values.get("support_score"),
         "do_not_call": do_not_call,
-        "dnc_reason": (values.get("dnc_reason") or "imported as do-not-call")
-        if do_not_call
-        else None,
+        "dnc_reason": (values.get("dnc_reason") or DEFAULT_DNC_REASON) if do_not_call else None,
         "dnc_at": now if do_not_call else None,
         "notes": values.get("notes", ""),
         "created_at": now,
@@ -1693,12 +1695,18 @@ async def _finish(
         log.exception("could not record the end of import job %s", job_id)
 
 
-def _database_url(sessions: async_sessionmaker[AsyncSession]) -> str | None:
-    """The PostgreSQL URL a child process can connect with; None for SQLite (the demo)."""
+def postgresql_engine(sessions: async_sessionmaker[AsyncSession]) -> AsyncEngine | None:
+    """The engine ``sessions`` are bound to when it is PostgreSQL; None for SQLite (the demo)."""
     engine = sessions.kw.get("bind")
     if not isinstance(engine, AsyncEngine) or engine.url.get_backend_name() != "postgresql":
         return None
-    return engine.url.render_as_string(hide_password=False)
+    return engine
+
+
+def _database_url(sessions: async_sessionmaker[AsyncSession]) -> str | None:
+    """The PostgreSQL URL a child process can connect with; None for SQLite (the demo)."""
+    engine = postgresql_engine(sessions)
+    return None if engine is None else engine.url.render_as_string(hide_password=False)
 
 
 class ImportService:

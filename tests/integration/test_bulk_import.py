@@ -22,11 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.compliance import DialingPolicy
 from dialer.domain.vocabulary import CampaignStatus, PhoneType, Role
+from dialer.runtime import cli
+from dialer.runtime.settings import Settings
 from dialer.services import bulk_import, importer
 from dialer.services.importer import ImportReport, import_contacts, policy_options, run_job
 from dialer.store import engine as db
@@ -610,7 +613,40 @@ async def test_large_files_take_the_bulk_path_on_postgresql(
     assert taken == [] and small.imported > 150
     again = await import_contacts(sessions, path, region="CA", bulk_min_bytes=size)
     assert taken == [True] and again.imported == 0 and again.rows == small.rows
-    assert importer.BULK_MIN_BYTES == 5 * 1024 * 1024
+    # The setting's default and the functions' own agree.
+    assert Settings.model_fields["import_bulk_min_bytes"].default == importer.BULK_MIN_BYTES
+
+
+def test_the_command_line_takes_the_path_its_flag_or_setting_says(
+    pg_url: str, sessions: Sessions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--bulk and --no-bulk win; without them DIALER_IMPORT_BULK_MIN_BYTES decides."""
+    taken: list[bool] = []
+    real = bulk_import.import_rows
+
+    async def spy(*args: Any, **kwargs: Any) -> None:
+        taken.append(True)
+        await real(*args, **kwargs)
+
+    monkeypatch.setattr(bulk_import, "import_rows", spy)
+    monkeypatch.setenv("DIALER_DATABASE_URL", pg_url)
+    monkeypatch.setenv("DIALER_DEFAULT_REGION", "CA")
+    path = tmp_path / "voters.csv"
+    write_voter_file(path, rows=200)
+
+    def run(min_bytes: int, *flags: str) -> None:
+        monkeypatch.setenv("DIALER_IMPORT_BULK_MIN_BYTES", str(min_bytes))
+        result = CliRunner().invoke(cli.main, ["import-contacts", str(path), *flags])
+        assert result.exit_code in (0, 3), result.output
+
+    run(0, "--no-bulk")
+    assert taken == []
+    run(0)
+    assert taken == [True]
+    run(10**9, "--bulk")
+    assert taken == [True, True]
+    run(10**9)
+    assert taken == [True, True]
 
 
 async def test_overlapping_imports_at_once_make_each_person_once(

@@ -22,7 +22,6 @@ from dialer.services.export import (
     ExportError,
     ResultsExport,
     export_results,
-    export_results_binary,
     open_results,
     spreadsheet_safe,
 )
@@ -269,10 +268,10 @@ async def test_python_writes_the_lines_postgresql_writes(sessions: Sessions) -> 
 
 async def test_formulas_are_neutralised_and_plain_numbers_left_alone(db: Sessions) -> None:
     campaign_id = await seed(db)
-    out = io.StringIO()
+    out = io.BytesIO()
     async with db() as session:
         assert await export_results(session, campaign_id, out) == len(TRICKY) * 2
-    rows = list(csv.DictReader(io.StringIO(out.getvalue(), newline="")))
+    rows = list(csv.DictReader(io.StringIO(out.getvalue().decode(), newline="")))
     names = {row["first_name"] for row in rows}
     assert '\'=HYPERLINK("x")' in names and "'@home" in names and "'-x" in names
     assert "'\tTab" in names and "'+1 555" in names
@@ -303,7 +302,7 @@ async def test_a_missing_campaign_is_refused_before_anything_is_written(db: Sess
     out = io.BytesIO()
     async with db() as session:
         with pytest.raises(ExportError):
-            await export_results_binary(session, 999, out)
+            await export_results(session, 999, out)
     assert out.getvalue() == b""
 
 

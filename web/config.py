@@ -8,7 +8,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dialer.services.accounts import LoginLimits, SessionPolicy
@@ -27,6 +27,10 @@ def networks(setting: str) -> tuple[IpNetwork, ...]:
             except ValueError:
                 raise ValueError(f"not an IP address or CIDR: {item!r}") from None
     return tuple(found)
+
+
+def ice_urls(setting: str) -> list[str]:
+    return [url.strip() for url in setting.split(",") if url.strip()]
 
 
 class WebConfig(BaseSettings):
@@ -54,6 +58,16 @@ class WebConfig(BaseSettings):
     sse_keepalive_seconds: float = Field(default=15, gt=0)
     # Events a slow live-panel client may fall behind before it gets a fresh snapshot.
     sse_client_backlog: int = Field(default=500, ge=10)
+    # Browser phones (WebRTC): Asterisk's SIP WebSocket, wss://<pbx host>:8089/ws
+    # (asterisk-config/http.conf).  Empty: nobody can use the browser as a phone.
+    phone_ws_url: str = ""
+    # The SIP domain of the browser phones' addresses; default: the host of phone_ws_url.
+    phone_sip_domain: str = ""
+    # STUN and TURN servers for browsers behind NAT (comma-separated stun:/turn:/turns:
+    # URLs), and the TURN credentials; docs/deploy.md says when they are needed.
+    phone_ice_servers: str = ""
+    phone_turn_username: str = ""
+    phone_turn_password: SecretStr = SecretStr("")
 
     @field_validator("default_timezone")
     @classmethod
@@ -63,6 +77,33 @@ class WebConfig(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
+
+    @field_validator("phone_ws_url")
+    @classmethod
+    def _websocket_url(cls, value: str) -> str:
+        if value and (urlsplit(value).scheme not in ("ws", "wss") or not urlsplit(value).hostname):
+            raise ValueError(f"not a WebSocket URL: {value!r}; e.g. wss://pbx.example.org:8089/ws")
+        return value
+
+    @field_validator("phone_ice_servers")
+    @classmethod
+    def _ice_urls(cls, value: str) -> str:
+        for url in ice_urls(value):
+            if url.split(":", 1)[0] not in ("stun", "stuns", "turn", "turns"):
+                raise ValueError(f"not a STUN or TURN URL: {url!r}; e.g. stun:stun.example.org")
+        return value
+
+    @property
+    def phone_websocket_origin(self) -> str | None:
+        """The scheme://host:port the browser phones connect to (for the CSP), if any."""
+        if not self.phone_ws_url:
+            return None
+        parts = urlsplit(self.phone_ws_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def phone_domain(self) -> str:
+        return self.phone_sip_domain or (urlsplit(self.phone_ws_url).hostname or "")
 
     @field_validator("trusted_proxies")
     @classmethod

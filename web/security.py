@@ -63,20 +63,25 @@ _NEW_PRE_TOKEN = web.RequestKey("pb.new_pre_token", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-CSP = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "font-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ]
-)
+
+def content_security_policy(phone_origin: str | None = None) -> str:
+    """The CSP of every response; ``phone_origin`` is the browser phones' SIP
+    WebSocket (DIALER_WEB_PHONE_WS_URL), the one place scripts may connect
+    to besides this site."""
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "connect-src 'self'" + (f" {phone_origin}" if phone_origin else ""),
+            "font-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
 
 
 def is_api(request: web.Request) -> bool:
@@ -456,13 +461,18 @@ def _retry(request: web.Request) -> web.Response:
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CSP)
+    config = request.app[config_key]
+    headers.setdefault(
+        "Content-Security-Policy", content_security_policy(config.phone_websocket_origin)
+    )
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    # The browser phone needs the microphone, on this site's own pages only.
+    microphone = "(self)" if config.phone_ws_url else "()"
+    headers.setdefault("Permissions-Policy", f"camera=(), microphone={microphone}, geolocation=()")
     if not request.path.startswith("/static/"):
         headers.setdefault("Cache-Control", "no-store")
-    if request.app[config_key].secure_cookies:
+    if config.secure_cookies:
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")

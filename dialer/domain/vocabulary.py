@@ -15,6 +15,16 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
+class VolunteerPhone(StrEnum):
+    """What rings when a volunteer clicks Call."""
+
+    # A SIP phone (desk phone or softphone app) configured in Asterisk's files.
+    DESK = "desk"
+    # The browser itself, over WebRTC: the endpoint comes from the dialer's
+    # database through Asterisk's realtime (migration 0013).
+    BROWSER = "browser"
+
+
 class PhoneType(StrEnum):
     MOBILE = "mobile"
     LANDLINE = "landline"

@@ -19,7 +19,7 @@ import click
 from dialer import __version__
 from dialer.domain import i18n
 from dialer.domain.i18n import _, ngettext, pgettext
-from dialer.domain.vocabulary import Role
+from dialer.domain.vocabulary import Role, VolunteerPhone
 from dialer.runtime.settings import Settings
 
 T = TypeVar("T")
@@ -101,6 +101,14 @@ def user() -> None:
     help="The PBX the desk phone is on (a worker's DIALER_PBX_NAME); "
     "default: that of the process taking the call.",
 )
+@click.option(
+    "--phone",
+    type=click.Choice([kind.value for kind in VolunteerPhone]),
+    default=VolunteerPhone.DESK.value,
+    show_default=True,
+    help="What rings on Call: a desk SIP phone, or the browser (WebRTC; an extension "
+    "is chosen when --extension is not given).",
+)
 @click.option("--team", "teams", multiple=True, help="Team to join (repeatable; created if new).")
 @click.option("--name", "display_name", default="", help="Name shown to others.")
 @click.option("--email")
@@ -118,6 +126,7 @@ def user_add(
     email: str | None,
     language: str | None,
     password_stdin: bool,
+    phone: str,
 ) -> None:
     """Create a user.  Without --password-stdin a password is generated and shown once."""
     from dialer.domain.passwords import WeakPassword, generate_password
@@ -141,6 +150,7 @@ def user_add(
                     teams=teams,
                     language=language,
                     pbx=pbx,
+                    phone=VolunteerPhone(phone),
                 )
 
     try:
@@ -150,6 +160,50 @@ def user_add(
     click.echo(_("created %(role)s %(username)s", role=_role_label(role), username=username))
     if generated:
         click.echo(_("password: %(password)s", password=password))
+
+
+@user.command("phone")
+@click.argument("username")
+@click.argument("phone", type=click.Choice([kind.value for kind in VolunteerPhone]))
+@click.option("--extension", help="A new extension (default: keep theirs, or choose a free one).")
+@click.pass_context
+def user_phone(ctx: click.Context, username: str, phone: str, extension: str | None) -> None:
+    """Make USERNAME's phone a desk SIP phone or the browser.
+
+    A browser phone exists in Asterisk as soon as this returns (realtime,
+    docs/deploy.md); nothing in Asterisk's files changes.
+    """
+    from dialer.services.users import UserError, set_phone
+    from dialer.store.engine import open_database
+
+    async def change() -> str | None:
+        async with open_database(_settings(ctx).database_url_value) as sessions:
+            async with sessions.begin() as session:
+                changed = await set_phone(
+                    session, username, VolunteerPhone(phone), extension=extension
+                )
+                return changed.sip_extension
+
+    try:
+        given = _run(change())
+    except UserError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(
+        _(
+            "%(username)s now calls with: %(phone)s (extension %(extension)s)",
+            username=username,
+            phone=_phone_label(phone),
+            extension=given or "-",
+        )
+    )
+
+
+def _phone_label(phone: str) -> str:
+    labels = {
+        VolunteerPhone.DESK.value: _("desk phone"),
+        VolunteerPhone.BROWSER.value: _("browser"),
+    }
+    return labels.get(phone, phone)
 
 
 def _role_label(role: str) -> str:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.i18n import _
 from dialer.domain.passwords import generate_password, hash_password
-from dialer.domain.vocabulary import Role
+from dialer.domain.vocabulary import Role, VolunteerPhone
 from dialer.services.access import can_act_on_account, can_manage_user, scope_of
 from dialer.services.campaigns import teams_in_view
 from dialer.store import audit, people, sign_ins
@@ -22,6 +23,10 @@ from dialer.store.models import Team, TeamMember, User
 _USERNAME = re.compile(r"[A-Za-z0-9_.@-]{2,100}\Z")
 _EXTENSION = re.compile(r"[0-9A-Za-z_-]{1,40}\Z")
 _PBX_NAME = re.compile(r"[0-9A-Za-z._-]{1,100}\Z")
+
+# Where a browser phone's extension comes from when nobody chose one: four
+# digits that the shipped pjsip.conf's desk phones (1xxx) never use.
+BROWSER_EXTENSIONS = range(7000, 10000)
 
 
 class UserError(ValueError):
@@ -47,6 +52,40 @@ def check_pbx_name(pbx: str) -> str:
     if not _PBX_NAME.match(pbx):
         raise UserError(_("a PBX name may only use letters, digits, '.', '_' and '-'"), field="pbx")
     return pbx
+
+
+def new_sip_secret() -> str:
+    """A browser phone's SIP password: 32 letters and digits (safe in Asterisk's
+    config syntax and in a SIP digest), never typed by anyone."""
+    return secrets.token_hex(16)
+
+
+async def _free_browser_extension(session: AsyncSession) -> str:
+    taken = set(
+        await session.scalars(
+            select(User.sip_extension).where(func.length(User.sip_extension) == 4)
+        )
+    )
+    for number in BROWSER_EXTENSIONS:
+        if str(number) not in taken:
+            return str(number)
+    raise UserError(_("no browser-phone extension is left; choose one"), field="extension")
+
+
+async def phone_fields(
+    session: AsyncSession, user: User | None, phone: VolunteerPhone, extension: str | None
+) -> tuple[str | None, str | None]:
+    """The extension and SIP secret a user with ``phone`` gets.
+
+    A browser phone needs an extension (its endpoint's name): the one asked
+    for, else the user's own, else a free one of BROWSER_EXTENSIONS.  It
+    keeps its secret while it stays a browser phone; a desk phone has none.
+    """
+    if phone is not VolunteerPhone.BROWSER:
+        return extension, None
+    extension = extension or await _free_browser_extension(session)
+    kept = user.sip_secret if user is not None and user.phone is VolunteerPhone.BROWSER else None
+    return extension, kept or new_sip_secret()
 
 
 async def get_or_create_team(session: AsyncSession, name: str) -> Team:
@@ -88,6 +127,7 @@ async def add_user(
     teams: tuple[str, ...] = (),
     language: str | None = None,
     pbx: str | None = None,
+    phone: VolunteerPhone = VolunteerPhone.DESK,
     actor_label: str = "cli",
 ) -> User:
     if not _USERNAME.match(username):
@@ -98,6 +138,7 @@ async def add_user(
         await _check_extension_free(session, extension)
     if pbx is not None:
         check_pbx_name(pbx)
+    extension, sip_secret = await phone_fields(session, None, phone, extension)
     user = User(
         username=username,
         pbx=pbx,
@@ -107,6 +148,8 @@ async def add_user(
         password_hash=hash_password(password, user_inputs=(username, display_name)),
         sip_extension=extension,
         language=language,
+        phone=phone,
+        sip_secret=sip_secret,
     )
     await people.add_user(session, user)
     for name in teams:
@@ -121,9 +164,51 @@ async def add_user(
             "username": username,
             "role": role.value,
             "extension": extension,
+            "phone": phone.value,
             "pbx": pbx,
             "teams": list(teams),
         },
+        actor_label=actor_label,
+    )
+    return user
+
+
+async def set_phone(
+    session: AsyncSession,
+    username: str,
+    phone: VolunteerPhone,
+    *,
+    extension: str | None = None,
+    actor_label: str = "cli",
+) -> User:
+    """Give ``username`` a desk or browser phone (the CLI's ``user phone``).
+
+    ``extension`` None keeps theirs (a browser phone without one gets a
+    free one).  Raises :class:`UserError`.
+    """
+    user = await session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise UserError(_("no user %(username)s", username=repr(username)))
+    if extension is not None:
+        await _check_extension_free(session, extension, other_than=user.id)
+    extension, sip_secret = await phone_fields(
+        session, user, phone, extension or user.sip_extension
+    )
+    await people.update_user(
+        session,
+        user,
+        sip_extension=extension,
+        pbx=user.pbx,
+        is_active=user.is_active,
+        phone=phone,
+        sip_secret=sip_secret,
+    )
+    await audit.record(
+        session,
+        action="user.update",
+        entity_type="user",
+        entity_id=user.id,
+        changes={"extension": extension, "phone": phone.value},
         actor_label=actor_label,
     )
     return user
@@ -418,6 +503,7 @@ class UserService:
         extension: str | None = None,
         teams: tuple[str, ...] = (),
         language: str | None = None,
+        phone: VolunteerPhone = VolunteerPhone.DESK,
     ) -> User:
         """Raises :class:`UserError` or :class:`~dialer.domain.passwords.WeakPassword`.
 
@@ -444,6 +530,7 @@ class UserService:
                 extension=extension,
                 teams=teams,
                 language=language,
+                phone=phone,
                 actor_label=f"web:{actor.username}",
             )
 
@@ -456,9 +543,10 @@ class UserService:
         pbx: str | None,
         teams: list[str],
         active: bool | None = None,
+        phone: VolunteerPhone | None = None,
     ) -> None:
-        """Set a user's extension, PBX, teams and (for someone else, when
-        ``active`` is not None) whether they are active.
+        """Set a user's extension, PBX, teams, phone (unchanged when None) and
+        (for someone else, when ``active`` is not None) whether they are active.
 
         An organizer changes only the memberships of their own teams; the
         user's other teams stay.  Raises :class:`UserChangeRefused`, or
@@ -486,8 +574,16 @@ class UserService:
                 )
             }
             changeable = current if scope.teams is None else current & scope.teams
+            phone = phone or user.phone
+            extension, sip_secret = await phone_fields(session, user, phone, extension)
             await people.update_user(
-                session, user, sip_extension=extension, pbx=pbx, is_active=user.is_active
+                session,
+                user,
+                sip_extension=extension,
+                pbx=pbx,
+                is_active=user.is_active,
+                phone=phone,
+                sip_secret=sip_secret,
             )
             if active is not None and active is not user.is_active and user.id != actor.id:
                 # The same action as the Deactivate button, with its rules: sessions end too.
@@ -503,6 +599,7 @@ class UserService:
                 entity_id=user.id,
                 changes={
                     "extension": extension,
+                    "phone": phone.value,
                     "pbx": pbx,
                     "teams": teams,
                     "active": user.is_active,

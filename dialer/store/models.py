@@ -44,6 +44,7 @@ from dialer.domain.vocabulary import (
     PhoneType,
     Role,
     TaskStatus,
+    VolunteerPhone,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -164,6 +165,15 @@ class User(Base):
     language: Mapped[str | None] = mapped_column(String(16))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    phone: Mapped[VolunteerPhone] = mapped_column(
+        enum_column(VolunteerPhone, "volunteer_phone"),
+        default=VolunteerPhone.DESK,
+        server_default=VolunteerPhone.DESK.value,
+    )
+    # The browser phone's SIP password: generated, never typed or shown to
+    # anyone but its own user's browser; Asterisk reads it through the
+    # ps_auths view (migration 0013).  None unless the phone is the browser.
+    sip_secret: Mapped[str | None] = mapped_column(String(64))
 
     memberships: Mapped[list[TeamMember]] = relationship(back_populates="user", cascade="all")
 

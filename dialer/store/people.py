@@ -1,7 +1,7 @@
 """Writes ``users``, ``teams`` and ``team_members``; nothing else does.
 
-Users are added (``add_user``) and later given an extension, a PBX and an
-active flag (``update_user``), a fresh password hash
+Users are added (``add_user``) and later given an extension, a PBX, an
+active flag and a phone (``update_user``), a fresh password hash
 (``set_password_hash``), a role (``set_role``), an active flag alone
 (``set_active``) or an interface language (``set_language``).
 Teams are added by name (``add_team``) and given the hours of their
@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialer.domain.survey import CallingHours
-from dialer.domain.vocabulary import Role
+from dialer.domain.vocabulary import Role, VolunteerPhone
 from dialer.store.models import Team, TeamMember, User
 
 
@@ -34,10 +34,14 @@ async def update_user(
     sip_extension: str | None,
     pbx: str | None,
     is_active: bool,
+    phone: VolunteerPhone,
+    sip_secret: str | None,
 ) -> None:
     user.sip_extension = sip_extension
     user.pbx = pbx
     user.is_active = is_active
+    user.phone = phone
+    user.sip_secret = sip_secret
     await session.flush()
 
 

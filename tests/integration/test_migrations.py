@@ -74,3 +74,33 @@ async def test_migrations_match_the_models(empty_db: str) -> None:
     url = empty_db
     await db.upgrade_async(url)
     assert await _schema_diff(url) == []
+
+
+async def test_asterisks_role_may_read_the_browser_phone_views_and_nothing_else() -> None:
+    """Migration 0013 grants the role of deploy/postgres-init SELECT on the three ps_* views."""
+    name = f"dialer_migr_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(_dsn("postgres"))
+    try:
+        # The role is the server's, shared by every database: made once, kept.
+        await admin.execute(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'asterisk')"
+            " THEN CREATE ROLE asterisk NOLOGIN; END IF; END $$"
+        )
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await db.upgrade_async(f"postgresql+asyncpg://{PG_SERVER}/{name}")
+        database = await asyncpg.connect(_dsn(name))
+        try:
+            allowed = {
+                row["relname"]
+                for row in await database.fetch(
+                    "SELECT relname FROM pg_class JOIN pg_namespace n ON n.oid = relnamespace"
+                    " WHERE nspname = 'public' AND relkind IN ('r', 'v')"
+                    " AND has_table_privilege('asterisk', pg_class.oid, 'SELECT')"
+                )
+            }
+        finally:
+            await database.close()
+        assert allowed == {"ps_endpoints", "ps_auths", "ps_aors"}
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

@@ -126,6 +126,10 @@ class PbxLayout:
     sip_port: int = field(default_factory=free_udp_and_tcp_port)
     rtp_start: int = field(default_factory=lambda: random.randrange(20000, 59000, 200))
     ami_secret: str = field(default_factory=lambda: f"ami{random.getrandbits(64):x}")
+    # Asterisk's HTTP server: the browser phones' WebSocket (ws://, no TLS on the loopback).
+    http_port: int = field(default_factory=free_port)
+    # The dialer database Asterisk reads the browser phones from (realtime).
+    database: str = "postgres"
     # Edits on top of the operator's, for tests of a broken PBX (check-pbx)
     # or another AMI user (the transcript recorder): file name -> text.
     appended: dict[str, str] = field(default_factory=dict)
@@ -194,11 +198,31 @@ def operator_config(layout: PbxLayout) -> dict[str, str]:
     rtp = replace_once(rtp, "rtpend=10199\n", f"rtpend={layout.rtp_start + 199}\n", file="rtp.conf")
     files["rtp.conf"] = rtp
 
+    http = files["http.conf"]
+    http = replace_once(
+        http, "bindport = 8088\n", f"bindport = {layout.http_port}\n", file="http.conf"
+    )
+    # Chromium accepts ws:// to the loopback from a page served by the loopback.
+    http = replace_once(http, "tlsenable = yes\n", "tlsenable = no\n", file="http.conf")
+    files["http.conf"] = http
+
+    pgsql = files["res_pgsql.conf"]
+    pgsql = replace_once(
+        pgsql, "dbhost = postgres\n", "dbhost = 127.0.0.1\n", file="res_pgsql.conf"
+    )
+    pgsql = replace_once(
+        pgsql, "dbname = dialer\n", f"dbname = {layout.database}\n", file="res_pgsql.conf"
+    )
+    # The test server trusts local connections (the deploy uses a read-only role).
+    pgsql = replace_once(pgsql, "dbuser = asterisk\n", "dbuser = postgres\n", file="res_pgsql.conf")
+    files["res_pgsql.conf"] = pgsql
+
     for name, text in layout.appended.items():
         files[name] = files.get(name, "") + "\n" + text
 
     if layout.write_secrets:
         files["manager_dialer_secret.conf"] = f"secret = {layout.ami_secret}\n"
+        files["res_pgsql_secret.conf"] = "dbpass =\n"
         extensions = {phone.extension for phone in layout.phones} | shipped
         files["pjsip_secrets.conf"] = "".join(
             f"[{name}-auth]\ntype = auth\nauth_type = userpass\nusername = {user}\n"
@@ -330,6 +354,8 @@ class SippUA:
         self.port = free_port(socket.SOCK_DGRAM)
         self.trace = folder / f"sipp-{name}.log"
         self.pid: int | None = None
+        # Extra SIPp options, e.g. echo_rtp() for a carrier that sends audio back.
+        self.options: list[str] = []
 
     def start(self) -> None:
         # In the foreground, without a terminal, SIPp logs the responses it
@@ -350,6 +376,7 @@ class SippUA:
                 str(self.trace),
                 "-message_overwrite",
                 "false",
+                *self.options,
             ],
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -361,6 +388,12 @@ class SippUA:
         if found is None:
             raise RuntimeError(f"SIPp did not start: {started.stdout}{started.stderr}")
         self.pid = int(found.group(1))
+
+    def echo_rtp(self) -> None:
+        """Send every RTP packet received back to its sender, as a talking
+        contact would send audio (SIPp's -rtp_echo on the SDP's media port)."""
+        media = free_port(socket.SOCK_DGRAM)
+        self.options += ["-rtp_echo", "-mp", str(media)]
 
     def stop(self) -> None:
         if self.pid is None:

@@ -67,6 +67,7 @@ SECRET_FILES = {
             ("carrier", "account"),
         ]
     ),
+    "res_pgsql_secret.conf": "dbpass = test-asterisk-db\n",
 }
 
 
@@ -139,7 +140,11 @@ def test_every_file_parses(path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "secrets"),
-    [("pjsip.conf", "pjsip_secrets.conf"), ("manager.conf", "manager_dialer_secret.conf")],
+    [
+        ("pjsip.conf", "pjsip_secrets.conf"),
+        ("manager.conf", "manager_dialer_secret.conf"),
+        ("res_pgsql.conf", "res_pgsql_secret.conf"),
+    ],
 )
 def test_a_missing_secrets_file_fails_closed(name: str, secrets: str) -> None:
     """Without its secrets file Asterisk logs the missing #include and rejects the file.

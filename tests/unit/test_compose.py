@@ -36,6 +36,7 @@ CONFIG_DIR = ROOT / "asterisk-config"
 REQUIRED_SECRETS = {
     "POSTGRES_PASSWORD": "test-postgres-password",
     "DIALER_AMI_SECRET": "test-ami-secret",
+    "ASTERISK_DB_PASSWORD": "test-asterisk-db",
     "PHONE_1001_PASSWORD": "test-phone-1001",
     "PHONE_1002_PASSWORD": "test-phone-1002",
     "PHONE_1003_PASSWORD": "test-phone-1003",
@@ -513,3 +514,27 @@ def test_mosquitto_config_listens_for_the_dialer() -> None:
     options = {line[0]: line[1:] for line in lines if line}
     assert options["listener"] == ["1883"]
     assert options["persistence"] == ["true"]
+
+
+def test_only_asterisk_and_postgres_share_the_realtime_network(model: dict[str, Any]) -> None:
+    """Asterisk reads the browser phones from Postgres, and reaches nothing else there."""
+    members = {
+        name for name, s in model["services"].items() if "realtime" in (s.get("networks") or {})
+    }
+    assert members == {"asterisk", "postgres"}
+    assert model["networks"]["realtime"].get("internal") is True
+
+
+def test_asterisk_connects_to_postgres_as_its_read_only_role(model: dict[str, Any]) -> None:
+    pgsql = _as_mounted(model, "res_pgsql.conf").section("general")
+    assert pgsql.get("dbhost") == "postgres" and pgsql.get("dbname") == "dialer"
+    assert pgsql.get("dbuser") == "asterisk"
+    assert pgsql.get("dbpass") == REQUIRED_SECRETS["ASTERISK_DB_PASSWORD"]
+    init = {
+        Path(volume["source"]).name: volume
+        for volume in model["services"]["postgres"]["volumes"]
+        if volume["type"] == "bind"
+    }["postgres-init"]
+    assert init["target"] == "/docker-entrypoint-initdb.d" and init["read_only"] is True
+    script = (ROOT / "deploy" / "postgres-init" / "10-asterisk-role.sh").read_text()
+    assert "CREATE ROLE asterisk LOGIN" in script and "GRANT" not in script

@@ -22,6 +22,31 @@ def strings() -> dict[str, object]:
             status: labels.volunteer_status(status)
             for status in ("idle", "ringing", "on_call", "wrap_up", "offline")
         },
+        "phone": {
+            "intro": _("Your browser phone is off."),
+            "starting": _("Turning the browser phone on…"),
+            "registering": _("Connecting to the phone system…"),
+            "ready": _("Browser phone ready: your calls ring here."),
+            "reconnecting": _("Connection to the phone system lost; reconnecting…"),
+            "failed": _("The phone system refused this browser phone (%(cause)s)."),
+            "denied": _("The microphone is blocked: nobody would hear you."),
+            "no_microphone": _("No microphone found. Plug in a headset, then reload the page."),
+            "unsupported": _(
+                "This browser cannot make calls. Use a recent Chrome, Firefox or Edge."
+            ),
+            "ringing": _("A call is ringing."),
+            "talking": _("On a call."),
+            "testing": _("Test call: speak, you should hear yourself."),
+            "muted": _("Muted: the contact cannot hear you."),
+            "not_ready": _(
+                "Your browser phone is not connected yet: turn it on at the top of the "
+                "page, then click Call again."
+            ),
+            "busy": _("You are already on a call."),
+            "mute": _("Mute"),
+            "unmute": _("Unmute"),
+            "leave_warning": _("Leaving this page ends your call."),
+        },
         "hang_up": _("Hang up"),
         "hanging_up": _("Hanging up…"),
         "calling": _("Calling…"),

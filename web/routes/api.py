@@ -15,7 +15,7 @@ from aiohttp import web
 from dialer.domain.numbers import display as display_number
 from dialer.domain.outcomes import parse_submission
 from dialer.domain.passwords import MAX_PASSWORD_LENGTH
-from dialer.domain.vocabulary import CallState
+from dialer.domain.vocabulary import CallState, VolunteerPhone
 from dialer.services.accounts import LoginRefusalCode, LoginRefused
 from dialer.services.call_history import PendingOutcome
 from dialer.services.calling import OutcomePending
@@ -24,6 +24,7 @@ from dialer.services.lists import NextContact
 from dialer.services.live_calls import call_payload
 from dialer.services.outcomes import MAX_SKIP_NOTE, SKIP_REASONS, OutcomeAlreadyRecorded
 from dialer.store.models import CallAttempt, User
+from web.config import ice_urls
 from web.deps import config_key, deps_key, hub_key
 from web.errors import ApiError
 from web.forms import parse_id
@@ -232,6 +233,48 @@ async def api_me(request: web.Request) -> web.Response:
             "confirm_before_dial": web_session.confirm_before_dial if web_session else True,
             # The answered call whose outcome is still owed: the form reopens there.
             "outcome_pending": pending_json(pending) if pending is not None else None,
+        }
+    )
+
+
+@routes.get("/api/phone")
+async def api_phone(request: web.Request) -> web.Response:
+    """The signed-in user's phone; for a browser phone, what it registers with.
+
+    The SIP password goes to its own user's browser only, in this response
+    (never cached: every API response is no-store) and nowhere else.
+    """
+    user = require_user(request)
+    if user.phone is not VolunteerPhone.BROWSER:
+        return web.json_response({"kind": user.phone.value})
+    config = request.app[config_key]
+    if not config.phone_ws_url or not user.sip_extension or not user.sip_secret:
+        raise ApiError(
+            503,
+            "phone_not_configured",
+            _(
+                "The browser phone is not set up on this server yet. "
+                "Ask an administrator to set DIALER_WEB_PHONE_WS_URL (docs/deploy.md)."
+            ),
+        )
+    ice: list[dict[str, Any]] = []
+    for url in ice_urls(config.phone_ice_servers):
+        server: dict[str, Any] = {"urls": url}
+        if url.startswith("turn") and config.phone_turn_username:
+            server["username"] = config.phone_turn_username
+            server["credential"] = config.phone_turn_password.get_secret_value()
+        ice.append(server)
+    return web.json_response(
+        {
+            "kind": VolunteerPhone.BROWSER.value,
+            "websocket": config.phone_ws_url,
+            "uri": f"sip:{user.sip_extension}@{config.phone_domain}",
+            "username": user.sip_extension,
+            "password": user.sip_secret,
+            "display_name": user.display_name or user.username,
+            "ice_servers": ice,
+            # The extension the test call dials: Echo() in [from-phones].
+            "echo_test": "*43",
         }
     )
 

@@ -284,6 +284,23 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _json({"type": "object"}), **_COMMON_ERRORS},
                 }
             },
+            "/api/phone": {
+                "get": {
+                    "summary": "Your phone; for a browser phone, what it registers with",
+                    "description": (
+                        "{kind: desk} or {kind: browser, websocket, uri, username, password, "
+                        "display_name, ice_servers, echo_test}: the SIP account of your own "
+                        "browser phone (WebRTC), for your browser only."
+                    ),
+                    "responses": {
+                        "200": _json({"type": "object"}),
+                        "503": _error(
+                            "phone_not_configured: the server has no DIALER_WEB_PHONE_WS_URL"
+                        ),
+                        **_COMMON_ERRORS,
+                    },
+                }
+            },
             "/api/preferences": {
                 "post": {
                     "summary": "Session preferences (ask before dialing)",

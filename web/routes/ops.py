@@ -24,7 +24,13 @@ from dialer.domain.survey import (
     TimeWindow,
     parse_survey,
 )
-from dialer.domain.vocabulary import CallOutcome, CampaignStatus, DispositionOutcome, Role
+from dialer.domain.vocabulary import (
+    CallOutcome,
+    CampaignStatus,
+    DispositionOutcome,
+    Role,
+    VolunteerPhone,
+)
 from dialer.services.campaigns import (
     CampaignChanges,
     UnknownTeam,
@@ -787,6 +793,7 @@ async def _users_page(
             "warnings": overview.warnings,
             "warning_text": _user_warning_text,
             "roles": roles,
+            "phone_kinds": phone_kinds(),
             "errors": errors or {},
             "values": values or {},
             "created": created,
@@ -814,6 +821,7 @@ async def users_add(request: web.Request) -> web.Response:
     if role is Role.ADMIN and actor.role is not Role.ADMIN:
         reader.errors["role"] = _("Only an administrator can create administrators.")
     extension = reader.text("extension", max_length=40) or None
+    phone = _phone(reader) or VolunteerPhone.DESK
     email = reader.text("email", max_length=320) or None
     language = i18n.normalise_language(reader.raw("language"))
     teams = tuple(_team_names(reader))
@@ -823,7 +831,16 @@ async def users_add(request: web.Request) -> web.Response:
         password = generate_password()
     values = {
         key: reader.raw(key)
-        for key in ("username", "display_name", "role", "extension", "email", "language", "teams")
+        for key in (
+            "username",
+            "display_name",
+            "role",
+            "extension",
+            "phone",
+            "email",
+            "language",
+            "teams",
+        )
     }
     if reader.errors:
         return await _users_page(request, errors=reader.errors, values=values, status=422)
@@ -838,6 +855,7 @@ async def users_add(request: web.Request) -> web.Response:
             extension=extension,
             teams=teams,
             language=language,
+            phone=phone,
         )
     except WeakPassword as weak:
         return await _users_page(
@@ -851,6 +869,24 @@ async def users_add(request: web.Request) -> web.Response:
             request, errors={error.field: _user_error(error)}, values=values, status=422
         )
     return await _users_page(request, created=(username, password if generated else ""))
+
+
+def _phone(reader: Reader) -> VolunteerPhone | None:
+    """The ``phone`` field, None when absent; a value not offered is left in ``reader.errors``."""
+    raw = reader.raw("phone")
+    if not raw:
+        return None
+    if raw not in VolunteerPhone._value2member_map_:
+        reader.errors["phone"] = _("Choose a desk phone or the browser.")
+        return None
+    return VolunteerPhone(raw)
+
+
+def phone_kinds() -> list[tuple[VolunteerPhone, str]]:
+    return [
+        (VolunteerPhone.DESK, _("Desk phone (SIP)")),
+        (VolunteerPhone.BROWSER, _("Browser")),
+    ]
 
 
 def _team_names(reader: Reader) -> list[str]:
@@ -913,6 +949,7 @@ async def users_update(request: web.Request) -> web.StreamResponse:
     reader = Reader(form)
     extension = reader.text("extension", max_length=40) or None
     pbx = reader.text("pbx", max_length=100) or None
+    phone = _phone(reader)
     teams = _team_names(reader)
     # The list's row no longer carries the flag (Deactivate is its own,
     # confirmed action); a form that still sends it is honoured.
@@ -920,7 +957,12 @@ async def users_update(request: web.Request) -> web.StreamResponse:
     if reader.errors:
         # Nothing is half-applied: a cut extension or a lost team list would
         # silently change someone's phone or memberships.
-        labels = {"extension": _("Extension"), "pbx": _("PBX"), "teams": _("Teams")}
+        labels = {
+            "extension": _("Extension"),
+            "pbx": _("PBX"),
+            "phone": _("Phone"),
+            "teams": _("Teams"),
+        }
         field, problem = next(iter(reader.errors.items()))
         raise PageError(
             422, _("Not valid"), _("%(field)s: %(problem)s", field=labels[field], problem=problem)
@@ -933,6 +975,7 @@ async def users_update(request: web.Request) -> web.StreamResponse:
             pbx=pbx,
             teams=teams,
             active=active,
+            phone=phone,
         )
     except UserChangeRefused as refused:
         raise _refused(request, refused) from None

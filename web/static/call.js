@@ -43,6 +43,8 @@ document.addEventListener("DOMContentLoaded", () => {
   let step = "outcome";
   let ticking = null;
   let events = null;
+  // Where the outcome is recorded once the call ends, when not on this page.
+  let resumeAt = null;
   let saving = false;
 
   // No new call, and no outcome without a call, while a call is live, while
@@ -174,6 +176,11 @@ document.addEventListener("DOMContentLoaded", () => {
     } else {
       timer.textContent = "";
     }
+    if (!live && resumeAt) {
+      saveDraft();
+      location.replace(resumeAt);
+      return;
+    }
     if (!live) {
       const reason = S.call_outcomes[payload.outcome] || payload.outcome || "";
       endedReason.textContent = PB.fill(S.ended_because, { reason });
@@ -257,17 +264,23 @@ document.addEventListener("DOMContentLoaded", () => {
       if (phone && phone.value) body.phone_id = Number(phone.value);
       if (callerId && callerId.value) body.caller_id = callerId.value;
       if (campaignId) body.campaign_id = campaignId;
+      if (!(await phoneCanRing())) {
+        statusBox.hidden = true;
+        updateControls();
+        return;
+      }
       try {
         const created = await PB.api("POST", "/api/calls", body);
-        if (!campaignId && created.campaign_id) {
+        if (!campaignId && created.campaign_id && window.PBPhone) {
+          // The browser phone lives in this page: leaving it would drop the
+          // call.  The campaign's page opens once the call has ended.
+          resumeAt = resumeUrl(created);
+        } else if (!campaignId && created.campaign_id) {
           // Made under the contact's campaign: that campaign's page carries
           // its survey.  The draft and ?call= resume the call there.
           callId = created.call_id;
           saveDraft();
-          const params = new URLSearchParams(location.search);
-          params.set("call", created.call_id);
-          params.set("campaign", created.campaign_id);
-          location.replace(location.pathname + "?" + params.toString());
+          location.replace(resumeUrl(created));
           return;
         }
         form.hidden = true;
@@ -281,6 +294,37 @@ document.addEventListener("DOMContentLoaded", () => {
         updateControls();
       }
     });
+  }
+
+  // A browser phone (phone.js) must be connected, and told the call is
+  // coming so it answers it; a desk phone needs nothing.
+  async function phoneCanRing() {
+    const phone = window.PBPhone;
+    if (!phone) return true;
+    const S2 = S.phone || {};
+    if (phone.busy()) { showCallError(new Error(S2.busy)); return false; }
+    if (!(await phone.whenReady(8000))) { showCallError(new Error(S2.not_ready)); return false; }
+    phone.expectCall();
+    return true;
+  }
+
+  function resumeUrl(created) {
+    const params = new URLSearchParams(location.search);
+    params.set("call", created.call_id);
+    params.set("campaign", created.campaign_id);
+    return location.pathname + "?" + params.toString();
+  }
+
+  // Calls started from the contacts list with a browser phone (dial.js)
+  // are placed here, where the phone stays up for the whole call.
+  function dialOnArrival() {
+    let wanted = null;
+    try { wanted = JSON.parse(sessionStorage.getItem("pb:dial") || "null"); } catch (e) { wanted = null; }
+    sessionStorage.removeItem("pb:dial");
+    if (!wanted || wanted.contact !== contactId || Date.now() - wanted.at > 30000 || !callForm || callId) return;
+    const phone = PB.byId("phone-select");
+    if (phone && wanted.phone) phone.value = String(wanted.phone);
+    callForm.requestSubmit();
   }
 
   function showCallError(error) {
@@ -637,6 +681,7 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   updateControls();
   if (resumeCall) follow(resumeCall);
+  else dialOnArrival();
 });
 
 // The outcome owed on another contact's call, skipped with a reason from the

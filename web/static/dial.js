@@ -12,6 +12,15 @@ document.addEventListener("DOMContentLoaded", () => {
   async function dial(link) {
     const body = { contact_id: Number(link.dataset.contact), phone_id: Number(link.dataset.phone) };
     if (link.dataset.campaign) body.campaign_id = Number(link.dataset.campaign);
+    if (window.PBPhone) {
+      // The browser phone lives in the page: the call is placed on the
+      // contact's page, which stays open for the whole call (call.js).
+      sessionStorage.setItem("pb:dial", JSON.stringify({ contact: body.contact_id, phone: body.phone_id, at: Date.now() }));
+      const params = new URLSearchParams();
+      if (body.campaign_id) params.set("campaign", body.campaign_id);
+      location.href = "/contacts/" + link.dataset.contact + (params.toString() ? "?" + params : "");
+      return;
+    }
     link.setAttribute("aria-busy", "true");
     try {
       const call = await PB.api("POST", "/api/calls", body);

@@ -1,0 +1,119 @@
+"""browser phones: a volunteer's phone kind and the PJSIP objects Asterisk reads
+
+``users.phone`` says what rings when the volunteer clicks Call (a desk
+phone configured in Asterisk's files, or the browser over WebRTC) and
+``users.sip_secret`` holds the browser phone's generated SIP password.
+
+On PostgreSQL three views give Asterisk's realtime (res_config_pgsql with
+res_sorcery_realtime, see asterisk-config/sorcery.conf) one endpoint, auth
+and AOR per active browser-phone user, named after their extension.  Views
+rather than tables the dialer copies into: a user created, deactivated or
+switched to a desk phone in the web app or the CLI is what Asterisk sees at
+its next lookup, with nothing to keep in step and no reload.  The endpoint's
+settings are the WebRTC template of asterisk-config/pjsip.conf written out,
+since realtime objects cannot inherit from a template.
+
+SQLite (the demo, on the AMI simulator) has no Asterisk to feed: no views.
+
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-12-06
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0013"
+down_revision: str | None = "0012"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+# Who has a browser phone Asterisk should know.
+_BROWSER_USERS = (
+    "FROM users WHERE phone = 'browser' AND is_active"
+    " AND sip_extension IS NOT NULL AND sip_secret IS NOT NULL"
+)
+
+VIEWS = {
+    # Column names are PJSIP option names (pjsip.conf's [...](webrtc-endpoint)).
+    "ps_endpoints": (
+        "SELECT sip_extension::varchar(40) AS id,"
+        " sip_extension::varchar(40) AS aors,"
+        " sip_extension::varchar(40) AS auth,"
+        " 'from-phones'::varchar(40) AS context,"
+        " 'all'::varchar(200) AS disallow,"
+        # Browsers speak G.711; so does the carrier leg: nothing is transcoded.
+        " 'ulaw,alaw'::varchar(200) AS allow,"
+        " 'yes'::varchar(3) AS webrtc,"
+        " 'yes'::varchar(3) AS dtls_auto_generate_cert,"
+        " 'rfc4733'::varchar(20) AS dtmf_mode,"
+        " 'no'::varchar(3) AS direct_media,"
+        " 'no'::varchar(3) AS allow_transfer,"
+        " '1'::varchar(10) AS device_state_busy_at,"
+        " '120'::varchar(10) AS rtp_timeout,"
+        " ('\"Volunteer ' || sip_extension || '\" <' || sip_extension || '>')::varchar(100)"
+        " AS callerid " + _BROWSER_USERS
+    ),
+    "ps_auths": (
+        "SELECT sip_extension::varchar(40) AS id,"
+        " 'userpass'::varchar(20) AS auth_type,"
+        " sip_extension::varchar(40) AS username,"
+        " sip_secret::varchar(64) AS password " + _BROWSER_USERS
+    ),
+    "ps_aors": (
+        "SELECT sip_extension::varchar(40) AS id,"
+        # One browser tab at a time: a newer tab's registration replaces the older.
+        " '1'::varchar(10) AS max_contacts,"
+        " 'yes'::varchar(3) AS remove_existing,"
+        " '60'::varchar(10) AS minimum_expiration,"
+        " '120'::varchar(10) AS default_expiration,"
+        " '300'::varchar(10) AS maximum_expiration,"
+        # A closed tab shows as Unavailable within this, and Call then fails at once.
+        " '20'::varchar(10) AS qualify_frequency,"
+        # Asterisk looks for AORs with static contacts at start; a browser has none.
+        " NULL::varchar(255) AS contact " + _BROWSER_USERS
+    ),
+}
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("users") as batch:
+        batch.add_column(
+            sa.Column(
+                "phone",
+                sa.Enum(
+                    "desk",
+                    "browser",
+                    name="volunteer_phone",
+                    native_enum=False,
+                    create_constraint=True,
+                    length=32,
+                ),
+                nullable=False,
+                server_default="desk",
+            )
+        )
+        batch.add_column(sa.Column("sip_secret", sa.String(length=64), nullable=True))
+    if op.get_bind().dialect.name == "postgresql":
+        for name, query in VIEWS.items():
+            op.execute(f"CREATE VIEW {name} AS {query}")
+        # The role Asterisk connects as (deploy/postgres-init), where it exists:
+        # these views and nothing else.
+        op.execute(
+            "DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'asterisk') THEN"
+            f" GRANT SELECT ON {', '.join(VIEWS)} TO asterisk; END IF; END $$"
+        )
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        for name in VIEWS:
+            op.execute(f"DROP VIEW IF EXISTS {name}")
+    with op.batch_alter_table("users") as batch:
+        batch.drop_constraint("volunteer_phone", type_="check")
+        batch.drop_column("sip_secret")
+        batch.drop_column("phone")

@@ -1,0 +1,214 @@
+"""Browser phones in the web app: choosing one, the account the browser gets, the
+headers that let it use the microphone and reach Asterisk, and what Asterisk
+reads (the ps_* views of migration 0013) as users come, change and go."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dialer.domain.vocabulary import VolunteerPhone
+from dialer.services.users import UserError, set_phone
+from dialer.store.models import AuditEntry, User
+from tests.e2e.conftest import ClientFactory
+from tests.e2e.webworld import PASSWORD, Served, WebWorld, serve
+
+WS_URL = "wss://pbx.example.org:8089/ws"
+
+
+@pytest.fixture
+async def served(pg_url: str, world: WebWorld) -> AsyncIterator[Served]:
+    async with serve(
+        pg_url,
+        phone_ws_url=WS_URL,
+        phone_ice_servers="stun:stun.example.org:3478, turn:turn.example.org:3478",
+        phone_turn_username="phonebank",
+        phone_turn_password="turn-secret",
+    ) as running:
+        yield running
+
+
+async def asterisk_sees(sessions: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
+    """What realtime gives Asterisk: endpoint id -> (password, AOR's max_contacts)."""
+    async with sessions() as session:
+        rows = await session.execute(
+            text(
+                "SELECT e.id, a.password, o.max_contacts, e.webrtc FROM ps_endpoints e"
+                " JOIN ps_auths a ON a.id = e.auth JOIN ps_aors o ON o.id = e.aors"
+            )
+        )
+        return {row.id: (row.password, row.max_contacts, row.webrtc) for row in rows}
+
+
+async def set_active(world: WebWorld, user_id: int, active: bool) -> None:
+    async with world.sessions.begin() as session:
+        await session.execute(
+            text("UPDATE users SET is_active = :active WHERE id = :id"),
+            {"active": active, "id": user_id},
+        )
+
+
+async def user_named(sessions: async_sessionmaker[AsyncSession], username: str) -> User:
+    async with sessions() as session:
+        user = await session.scalar(select(User).where(User.username == username))
+    assert user is not None
+    return user
+
+
+async def test_an_organizer_gives_a_new_volunteer_a_browser_phone(
+    client: ClientFactory, world: WebWorld
+) -> None:
+    olivia = await client("olivia")
+    response = await olivia.form(
+        "/ops/users",
+        {
+            "username": "wendy",
+            "display_name": "Wendy Web",
+            "role": "volunteer",
+            "phone": "browser",
+            "extension": "",
+            "teams": "Montreal",
+            "password": PASSWORD,
+        },
+    )
+    assert response.status == 200
+    wendy = await user_named(world.sessions, "wendy")
+    # No extension typed: the first free one of the browser range.
+    assert wendy.phone is VolunteerPhone.BROWSER and wendy.sip_extension == "7000"
+    assert wendy.sip_secret is not None and len(wendy.sip_secret) == 32
+    assert await asterisk_sees(world.sessions) == {"7000": (wendy.sip_secret, "1", "yes")}
+    # The audit log says which phone, never the secret.
+    async with world.sessions() as session:
+        changes = await session.scalar(
+            select(AuditEntry.changes).where(
+                AuditEntry.action == "user.create", AuditEntry.entity_id == str(wendy.id)
+            )
+        )
+    assert changes is not None and changes["phone"] == "browser"
+    assert wendy.sip_secret not in str(changes)
+
+    # Her own account, for her browser only, never cached.
+    browser = await client("wendy")
+    response = await browser.request("GET", "/api/phone")
+    assert response.headers["Cache-Control"] == "no-store"
+    account = await response.json()
+    assert account == {
+        "kind": "browser",
+        "websocket": WS_URL,
+        "uri": "sip:7000@pbx.example.org",
+        "username": "7000",
+        "password": wendy.sip_secret,
+        "display_name": "Wendy Web",
+        "ice_servers": [
+            {"urls": "stun:stun.example.org:3478"},
+            {
+                "urls": "turn:turn.example.org:3478",
+                "username": "phonebank",
+                "credential": "turn-secret",
+            },
+        ],
+        "echo_test": "*43",
+    }
+    # Her pages carry the phone and may use the microphone and Asterisk's socket.
+    response = await browser.request("GET", "/campaigns")
+    html = await response.text()
+    assert 'id="browser-phone"' in html and "jssip-3.13.8.min.js" in html
+    assert wendy.sip_secret not in html
+    assert (
+        "connect-src 'self' wss://pbx.example.org:8089"
+        in response.headers["Content-Security-Policy"]
+    )
+    assert "microphone=(self)" in response.headers["Permissions-Policy"]
+
+
+async def test_a_desk_phone_user_gets_no_account_and_no_phone_on_the_page(
+    client: ClientFactory,
+) -> None:
+    alice = await client("alice")
+    status, account = await alice.api("GET", "/api/phone")
+    assert status == 200 and account == {"kind": "desk"}
+    status, html = await alice.page("/campaigns")
+    assert status == 200 and 'id="browser-phone"' not in html
+
+
+async def test_switching_phones_makes_and_removes_the_endpoint(
+    client: ClientFactory, world: WebWorld
+) -> None:
+    olivia = await client("olivia")
+    alice_id = world.users["alice"]
+    form = {"extension": "1001", "pbx": "", "teams": "Montreal", "phone": "browser"}
+    response = await olivia.form(f"/ops/users/{alice_id}", form)
+    assert response.status == 303
+    alice = await user_named(world.sessions, "alice")
+    # Her extension stays: it is her endpoint's name now.
+    assert await asterisk_sees(world.sessions) == {"1001": (alice.sip_secret, "1", "yes")}
+    first_secret = alice.sip_secret
+
+    # Saving the row again keeps her secret: her open browser stays registered.
+    response = await olivia.form(f"/ops/users/{alice_id}", form)
+    assert (await user_named(world.sessions, "alice")).sip_secret == first_secret
+
+    # Deactivated: gone from Asterisk at once.
+    async with world.sessions.begin() as session:
+        await session.execute(
+            text("UPDATE users SET is_active = false WHERE id = :id"), {"id": alice_id}
+        )
+    assert await asterisk_sees(world.sessions) == {}
+    async with world.sessions.begin() as session:
+        await session.execute(
+            text("UPDATE users SET is_active = true WHERE id = :id"), {"id": alice_id}
+        )
+
+    # Back to her desk phone: no endpoint and no secret left.
+    response = await olivia.form(f"/ops/users/{alice_id}", {**form, "phone": "desk"})
+    alice = await user_named(world.sessions, "alice")
+    assert alice.phone is VolunteerPhone.DESK and alice.sip_secret is None
+    assert await asterisk_sees(world.sessions) == {}
+    assert await (await client("alice")).api("GET", "/api/phone") == (200, {"kind": "desk"})
+
+    # A value the form never offers is refused, and nothing changes.
+    response = await olivia.form(f"/ops/users/{alice_id}", {**form, "phone": "fax"})
+    assert response.status == 422
+    assert (await user_named(world.sessions, "alice")).phone is VolunteerPhone.DESK
+
+
+async def test_without_a_websocket_url_the_browser_phone_says_what_is_missing(
+    pg_url: str, world: WebWorld, client: ClientFactory
+) -> None:
+    async with world.sessions.begin() as session:
+        await set_phone(session, "alice", VolunteerPhone.BROWSER)
+    async with serve(pg_url) as bare:
+        import aiohttp
+
+        from tests.e2e.conftest import Browser
+
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            alice = Browser(http, bare.url)
+            status, body = await alice.api(
+                "POST", "/api/session", {"username": "alice", "password": PASSWORD}, csrf=False
+            )
+            assert status == 200
+            status, body = await alice.api("GET", "/api/phone")
+            assert status == 503 and body["error"]["code"] == "phone_not_configured"
+            assert "DIALER_WEB_PHONE_WS_URL" in body["error"]["message"]
+            response = await alice.request("GET", "/campaigns")
+            assert "microphone=()" in response.headers["Permissions-Policy"]
+
+
+async def test_the_cli_gives_a_phone_and_refuses_a_taken_extension(
+    world: WebWorld,
+) -> None:
+    async with world.sessions.begin() as session:
+        bob = await set_phone(session, "bob", VolunteerPhone.BROWSER, extension="7100")
+        assert bob.sip_extension == "7100" and bob.sip_secret
+    async with world.sessions.begin() as session:
+        with pytest.raises(UserError) as refused:
+            await set_phone(session, "alice", VolunteerPhone.BROWSER, extension="7100")
+        assert refused.value.field == "extension"
+    async with world.sessions.begin() as session:
+        with pytest.raises(UserError):
+            await set_phone(session, "nobody", VolunteerPhone.BROWSER)

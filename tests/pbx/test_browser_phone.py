@@ -1,0 +1,249 @@
+"""The browser phone (WebRTC) on the real Asterisk, in a real headless Chromium.
+
+An organizer creates a volunteer whose phone is the browser in the web app;
+nothing touches Asterisk's files: Asterisk finds the endpoint in the dialer's
+database (realtime, migration 0013).  The volunteer signs in with a fake
+microphone, turns the phone on, clicks Call, and a SIPp carrier answers and
+echoes the audio back.  RTP is counted on both sides: the browser's
+getStats() and Asterisk's channel statistics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser as Chromium
+from playwright.async_api import BrowserContext, Page, async_playwright, expect
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dialer.domain.vocabulary import CallOutcome, CallState, DispositionOutcome, VolunteerPhone
+from dialer.store.models import (
+    CallAttempt,
+    CallingListEntry,
+    Contact,
+    ContactPhone,
+    Disposition,
+    User,
+)
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.webworld import PASSWORD, midday_zone
+from tests.pbx.conftest import RealPbx, pbx_running, start_pbx
+from tests.pbx.product import (
+    ORGANIZER,
+    DialerProcess,
+    close_to,
+    dialer_running,
+    seed,
+    stored_call,
+)
+
+pytestmark = pytest.mark.slow
+
+ANSWERS = "+15145550405"  # ends in 5: the carrier answers after 1 s and stays up
+BUSY = "+15145550401"  # ends in 1: 486 Busy Here
+# Chromium's fake microphone (a beep); WebRTC between two loopback addresses
+# needs the second flag.  The permission is Playwright's to grant, or not.
+MEDIA_ARGS = ["--use-fake-device-for-media-stream", "--allow-loopback-in-peer-connection"]
+
+
+@pytest.fixture(scope="module")
+async def phone_pbx(
+    _real_pbx_available: None, pbx_folder: Path, pg_url: str
+) -> AsyncIterator[RealPbx]:
+    """A PBX of its own (a test restarts it) reading browser phones from the test database."""
+    database = pg_url.rsplit("/", 1)[1]
+    asterisk, agents = await start_pbx(
+        pbx_folder / "browser", [("carrier", "carrier.xml")], [], database=database
+    )
+    agents["carrier"].echo_rtp()
+    async with pbx_running(asterisk, agents) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def chromium() -> AsyncIterator[Chromium]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS + MEDIA_ARGS
+        )
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+async def contexts(chromium: Chromium) -> AsyncIterator[list[BrowserContext]]:
+    opened: list[BrowserContext] = []
+    yield opened
+    for context in opened:
+        await context.close()
+
+
+async def signed_in(
+    chromium: Chromium, opened: list[BrowserContext], dialer: DialerProcess, username: str
+) -> Page:
+    context = await chromium.new_context(locale="en-CA", viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    opened.append(context)
+    page = await context.new_page()
+    await page.goto(dialer.url + "/login")
+    await page.fill("#username", username)
+    await page.fill("#password", PASSWORD)
+    await page.press("#password", "Enter")
+    await page.wait_for_url(re.compile(r".*/(campaigns|ops/live|ops/campaigns)$"))
+    return page
+
+
+def phone_dialer(pg_url: str, pbx: RealPbx, folder: Path) -> AsyncIterator[DialerProcess]:
+    return dialer_running(  # type: ignore[no-any-return]
+        pg_url,
+        pbx.asterisk,
+        folder,
+        DIALER_WEB_PHONE_WS_URL=f"ws://127.0.0.1:{pbx.asterisk.layout.http_port}/ws",
+    )
+
+
+async def create_browser_volunteer(page: Page, dialer: DialerProcess, username: str) -> None:
+    """The organizer's "Add a user" form, phone: Browser, no extension typed."""
+    await page.goto(dialer.url + "/ops/users")
+    await page.fill("#u-username", username)
+    await page.fill("#u-name", username.title())
+    await page.select_option("#u-phone", VolunteerPhone.BROWSER.value)
+    await page.fill("#u-password", PASSWORD)
+    await page.get_by_role("button", name="Add", exact=True).click()
+    await expect(page.locator("p.ok")).to_contain_text(username)
+
+
+async def give_contacts_to(
+    sessions: async_sessionmaker[AsyncSession], username: str, contact_ids: list[int]
+) -> User:
+    async with sessions.begin() as session:
+        user = await session.scalar(select(User).where(User.username == username))
+        assert user is not None
+        await session.execute(
+            update(CallingListEntry)
+            .where(CallingListEntry.contact_id.in_(contact_ids))
+            .values(volunteer_id=user.id)
+        )
+    return user
+
+
+async def channel_stats(pbx: RealPbx, endpoint: str) -> tuple[int, int]:
+    """Asterisk's RTP packet counts (received, sent) on ``endpoint``'s live channel."""
+    listing = await pbx.asterisk.cli("pjsip show channelstats")
+    for line in listing.splitlines():
+        fields = line.split()
+        if len(fields) >= 10 and fields[1].startswith(f"{endpoint}-"):
+            return int(fields[4]), int(fields[8])
+    raise AssertionError(f"no channel of {endpoint} in:\n{listing}")
+
+
+async def turn_on(page: Page) -> None:
+    """The volunteer reads why the microphone is needed, then turns the phone on,
+    and says Allow when the browser asks."""
+    phone = page.locator("#browser-phone")
+    await expect(phone.locator("#phone-intro")).to_be_visible()
+    await page.context.grant_permissions(["microphone"])
+    await phone.locator("#phone-start").click()
+    await expect(phone).to_have_attribute("data-state", "ready")
+
+
+async def test_a_volunteer_created_in_the_web_app_calls_from_the_browser(
+    phone_pbx: RealPbx,
+    pg_url: str,
+    db: async_sessionmaker[AsyncSession],
+    chromium: Chromium,
+    contexts: list[BrowserContext],
+    tmp_path: Path,
+) -> None:
+    world = await seed(db, {}, {})
+    async with phone_dialer(pg_url, phone_pbx, tmp_path) as dialer:
+        organizer = await signed_in(chromium, contexts, dialer, ORGANIZER)
+        await create_browser_volunteer(organizer, dialer, "wendy")
+        contacts = await seed_contacts(db, world.campaign_id, {"ann": ANSWERS})
+        wendy = await give_contacts_to(db, "wendy", list(contacts.values()))
+        assert wendy.phone is VolunteerPhone.BROWSER and wendy.sip_extension == "7000"
+
+        volunteer = await signed_in(chromium, contexts, dialer, "wendy")
+        await volunteer.goto(
+            f"{dialer.url}/contacts/{contacts['ann']}?campaign={world.campaign_id}"
+        )
+        await turn_on(volunteer)
+        contact_of = await phone_pbx.asterisk.cli("pjsip show contacts")
+        assert re.search(r"Contact:\s+7000/sip:\S+;transport=ws", contact_of), contact_of
+
+        await volunteer.click("#call-button")
+        await expect(volunteer.locator("#call-status")).to_have_attribute(
+            "data-state", CallState.TALKING.value, timeout=20_000
+        )
+        await expect(volunteer.locator("#browser-phone")).to_have_attribute("data-state", "talking")
+        await asyncio.sleep(2)
+        heard = await volunteer.evaluate("window.PBPhone.rtpStats()")
+        received, sent = await channel_stats(phone_pbx, "7000")
+        # 50 packets a second each way: the fake microphone reaches Asterisk,
+        # and the carrier's echo comes back to the browser through it.
+        assert heard["sent"] > 50 and heard["received"] > 50, heard
+        assert received > 50 and sent > 50, (received, sent)
+
+        await volunteer.click("#hangup-button")
+        await expect(volunteer.locator("#call-status")).to_have_attribute(
+            "data-state", CallState.ENDED.value
+        )
+        # The outcome flow is the desk phone's: refused, then saved.
+        await expect(volunteer.locator("#outcome-form")).to_be_visible()
+        await volunteer.check('#outcome-form input[name="outcome"][value="refused"]')
+        while not await volunteer.locator("#step-save").is_visible():
+            await volunteer.click("#step-next")
+        await volunteer.click("#step-save")
+        await expect(volunteer.locator("#done-panel")).to_be_visible()
+        await expect(volunteer.locator("#browser-phone")).to_have_attribute("data-state", "ready")
+
+    carrier = await phone_pbx.carrier.dialog(ANSWERS.removeprefix("+"))
+    assert carrier.answered_at is not None and carrier.bye_from() == "asterisk"
+    stored = await latest_call(db, wendy.id)
+    assert stored.volunteer_channel is not None
+    assert stored.volunteer_channel.startswith("PJSIP/7000-")
+    assert stored.state is CallState.ENDED and stored.outcome is CallOutcome.COMPLETED
+    assert close_to(stored.contact_answered_at, carrier.answered_at)
+    async with db() as session:
+        outcome = await session.scalar(
+            select(Disposition.outcome).where(Disposition.call_attempt_id == stored.id)
+        )
+    assert outcome is DispositionOutcome.REFUSED
+
+
+async def seed_contacts(
+    sessions: async_sessionmaker[AsyncSession], campaign_id: int, numbers: dict[str, str]
+) -> dict[str, int]:
+    """Contacts on the campaign's list, given to the organizer until a volunteer exists."""
+    found: dict[str, int] = {}
+    async with sessions.begin() as session:
+        owner = await session.scalar(select(User.id).where(User.username == ORGANIZER))
+        for key, number in numbers.items():
+            contact = Contact(first_name=key.title(), last_name="Test", timezone=midday_zone())
+            contact.phones = [ContactPhone(e164=number)]
+            session.add(contact)
+            await session.flush()
+            session.add(
+                CallingListEntry(campaign_id=campaign_id, contact_id=contact.id, volunteer_id=owner)
+            )
+            found[key] = contact.id
+    return found
+
+
+async def latest_call(sessions: async_sessionmaker[AsyncSession], volunteer_id: int) -> CallAttempt:
+    async with sessions() as session:
+        call_id = await session.scalar(
+            select(CallAttempt.call_id)
+            .where(CallAttempt.volunteer_id == volunteer_id)
+            .order_by(CallAttempt.requested_at.desc())
+            .limit(1)
+        )
+    assert call_id is not None, "no call stored"
+    return await stored_call(sessions, call_id)

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser as Chromium
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.vocabulary import CallOutcome, CallState, DispositionOutcome, VolunteerPhone
+from dialer.services.users import set_phone
 from dialer.store.models import (
     CallAttempt,
     CallingListEntry,
@@ -36,6 +37,7 @@ from tests.pbx.conftest import RealPbx, pbx_running, start_pbx
 from tests.pbx.product import (
     ORGANIZER,
     DialerProcess,
+    World,
     close_to,
     dialer_running,
     seed,
@@ -247,3 +249,117 @@ async def latest_call(sessions: async_sessionmaker[AsyncSession], volunteer_id: 
         )
     assert call_id is not None, "no call stored"
     return await stored_call(sessions, call_id)
+
+
+async def browser_volunteer(
+    sessions: async_sessionmaker[AsyncSession], numbers: dict[str, str], extension: str
+) -> tuple[World, User]:
+    """A campaign whose contacts are on the list of a volunteer with a browser phone."""
+    world = await seed(sessions, {"wendy": extension}, {})
+    contacts = await seed_contacts(sessions, world.campaign_id, numbers)
+    world.contacts.update(contacts)
+    async with sessions.begin() as session:
+        await set_phone(session, "wendy", VolunteerPhone.BROWSER)
+    return world, await give_contacts_to(sessions, "wendy", list(contacts.values()))
+
+
+async def test_a_blocked_microphone_says_what_to_do_and_nothing_rings(
+    phone_pbx: RealPbx,
+    pg_url: str,
+    db: async_sessionmaker[AsyncSession],
+    chromium: Chromium,
+    contexts: list[BrowserContext],
+    tmp_path: Path,
+) -> None:
+    world, wendy = await browser_volunteer(db, {"ann": ANSWERS}, "7010")
+    async with phone_dialer(pg_url, phone_pbx, tmp_path) as dialer:
+        volunteer = await signed_in(chromium, contexts, dialer, "wendy")
+        await volunteer.goto(
+            f"{dialer.url}/contacts/{world.contacts['ann']}?campaign={world.campaign_id}"
+        )
+        phone = volunteer.locator("#browser-phone")
+        await expect(phone.locator("#phone-intro")).to_be_visible()
+        # No permission granted: the browser refuses the microphone.
+        await phone.locator("#phone-start").click()
+        await expect(phone).to_have_attribute("data-state", "denied")
+        await expect(phone.locator("#phone-denied")).to_contain_text("set Microphone to Allow")
+        await expect(phone.locator("#phone-retry")).to_be_visible()
+
+        await volunteer.click("#call-button")
+        await expect(volunteer.locator("#call-error")).to_contain_text(
+            "Your browser phone is not connected yet", timeout=15_000
+        )
+        # Allowed at last: Try again turns it on.
+        await volunteer.context.grant_permissions(["microphone"])
+        await phone.locator("#phone-retry").click()
+        await expect(phone).to_have_attribute("data-state", "ready")
+    async with db() as session:
+        calls = await session.scalar(
+            select(func.count())
+            .select_from(CallAttempt)
+            .where(CallAttempt.volunteer_id == wendy.id)
+        )
+    assert calls == 0
+
+
+async def test_the_phone_comes_back_after_the_pbx_restarts_and_takes_the_next_call(
+    phone_pbx: RealPbx,
+    pg_url: str,
+    db: async_sessionmaker[AsyncSession],
+    chromium: Chromium,
+    contexts: list[BrowserContext],
+    tmp_path: Path,
+) -> None:
+    world, wendy = await browser_volunteer(db, {"bea": BUSY}, "7020")
+    async with phone_dialer(pg_url, phone_pbx, tmp_path) as dialer:
+        volunteer = await signed_in(chromium, contexts, dialer, "wendy")
+        await volunteer.goto(
+            f"{dialer.url}/contacts/{world.contacts['bea']}?campaign={world.campaign_id}"
+        )
+        await turn_on(volunteer)
+        phone = volunteer.locator("#browser-phone")
+
+        # The WebSocket drops with the PBX; the phone says so, then registers
+        # again by itself once Asterisk is back.
+        await phone_pbx.asterisk.restart_now()
+        await expect(phone).to_have_attribute("data-state", "reconnecting", timeout=10_000)
+        await phone_pbx.asterisk.wait_until_back()
+        await expect(phone).to_have_attribute("data-state", "ready", timeout=40_000)
+        contacts = await phone_pbx.asterisk.cli("pjsip show contacts")
+        assert re.search(r"Contact:\s+7020/sip:\S+;transport=ws", contacts), contacts
+
+        # And it answers the next call: the contact is busy.
+        await volunteer.click("#call-button")
+        await expect(volunteer.locator("#call-status")).to_have_attribute(
+            "data-state", CallState.ENDED.value, timeout=20_000
+        )
+    carrier = await phone_pbx.carrier.dialog(BUSY.removeprefix("+"))
+    assert carrier.final_status == 486
+    stored = await latest_call(db, wendy.id)
+    assert stored.outcome is CallOutcome.CONTACT_BUSY and stored.volunteer_answered_at is not None
+
+
+async def test_the_test_call_plays_the_volunteers_voice_back(
+    phone_pbx: RealPbx,
+    pg_url: str,
+    db: async_sessionmaker[AsyncSession],
+    chromium: Chromium,
+    contexts: list[BrowserContext],
+    tmp_path: Path,
+) -> None:
+    await browser_volunteer(db, {}, "7030")
+    async with phone_dialer(pg_url, phone_pbx, tmp_path) as dialer:
+        volunteer = await signed_in(chromium, contexts, dialer, "wendy")
+        await turn_on(volunteer)
+        phone = volunteer.locator("#browser-phone")
+        await phone.locator("#phone-test").click()
+        await expect(phone).to_have_attribute("data-state", "testing")
+        await asyncio.sleep(2)
+        heard = await volunteer.evaluate("window.PBPhone.rtpStats()")
+        # Echo() sends every packet back.
+        assert heard["sent"] > 50 and heard["received"] > 50, heard
+        await phone.locator("#phone-mute").click()
+        await expect(phone.locator("#phone-mute")).to_have_attribute("aria-pressed", "true")
+        await expect(phone.locator("#phone-muted")).to_be_visible()
+        await phone.locator("#phone-hangup").click()
+        await expect(phone).to_have_attribute("data-state", "ready")

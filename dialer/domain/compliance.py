@@ -24,6 +24,8 @@ from dialer.domain.survey import CallingHours, TimeWindow
 
 class RefusalCode(StrEnum):
     NO_EXTENSION = "no_extension"
+    # The volunteer's own number may no longer be dialed (the policy changed).
+    OWN_NUMBER_NOT_ALLOWED = "own_number_not_allowed"
     VOLUNTEER_BUSY = "volunteer_busy"
     INVALID_NUMBER = "invalid_number"
     NUMBER_NOT_ALLOWED = "number_not_allowed"

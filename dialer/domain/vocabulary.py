@@ -23,6 +23,9 @@ class VolunteerPhone(StrEnum):
     # The browser itself, over WebRTC: the endpoint comes from the dialer's
     # database through Asterisk's realtime (migration 0013).
     BROWSER = "browser"
+    # The volunteer's own phone number (a mobile, a home line), dialed over the
+    # carrier trunk like a contact, once an organizer has approved it.
+    OWN_NUMBER = "own_number"
 
 
 class PhoneType(StrEnum):

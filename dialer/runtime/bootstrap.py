@@ -365,6 +365,7 @@ def web_deps(runtime: Runtime) -> WebDeps:
     from dialer.services.tasks import TaskService
     from dialer.services.teams import TeamService
     from dialer.services.users import UserService
+    from dialer.services.volunteer_phones import NumberRules
     from web.deps import WebDeps
 
     sessions = runtime.sessions
@@ -373,7 +374,10 @@ def web_deps(runtime: Runtime) -> WebDeps:
         outcomes=runtime.outcomes,
         lists=runtime.lists,
         accounts=AccountService(sessions),
-        users=UserService(sessions),
+        users=UserService(
+            sessions,
+            NumberRules(runtime.settings.default_region, runtime.settings.dialing_policy),
+        ),
         teams=TeamService(sessions, runtime.service.fallback_zone),
         campaigns=CampaignService(sessions),
         contacts=ContactService(sessions, runtime.service.caller_ids),

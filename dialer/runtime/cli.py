@@ -12,7 +12,7 @@ import contextlib
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -21,6 +21,9 @@ from dialer.domain import i18n
 from dialer.domain.i18n import _, ngettext, pgettext
 from dialer.domain.vocabulary import Role, VolunteerPhone
 from dialer.runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from dialer.services.volunteer_phones import NumberRules
 
 T = TypeVar("T")
 
@@ -106,8 +109,13 @@ def user() -> None:
     type=click.Choice([kind.value for kind in VolunteerPhone]),
     default=VolunteerPhone.DESK.value,
     show_default=True,
-    help="What rings on Call: a desk SIP phone, or the browser (WebRTC; an extension "
-    "is chosen when --extension is not given).",
+    help="What rings on Call: a desk SIP phone, the browser (WebRTC; an extension "
+    "is chosen when --extension is not given), or their own number (--own-number).",
+)
+@click.option(
+    "--own-number",
+    help="With --phone own_number: the volunteer's own phone, dialed over the trunk "
+    "(approved by giving it here).",
 )
 @click.option("--team", "teams", multiple=True, help="Team to join (repeatable; created if new).")
 @click.option("--name", "display_name", default="", help="Name shown to others.")
@@ -127,17 +135,21 @@ def user_add(
     language: str | None,
     password_stdin: bool,
     phone: str,
+    own_number: str | None,
 ) -> None:
     """Create a user.  Without --password-stdin a password is generated and shown once."""
     from dialer.domain.passwords import WeakPassword, generate_password
     from dialer.services.users import UserError, add_user
+    from dialer.services.volunteer_phones import PhoneChoice
     from dialer.store.engine import open_database
 
     generated = not password_stdin
     password = generate_password() if generated else sys.stdin.readline().rstrip("\r\n")
 
+    settings = _settings(ctx)
+
     async def create() -> None:
-        async with open_database(_settings(ctx).database_url_value) as sessions:
+        async with open_database(settings.database_url_value) as sessions:
             async with sessions.begin() as session:
                 await add_user(
                     session,
@@ -150,7 +162,8 @@ def user_add(
                     teams=teams,
                     language=language,
                     pbx=pbx,
-                    phone=VolunteerPhone(phone),
+                    phone=PhoneChoice(VolunteerPhone(phone), own_number=own_number),
+                    numbers=_number_rules(settings),
                 )
 
     try:
@@ -166,34 +179,42 @@ def user_add(
 @click.argument("username")
 @click.argument("phone", type=click.Choice([kind.value for kind in VolunteerPhone]))
 @click.option("--extension", help="A new extension (default: keep theirs, or choose a free one).")
+@click.option("--own-number", help="With own_number: their own phone number (approved by this).")
 @click.pass_context
-def user_phone(ctx: click.Context, username: str, phone: str, extension: str | None) -> None:
-    """Make USERNAME's phone a desk SIP phone or the browser.
+def user_phone(
+    ctx: click.Context, username: str, phone: str, extension: str | None, own_number: str | None
+) -> None:
+    """Make USERNAME's phone a desk SIP phone, the browser, or their own number.
 
     A browser phone exists in Asterisk as soon as this returns (realtime,
-    docs/deploy.md); nothing in Asterisk's files changes.
+    docs/deploy.md); nothing in Asterisk's files changes.  An own number is
+    dialed over the trunk under the dialing policy, which it must pass now.
     """
     from dialer.services.users import UserError, set_phone
+    from dialer.services.volunteer_phones import PhoneChoice
     from dialer.store.engine import open_database
 
-    async def change() -> str | None:
-        async with open_database(_settings(ctx).database_url_value) as sessions:
+    settings = _settings(ctx)
+    choice = PhoneChoice(VolunteerPhone(phone), extension=extension, own_number=own_number)
+
+    async def change() -> str:
+        async with open_database(settings.database_url_value) as sessions:
             async with sessions.begin() as session:
                 changed = await set_phone(
-                    session, username, VolunteerPhone(phone), extension=extension
+                    session, username, choice, numbers=_number_rules(settings)
                 )
-                return changed.sip_extension
+                return changed.own_number or changed.sip_extension or "-"
 
     try:
-        given = _run(change())
+        reached_at = _run(change())
     except UserError as error:
         raise click.ClickException(str(error)) from None
     click.echo(
         _(
-            "%(username)s now calls with: %(phone)s (extension %(extension)s)",
+            "%(username)s now calls with: %(phone)s (%(address)s)",
             username=username,
             phone=_phone_label(phone),
-            extension=given or "-",
+            address=reached_at,
         )
     )
 
@@ -202,8 +223,15 @@ def _phone_label(phone: str) -> str:
     labels = {
         VolunteerPhone.DESK.value: _("desk phone"),
         VolunteerPhone.BROWSER.value: _("browser"),
+        VolunteerPhone.OWN_NUMBER.value: _("their own phone number"),
     }
     return labels.get(phone, phone)
+
+
+def _number_rules(settings: Settings) -> NumberRules:
+    from dialer.services.volunteer_phones import NumberRules
+
+    return NumberRules(settings.default_region, settings.dialing_policy)
 
 
 def _role_label(role: str) -> str:

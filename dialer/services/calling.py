@@ -42,6 +42,7 @@ from dialer.domain.vocabulary import (
     CallOutcome,
     CallState,
     CampaignStatus,
+    VolunteerPhone,
 )
 from dialer.live.broadcaster import Broadcaster
 from dialer.services.access import can_access_campaign, can_access_contact, can_oversee_call
@@ -50,6 +51,7 @@ from dialer.services.caller_ids import CallerIds
 from dialer.services.common import Clock, NotAllowed, RetryableError
 from dialer.services.live_calls import CallPublisher
 from dialer.services.teams import manual_call_hours
+from dialer.services.volunteer_phones import volunteer_channel
 from dialer.store import audit, calls
 from dialer.store.access import team_ids
 from dialer.store.calls import LiveClaim
@@ -222,7 +224,15 @@ class CallService:
         volunteer = await session.get(User, volunteer_id)
         if volunteer is None or not volunteer.is_active:
             refuse(RefusalCode.NOT_FOUND, "unknown user")
-        if not volunteer.sip_extension:
+        if volunteer.phone is VolunteerPhone.OWN_NUMBER:
+            # Dialed over the trunk like a contact: the same policy, checked
+            # again at each call in case it changed since the number was set.
+            if not volunteer.own_number or self.policy.check(volunteer.own_number) is not None:
+                refuse(
+                    RefusalCode.OWN_NUMBER_NOT_ALLOWED,
+                    "the dialing policy does not allow calls to your own number",
+                )
+        elif not volunteer.sip_extension:
             refuse(
                 RefusalCode.NO_EXTENSION, "you have no phone extension; ask an organizer to set one"
             )
@@ -416,8 +426,10 @@ class CallService:
         candidates = usable or contact.phones
         return candidates[0] if candidates else None
 
-    def volunteer_channel_for(self, extension: str) -> str:
-        return self.volunteer_channel.format(extension=extension)
+    def volunteer_channel_for(self, volunteer: User) -> str:
+        return volunteer_channel(
+            volunteer, template=self.volunteer_channel, outbound_context=self.outbound_context
+        )
 
     async def hang_up(self, user_id: int, call_id: str) -> None:
         """Hang up a call: its own volunteer, or any organizer/admin.

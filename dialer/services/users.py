@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.i18n import _
@@ -17,16 +16,13 @@ from dialer.domain.passwords import generate_password, hash_password
 from dialer.domain.vocabulary import Role, VolunteerPhone
 from dialer.services.access import can_act_on_account, can_manage_user, scope_of
 from dialer.services.campaigns import teams_in_view
+from dialer.services.volunteer_phones import NumberRules, PhoneChoice, PhoneError, phone_columns
 from dialer.store import audit, people, sign_ins
 from dialer.store.models import Team, TeamMember, User
 
 _USERNAME = re.compile(r"[A-Za-z0-9_.@-]{2,100}\Z")
 _EXTENSION = re.compile(r"[0-9A-Za-z_-]{1,40}\Z")
 _PBX_NAME = re.compile(r"[0-9A-Za-z._-]{1,100}\Z")
-
-# Where a browser phone's extension comes from when nobody chose one: four
-# digits that the shipped pjsip.conf's desk phones (1xxx) never use.
-BROWSER_EXTENSIONS = range(7000, 10000)
 
 
 class UserError(ValueError):
@@ -52,40 +48,6 @@ def check_pbx_name(pbx: str) -> str:
     if not _PBX_NAME.match(pbx):
         raise UserError(_("a PBX name may only use letters, digits, '.', '_' and '-'"), field="pbx")
     return pbx
-
-
-def new_sip_secret() -> str:
-    """A browser phone's SIP password: 32 letters and digits (safe in Asterisk's
-    config syntax and in a SIP digest), never typed by anyone."""
-    return secrets.token_hex(16)
-
-
-async def _free_browser_extension(session: AsyncSession) -> str:
-    taken = set(
-        await session.scalars(
-            select(User.sip_extension).where(func.length(User.sip_extension) == 4)
-        )
-    )
-    for number in BROWSER_EXTENSIONS:
-        if str(number) not in taken:
-            return str(number)
-    raise UserError(_("no browser-phone extension is left; choose one"), field="extension")
-
-
-async def phone_fields(
-    session: AsyncSession, user: User | None, phone: VolunteerPhone, extension: str | None
-) -> tuple[str | None, str | None]:
-    """The extension and SIP secret a user with ``phone`` gets.
-
-    A browser phone needs an extension (its endpoint's name): the one asked
-    for, else the user's own, else a free one of BROWSER_EXTENSIONS.  It
-    keeps its secret while it stays a browser phone; a desk phone has none.
-    """
-    if phone is not VolunteerPhone.BROWSER:
-        return extension, None
-    extension = extension or await _free_browser_extension(session)
-    kept = user.sip_secret if user is not None and user.phone is VolunteerPhone.BROWSER else None
-    return extension, kept or new_sip_secret()
 
 
 async def get_or_create_team(session: AsyncSession, name: str) -> Team:
@@ -127,7 +89,9 @@ async def add_user(
     teams: tuple[str, ...] = (),
     language: str | None = None,
     pbx: str | None = None,
-    phone: VolunteerPhone = VolunteerPhone.DESK,
+    phone: PhoneChoice | None = None,
+    numbers: NumberRules | None = None,
+    approver_id: int | None = None,
     actor_label: str = "cli",
 ) -> User:
     if not _USERNAME.match(username):
@@ -138,7 +102,12 @@ async def add_user(
         await _check_extension_free(session, extension)
     if pbx is not None:
         check_pbx_name(pbx)
-    extension, sip_secret = await phone_fields(session, None, phone, extension)
+    # ``extension`` is the one typed, whatever the phone.
+    choice = replace(phone or PhoneChoice(VolunteerPhone.DESK), extension=extension)
+    try:
+        columns = await phone_columns(session, None, choice, rules=numbers, approver_id=approver_id)
+    except PhoneError as error:
+        raise UserError(str(error), field=error.field) from None
     user = User(
         username=username,
         pbx=pbx,
@@ -146,12 +115,10 @@ async def add_user(
         email=email,
         role=role,
         password_hash=hash_password(password, user_inputs=(username, display_name)),
-        sip_extension=extension,
         language=language,
-        phone=phone,
-        sip_secret=sip_secret,
     )
     await people.add_user(session, user)
+    await people.set_phone(session, user, columns)
     for name in teams:
         team = await get_or_create_team(session, name)
         await people.add_memberships(session, user.id, [team.id])
@@ -163,52 +130,67 @@ async def add_user(
         changes={
             "username": username,
             "role": role.value,
-            "extension": extension,
-            "phone": phone.value,
             "pbx": pbx,
             "teams": list(teams),
+            **_phone_changes(columns),
         },
         actor_label=actor_label,
     )
     return user
 
 
+def _phone_changes(columns: people.PhoneColumns) -> dict[str, str | None]:
+    """A phone as the audit log records it: never the browser phone's secret."""
+    return {
+        "phone": columns.phone.value,
+        "extension": columns.sip_extension,
+        "own_number": columns.own_number,
+    }
+
+
+async def change_phone(
+    session: AsyncSession,
+    user: User,
+    choice: PhoneChoice,
+    *,
+    numbers: NumberRules | None,
+    approver_id: int | None,
+) -> people.PhoneColumns:
+    """Give ``user`` the phone of ``choice``; raises :class:`UserError`."""
+    if choice.extension is not None:
+        await _check_extension_free(session, choice.extension, other_than=user.id)
+    try:
+        columns = await phone_columns(session, user, choice, rules=numbers, approver_id=approver_id)
+    except PhoneError as error:
+        raise UserError(str(error), field=error.field) from None
+    if columns.sip_extension is not None and columns.sip_extension != user.sip_extension:
+        await _check_extension_free(session, columns.sip_extension, other_than=user.id)
+    await people.set_phone(session, user, columns)
+    return columns
+
+
 async def set_phone(
     session: AsyncSession,
     username: str,
-    phone: VolunteerPhone,
+    choice: PhoneChoice,
     *,
-    extension: str | None = None,
+    numbers: NumberRules | None = None,
     actor_label: str = "cli",
 ) -> User:
-    """Give ``username`` a desk or browser phone (the CLI's ``user phone``).
-
-    ``extension`` None keeps theirs (a browser phone without one gets a
-    free one).  Raises :class:`UserError`.
+    """Give ``username`` a desk phone, a browser phone or their own number
+    (the CLI's ``user phone``, an administrator's act: an own number given
+    here counts as approved).  Raises :class:`UserError`.
     """
     user = await session.scalar(select(User).where(User.username == username))
     if user is None:
         raise UserError(_("no user %(username)s", username=repr(username)))
-    if extension is not None:
-        await _check_extension_free(session, extension, other_than=user.id)
-    extension, sip_secret = await phone_fields(
-        session, user, phone, extension or user.sip_extension
-    )
-    await people.update_user(
-        session,
-        user,
-        sip_extension=extension,
-        pbx=user.pbx,
-        is_active=user.is_active,
-        phone=phone,
-        sip_secret=sip_secret,
-    )
+    columns = await change_phone(session, user, choice, numbers=numbers, approver_id=None)
     await audit.record(
         session,
         action="user.update",
         entity_type="user",
         entity_id=user.id,
-        changes={"extension": extension, "phone": phone.value},
+        changes=_phone_changes(columns),
         actor_label=actor_label,
     )
     return user
@@ -228,7 +210,7 @@ def user_warnings(user: User, team_count: int) -> list[UserWarning]:
     if user.role is not Role.VOLUNTEER or not user.is_active:
         return []
     warnings: list[UserWarning] = []
-    if not user.sip_extension:
+    if user.phone is not VolunteerPhone.OWN_NUMBER and not user.sip_extension:
         warnings.append(UserWarning.NO_EXTENSION)
     if team_count == 0:
         warnings.append(UserWarning.NO_TEAM)
@@ -299,8 +281,12 @@ class UserService:
     administrator, everyone (:func:`dialer.services.access.can_manage_user`).
     """
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], numbers: NumberRules | None = None
+    ) -> None:
         self._sessions = sessions
+        # How own numbers are read and which may be dialed (None: none may be set).
+        self._numbers = numbers
 
     async def overview(self, actor: User) -> UsersOverview:
         async with self._sessions() as session:
@@ -503,7 +489,7 @@ class UserService:
         extension: str | None = None,
         teams: tuple[str, ...] = (),
         language: str | None = None,
-        phone: VolunteerPhone = VolunteerPhone.DESK,
+        phone: PhoneChoice | None = None,
     ) -> User:
         """Raises :class:`UserError` or :class:`~dialer.domain.passwords.WeakPassword`.
 
@@ -531,6 +517,8 @@ class UserService:
                 teams=teams,
                 language=language,
                 phone=phone,
+                numbers=self._numbers,
+                approver_id=actor.id,
                 actor_label=f"web:{actor.username}",
             )
 
@@ -543,7 +531,7 @@ class UserService:
         pbx: str | None,
         teams: list[str],
         active: bool | None = None,
-        phone: VolunteerPhone | None = None,
+        phone: PhoneChoice | None = None,
     ) -> None:
         """Set a user's extension, PBX, teams, phone (unchanged when None) and
         (for someone else, when ``active`` is not None) whether they are active.
@@ -574,16 +562,15 @@ class UserService:
                 )
             }
             changeable = current if scope.teams is None else current & scope.teams
-            phone = phone or user.phone
-            extension, sip_secret = await phone_fields(session, user, phone, extension)
             await people.update_user(
+                session, user, sip_extension=extension, pbx=pbx, is_active=user.is_active
+            )
+            columns = await change_phone(
                 session,
                 user,
-                sip_extension=extension,
-                pbx=pbx,
-                is_active=user.is_active,
-                phone=phone,
-                sip_secret=sip_secret,
+                replace(phone or PhoneChoice(user.phone), extension=extension),
+                numbers=self._numbers,
+                approver_id=actor.id,
             )
             if active is not None and active is not user.is_active and user.id != actor.id:
                 # The same action as the Deactivate button, with its rules: sessions end too.
@@ -598,8 +585,7 @@ class UserService:
                 entity_type="user",
                 entity_id=user.id,
                 changes={
-                    "extension": extension,
-                    "phone": phone.value,
+                    **_phone_changes(columns),
                     "pbx": pbx,
                     "teams": teams,
                     "active": user.is_active,

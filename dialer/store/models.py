@@ -174,6 +174,13 @@ class User(Base):
     # anyone but its own user's browser; Asterisk reads it through the
     # ps_auths view (migration 0013).  None unless the phone is the browser.
     sip_secret: Mapped[str | None] = mapped_column(String(64))
+    # The own-number phone: E.164, and who approved it for the dialer to call
+    # (an organizer or admin; the volunteer cannot set it alone).
+    own_number: Mapped[str | None] = mapped_column(String(20))
+    own_number_approved_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    own_number_approved_at: Mapped[datetime | None]
 
     memberships: Mapped[list[TeamMember]] = relationship(back_populates="user", cascade="all")
 

@@ -1,7 +1,7 @@
 """Writes ``users``, ``teams`` and ``team_members``; nothing else does.
 
-Users are added (``add_user``) and later given an extension, a PBX, an
-active flag and a phone (``update_user``), a fresh password hash
+Users are added (``add_user``) and later given an extension, a PBX and an
+active flag (``update_user``), a phone (``set_phone``), a fresh password hash
 (``set_password_hash``), a role (``set_role``), an active flag alone
 (``set_active``) or an interface language (``set_language``).
 Teams are added by name (``add_team``) and given the hours of their
@@ -13,6 +13,8 @@ transaction; every function here sends its SQL before it returns.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,14 +36,32 @@ async def update_user(
     sip_extension: str | None,
     pbx: str | None,
     is_active: bool,
-    phone: VolunteerPhone,
-    sip_secret: str | None,
 ) -> None:
     user.sip_extension = sip_extension
     user.pbx = pbx
     user.is_active = is_active
-    user.phone = phone
-    user.sip_secret = sip_secret
+    await session.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneColumns:
+    """A user's phone as stored: its kind and what that kind needs."""
+
+    phone: VolunteerPhone
+    sip_extension: str | None
+    sip_secret: str | None = None
+    own_number: str | None = None
+    own_number_approved_by_id: int | None = None
+    own_number_approved_at: datetime | None = None
+
+
+async def set_phone(session: AsyncSession, user: User, columns: PhoneColumns) -> None:
+    user.phone = columns.phone
+    user.sip_extension = columns.sip_extension
+    user.sip_secret = columns.sip_secret
+    user.own_number = columns.own_number
+    user.own_number_approved_by_id = columns.own_number_approved_by_id
+    user.own_number_approved_at = columns.own_number_approved_at
     await session.flush()
 
 

@@ -291,7 +291,7 @@ class CallWorker:
             self.service.publisher.publish_call(call, names=self._names.get(call.call_id))
 
     def _volunteer_channel(self, volunteer: User) -> str:
-        return self.service.volunteer_channel_for(volunteer.sip_extension or "")
+        return self.service.volunteer_channel_for(volunteer)
 
     # -- the outbox ----------------------------------------------------------
 

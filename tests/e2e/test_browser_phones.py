@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.vocabulary import VolunteerPhone
 from dialer.services.users import UserError, set_phone
+from dialer.services.volunteer_phones import PhoneChoice, volunteer_channel
 from dialer.store.models import AuditEntry, User
 from tests.e2e.conftest import ClientFactory
 from tests.e2e.webworld import PASSWORD, Served, WebWorld, serve
@@ -180,7 +181,7 @@ async def test_without_a_websocket_url_the_browser_phone_says_what_is_missing(
     pg_url: str, world: WebWorld, client: ClientFactory
 ) -> None:
     async with world.sessions.begin() as session:
-        await set_phone(session, "alice", VolunteerPhone.BROWSER)
+        await set_phone(session, "alice", PhoneChoice(VolunteerPhone.BROWSER))
     async with serve(pg_url) as bare:
         import aiohttp
 
@@ -203,12 +204,71 @@ async def test_the_cli_gives_a_phone_and_refuses_a_taken_extension(
     world: WebWorld,
 ) -> None:
     async with world.sessions.begin() as session:
-        bob = await set_phone(session, "bob", VolunteerPhone.BROWSER, extension="7100")
+        bob = await set_phone(session, "bob", PhoneChoice(VolunteerPhone.BROWSER, extension="7100"))
         assert bob.sip_extension == "7100" and bob.sip_secret
     async with world.sessions.begin() as session:
         with pytest.raises(UserError) as refused:
-            await set_phone(session, "alice", VolunteerPhone.BROWSER, extension="7100")
+            await set_phone(session, "alice", PhoneChoice(VolunteerPhone.BROWSER, extension="7100"))
         assert refused.value.field == "extension"
     async with world.sessions.begin() as session:
         with pytest.raises(UserError):
-            await set_phone(session, "nobody", VolunteerPhone.BROWSER)
+            await set_phone(session, "nobody", PhoneChoice(VolunteerPhone.BROWSER))
+
+
+async def test_an_own_number_is_approved_by_the_organizer_who_gives_it(
+    client: ClientFactory, world: WebWorld
+) -> None:
+    olivia = await client("olivia")
+    fields = {
+        "username": "maude",
+        "role": "volunteer",
+        "phone": "own_number",
+        "teams": "Montreal",
+        "password": PASSWORD,
+    }
+    # Outside the dialing policy (Canada and France here), or
+    # not a number at all: refused, with the reason, and nobody is created.
+    for typed, reason in (("+44 20 7946 0958", "dialing policy"), ("12", "invalid")):
+        response = await olivia.form("/ops/users", {**fields, "own_number": typed})
+        assert response.status == 422
+        assert reason in await response.text()
+    response = await olivia.form("/ops/users", {**fields, "own_number": "514 555 0123"})
+    assert response.status == 200
+    maude = await user_named(world.sessions, "maude")
+    assert maude.phone is VolunteerPhone.OWN_NUMBER and maude.own_number == "+15145550123"
+    assert maude.own_number_approved_by_id == world.users["olivia"]
+    assert maude.own_number_approved_at is not None and maude.sip_secret is None
+    assert await asterisk_sees(world.sessions) == {}
+    status, account = await (await client("maude")).api("GET", "/api/phone")
+    assert (status, account) == (200, {"kind": "own_number"})
+
+
+async def test_a_call_to_an_own_number_the_policy_no_longer_allows_is_refused(
+    client: ClientFactory, world: WebWorld
+) -> None:
+    # Set while allowed; a premium-rate number is what a tampered row would hold.
+    async with world.sessions.begin() as session:
+        await session.execute(
+            text(
+                "UPDATE users SET phone = 'own_number', own_number = '+19005550123',"
+                " own_number_approved_at = now() WHERE username = 'alice'"
+            )
+        )
+    alice = await client("alice")
+    status, body = await alice.api(
+        "POST",
+        "/api/calls",
+        {"contact_id": world.contacts["ada"], "campaign_id": world.campaign_id},
+    )
+    assert status == 409 and body["error"]["code"] == "own_number_not_allowed"
+    assert "own phone number" in body["error"]["message"]
+
+
+def test_an_own_number_is_dialed_through_the_contacts_context() -> None:
+    user = User(phone=VolunteerPhone.OWN_NUMBER, own_number="+15145550123", sip_extension="1001")
+    channel = volunteer_channel(user, template="PJSIP/{extension}", outbound_context="dialer-out")
+    assert channel == "Local/15145550123@dialer-out/n"
+    user.phone = VolunteerPhone.BROWSER
+    assert volunteer_channel(user, template="PJSIP/{extension}", outbound_context="x") == (
+        "PJSIP/1001"
+    )

@@ -124,8 +124,11 @@ async def start_pbx(
 
 
 @pytest.fixture(scope="session")
-async def pbx(_real_pbx_available: None, pbx_folder: Path) -> AsyncIterator[RealPbx]:
-    asterisk, agents = await start_pbx(pbx_folder / "main", STANDARD_UAS, standard_phones())
+async def pbx(_real_pbx_available: None, pbx_folder: Path, pg_url: str) -> AsyncIterator[RealPbx]:
+    # Realtime reads the test database, as a deployment reads the dialer's.
+    asterisk, agents = await start_pbx(
+        pbx_folder / "main", STANDARD_UAS, standard_phones(), database=pg_url.rsplit("/", 1)[1]
+    )
     async with pbx_running(asterisk, agents) as running:
         # Qualify has judged every phone: answering ones Avail, the
         # unplugged one Unavail (Asterisk then refuses to ring it).

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.vocabulary import CallOutcome, CallState, DispositionOutcome, VolunteerPhone
 from dialer.services.users import set_phone
+from dialer.services.volunteer_phones import PhoneChoice
 from dialer.store.models import (
     CallAttempt,
     CallingListEntry,
@@ -259,7 +260,7 @@ async def browser_volunteer(
     contacts = await seed_contacts(sessions, world.campaign_id, numbers)
     world.contacts.update(contacts)
     async with sessions.begin() as session:
-        await set_phone(session, "wendy", VolunteerPhone.BROWSER)
+        await set_phone(session, "wendy", PhoneChoice(VolunteerPhone.BROWSER))
     return world, await give_contacts_to(sessions, "wendy", list(contacts.values()))
 
 

@@ -28,6 +28,7 @@ DIALER_MODULES = (
     "runtime/cli.py",
     "services/importer.py",
     "services/users.py",
+    "services/volunteer_phones.py",
     "domain/number_reasons.py",
     "domain/passwords.py",
     "domain/survey.py",

@@ -164,6 +164,10 @@ def refusal(value: Refusal) -> str:
         RefusalCode.NO_EXTENSION: lambda: _(
             "You have no phone extension; ask an organizer to set one."
         ),
+        RefusalCode.OWN_NUMBER_NOT_ALLOWED: lambda: _(
+            "The dialing policy does not allow calls to your own phone number; "
+            "ask an organizer to change your phone."
+        ),
         RefusalCode.VOLUNTEER_BUSY: lambda: _("You already have a call in progress."),
         RefusalCode.INVALID_NUMBER: lambda: _("This is not a valid phone number."),
         RefusalCode.NUMBER_NOT_ALLOWED: lambda: _(

@@ -45,6 +45,7 @@ from dialer.services.importer import (
     field_label,
 )
 from dialer.services.users import UserChangeRefusal, UserChangeRefused, UserError, UserWarning
+from dialer.services.volunteer_phones import PhoneChoice
 from dialer.store.models import Campaign, Team, utcnow
 from web.deps import config_key, deps_key, templates_key
 from web.errors import PageError
@@ -821,7 +822,7 @@ async def users_add(request: web.Request) -> web.Response:
     if role is Role.ADMIN and actor.role is not Role.ADMIN:
         reader.errors["role"] = _("Only an administrator can create administrators.")
     extension = reader.text("extension", max_length=40) or None
-    phone = _phone(reader) or VolunteerPhone.DESK
+    phone = _phone_choice(reader) or PhoneChoice(VolunteerPhone.DESK)
     email = reader.text("email", max_length=320) or None
     language = i18n.normalise_language(reader.raw("language"))
     teams = tuple(_team_names(reader))
@@ -837,6 +838,7 @@ async def users_add(request: web.Request) -> web.Response:
             "role",
             "extension",
             "phone",
+            "own_number",
             "email",
             "language",
             "teams",
@@ -871,21 +873,24 @@ async def users_add(request: web.Request) -> web.Response:
     return await _users_page(request, created=(username, password if generated else ""))
 
 
-def _phone(reader: Reader) -> VolunteerPhone | None:
-    """The ``phone`` field, None when absent; a value not offered is left in ``reader.errors``."""
+def _phone_choice(reader: Reader) -> PhoneChoice | None:
+    """The ``phone`` and ``own_number`` fields, None when no phone is sent; a
+    value not offered is left in ``reader.errors``."""
     raw = reader.raw("phone")
+    own_number = reader.text("own_number", max_length=40) or None
     if not raw:
         return None
     if raw not in VolunteerPhone._value2member_map_:
-        reader.errors["phone"] = _("Choose a desk phone or the browser.")
+        reader.errors["phone"] = _("Choose a desk phone, the browser or their own number.")
         return None
-    return VolunteerPhone(raw)
+    return PhoneChoice(VolunteerPhone(raw), own_number=own_number)
 
 
 def phone_kinds() -> list[tuple[VolunteerPhone, str]]:
     return [
         (VolunteerPhone.DESK, _("Desk phone (SIP)")),
         (VolunteerPhone.BROWSER, _("Browser")),
+        (VolunteerPhone.OWN_NUMBER, _("Their own phone number")),
     ]
 
 
@@ -899,6 +904,9 @@ def _team_names(reader: Reader) -> list[str]:
 
 
 def _user_error(error: UserError) -> str:
+    if error.field == "own_number":
+        # Says what is wrong with the number: invalid, or outside the dialing policy.
+        return str(error)
     messages = {
         "extension": _("This extension is taken or not valid (letters, digits, _ and - only)."),
         "pbx": _("A PBX name may only use letters, digits, '.', '_' and '-'."),
@@ -949,7 +957,7 @@ async def users_update(request: web.Request) -> web.StreamResponse:
     reader = Reader(form)
     extension = reader.text("extension", max_length=40) or None
     pbx = reader.text("pbx", max_length=100) or None
-    phone = _phone(reader)
+    phone = _phone_choice(reader)
     teams = _team_names(reader)
     # The list's row no longer carries the flag (Deactivate is its own,
     # confirmed action); a form that still sends it is honoured.
@@ -961,6 +969,7 @@ async def users_update(request: web.Request) -> web.StreamResponse:
             "extension": _("Extension"),
             "pbx": _("PBX"),
             "phone": _("Phone"),
+            "own_number": _("Own number"),
             "teams": _("Teams"),
         }
         field, problem = next(iter(reader.errors.items()))

@@ -1,8 +1,10 @@
-"""browser phones: a volunteer's phone kind and the PJSIP objects Asterisk reads
+"""volunteer phones: desk, browser or own number, and the PJSIP objects Asterisk reads
 
-``users.phone`` says what rings when the volunteer clicks Call (a desk
-phone configured in Asterisk's files, or the browser over WebRTC) and
-``users.sip_secret`` holds the browser phone's generated SIP password.
+``users.phone`` says what rings when the volunteer clicks Call: a desk
+phone configured in Asterisk's files, the browser over WebRTC, or the
+volunteer's own number dialed over the carrier trunk.  ``users.sip_secret``
+holds the browser phone's generated SIP password; ``users.own_number`` the
+own number, with who approved it and when.
 
 On PostgreSQL three views give Asterisk's realtime (res_config_pgsql with
 res_sorcery_realtime, see asterisk-config/sorcery.conf) one endpoint, auth
@@ -31,6 +33,8 @@ revision: str = "0013"
 down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+_APPROVER_FK = "fk_users_own_number_approved_by_id_users"
 
 # Who has a browser phone Asterisk should know.
 _BROWSER_USERS = (
@@ -88,6 +92,7 @@ def upgrade() -> None:
                 sa.Enum(
                     "desk",
                     "browser",
+                    "own_number",
                     name="volunteer_phone",
                     native_enum=False,
                     create_constraint=True,
@@ -98,6 +103,14 @@ def upgrade() -> None:
             )
         )
         batch.add_column(sa.Column("sip_secret", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("own_number", sa.String(length=20), nullable=True))
+        batch.add_column(sa.Column("own_number_approved_by_id", sa.Integer(), nullable=True))
+        batch.add_column(
+            sa.Column("own_number_approved_at", sa.DateTime(timezone=True), nullable=True)
+        )
+        batch.create_foreign_key(
+            _APPROVER_FK, "users", ["own_number_approved_by_id"], ["id"], ondelete="SET NULL"
+        )
     if op.get_bind().dialect.name == "postgresql":
         for name, query in VIEWS.items():
             op.execute(f"CREATE VIEW {name} AS {query}")
@@ -115,5 +128,9 @@ def downgrade() -> None:
             op.execute(f"DROP VIEW IF EXISTS {name}")
     with op.batch_alter_table("users") as batch:
         batch.drop_constraint("volunteer_phone", type_="check")
+        batch.drop_constraint(_APPROVER_FK, type_="foreignkey")
+        batch.drop_column("own_number_approved_at")
+        batch.drop_column("own_number_approved_by_id")
+        batch.drop_column("own_number")
         batch.drop_column("sip_secret")
         batch.drop_column("phone")

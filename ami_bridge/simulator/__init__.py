@@ -61,6 +61,11 @@ All durations are simulated seconds multiplied by ``time_scale`` (0.01 turns
 a 4 s call into 40 ms).  Fault-injection durations (``stall``,
 ``down_for``) are real seconds, because they are about the client's timers.
 
+Not simulated: an Originate to an application, and a volunteer leg that
+is a Local channel (a volunteer whose phone is their own number); both
+get ``Response: Error``, so the dialer records the call as failed with
+that message.
+
 Not recorded, so modelled on the nearest recording: the ``local`` trunk's
 unreachable contact, and its contact leg hung up by action while it rings;
 the volunteer's leg hung up by action before it answered, or over a SIP

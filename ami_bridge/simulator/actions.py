@@ -161,6 +161,13 @@ class ActionHandlers(Exchange):
                 session, action_id, "Error", "Originate to an application is not simulated"
             )
             return
+        if (message.get("Channel") or "").lower().startswith("local/"):
+            # A volunteer's own number (Local/<number>@dialer-outbound/n): no
+            # recording of one yet to imitate; refused plainly, never played wrong.
+            self._respond(
+                session, action_id, "Error", "A Local volunteer channel is not simulated"
+            )
+            return
         context = message.get("Context") or ""
         exten = message.get("Exten") or ""
         if not _EXTEN.match(exten) or not context or not self._context_exists(context):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -184,6 +185,20 @@ async def test_originate_failures_as_in_bad_actions(ami: RawAmiClient) -> None:
     assert (refused.response, refused["Message"]) == ("Error", "Extension does not exist.")
     missing = await ami.request(Action.build("Hangup", {"Channel": "PJSIP/1001-00009999"}))
     assert (missing.response, missing["Message"]) == ("Error", "No such channel")
+
+
+async def test_a_local_volunteer_leg_is_refused_as_not_simulated(ami: RawAmiClient) -> None:
+    """A volunteer whose phone is their own number: no recording to imitate yet."""
+    action = originate("15145550180", "c9")
+    headers = tuple(
+        (key, "Local/15145550125@dialer-outbound/n" if key == "Channel" else value)
+        for key, value in action.headers
+    )
+    refused = await ami.request(replace(action, headers=headers))
+    assert (refused.response, refused["Message"]) == (
+        "Error",
+        "A Local volunteer channel is not simulated",
+    )
 
 
 async def test_a_call_has_the_recorded_identity(ami: RawAmiClient) -> None:

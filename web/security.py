@@ -29,9 +29,10 @@ from multidict import MultiDictProxy
 
 from dialer.domain.compliance import CallRefused, RefusalCode
 from dialer.domain.outcomes import SubmissionInvalid
-from dialer.domain.vocabulary import Role
+from dialer.domain.vocabulary import Role, VolunteerPhone
 from dialer.services.accounts import KNOWN_DEVICE_LIFETIME
 from dialer.services.common import NotAllowed, RetryableError
+from dialer.services.volunteer_phones import phone_choices, phone_in_use
 from dialer.store.access import STAFF_ROLES
 from dialer.store.engine import is_unavailable
 from dialer.store.models import User, WebSession
@@ -96,6 +97,15 @@ def current_user(request: web.Request) -> User | None:
 def current_session(request: web.Request) -> WebSession | None:
     found: WebSession | None = request.get(_SESSION)
     return found
+
+
+def session_phone(request: web.Request) -> VolunteerPhone | None:
+    """The phone the signed-in user's calls ring in this session (None: nobody signed in)."""
+    user = current_user(request)
+    if user is None:
+        return None
+    web_session = current_session(request)
+    return phone_in_use(user, web_session.phone if web_session is not None else None)
 
 
 def csrf_token(request: web.Request) -> str:
@@ -334,6 +344,9 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
         "is_staff": user is not None and user.role in STAFF_ROLES,
         "is_admin": user is not None and user.role is Role.ADMIN,
         "unread_notifications": unread,
+        # What rings this session, and what else it may ring (base.html).
+        "phone_now": session_phone(request),
+        "phone_choices": phone_choices(user) if user is not None else [],
     }
     if request.method in UNSAFE_METHODS:
         await _check_csrf(request)

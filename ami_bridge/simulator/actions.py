@@ -164,9 +164,7 @@ class ActionHandlers(Exchange):
         if (message.get("Channel") or "").lower().startswith("local/"):
             # A volunteer's own number (Local/<number>@dialer-outbound/n): no
             # recording of one yet to imitate; refused plainly, never played wrong.
-            self._respond(
-                session, action_id, "Error", "A Local volunteer channel is not simulated"
-            )
+            self._respond(session, action_id, "Error", "A Local volunteer channel is not simulated")
             return
         context = message.get("Context") or ""
         exten = message.get("Exten") or ""

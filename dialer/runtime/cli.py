@@ -203,7 +203,9 @@ def user_phone(
                 changed = await set_phone(
                     session, username, choice, numbers=_number_rules(settings)
                 )
-                return changed.own_number or changed.sip_extension or "-"
+                if changed.phone is VolunteerPhone.OWN_NUMBER:
+                    return changed.own_number or "-"
+                return changed.sip_extension or "-"
 
     try:
         reached_at = _run(change())

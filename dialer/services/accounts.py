@@ -28,6 +28,7 @@ from dialer.domain.passwords import (
     rehash_password,
     verify_password,
 )
+from dialer.domain.vocabulary import VolunteerPhone
 from dialer.services.common import with_db_retry
 from dialer.store import audit, people, sign_ins
 from dialer.store.models import KnownDevice, LoginFailure, User, WebSession, utcnow
@@ -291,6 +292,13 @@ async def set_confirm_before_dial(
         await sign_ins.set_confirm_before_dial(session, session_id, confirm)
 
 
+async def set_session_phone(
+    sessions: async_sessionmaker[AsyncSession], session_id: str, phone: VolunteerPhone | None
+) -> None:
+    async with sessions.begin() as session:
+        await sign_ins.set_session_phone(session, session_id, phone)
+
+
 async def set_language(
     sessions: async_sessionmaker[AsyncSession], user_id: int, language: str
 ) -> None:
@@ -424,6 +432,10 @@ class AccountService:
 
     async def set_confirm_before_dial(self, session_id: str, confirm: bool) -> None:
         await set_confirm_before_dial(self._sessions, session_id, confirm)
+
+    async def set_session_phone(self, session_id: str, phone: VolunteerPhone | None) -> None:
+        """This session's calls ring ``phone`` (None: the user's usual phone)."""
+        await set_session_phone(self._sessions, session_id, phone)
 
     async def set_language(self, user_id: int, language: str) -> None:
         await set_language(self._sessions, user_id, language)

@@ -51,7 +51,7 @@ from dialer.services.caller_ids import CallerIds
 from dialer.services.common import Clock, NotAllowed, RetryableError
 from dialer.services.live_calls import CallPublisher
 from dialer.services.teams import manual_call_hours
-from dialer.services.volunteer_phones import volunteer_channel
+from dialer.services.volunteer_phones import phone_in_use, volunteer_channel
 from dialer.store import audit, calls
 from dialer.store.access import team_ids
 from dialer.store.calls import LiveClaim
@@ -149,18 +149,28 @@ class CallService:
         phone_id: int | None = None,
         campaign_id: int | None = None,
         caller_id: str | None = None,
+        volunteer_phone: VolunteerPhone | None = None,
     ) -> CallAttempt:
         """Check every rule, then commit the request; raises :class:`CallRefused`,
         or :class:`OutcomePending` while the volunteer owes an answered call's outcome.
 
         Without ``campaign_id``, a contact on campaign lists is still called
         under one of those campaigns (:meth:`_campaign_for_call_without_one`).
+        ``volunteer_phone`` is the phone the volunteer's session chose (None:
+        their usual one; one no longer offered falls back to it too).
         """
         now = self.clock()
         try:
             async with self.sessions.begin() as session:
                 call = await self._checked_request(
-                    session, now, volunteer_id, contact_id, phone_id, campaign_id, caller_id
+                    session,
+                    now,
+                    volunteer_id,
+                    contact_id,
+                    phone_id,
+                    campaign_id,
+                    caller_id,
+                    volunteer_phone,
                 )
                 await calls.add_request(session, call)
                 await audit.record(
@@ -217,6 +227,7 @@ class CallService:
         phone_id: int | None,
         campaign_id: int | None,
         caller_id: str | None,
+        volunteer_phone: VolunteerPhone | None,
     ) -> CallAttempt:
         def refuse(code: RefusalCode, message: str, retry_at: datetime | None = None) -> NoReturn:
             raise CallRefused(Refusal(code, message, retry_at))
@@ -224,7 +235,8 @@ class CallService:
         volunteer = await session.get(User, volunteer_id)
         if volunteer is None or not volunteer.is_active:
             refuse(RefusalCode.NOT_FOUND, "unknown user")
-        if volunteer.phone is VolunteerPhone.OWN_NUMBER:
+        rings = phone_in_use(volunteer, volunteer_phone)
+        if rings is VolunteerPhone.OWN_NUMBER:
             # Dialed over the trunk like a contact: the same policy, checked
             # again at each call in case it changed since the number was set.
             if not volunteer.own_number or self.policy.check(volunteer.own_number) is not None:
@@ -325,6 +337,7 @@ class CallService:
             volunteer=volunteer,
             contact=contact,
             caller_id=chosen,
+            volunteer_phone=rings,
             pbx=pbx,
             state=CallState.REQUESTED,
             requested_at=now,
@@ -426,9 +439,12 @@ class CallService:
         candidates = usable or contact.phones
         return candidates[0] if candidates else None
 
-    def volunteer_channel_for(self, volunteer: User) -> str:
+    def volunteer_channel_for(self, volunteer: User, phone: VolunteerPhone | None = None) -> str:
         return volunteer_channel(
-            volunteer, template=self.volunteer_channel, outbound_context=self.outbound_context
+            volunteer,
+            template=self.volunteer_channel,
+            outbound_context=self.outbound_context,
+            phone=phone,
         )
 
     async def hang_up(self, user_id: int, call_id: str) -> None:

@@ -157,13 +157,11 @@ async def change_phone(
     approver_id: int | None,
 ) -> people.PhoneColumns:
     """Give ``user`` the phone of ``choice``; raises :class:`UserError`."""
-    if choice.extension is not None:
-        await _check_extension_free(session, choice.extension, other_than=user.id)
     try:
         columns = await phone_columns(session, user, choice, rules=numbers, approver_id=approver_id)
     except PhoneError as error:
         raise UserError(str(error), field=error.field) from None
-    if columns.sip_extension is not None and columns.sip_extension != user.sip_extension:
+    if columns.sip_extension is not None:
         await _check_extension_free(session, columns.sip_extension, other_than=user.id)
     await people.set_phone(session, user, columns)
     return columns
@@ -184,7 +182,9 @@ async def set_phone(
     user = await session.scalar(select(User).where(User.username == username))
     if user is None:
         raise UserError(_("no user %(username)s", username=repr(username)))
-    columns = await change_phone(session, user, choice, numbers=numbers, approver_id=None)
+    # No extension given: theirs stays (the web's form always sends one).
+    kept = replace(choice, extension=choice.extension or user.sip_extension)
+    columns = await change_phone(session, user, kept, numbers=numbers, approver_id=None)
     await audit.record(
         session,
         action="user.update",

@@ -54,8 +54,13 @@ class NumberRules:
 
 @dataclass(frozen=True, slots=True)
 class PhoneChoice:
-    """A phone asked for: its kind, the extension typed and the own number typed
-    (None: keep the user's, or choose one)."""
+    """A phone asked for: its kind, the extension typed (None: keep the user's,
+    or choose one) and the own number typed (None: keep theirs; "": none).
+
+    The own number is kept whatever the usual phone is: a volunteer with a
+    desk or browser phone may take this session's calls on it instead
+    (:func:`phone_choices`).
+    """
 
     phone: VolunteerPhone
     extension: str | None = None
@@ -117,37 +122,69 @@ async def phone_columns(
     stays the same number, and is approved by ``approver_id`` otherwise.
     """
     current_extension = user.sip_extension if user is not None else None
+    own = _own_number(user, choice, rules, approver_id, now)
     match choice.phone:
         case VolunteerPhone.DESK:
-            return PhoneColumns(VolunteerPhone.DESK, choice.extension)
+            return PhoneColumns(VolunteerPhone.DESK, choice.extension, None, *own)
         case VolunteerPhone.BROWSER:
             extension = (
                 choice.extension or current_extension or await free_browser_extension(session)
             )
             kept = user.sip_secret if user is not None and user.phone is choice.phone else None
-            return PhoneColumns(choice.phone, extension, sip_secret=kept or new_sip_secret())
+            return PhoneColumns(choice.phone, extension, kept or new_sip_secret(), *own)
         case VolunteerPhone.OWN_NUMBER:
-            raw = choice.own_number or (user.own_number if user is not None else None)
-            if not raw:
+            if own[0] is None:
                 raise PhoneError(_("give their own phone number"), "own_number")
-            if rules is None:
-                raise PhoneError(_("own numbers cannot be set here"), "own_number")
-            number = check_own_number(raw, rules)
-            if user is not None and user.own_number == number and user.own_number_approved_at:
-                approved = (user.own_number_approved_by_id, user.own_number_approved_at)
-            else:
-                approved = (approver_id, now or utcnow())
-            return PhoneColumns(
-                choice.phone,
-                choice.extension,
-                own_number=number,
-                own_number_approved_by_id=approved[0],
-                own_number_approved_at=approved[1],
-            )
+            return PhoneColumns(choice.phone, choice.extension, None, *own)
 
 
-def volunteer_channel(user: User, *, template: str, outbound_context: str) -> str:
-    """The Originate's Channel for ``user``'s phone.
+def _own_number(
+    user: User | None,
+    choice: PhoneChoice,
+    rules: NumberRules | None,
+    approver_id: int | None,
+    now: datetime | None,
+) -> tuple[str | None, int | None, datetime | None]:
+    """The own number, who approved it and when, once ``choice`` is applied."""
+    kept = (
+        (user.own_number, user.own_number_approved_by_id, user.own_number_approved_at)
+        if user is not None
+        else (None, None, None)
+    )
+    if choice.own_number is None:
+        return kept
+    if not choice.own_number.strip():
+        return (None, None, None)
+    if rules is None:
+        raise PhoneError(_("own numbers cannot be set here"), "own_number")
+    number = check_own_number(choice.own_number, rules)
+    if number == kept[0] and kept[2] is not None:
+        return kept
+    return (number, approver_id, now or utcnow())
+
+
+def phone_choices(user: User) -> list[VolunteerPhone]:
+    """The phones ``user`` may take this session's calls on: their usual one,
+    and their approved own number when that is not already it."""
+    choices = [user.phone]
+    if (
+        user.phone is not VolunteerPhone.OWN_NUMBER
+        and user.own_number
+        and user.own_number_approved_at is not None
+    ):
+        choices.append(VolunteerPhone.OWN_NUMBER)
+    return choices
+
+
+def phone_in_use(user: User, chosen: VolunteerPhone | None) -> VolunteerPhone:
+    """What rings: the session's choice while it is still offered, else the usual phone."""
+    return chosen if chosen is not None and chosen in phone_choices(user) else user.phone
+
+
+def volunteer_channel(
+    user: User, *, template: str, outbound_context: str, phone: VolunteerPhone | None = None
+) -> str:
+    """The Originate's Channel for ``user``'s ``phone`` (None: their usual one).
 
     Desk and browser phones: DIALER_VOLUNTEER_CHANNEL with their extension.
     An own number: a Local channel into the contacts' own context, so the
@@ -155,7 +192,7 @@ def volunteer_channel(user: User, *, template: str, outbound_context: str) -> st
     ``/n`` keeps the Local channel in place, so the volunteer leg the
     tracker follows lives as long as the call.
     """
-    if user.phone is VolunteerPhone.OWN_NUMBER and user.own_number:
+    if (phone or user.phone) is VolunteerPhone.OWN_NUMBER and user.own_number:
         # E.164 digits only (checked when set): nothing else reaches the header.
         return f"Local/{user.own_number.lstrip('+')}@{outbound_context}/n"
     return template.format(extension=user.sip_extension or "")

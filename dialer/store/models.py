@@ -448,6 +448,11 @@ class CallAttempt(Base):
     number_e164: Mapped[str] = mapped_column(String(20))
     volunteer_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     caller_id: Mapped[str | None] = mapped_column(String(40))
+    # What the volunteer took this call on (their usual phone or, this
+    # session, their own number); None on calls from before migration 0013.
+    volunteer_phone: Mapped[VolunteerPhone | None] = mapped_column(
+        enum_column(VolunteerPhone, "volunteer_phone")
+    )
     # Which worker/PBX owns the call; several workers share one database.
     pbx: Mapped[str] = mapped_column(String(100), default="default")
     state: Mapped[CallState] = mapped_column(
@@ -622,6 +627,10 @@ class WebSession(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
     # "Don't ask again this session" before dialing a number.
     confirm_before_dial: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The phone this session's calls ring (None: the user's usual phone).
+    phone: Mapped[VolunteerPhone | None] = mapped_column(
+        enum_column(VolunteerPhone, "volunteer_phone")
+    )
     ip: Mapped[str] = mapped_column(String(64), default="")
     user_agent: Mapped[str] = mapped_column(String(300), default="")
 

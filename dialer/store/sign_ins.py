@@ -2,10 +2,10 @@
 
 A web session is one signed-in browser: opened at sign-in
 (``add_session``), its last sight moved forward while it is used
-(``touch_session``), its "confirm before dialing" preference set
-(``set_confirm_before_dial``), ended (``end_session``; all of one user's
-at once with ``end_user_sessions``) and swept once past its lifetime
-(``delete_expired_sessions``).  A login failure is a sign-in
+(``touch_session``), its "confirm before dialing" preference and the phone
+its calls ring set (``set_confirm_before_dial``, ``set_session_phone``),
+ended (``end_session``; all of one user's at once with ``end_user_sessions``)
+and swept once past its lifetime (``delete_expired_sessions``).  A login failure is a sign-in
 attempt the rate limit counts: recorded *before* its password is checked
 (``add_failure``), so parallel attempts see each other; withdrawn when the
 attempt turns out refused or right (``delete_failure``), trimmed once too
@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from dialer.domain.vocabulary import VolunteerPhone
 from dialer.store.models import KnownDevice, LoginFailure, WebSession
 
 
@@ -103,6 +104,12 @@ async def set_confirm_before_dial(session: AsyncSession, session_id: str, confir
     await session.execute(
         update(WebSession).where(WebSession.id == session_id).values(confirm_before_dial=confirm)
     )
+
+
+async def set_session_phone(
+    session: AsyncSession, session_id: str, phone: VolunteerPhone | None
+) -> None:
+    await session.execute(update(WebSession).where(WebSession.id == session_id).values(phone=phone))
 
 
 async def end_user_sessions(session: AsyncSession, user_id: int, *, keep: str | None = None) -> int:

@@ -278,7 +278,7 @@ class CallWorker:
             # ends them as lost; either way nothing is dialed again.
             self.pbx.track(
                 call.call_id,
-                volunteer_channel=self._volunteer_channel(call.volunteer),
+                volunteer_channel=self._volunteer_channel(call),
                 contact_number=call.number_e164,
                 at=call.requested_at,
                 known=AnsweredTimes(call.volunteer_answered_at, call.contact_answered_at),
@@ -290,8 +290,8 @@ class CallWorker:
         for call in calls:
             self.service.publisher.publish_call(call, names=self._names.get(call.call_id))
 
-    def _volunteer_channel(self, volunteer: User) -> str:
-        return self.service.volunteer_channel_for(volunteer)
+    def _volunteer_channel(self, call: CallAttempt) -> str:
+        return self.service.volunteer_channel_for(call.volunteer, call.volunteer_phone)
 
     # -- the outbox ----------------------------------------------------------
 
@@ -357,7 +357,7 @@ class CallWorker:
         caller_id = call.caller_id or ""
         return OriginateRequest(
             call_id=call.call_id,
-            channel=self._volunteer_channel(volunteer),
+            channel=self._volunteer_channel(call),
             context=self.service.outbound_context,
             exten=call.number_e164.lstrip("+"),
             caller_id_name=caller_id_name(contact),

@@ -11,10 +11,11 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dialer.domain.compliance import DialingPolicy
 from dialer.domain.vocabulary import VolunteerPhone
 from dialer.services.users import UserError, set_phone
-from dialer.services.volunteer_phones import PhoneChoice, volunteer_channel
-from dialer.store.models import AuditEntry, User
+from dialer.services.volunteer_phones import NumberRules, PhoneChoice, volunteer_channel
+from dialer.store.models import AuditEntry, CallAttempt, User
 from tests.e2e.conftest import ClientFactory
 from tests.e2e.webworld import PASSWORD, Served, WebWorld, serve
 
@@ -99,6 +100,7 @@ async def test_an_organizer_gives_a_new_volunteer_a_browser_phone(
     account = await response.json()
     assert account == {
         "kind": "browser",
+        "choices": ["browser"],
         "websocket": WS_URL,
         "uri": "sip:7000@pbx.example.org",
         "username": "7000",
@@ -131,7 +133,7 @@ async def test_a_desk_phone_user_gets_no_account_and_no_phone_on_the_page(
 ) -> None:
     alice = await client("alice")
     status, account = await alice.api("GET", "/api/phone")
-    assert status == 200 and account == {"kind": "desk"}
+    assert status == 200 and account == {"kind": "desk", "choices": ["desk"]}
     status, html = await alice.page("/campaigns")
     assert status == 200 and 'id="browser-phone"' not in html
 
@@ -169,7 +171,8 @@ async def test_switching_phones_makes_and_removes_the_endpoint(
     alice = await user_named(world.sessions, "alice")
     assert alice.phone is VolunteerPhone.DESK and alice.sip_secret is None
     assert await asterisk_sees(world.sessions) == {}
-    assert await (await client("alice")).api("GET", "/api/phone") == (200, {"kind": "desk"})
+    status, account = await (await client("alice")).api("GET", "/api/phone")
+    assert (status, account["kind"]) == (200, "desk")
 
     # A value the form never offers is refused, and nothing changes.
     response = await olivia.form(f"/ops/users/{alice_id}", {**form, "phone": "fax"})
@@ -240,7 +243,7 @@ async def test_an_own_number_is_approved_by_the_organizer_who_gives_it(
     assert maude.own_number_approved_at is not None and maude.sip_secret is None
     assert await asterisk_sees(world.sessions) == {}
     status, account = await (await client("maude")).api("GET", "/api/phone")
-    assert (status, account) == (200, {"kind": "own_number"})
+    assert (status, account) == (200, {"kind": "own_number", "choices": ["own_number"]})
 
 
 async def test_a_call_to_an_own_number_the_policy_no_longer_allows_is_refused(
@@ -272,3 +275,77 @@ def test_an_own_number_is_dialed_through_the_contacts_context() -> None:
     assert volunteer_channel(user, template="PJSIP/{extension}", outbound_context="x") == (
         "PJSIP/1001"
     )
+
+
+async def test_a_session_can_ring_the_volunteers_own_number_instead(
+    client: ClientFactory, world: WebWorld
+) -> None:
+    """A browser-phone volunteer with an approved own number takes this
+    session's calls on their mobile; another session keeps the browser."""
+    olivia = await client("olivia")
+    alice_id = world.users["alice"]
+    form = {
+        "extension": "1001",
+        "pbx": "",
+        "teams": "Montreal",
+        "phone": "browser",
+        "own_number": "514 555 0177",
+    }
+    assert (await olivia.form(f"/ops/users/{alice_id}", form)).status == 303
+    alice = await user_named(world.sessions, "alice")
+    assert alice.phone is VolunteerPhone.BROWSER and alice.own_number == "+15145550177"
+
+    laptop, other = await client("alice"), await client("alice")
+    status, account = await laptop.api("GET", "/api/phone")
+    assert account["kind"] == "browser" and account["choices"] == ["browser", "own_number"]
+    # Her pages offer the choice in the header.
+    status, html = await laptop.page("/campaigns")
+    assert 'id="phone-choice"' in html and "+15145550177" in html
+
+    status, body = await laptop.api("POST", "/api/phone", {"kind": "own_number"})
+    assert (status, body["kind"]) == (200, "own_number")
+    status, html = await laptop.page("/campaigns")
+    assert 'id="browser-phone"' not in html  # no browser phone to register now
+    status, call = await laptop.api(
+        "POST",
+        "/api/calls",
+        {"contact_id": world.contacts["ada"], "campaign_id": world.campaign_id},
+    )
+    assert status == 201, call
+    async with world.sessions() as session:
+        rang = await session.scalar(
+            select(CallAttempt.volunteer_phone).where(CallAttempt.call_id == call["call_id"])
+        )
+    assert rang is VolunteerPhone.OWN_NUMBER
+    # The other session still rings the browser.
+    status, account = await other.api("GET", "/api/phone")
+    assert account["kind"] == "browser"
+
+    # A phone she does not have is refused; so is nonsense.
+    for kind in ("desk", "fax", None):
+        status, body = await laptop.api("POST", "/api/phone", {"kind": kind})
+        assert status == 422 and body["error"]["fields"]["kind"]
+
+    # The organizer clears her own number: the session falls back to the browser.
+    assert (await olivia.form(f"/ops/users/{alice_id}", {**form, "own_number": ""})).status == 303
+    status, account = await laptop.api("GET", "/api/phone")
+    assert account["kind"] == "browser" and account["choices"] == ["browser"]
+
+
+async def test_the_header_form_chooses_the_phone_without_a_script(
+    client: ClientFactory, world: WebWorld
+) -> None:
+    async with world.sessions.begin() as session:
+        await set_phone(
+            session,
+            "bob",
+            PhoneChoice(VolunteerPhone.DESK, extension="1002", own_number="+15145550155"),
+            numbers=NumberRules("CA", DialingPolicy.parse(["CA"], [])),
+        )
+    bob = await client("bob")
+    response = await bob.form("/account/phone", {"phone": "own_number", "next": "/tasks"})
+    assert response.status == 303 and response.headers["Location"] == "/tasks"
+    assert (await bob.api("GET", "/api/phone"))[1]["kind"] == "own_number"
+    response = await bob.form("/account/phone", {"phone": "desk", "next": "https://evil.example"})
+    assert response.headers["Location"] == "/"
+    assert (await bob.api("GET", "/api/phone"))[1]["kind"] == "desk"

@@ -566,10 +566,11 @@ async def test_the_event_loop_keeps_turning_during_a_bulk_import(
     assert report.imported > 8_000
     # The reader thread, the workers and the server do the work: the loop
     # waits, or merges a batch of rows that share numbers as the batch path
-    # does (about 0.1 s at most here); checking the window's 12,000 rows in
-    # it would take over a second of its CPU.
+    # does (about 0.1 s at most here, 0.4 s once on a machine running other
+    # suites beside this one); checking the window's 12,000 rows in it would
+    # take over a second of its CPU.
     assert len(busy) > 50
-    assert max(busy) < 0.3, sorted(busy)[-5:]
+    assert max(busy) < 0.7, sorted(busy)[-5:]
 
 
 async def test_sqlite_imports_in_batches_even_when_asked_for_the_bulk_path(

@@ -20,6 +20,7 @@ from dialer.domain.vocabulary import (
     CampaignStatus,
     DispositionOutcome,
     Role,
+    VolunteerPhone,
 )
 from dialer.store.models import CallAttempt, Campaign, Contact, Disposition, TeamMember, User
 
@@ -108,6 +109,34 @@ async def test_user_add_refuses_duplicates_and_bad_extensions(
     wildcard = await dialer(pg_url, "user", "add", "mallory", "--pbx", "east/#")
     assert wildcard.returncode == 1
     assert "a PBX name may only use letters, digits" in wildcard.stderr
+
+
+async def test_user_phones_from_the_command_line(pg_url: str, sessions: Sessions) -> None:
+    created = await dialer(
+        pg_url, "user", "add", "wendy", "--phone", "browser", "--password-stdin",
+        stdin="correct horse battery\n",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    refused = await dialer(
+        pg_url, "user", "phone", "wendy", "own_number", "--own-number", "+44 20 7946 0958"
+    )
+    assert refused.returncode == 1
+    assert "the dialing policy does not allow calls to +442079460958" in refused.stderr
+    given = await dialer(
+        pg_url, "user", "phone", "wendy", "own_number", "--own-number", "514 555 0123"
+    )
+    assert given.returncode == 0, given.stderr
+    assert given.stdout.strip() == ("wendy now calls with: their own phone number (+15145550123)")
+    async with sessions() as session:
+        wendy = await session.scalar(select(User).where(User.username == "wendy"))
+        assert wendy is not None
+        assert (wendy.phone, wendy.own_number) == (VolunteerPhone.OWN_NUMBER, "+15145550123")
+        # Their browser phone's extension stays theirs; its secret went with it.
+        assert wendy.sip_extension == "7000" and wendy.sip_secret is None
+    back = await dialer(pg_url, "user", "phone", "wendy", "browser")
+    assert back.stdout.strip() == "wendy now calls with: browser (7000)"
+    nobody = await dialer(pg_url, "user", "phone", "nobody", "desk")
+    assert nobody.returncode == 1 and "no user 'nobody'" in nobody.stderr
 
 
 async def test_import_exit_codes_and_report(

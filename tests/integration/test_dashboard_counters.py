@@ -23,7 +23,7 @@ from dialer.domain.vocabulary import CallOutcome, CallState
 from dialer.services.call_endings import record_call_endings
 from dialer.services.dashboard import CampaignStats, campaign_stats
 from dialer.store import calls, contacts, counters, lists
-from dialer.store.engine import open_database, upgrade_async
+from dialer.store.engine import downgrade_async, open_database, upgrade_async
 from dialer.store.models import (
     CallAttempt,
     CallingListEntry,
@@ -457,10 +457,10 @@ async def test_counting_takes_no_lock_a_long_import_would_hold(sessions: Session
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
-async def database_at_0011(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+async def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'dialer.sqlite3'}"
-        await upgrade_async(url, "0011")
+        await upgrade_async(url)
         yield url
         return
     name = f"dialer_counters_{uuid.uuid4().hex[:10]}"
@@ -468,15 +468,17 @@ async def database_at_0011(request: pytest.FixtureRequest, tmp_path: Path) -> As
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
         url = f"postgresql+asyncpg://{PG_SERVER}/{name}"
-        await upgrade_async(url, "0011")
+        await upgrade_async(url)
         yield url
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
 
 
-async def test_the_migration_counts_the_rows_already_there(database_at_0011: str) -> None:
-    async with open_database(database_at_0011) as before:
+async def test_the_migration_counts_the_rows_already_there(fresh_database: str) -> None:
+    # The rows are written by today's models, then the schema goes back to
+    # before the counters (0011) with the rows kept, and up again.
+    async with open_database(fresh_database) as before:
         world = await build_world(before)
         call = await start(world, "alice", "montreal")
         await end(world, call.call_id, CallOutcome.COMPLETED, answered_after=2, talk=33)
@@ -486,8 +488,12 @@ async def test_the_migration_counts_the_rows_already_there(database_at_0011: str
         )
         call = await start(world, "bob", "bob_contact")
         await end(world, call.call_id, CallOutcome.CONTACT_NO_ANSWER)
-    await upgrade_async(database_at_0011)
-    async with open_database(database_at_0011) as after:
+    await downgrade_async(fresh_database, "0011")
+    async with open_database(fresh_database) as at_0011:
+        async with at_0011() as session:
+            assert await session.scalar(select(func.count()).select_from(CallAttempt)) == 2
+    await upgrade_async(fresh_database)
+    async with open_database(fresh_database) as after:
         world.sessions = after
         async with after() as session:
             counted = await session.scalar(select(func.count()).select_from(CampaignCounter))

@@ -104,3 +104,43 @@ async def test_asterisks_role_may_read_the_browser_phone_views_and_nothing_else(
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_upgrading_and_downgrading_keep_every_row(empty_db: str) -> None:
+    """On SQLite a batch migration rebuilds a table and drops the old one; with
+    foreign keys on, that DROP deleted every row that pointed at it (a user's
+    team memberships went with migration 0013 once).  The migrations run with
+    them off, and check nothing was left dangling."""
+    await db.upgrade_async(empty_db, "0012")
+    engine = db.create_engine(empty_db)
+    rows = {
+        "teams": "INSERT INTO teams (id, name, created_at, calling_hours)"
+        " VALUES (1, 'Montreal', '2026-01-01', '{}')",
+        "users": "INSERT INTO users (id, username, display_name, role, password_hash,"
+        " is_active, created_at) VALUES (1, 'alice', 'Alice', 'volunteer', 'x', true,"
+        " '2026-01-01')",
+        "team_members": "INSERT INTO team_members (team_id, user_id, joined_at)"
+        " VALUES (1, 1, '2026-01-01')",
+    }
+
+    async def counts() -> dict[str, int]:
+        async with engine.connect() as connection:
+            return {
+                table: int(
+                    (await connection.exec_driver_sql(f"SELECT count(*) FROM {table}")).scalar_one()
+                )
+                for table in rows
+            }
+
+    try:
+        async with engine.begin() as connection:
+            for insert in rows.values():
+                await connection.exec_driver_sql(insert)
+        await engine.dispose()
+        await db.upgrade_async(empty_db)
+        assert await counts() == dict.fromkeys(rows, 1)
+        await engine.dispose()
+        await db.downgrade_async(empty_db, "0012")
+        assert await counts() == dict.fromkeys(rows, 1)
+    finally:
+        await engine.dispose()

@@ -364,3 +364,30 @@ async def test_the_test_call_plays_the_volunteers_voice_back(
         await expect(phone.locator("#phone-muted")).to_be_visible()
         await phone.locator("#phone-hangup").click()
         await expect(phone).to_have_attribute("data-state", "ready")
+
+
+async def test_a_number_clicked_in_the_contacts_list_is_called_once_the_phone_is_back(
+    phone_pbx: RealPbx,
+    pg_url: str,
+    db: async_sessionmaker[AsyncSession],
+    chromium: Chromium,
+    contexts: list[BrowserContext],
+    tmp_path: Path,
+) -> None:
+    """The list's page would unload the phone with the call: the call is placed
+    on the contact's page instead, once its phone has registered again."""
+    world, wendy = await browser_volunteer(db, {"bo": "+15145550411"}, "7040")
+    async with phone_dialer(pg_url, phone_pbx, tmp_path) as dialer:
+        volunteer = await signed_in(chromium, contexts, dialer, "wendy")
+        await volunteer.goto(f"{dialer.url}/contacts?campaign={world.campaign_id}")
+        await turn_on(volunteer)
+        await volunteer.locator("a.dial").first.click()
+        await volunteer.locator('#dial-confirm button[value="once"]').click()
+        await volunteer.wait_for_url(re.compile(rf".*/contacts/{world.contacts['bo']}\b.*"))
+        await expect(volunteer.locator("#call-status")).to_have_attribute(
+            "data-state", CallState.ENDED.value, timeout=20_000
+        )
+    carrier = await phone_pbx.carrier.dialog("15145550411")
+    assert carrier.final_status == 486
+    stored = await latest_call(db, wendy.id)
+    assert stored.outcome is CallOutcome.CONTACT_BUSY

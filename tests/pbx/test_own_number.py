@@ -25,6 +25,8 @@ pytestmark = pytest.mark.slow
 
 OWN_NUMBER = "+15145550315"  # ends in 5: the carrier answers after 1 s and stays up
 CONTACT = "+15145550320"  # ends in 0: answers after 1 s, talks 3 s, hangs up
+SESSION_MOBILE = "+15145550325"
+SESSION_CONTACT = "+15145550330"
 # The dialer process's policy (tests/pbx/product.py: DIALER_ALLOWED_DESTINATIONS).
 RULES = NumberRules("CA", DialingPolicy.parse(["CA", "US"], ["+1900", "+1976"]))
 
@@ -83,3 +85,33 @@ async def test_an_own_number_outside_the_dialing_policy_is_refused(
                 )
         assert refused.value.field == "own_number"
         assert "dialing policy" in str(refused.value)
+
+
+async def test_a_desk_phone_volunteer_takes_a_sessions_calls_on_their_own_number(
+    pbx: RealPbx, pg_url: str, db: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """Away from the desk: the session rings the approved own number; the desk phone
+    (which would answer) never rings."""
+    world = await seed(db, {"dora": "1011"}, {"cy": (SESSION_CONTACT, "dora")})
+    async with db.begin() as session:
+        await set_phone(
+            session,
+            "dora",
+            PhoneChoice(VolunteerPhone.DESK, own_number=SESSION_MOBILE),
+            numbers=RULES,
+        )
+    async with (
+        dialer_running(pg_url, pbx.asterisk, tmp_path) as dialer,
+        Browser.signed_in(dialer.url, "dora") as volunteer,
+    ):
+        status, chosen = await volunteer.api("POST", "/api/phone", {"kind": "own_number"})
+        assert status == 200, chosen
+        call_id = await volunteer.click_call(world, "cy")
+        ended = await volunteer.wait_for(call_id, "ended", timeout=60)
+    assert ended["outcome"] == CallOutcome.COMPLETED.value
+    mobile = await pbx.carrier.dialog(SESSION_MOBILE.removeprefix("+"))
+    assert mobile.answered_at is not None
+    assert pbx.ua_of("1011").dialogs("1011") == []
+    stored = await stored_call(db, call_id)
+    assert stored.volunteer_phone is VolunteerPhone.OWN_NUMBER
+    assert close_to(stored.volunteer_answered_at, mobile.answered_at)

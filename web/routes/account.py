@@ -1,4 +1,5 @@
-"""The signed-in person's own account: changing their password."""
+"""The signed-in person's own account: changing their password, and the phone
+this session's calls ring."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from aiohttp import web
 
 from dialer.domain.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, WeakPassword
 from dialer.services.accounts import LoginRefusalCode, PasswordChangeRefused
+from dialer.services.volunteer_phones import phone_choices
 from web.deps import config_key, deps_key, templates_key
 from web.forms import read_form
 from web.i18n.translate import _
 from web.input_guard import unstorable
-from web.security import client_ip, current_session, require_user
+from web.security import client_ip, current_session, require_user, safe_next
 from web.templating import render
 
 routes = web.RouteTableDef()
@@ -38,6 +40,19 @@ def _page(
 async def account_page(request: web.Request) -> web.Response:
     require_user(request)
     return _page(request)
+
+
+@routes.post("/account/phone")
+async def choose_phone(request: web.Request) -> web.Response:
+    """The header's "Calls ring" choice, for this session (the page's form; no script needed)."""
+    user = require_user(request)
+    form = await read_form(request)
+    offered = {choice.value: choice for choice in phone_choices(user)}
+    chosen = offered.get(str(form.get("phone", "")))
+    web_session = current_session(request)
+    if chosen is not None and web_session is not None:
+        await request.app[deps_key].accounts.set_session_phone(web_session.id, chosen)
+    raise web.HTTPSeeOther(safe_next(str(form.get("next", "")), "/"))
 
 
 @routes.post("/account/password")

@@ -23,6 +23,7 @@ from dialer.services.contacts import MAX_NOTE
 from dialer.services.lists import NextContact
 from dialer.services.live_calls import call_payload
 from dialer.services.outcomes import MAX_SKIP_NOTE, SKIP_REASONS, OutcomeAlreadyRecorded
+from dialer.services.volunteer_phones import phone_choices
 from dialer.store.models import CallAttempt, User
 from web.config import ice_urls
 from web.deps import config_key, deps_key, hub_key
@@ -40,6 +41,7 @@ from web.security import (
     current_session,
     not_found,
     require_user,
+    session_phone,
     set_device_cookie,
 )
 
@@ -245,8 +247,10 @@ async def api_phone(request: web.Request) -> web.Response:
     (never cached: every API response is no-store) and nowhere else.
     """
     user = require_user(request)
-    if user.phone is not VolunteerPhone.BROWSER:
-        return web.json_response({"kind": user.phone.value})
+    kind = session_phone(request) or user.phone
+    choices = [choice.value for choice in phone_choices(user)]
+    if kind is not VolunteerPhone.BROWSER:
+        return web.json_response({"kind": kind.value, "choices": choices})
     config = request.app[config_key]
     if not config.phone_ws_url or not user.sip_extension or not user.sip_secret:
         raise ApiError(
@@ -267,6 +271,7 @@ async def api_phone(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "kind": VolunteerPhone.BROWSER.value,
+            "choices": choices,
             "websocket": config.phone_ws_url,
             "uri": f"sip:{user.sip_extension}@{config.phone_domain}",
             "username": user.sip_extension,
@@ -277,6 +282,26 @@ async def api_phone(request: web.Request) -> web.Response:
             "echo_test": "*43",
         }
     )
+
+
+@routes.post("/api/phone")
+async def api_choose_phone(request: web.Request) -> web.Response:
+    """This session's calls ring ``kind``: the user's usual phone or their approved own number."""
+    user = require_user(request)
+    body = await read_json(request, limit=1024)
+    kind = body.get("kind")
+    offered = {choice.value: choice for choice in phone_choices(user)}
+    if not isinstance(kind, str) or kind not in offered:
+        raise ApiError(
+            422,
+            "invalid",
+            _("Some answers need fixing."),
+            fields={"kind": _("Choose one of your phones.")},
+        )
+    web_session = current_session(request)
+    assert web_session is not None
+    await request.app[deps_key].accounts.set_session_phone(web_session.id, offered[kind])
+    return web.json_response({"kind": kind, "choices": list(offered)})
 
 
 @routes.post("/api/preferences")
@@ -320,6 +345,7 @@ async def api_start_call(request: web.Request) -> web.Response:
             phone_id=_int(body.get("phone_id"), "phone_id", required=False),
             campaign_id=_int(body.get("campaign_id"), "campaign_id", required=False),
             caller_id=caller_id or None,
+            volunteer_phone=session_phone(request),
         )
     except OutcomePending as pending:
         raise outcome_pending_error(pending) from None

@@ -288,9 +288,11 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "Your phone; for a browser phone, what it registers with",
                     "description": (
-                        "{kind: desk} or {kind: browser, websocket, uri, username, password, "
-                        "display_name, ice_servers, echo_test}: the SIP account of your own "
-                        "browser phone (WebRTC), for your browser only."
+                        "{kind, choices}: what rings this session (desk, browser or "
+                        "own_number) and what it may ring instead; for a browser phone also "
+                        "websocket, uri, username, password, display_name, ice_servers and "
+                        "echo_test: the SIP account of your own browser phone (WebRTC), for "
+                        "your browser only."
                     ),
                     "responses": {
                         "200": _json({"type": "object"}),
@@ -299,7 +301,24 @@ def openapi_document() -> dict[str, Any]:
                         ),
                         **_COMMON_ERRORS,
                     },
-                }
+                },
+                "post": {
+                    "summary": "Ring another of your phones this session",
+                    "description": "{kind}: one of GET's choices (your usual phone, or your "
+                    "approved own number).",
+                    "parameters": _CSRF,
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"kind": {"type": "string"}},
+                                }
+                            }
+                        }
+                    },
+                    "responses": {"200": _json({"type": "object"}), **_COMMON_ERRORS},
+                },
             },
             "/api/preferences": {
                 "post": {

@@ -877,7 +877,8 @@ def _phone_choice(reader: Reader) -> PhoneChoice | None:
     """The ``phone`` and ``own_number`` fields, None when no phone is sent; a
     value not offered is left in ``reader.errors``."""
     raw = reader.raw("phone")
-    own_number = reader.text("own_number", max_length=40) or None
+    # Sent empty: they have no own number (any longer); not sent: unchanged.
+    own_number = reader.text("own_number", max_length=40) if "own_number" in reader.form else None
     if not raw:
         return None
     if raw not in VolunteerPhone._value2member_map_:

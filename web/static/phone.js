@@ -233,6 +233,11 @@
       meterContext.createMediaStreamSource(stream).connect(analyser);
       const samples = new Float32Array(analyser.fftSize);
       const context = meterContext;
+      // Started without a click (permission already granted), it waits for
+      // one: browsers start audio only after the person does something.
+      if (context.state === "suspended") {
+        document.addEventListener("click", () => context.resume(), { once: true });
+      }
       const tick = () => {
         if (context !== meterContext) return;
         analyser.getFloatTimeDomainData(samples);

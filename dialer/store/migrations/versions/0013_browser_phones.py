@@ -84,24 +84,22 @@ VIEWS = {
 }
 
 
+def _phone_type(*, checked: bool = True) -> sa.Enum:
+    return sa.Enum(
+        "desk",
+        "browser",
+        "own_number",
+        name="volunteer_phone",
+        native_enum=False,
+        create_constraint=checked,
+        length=32,
+    )
+
+
 def upgrade() -> None:
+    sqlite = op.get_bind().dialect.name == "sqlite"
     with op.batch_alter_table("users") as batch:
-        batch.add_column(
-            sa.Column(
-                "phone",
-                sa.Enum(
-                    "desk",
-                    "browser",
-                    "own_number",
-                    name="volunteer_phone",
-                    native_enum=False,
-                    create_constraint=True,
-                    length=32,
-                ),
-                nullable=False,
-                server_default="desk",
-            )
-        )
+        batch.add_column(sa.Column("phone", _phone_type(), nullable=False, server_default="desk"))
         batch.add_column(sa.Column("sip_secret", sa.String(length=64), nullable=True))
         batch.add_column(sa.Column("own_number", sa.String(length=20), nullable=True))
         batch.add_column(sa.Column("own_number_approved_by_id", sa.Integer(), nullable=True))
@@ -111,7 +109,13 @@ def upgrade() -> None:
         batch.create_foreign_key(
             _APPROVER_FK, "users", ["own_number_approved_by_id"], ["id"], ondelete="SET NULL"
         )
-    if op.get_bind().dialect.name == "postgresql":
+    # The phone a session chose, and the one each call rang.
+    with op.batch_alter_table("web_sessions") as batch:
+        batch.add_column(sa.Column("phone", _phone_type(), nullable=True))
+    # Not a batch on SQLite: rebuilding call_attempts would drop its counter
+    # triggers (migration 0012); SQLite cannot add the CHECK without one.
+    op.add_column("call_attempts", sa.Column("volunteer_phone", _phone_type(checked=not sqlite)))
+    if not sqlite:
         for name, query in VIEWS.items():
             op.execute(f"CREATE VIEW {name} AS {query}")
         # The role Asterisk connects as (deploy/postgres-init), where it exists:
@@ -123,9 +127,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    if not sqlite:
         for name in VIEWS:
             op.execute(f"DROP VIEW IF EXISTS {name}")
+    # PostgreSQL drops the column's CHECK with it; SQLite never had one.
+    op.drop_column("call_attempts", "volunteer_phone")
+    with op.batch_alter_table("web_sessions") as batch:
+        batch.drop_constraint("volunteer_phone", type_="check")
+        batch.drop_column("phone")
     with op.batch_alter_table("users") as batch:
         batch.drop_constraint("volunteer_phone", type_="check")
         batch.drop_constraint(_APPROVER_FK, type_="foreignkey")

@@ -604,7 +604,7 @@ def replay(files: tuple[str, ...]) -> None:
     "--extension",
     "extensions",
     multiple=True,
-    help="Volunteer extension to look up (repeatable; default: every user's).",
+    help="Volunteer extension to look up (repeatable; default: every desk phone's).",
 )
 @click.option(
     "--number",
@@ -672,11 +672,16 @@ async def _user_extensions(settings: Settings) -> list[str]:
         async with open_database(settings.database_url_value) as sessions:
             async with sessions() as session:
                 # Only the phones on this PBX: a user's own PBX, else
-                # DIALER_PBX_NAME (as call requests pick it).
+                # DIALER_PBX_NAME (as call requests pick it).  Only desk
+                # phones: a browser phone registers only while its volunteer
+                # has the app open, and an own number is no endpoint at all.
                 on_this_pbx = or_(User.pbx == settings.pbx_name, User.pbx.is_(None))
                 rows = await session.scalars(
                     select(User.sip_extension).where(
-                        User.sip_extension.is_not(None), User.is_active.is_(True), on_this_pbx
+                        User.sip_extension.is_not(None),
+                        User.is_active.is_(True),
+                        User.phone == VolunteerPhone.DESK,
+                        on_this_pbx,
                     )
                 )
                 return sorted(extension for extension in rows if extension)

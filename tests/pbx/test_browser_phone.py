@@ -11,8 +11,10 @@ getStats() and Asterisk's channel statistics.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -80,36 +82,53 @@ async def chromium() -> AsyncIterator[Chromium]:
         await launched.close()
 
 
+@dataclass
+class Rig:
+    """The real PBX of this module, the test database and a Chromium with a fake microphone."""
+
+    pbx: RealPbx
+    db: async_sessionmaker[AsyncSession]
+    chromium: Chromium
+    pg_url: str
+    folder: Path
+    contexts: list[BrowserContext] = field(default_factory=list)
+
+    def dialer(self) -> contextlib.AbstractAsyncContextManager[DialerProcess]:
+        """`dialer serve` with browser phones on: Asterisk's plain ws:// on the loopback."""
+        return dialer_running(
+            self.pg_url,
+            self.pbx.asterisk,
+            self.folder,
+            DIALER_WEB_PHONE_WS_URL=f"ws://127.0.0.1:{self.pbx.asterisk.layout.http_port}/ws",
+        )
+
+    async def signed_in(self, dialer: DialerProcess, username: str) -> Page:
+        context = await self.chromium.new_context(
+            locale="en-CA", viewport={"width": 1280, "height": 900}
+        )
+        context.set_default_timeout(15_000)
+        self.contexts.append(context)
+        page = await context.new_page()
+        await page.goto(dialer.url + "/login")
+        await page.fill("#username", username)
+        await page.fill("#password", PASSWORD)
+        await page.press("#password", "Enter")
+        await page.wait_for_url(re.compile(r".*/(campaigns|ops/live|ops/campaigns)$"))
+        return page
+
+
 @pytest.fixture
-async def contexts(chromium: Chromium) -> AsyncIterator[list[BrowserContext]]:
-    opened: list[BrowserContext] = []
-    yield opened
-    for context in opened:
+async def rig(
+    phone_pbx: RealPbx,
+    pg_url: str,
+    db: async_sessionmaker[AsyncSession],
+    chromium: Chromium,
+    tmp_path: Path,
+) -> AsyncIterator[Rig]:
+    made = Rig(phone_pbx, db, chromium, pg_url, tmp_path)
+    yield made
+    for context in made.contexts:
         await context.close()
-
-
-async def signed_in(
-    chromium: Chromium, opened: list[BrowserContext], dialer: DialerProcess, username: str
-) -> Page:
-    context = await chromium.new_context(locale="en-CA", viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
-    opened.append(context)
-    page = await context.new_page()
-    await page.goto(dialer.url + "/login")
-    await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
-    await page.press("#password", "Enter")
-    await page.wait_for_url(re.compile(r".*/(campaigns|ops/live|ops/campaigns)$"))
-    return page
-
-
-def phone_dialer(pg_url: str, pbx: RealPbx, folder: Path) -> AsyncIterator[DialerProcess]:
-    return dialer_running(  # type: ignore[no-any-return]
-        pg_url,
-        pbx.asterisk,
-        folder,
-        DIALER_WEB_PHONE_WS_URL=f"ws://127.0.0.1:{pbx.asterisk.layout.http_port}/ws",
-    )
 
 
 async def create_browser_volunteer(page: Page, dialer: DialerProcess, username: str) -> None:
@@ -157,28 +176,21 @@ async def turn_on(page: Page) -> None:
     await expect(phone).to_have_attribute("data-state", "ready")
 
 
-async def test_a_volunteer_created_in_the_web_app_calls_from_the_browser(
-    phone_pbx: RealPbx,
-    pg_url: str,
-    db: async_sessionmaker[AsyncSession],
-    chromium: Chromium,
-    contexts: list[BrowserContext],
-    tmp_path: Path,
-) -> None:
-    world = await seed(db, {}, {})
-    async with phone_dialer(pg_url, phone_pbx, tmp_path) as dialer:
-        organizer = await signed_in(chromium, contexts, dialer, ORGANIZER)
+async def test_a_volunteer_created_in_the_web_app_calls_from_the_browser(rig: Rig) -> None:
+    world = await seed(rig.db, {}, {})
+    async with rig.dialer() as dialer:
+        organizer = await rig.signed_in(dialer, ORGANIZER)
         await create_browser_volunteer(organizer, dialer, "wendy")
-        contacts = await seed_contacts(db, world.campaign_id, {"ann": ANSWERS})
-        wendy = await give_contacts_to(db, "wendy", list(contacts.values()))
+        contacts = await seed_contacts(rig.db, world.campaign_id, {"ann": ANSWERS})
+        wendy = await give_contacts_to(rig.db, "wendy", list(contacts.values()))
         assert wendy.phone is VolunteerPhone.BROWSER and wendy.sip_extension == "7000"
 
-        volunteer = await signed_in(chromium, contexts, dialer, "wendy")
+        volunteer = await rig.signed_in(dialer, "wendy")
         await volunteer.goto(
             f"{dialer.url}/contacts/{contacts['ann']}?campaign={world.campaign_id}"
         )
         await turn_on(volunteer)
-        contact_of = await phone_pbx.asterisk.cli("pjsip show contacts")
+        contact_of = await rig.pbx.asterisk.cli("pjsip show contacts")
         assert re.search(r"Contact:\s+7000/sip:\S+;transport=ws", contact_of), contact_of
 
         await volunteer.click("#call-button")
@@ -188,7 +200,7 @@ async def test_a_volunteer_created_in_the_web_app_calls_from_the_browser(
         await expect(volunteer.locator("#browser-phone")).to_have_attribute("data-state", "talking")
         await asyncio.sleep(2)
         heard = await volunteer.evaluate("window.PBPhone.rtpStats()")
-        received, sent = await channel_stats(phone_pbx, "7000")
+        received, sent = await channel_stats(rig.pbx, "7000")
         # 50 packets a second each way: the fake microphone reaches Asterisk,
         # and the carrier's echo comes back to the browser through it.
         assert heard["sent"] > 50 and heard["received"] > 50, heard
@@ -207,14 +219,14 @@ async def test_a_volunteer_created_in_the_web_app_calls_from_the_browser(
         await expect(volunteer.locator("#done-panel")).to_be_visible()
         await expect(volunteer.locator("#browser-phone")).to_have_attribute("data-state", "ready")
 
-    carrier = await phone_pbx.carrier.dialog(ANSWERS.removeprefix("+"))
+    carrier = await rig.pbx.carrier.dialog(ANSWERS.removeprefix("+"))
     assert carrier.answered_at is not None and carrier.bye_from() == "asterisk"
-    stored = await latest_call(db, wendy.id)
+    stored = await latest_call(rig.db, wendy.id)
     assert stored.volunteer_channel is not None
     assert stored.volunteer_channel.startswith("PJSIP/7000-")
     assert stored.state is CallState.ENDED and stored.outcome is CallOutcome.COMPLETED
     assert close_to(stored.contact_answered_at, carrier.answered_at)
-    async with db() as session:
+    async with rig.db() as session:
         outcome = await session.scalar(
             select(Disposition.outcome).where(Disposition.call_attempt_id == stored.id)
         )
@@ -264,17 +276,10 @@ async def browser_volunteer(
     return world, await give_contacts_to(sessions, "wendy", list(contacts.values()))
 
 
-async def test_a_blocked_microphone_says_what_to_do_and_nothing_rings(
-    phone_pbx: RealPbx,
-    pg_url: str,
-    db: async_sessionmaker[AsyncSession],
-    chromium: Chromium,
-    contexts: list[BrowserContext],
-    tmp_path: Path,
-) -> None:
-    world, wendy = await browser_volunteer(db, {"ann": ANSWERS}, "7010")
-    async with phone_dialer(pg_url, phone_pbx, tmp_path) as dialer:
-        volunteer = await signed_in(chromium, contexts, dialer, "wendy")
+async def test_a_blocked_microphone_says_what_to_do_and_nothing_rings(rig: Rig) -> None:
+    world, wendy = await browser_volunteer(rig.db, {"ann": ANSWERS}, "7010")
+    async with rig.dialer() as dialer:
+        volunteer = await rig.signed_in(dialer, "wendy")
         await volunteer.goto(
             f"{dialer.url}/contacts/{world.contacts['ann']}?campaign={world.campaign_id}"
         )
@@ -294,7 +299,7 @@ async def test_a_blocked_microphone_says_what_to_do_and_nothing_rings(
         await volunteer.context.grant_permissions(["microphone"])
         await phone.locator("#phone-retry").click()
         await expect(phone).to_have_attribute("data-state", "ready")
-    async with db() as session:
+    async with rig.db() as session:
         calls = await session.scalar(
             select(func.count())
             .select_from(CallAttempt)
@@ -304,16 +309,11 @@ async def test_a_blocked_microphone_says_what_to_do_and_nothing_rings(
 
 
 async def test_the_phone_comes_back_after_the_pbx_restarts_and_takes_the_next_call(
-    phone_pbx: RealPbx,
-    pg_url: str,
-    db: async_sessionmaker[AsyncSession],
-    chromium: Chromium,
-    contexts: list[BrowserContext],
-    tmp_path: Path,
+    rig: Rig,
 ) -> None:
-    world, wendy = await browser_volunteer(db, {"bea": BUSY}, "7020")
-    async with phone_dialer(pg_url, phone_pbx, tmp_path) as dialer:
-        volunteer = await signed_in(chromium, contexts, dialer, "wendy")
+    world, wendy = await browser_volunteer(rig.db, {"bea": BUSY}, "7020")
+    async with rig.dialer() as dialer:
+        volunteer = await rig.signed_in(dialer, "wendy")
         await volunteer.goto(
             f"{dialer.url}/contacts/{world.contacts['bea']}?campaign={world.campaign_id}"
         )
@@ -322,11 +322,11 @@ async def test_the_phone_comes_back_after_the_pbx_restarts_and_takes_the_next_ca
 
         # The WebSocket drops with the PBX; the phone says so, then registers
         # again by itself once Asterisk is back.
-        await phone_pbx.asterisk.restart_now()
+        await rig.pbx.asterisk.restart_now()
         await expect(phone).to_have_attribute("data-state", "reconnecting", timeout=10_000)
-        await phone_pbx.asterisk.wait_until_back()
+        await rig.pbx.asterisk.wait_until_back()
         await expect(phone).to_have_attribute("data-state", "ready", timeout=40_000)
-        contacts = await phone_pbx.asterisk.cli("pjsip show contacts")
+        contacts = await rig.pbx.asterisk.cli("pjsip show contacts")
         assert re.search(r"Contact:\s+7020/sip:\S+;transport=ws", contacts), contacts
 
         # And it answers the next call: the contact is busy.
@@ -334,23 +334,16 @@ async def test_the_phone_comes_back_after_the_pbx_restarts_and_takes_the_next_ca
         await expect(volunteer.locator("#call-status")).to_have_attribute(
             "data-state", CallState.ENDED.value, timeout=20_000
         )
-    carrier = await phone_pbx.carrier.dialog(BUSY.removeprefix("+"))
+    carrier = await rig.pbx.carrier.dialog(BUSY.removeprefix("+"))
     assert carrier.final_status == 486
-    stored = await latest_call(db, wendy.id)
+    stored = await latest_call(rig.db, wendy.id)
     assert stored.outcome is CallOutcome.CONTACT_BUSY and stored.volunteer_answered_at is not None
 
 
-async def test_the_test_call_plays_the_volunteers_voice_back(
-    phone_pbx: RealPbx,
-    pg_url: str,
-    db: async_sessionmaker[AsyncSession],
-    chromium: Chromium,
-    contexts: list[BrowserContext],
-    tmp_path: Path,
-) -> None:
-    await browser_volunteer(db, {}, "7030")
-    async with phone_dialer(pg_url, phone_pbx, tmp_path) as dialer:
-        volunteer = await signed_in(chromium, contexts, dialer, "wendy")
+async def test_the_test_call_plays_the_volunteers_voice_back(rig: Rig) -> None:
+    await browser_volunteer(rig.db, {}, "7030")
+    async with rig.dialer() as dialer:
+        volunteer = await rig.signed_in(dialer, "wendy")
         await turn_on(volunteer)
         phone = volunteer.locator("#browser-phone")
         await phone.locator("#phone-test").click()
@@ -367,18 +360,13 @@ async def test_the_test_call_plays_the_volunteers_voice_back(
 
 
 async def test_a_number_clicked_in_the_contacts_list_is_called_once_the_phone_is_back(
-    phone_pbx: RealPbx,
-    pg_url: str,
-    db: async_sessionmaker[AsyncSession],
-    chromium: Chromium,
-    contexts: list[BrowserContext],
-    tmp_path: Path,
+    rig: Rig,
 ) -> None:
     """The list's page would unload the phone with the call: the call is placed
     on the contact's page instead, once its phone has registered again."""
-    world, wendy = await browser_volunteer(db, {"bo": "+15145550411"}, "7040")
-    async with phone_dialer(pg_url, phone_pbx, tmp_path) as dialer:
-        volunteer = await signed_in(chromium, contexts, dialer, "wendy")
+    world, wendy = await browser_volunteer(rig.db, {"bo": "+15145550411"}, "7040")
+    async with rig.dialer() as dialer:
+        volunteer = await rig.signed_in(dialer, "wendy")
         await volunteer.goto(f"{dialer.url}/contacts?campaign={world.campaign_id}")
         await turn_on(volunteer)
         await volunteer.locator("a.dial").first.click()
@@ -387,7 +375,7 @@ async def test_a_number_clicked_in_the_contacts_list_is_called_once_the_phone_is
         await expect(volunteer.locator("#call-status")).to_have_attribute(
             "data-state", CallState.ENDED.value, timeout=20_000
         )
-    carrier = await phone_pbx.carrier.dialog("15145550411")
+    carrier = await rig.pbx.carrier.dialog("15145550411")
     assert carrier.final_status == 486
-    stored = await latest_call(db, wendy.id)
+    stored = await latest_call(rig.db, wendy.id)
     assert stored.outcome is CallOutcome.CONTACT_BUSY

@@ -443,6 +443,42 @@ SCENARIOS: dict[tuple[str, ...], dict[str, Expected]] = {
             talk_seconds=3.004,
         )
     },
+    # A volunteer whose phone is their own number: the Originate's channel is
+    # Local/<number>@dialer-outbound/n, whose ;2 half dials the number through
+    # the carrier while its ;1 half (the "-v" leg) waits, then dials the contact.
+    ("shipped_own_number_contact_answers_then_hangs_up.ami",): {
+        "s0015": Expected(
+            O.COMPLETED,
+            fields={
+                "volunteer_channel": "Local/15145550125@dialer-outbound-00000000;1",
+                "volunteer_uniqueid": "s0015-v",
+                "contact_channel": "PJSIP/carrier-00000001",
+                "contact_uniqueid": "1796597619.3",
+                "dial_status": "ANSWER",
+                "volunteer_hangup_cause": 16,
+                "contact_hangup_cause": 16,
+                "originate_reason": 4,
+            },
+            ring_seconds=1.005,
+            talk_seconds=3.006,
+        )
+    },
+    ("shipped_own_number_busy.ami",): {
+        # The carrier's 486 on the ;2 half's dial: cause 17 on both halves,
+        # Reason 0, as a busy desk phone gives.
+        "s0016": Expected(
+            O.VOLUNTEER_BUSY,
+            path=[S.REQUESTED, S.ENDED],
+            fields={
+                "volunteer_channel": "Local/15145550131@dialer-outbound-00000001;1",
+                "contact_channel": None,
+                "dial_status": None,
+                "volunteer_hangup_cause": 17,
+                "volunteer_hangup_cause_text": "User busy",
+                "originate_reason": 0,
+            },
+        )
+    },
     ("shipped_contact_busy.ami",): {
         "s0006": Expected(
             O.CONTACT_BUSY,

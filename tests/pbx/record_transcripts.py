@@ -101,6 +101,9 @@ class Scenario:
     # Someone presses Hang up in the app (AmiPbx.hangup_call, as the
     # service does): who, once the call reached which state, how long after.
     hangup: tuple[HangupBy, CallState, float] | None = None
+    # The volunteer's phone is their own number (E.164 digits), rung over the
+    # carrier through the outbound context; ``extension`` is then unused.
+    own_number: str | None = None
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -182,6 +185,19 @@ SCENARIOS: tuple[Scenario, ...] = (
         "(Hangup of the contact's ringing channel)",
         hangup=("volunteer", CallState.RINGING_CONTACT, 1.5),
     ),
+    Scenario(
+        "own_number_contact_answers_then_hangs_up", "s0015", "", "15145550100",
+        O.COMPLETED,
+        "the volunteer's own number (a Local channel into dialer-outbound) answers "
+        "after 1 s and stays; the contact answers after 1 s, talks 3 s and hangs up",
+        own_number="15145550125",
+    ),
+    Scenario(
+        "own_number_busy", "s0016", "", "15145550100",
+        O.VOLUNTEER_BUSY,
+        "the volunteer's own number is busy (486 from the carrier)",
+        own_number="15145550131",
+    ),
 )  # fmt: skip
 
 
@@ -237,7 +253,11 @@ def originate_request(scenario: Scenario) -> OriginateRequest:
     """What ``dialer.worker.call_worker`` asks of the PBX port for this call."""
     return OriginateRequest(
         call_id=scenario.call_id,
-        channel=f"PJSIP/{scenario.extension}",
+        channel=(
+            f"Local/{scenario.own_number}@{CONTEXT}/n"
+            if scenario.own_number
+            else f"PJSIP/{scenario.extension}"
+        ),
         context=CONTEXT,
         exten=scenario.number,
         caller_id_name="Phone bank",

@@ -33,6 +33,11 @@ How the legs of a call are recognised (see tests/fixtures/ami/README.md):
   ``Uniqueid`` is the volunteer leg: a ``PJSIP/<trunk>-...`` channel, or the
   ``;1`` half of a ``Local/...`` channel whose ``;2`` half is just another
   channel with the same Linkedid;
+* a volunteer whose phone is their own number has a Local volunteer leg
+  (``Local/<number>@dialer-outbound/n``): its ``;1`` half is the ``-v``
+  leg, its ``;2`` half (``-o``, the OtherChannelId) dials their phone over
+  the trunk; those two channels are the volunteer's side, never the
+  contact's (``shipped_own_number_*`` recordings);
 * ``OriginateResponse`` carries the Originate's ``ActionID`` (the call id in
   production) and the volunteer leg's Uniqueid, or ``<unknown>`` when no
   channel could be made at all.
@@ -414,6 +419,10 @@ class _Call:
     contact_cause_text: str | None = None
     other_cause: int | None = None
     other_cause_text: str | None = None
+    # The volunteer's side of an own-number call: the "-o" half of the Local
+    # volunteer leg and the trunk channel it dials (their phone), whose causes
+    # say nothing of the contact.
+    volunteer_side: set[str] = field(default_factory=set)
     originate_response: str | None = None
     originate_reason: int | None = None
     originate_error: str | None = None
@@ -888,6 +897,10 @@ class CallTracker:
             # The Originate dialling the volunteer: ringing shows in Newstate.
             return None
         call = self._by_uniqueid.get(source)
+        if call is not None and source == f"{call.call_id}-o":
+            # The own-number leg's ;2 half dialing the volunteer's phone.
+            call.volunteer_side.update((source, message.header("DestUniqueid") or ""))
+            return None
         if call is None or source != call.volunteer_uniqueid:
             return None
         call.seen_on = self._connection
@@ -986,7 +999,8 @@ class CallTracker:
             call.volunteer_cause, call.volunteer_cause_text = cause, text
         elif uniqueid == call.contact_uniqueid:
             call.contact_cause, call.contact_cause_text = cause, text
-        elif cause and call.other_cause is None:
+        elif cause and call.other_cause is None and uniqueid not in call.volunteer_side:
+            # Another half (a Local contact's ;2) may speak for the contact.
             call.other_cause, call.other_cause_text = cause, text
         if self._legs_gone(call):
             self._end(call, at)

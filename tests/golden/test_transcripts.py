@@ -475,6 +475,8 @@ SCENARIOS: dict[tuple[str, ...], dict[str, Expected]] = {
                 "dial_status": None,
                 "volunteer_hangup_cause": 17,
                 "volunteer_hangup_cause_text": "User busy",
+                # The ;2 half's cause is the volunteer's, not a contact's.
+                "contact_hangup_cause": None,
                 "originate_reason": 0,
             },
         )

@@ -35,6 +35,7 @@ from dialer.store.models import (
     User,
 )
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.test_screenshots import README_VIEWPORT, save
 from tests.e2e.webworld import PASSWORD, midday_zone
 from tests.pbx.conftest import RealPbx, pbx_running, start_pbx
 from tests.pbx.product import (
@@ -198,6 +199,8 @@ async def test_a_volunteer_created_in_the_web_app_calls_from_the_browser(rig: Ri
             "data-state", CallState.TALKING.value, timeout=20_000
         )
         await expect(volunteer.locator("#browser-phone")).to_have_attribute("data-state", "talking")
+        await volunteer.set_viewport_size(README_VIEWPORT)
+        await save(volunteer, "browser-phone-call")  # the README's, with DIALER_SCREENSHOTS=1
         await asyncio.sleep(2)
         heard = await volunteer.evaluate("window.PBPhone.rtpStats()")
         received, sent = await channel_stats(rig.pbx, "7000")

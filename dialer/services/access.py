@@ -152,8 +152,8 @@ async def can_manage_user(session: AsyncSession, actor: User, target: User) -> b
 
 
 async def can_act_on_account(session: AsyncSession, actor: User, target: User) -> bool:
-    """Whether ``actor`` may reset ``target``'s password, change their role or
-    deactivate them.
+    """Whether ``actor`` may reset ``target``'s password, change their role,
+    deactivate them, or change what phone their calls ring (their own number).
 
     These act on the whole account, in every team the person is in: an
     organizer does them only to a volunteer all of whose teams are the

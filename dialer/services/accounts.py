@@ -30,6 +30,7 @@ from dialer.domain.passwords import (
 )
 from dialer.domain.vocabulary import VolunteerPhone
 from dialer.services.common import with_db_retry
+from dialer.services.volunteer_phones import new_sip_secret
 from dialer.store import audit, people, sign_ins
 from dialer.store.models import KnownDevice, LoginFailure, User, WebSession, utcnow
 
@@ -374,6 +375,8 @@ async def change_own_password(
     async with sessions.begin() as session:
         await sign_ins.delete_failure(session, attempt)
         await people.set_password_hash(session, user.id, fresh)
+        # The browser phone's password goes with the sessions that could read it.
+        await people.renew_sip_secret(session, user.id, new_sip_secret())
         ended = await sign_ins.end_user_sessions(session, user.id, keep=session_id)
         await audit.record(
             session,

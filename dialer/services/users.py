@@ -16,7 +16,13 @@ from dialer.domain.passwords import generate_password, hash_password
 from dialer.domain.vocabulary import Role, VolunteerPhone
 from dialer.services.access import can_act_on_account, can_manage_user, scope_of
 from dialer.services.campaigns import teams_in_view
-from dialer.services.volunteer_phones import NumberRules, PhoneChoice, PhoneError, phone_columns
+from dialer.services.volunteer_phones import (
+    NumberRules,
+    PhoneChoice,
+    PhoneError,
+    new_sip_secret,
+    phone_columns,
+)
 from dialer.store import audit, people, sign_ins
 from dialer.store.models import Team, TeamMember, User
 
@@ -404,6 +410,9 @@ class UserService:
                 hash_password, chosen, user_inputs=(user.username, user.display_name)
             )
             await people.set_password_hash(session, user.id, password_hash)
+            # Whoever read the browser phone's password in a session ended
+            # here must not keep using it.
+            await people.renew_sip_secret(session, user.id, new_sip_secret())
             ended = await sign_ins.end_user_sessions(
                 session, user.id, keep=keep_session if user.id == actor.id else None
             )
@@ -467,6 +476,8 @@ class UserService:
         if user.id == actor.id:
             raise UserChangeRefused(UserChangeRefusal.SELF)
         await people.set_active(session, user, active)
+        if not active:
+            await people.renew_sip_secret(session, user.id, new_sip_secret())
         ended = 0 if active else await sign_ins.end_user_sessions(session, user.id)
         await audit.record(
             session,
@@ -562,6 +573,7 @@ class UserService:
                 )
             }
             changeable = current if scope.teams is None else current & scope.teams
+            phone_before = (user.phone, user.own_number)
             await people.update_user(
                 session, user, sip_extension=extension, pbx=pbx, is_active=user.is_active
             )
@@ -572,6 +584,13 @@ class UserService:
                 numbers=self._numbers,
                 approver_id=actor.id,
             )
+            # What rings, and which number the dialer may call, belong to the
+            # whole account: an organizer of only one of the person's teams
+            # must not send their calls to a number of the organizer's choosing.
+            if (columns.phone, columns.own_number) != phone_before and not (
+                await can_act_on_account(session, actor, user)
+            ):
+                raise UserChangeRefused(UserChangeRefusal.ACCOUNT_ADMIN_ONLY)
             if active is not None and active is not user.is_active and user.id != actor.id:
                 # The same action as the Deactivate button, with its rules: sessions end too.
                 if not await can_act_on_account(session, actor, user):

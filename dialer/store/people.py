@@ -1,7 +1,8 @@
 """Writes ``users``, ``teams`` and ``team_members``; nothing else does.
 
 Users are added (``add_user``) and later given an extension, a PBX and an
-active flag (``update_user``), a phone (``set_phone``), a fresh password hash
+active flag (``update_user``), a phone (``set_phone``) and a new SIP
+password for it (``renew_sip_secret``), a fresh password hash
 (``set_password_hash``), a role (``set_role``), an active flag alone
 (``set_active``) or an interface language (``set_language``).
 Teams are added by name (``add_team``) and given the hours of their
@@ -53,6 +54,15 @@ class PhoneColumns:
     own_number: str | None = None
     own_number_approved_by_id: int | None = None
     own_number_approved_at: datetime | None = None
+
+
+async def renew_sip_secret(session: AsyncSession, user_id: int, secret: str) -> None:
+    """A browser phone's new SIP password (users without one keep none)."""
+    await session.execute(
+        update(User)
+        .where(User.id == user_id, User.sip_secret.is_not(None))
+        .values(sip_secret=secret)
+    )
 
 
 async def set_phone(session: AsyncSession, user: User, columns: PhoneColumns) -> None:

@@ -15,7 +15,7 @@ from dialer.domain.compliance import DialingPolicy
 from dialer.domain.vocabulary import VolunteerPhone
 from dialer.services.users import UserError, set_phone
 from dialer.services.volunteer_phones import NumberRules, PhoneChoice, volunteer_channel
-from dialer.store.models import AuditEntry, CallAttempt, User
+from dialer.store.models import AuditEntry, CallAttempt, TeamMember, User
 from tests.e2e.conftest import ClientFactory
 from tests.e2e.webworld import PASSWORD, Served, WebWorld, serve
 
@@ -349,3 +349,44 @@ async def test_the_header_form_chooses_the_phone_without_a_script(
     response = await bob.form("/account/phone", {"phone": "desk", "next": "https://evil.example"})
     assert response.headers["Location"] == "/"
     assert (await bob.api("GET", "/api/phone"))[1]["kind"] == "desk"
+
+
+async def test_a_password_reset_or_deactivation_gives_the_browser_phone_a_new_password(
+    client: ClientFactory, world: WebWorld
+) -> None:
+    async with world.sessions.begin() as session:
+        await set_phone(session, "alice", PhoneChoice(VolunteerPhone.BROWSER))
+    first = (await user_named(world.sessions, "alice")).sip_secret
+    adam = await client("adam")
+    response = await adam.form(f"/ops/users/{world.users['alice']}/password", {"password": ""})
+    assert response.status in (200, 303)
+    second = (await user_named(world.sessions, "alice")).sip_secret
+    assert second and second != first
+    response = await adam.form(
+        f"/ops/users/{world.users['alice']}/active", {"active": "0", "confirm": "1"}
+    )
+    assert (await user_named(world.sessions, "alice")).sip_secret not in (None, second)
+
+
+async def test_only_an_organizer_of_all_their_teams_changes_a_volunteers_phone(
+    client: ClientFactory, world: WebWorld
+) -> None:
+    """Bob is in Montreal; Oscar runs Quebec.  Once Bob is in Quebec too,
+    Oscar manages him there but may not send his calls to another number."""
+    async with world.sessions.begin() as session:
+        session.add(TeamMember(team_id=world.other_team_id, user_id=world.users["bob"]))
+    oscar = await client("oscar")
+    form = {"extension": "1002", "pbx": "", "teams": "Quebec", "phone": "own_number",
+            "own_number": "514 555 0199"}  # fmt: skip
+    response = await oscar.form(f"/ops/users/{world.users['bob']}", form)
+    assert response.status == 403
+    bob = await user_named(world.sessions, "bob")
+    assert bob.phone is VolunteerPhone.DESK and bob.own_number is None
+    olivia = await client("olivia")
+    form["teams"] = "Montreal"
+    response = await olivia.form(f"/ops/users/{world.users['bob']}", form)
+    assert response.status == 403  # Olivia does not run Quebec either
+    adam = await client("adam")
+    form["teams"] = "Montreal, Quebec"
+    assert (await adam.form(f"/ops/users/{world.users['bob']}", form)).status == 303
+    assert (await user_named(world.sessions, "bob")).own_number == "+15145550199"

@@ -382,3 +382,22 @@ async def test_a_number_clicked_in_the_contacts_list_is_called_once_the_phone_is
     assert carrier.final_status == 486
     stored = await latest_call(rig.db, wendy.id)
     assert stored.outcome is CallOutcome.CONTACT_BUSY
+
+
+async def test_a_second_tab_takes_the_phone_and_the_first_one_steps_aside(rig: Rig) -> None:
+    await browser_volunteer(rig.db, {}, "7050")
+    async with rig.dialer() as dialer:
+        first = await rig.signed_in(dialer, "wendy")
+        await turn_on(first)
+        second = await first.context.new_page()
+        await second.goto(dialer.url + "/campaigns")
+        # Allowed already: the new tab turns its phone on by itself.
+        await expect(second.locator("#browser-phone")).to_have_attribute("data-state", "ready")
+        await expect(first.locator("#browser-phone")).to_have_attribute("data-state", "elsewhere")
+        await expect(first.locator("#phone-here")).to_be_visible()
+        contacts = await rig.pbx.asterisk.cli("pjsip show contacts")
+        assert len(re.findall(r"Contact:\s+7050/", contacts)) == 1, contacts
+        # And back.
+        await first.locator("#phone-here").click()
+        await expect(first.locator("#browser-phone")).to_have_attribute("data-state", "ready")
+        await expect(second.locator("#browser-phone")).to_have_attribute("data-state", "elsewhere")

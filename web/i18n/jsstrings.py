@@ -35,6 +35,7 @@ def strings() -> dict[str, object]:
                 "This browser cannot make calls. Use a recent Chrome, Firefox or Edge."
             ),
             "ringing": _("A call is ringing."),
+            "elsewhere": _("Your browser phone is in another tab of this app."),
             "talking": _("On a call."),
             "testing": _("Test call: speak, you should hear yourself."),
             "muted": _("Muted: the contact cannot hear you."),

@@ -289,6 +289,7 @@ document.addEventListener("DOMContentLoaded", () => {
         follow(created.call_id);
         showCall(created);
       } catch (error) {
+        if (window.PBPhone) window.PBPhone.forgetCall();
         statusBox.hidden = true;
         showCallError(error);
         updateControls();

@@ -98,7 +98,25 @@
     register();
   }
 
+  // One phone per volunteer: the registration (max_contacts 1) belongs to
+  // the newest tab, which tells the others to stop theirs rather than let
+  // them take it back at each refresh.  A tab on a call keeps going.
+  const tabs = "BroadcastChannel" in window ? new BroadcastChannel("pb-phone") : null;
+  if (tabs) {
+    tabs.onmessage = (event) => {
+      if (event.data !== "taken" || !ua || session) return;
+      ua.stop();
+      ua = null;
+      setState("elsewhere", S.elsewhere);
+      show("phone-controls", false);
+      show("phone-here", true);
+    };
+  }
+
   function register() {
+    if (tabs) tabs.postMessage("taken");
+    show("phone-here", false);
+    show("phone-controls", true);
     setState("connecting", S.registering);
     ua = new JsSIP.UA({
       sockets: [new JsSIP.WebSocketInterface(account.websocket)],
@@ -115,15 +133,18 @@
       connection_recovery_min_interval: 2,
       connection_recovery_max_interval: 30,
     });
-    ua.on("registered", () => { if (!session) setState("ready", S.ready); wakeWaiters(); });
-    ua.on("unregistered", () => { if (!session) setState("reconnecting", S.reconnecting); });
-    ua.on("disconnected", () => setState("reconnecting", S.reconnecting));
-    ua.on("registrationFailed", (event) => {
+    // A phone stopped for another tab still reports its unregistering: ignored.
+    const mine = ua;
+    const on = (name, handler) => mine.on(name, (event) => { if (ua === mine) handler(event); });
+    on("registered", () => { if (!session) setState("ready", S.ready); wakeWaiters(); });
+    on("unregistered", () => { if (!session) setState("reconnecting", S.reconnecting); });
+    on("disconnected", () => setState("reconnecting", S.reconnecting));
+    on("registrationFailed", (event) => {
       // A lost connection re-registers by itself on reconnecting.
       if (event.cause === JsSIP.C.causes.CONNECTION_ERROR) setState("reconnecting", S.reconnecting);
       else setState("failed", PB.fill(S.failed, { cause: event.cause }));
     });
-    ua.on("newRTCSession", (event) => arrived(event));
+    on("newRTCSession", (event) => arrived(event));
     ua.start();
   }
 
@@ -268,6 +289,8 @@
     },
     busy: () => Boolean(session),
     expectCall: () => localStorage.setItem(EXPECTED_KEY, String(Date.now())),
+    // The call was refused: nothing is coming, so nothing may be answered.
+    forgetCall: () => localStorage.removeItem(EXPECTED_KEY),
     // For the tests and the support page: the RTP packets of the call, both ways.
     async rtpStats() {
       if (!session || !session.connection) return null;
@@ -281,6 +304,7 @@
   };
 
   $("phone-start").addEventListener("click", start);
+  $("phone-here").addEventListener("click", register);
   $("phone-retry").addEventListener("click", start);
   $("phone-answer").addEventListener("click", answer);
   $("phone-hangup").addEventListener("click", hangUp);

@@ -173,6 +173,13 @@
     };
     if (call.connection) attach(call.connection);
     else call.on("peerconnection", (event) => attach(event.peerconnection));
+    // JsSIP sends its SDP once ICE gathering completes, which an unreachable
+    // STUN or TURN server can stretch for many seconds: 1.5 s after the
+    // first candidate is enough to find the paths there are.
+    let iceCap = null;
+    call.on("icecandidate", (event) => {
+      if (iceCap === null) iceCap = setTimeout(event.ready, 1500);
+    });
     call.on("confirmed", () => {
       if (call === session) setState(testing ? "testing" : "talking", testing ? S.testing : S.talking);
     });
@@ -314,7 +321,9 @@
   window.addEventListener("beforeunload", (event) => {
     if (session) { event.preventDefault(); event.returnValue = S.leave_warning; }
   });
-  // Unregister on leaving, so the PBX does not ring a closed page.
-  window.addEventListener("pagehide", () => { if (ua) ua.stop(); });
+  // Unregister on leaving, so the PBX does not ring a closed page; a page
+  // the browser brings back from its cache (Back) registers again.
+  window.addEventListener("pagehide", () => { if (ua) ua.stop(); ua = null; });
+  window.addEventListener("pageshow", (event) => { if (event.persisted && stream) register(); });
   document.addEventListener("DOMContentLoaded", load);
 })();

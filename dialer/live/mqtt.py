@@ -27,6 +27,21 @@ from dialer.live.broadcaster import Broadcaster, LiveEvent, Subscription
 
 log = logging.getLogger(__name__)
 
+
+def _check_still_wanted() -> None:
+    """Raise the cancellation a connect may have swallowed.
+
+    aiomqtt connects through ``asyncio.wait_for``, which on Python 3.11
+    drops a cancellation that arrives just as the connection completes; the
+    task still counts it.  Without this, a publisher cancelled at start-up
+    (the worker failing at once, say) carried on connected, and the task
+    group waiting for it never finished (a test hung so, twice).
+    """
+    current = asyncio.current_task()
+    if current is not None and current.cancelling():
+        raise asyncio.CancelledError
+
+
 QOS = 1
 OFFLINE = json.dumps({"status": "offline"})
 
@@ -207,6 +222,7 @@ class MqttPublisher:
                         timeout=5,
                         max_inflight_messages=self.max_in_flight,
                     ) as client:
+                        _check_still_wanted()
                         # Many publishes in flight is the design, not a problem to warn about.
                         client.pending_calls_threshold = self.max_in_flight + 10
                         self.connected = True
@@ -356,6 +372,7 @@ class MqttLiveFeed:
                 )
                 read_every_waiting_packet(client)
                 async with client:
+                    _check_still_wanted()
                     for topic in self.subscriptions:
                         # QoS 0 from the broker to here: Mosquitto keeps at most
                         # 20 QoS 1 messages unacknowledged per client
@@ -491,6 +508,7 @@ class NotificationPublisher:
                 async with aiomqtt.Client(
                     **self.options, identifier=f"dialer-{self.client_name}", timeout=5
                 ) as client:
+                    _check_still_wanted()
                     self.connected = True
                     delay = 0.5
                     while True:

@@ -574,8 +574,10 @@ class UserService:
             }
             changeable = current if scope.teams is None else current & scope.teams
             phone_before = (user.phone, user.own_number)
+            # The extension is the phone's: change_phone writes it, knowing
+            # the one it replaces (a browser phone keeps its own when none is typed).
             await people.update_user(
-                session, user, sip_extension=extension, pbx=pbx, is_active=user.is_active
+                session, user, sip_extension=user.sip_extension, pbx=pbx, is_active=user.is_active
             )
             columns = await change_phone(
                 session,

@@ -7,16 +7,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.compliance import DialingPolicy
 from dialer.domain.vocabulary import VolunteerPhone
+from dialer.runtime.cli import _user_extensions
+from dialer.runtime.settings import Settings
 from dialer.services.users import UserError, set_phone
 from dialer.services.volunteer_phones import NumberRules, PhoneChoice, volunteer_channel
 from dialer.store.models import AuditEntry, CallAttempt, TeamMember, User
-from tests.e2e.conftest import ClientFactory
+from tests.e2e.conftest import Browser, ClientFactory
 from tests.e2e.webworld import PASSWORD, Served, WebWorld, serve
 
 WS_URL = "wss://pbx.example.org:8089/ws"
@@ -151,9 +155,13 @@ async def test_switching_phones_makes_and_removes_the_endpoint(
     assert await asterisk_sees(world.sessions) == {"1001": (alice.sip_secret, "1", "yes")}
     first_secret = alice.sip_secret
 
-    # Saving the row again keeps her secret: her open browser stays registered.
+    # Saving the row again keeps her secret: her open browser stays registered;
+    # so does saving it with the extension left empty (the phone keeps its own).
     response = await olivia.form(f"/ops/users/{alice_id}", form)
     assert (await user_named(world.sessions, "alice")).sip_secret == first_secret
+    response = await olivia.form(f"/ops/users/{alice_id}", {**form, "extension": ""})
+    alice = await user_named(world.sessions, "alice")
+    assert (alice.sip_extension, alice.sip_secret) == ("1001", first_secret)
 
     # Deactivated: gone from Asterisk at once.
     async with world.sessions.begin() as session:
@@ -186,10 +194,6 @@ async def test_without_a_websocket_url_the_browser_phone_says_what_is_missing(
     async with world.sessions.begin() as session:
         await set_phone(session, "alice", PhoneChoice(VolunteerPhone.BROWSER))
     async with serve(pg_url) as bare:
-        import aiohttp
-
-        from tests.e2e.conftest import Browser
-
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
             alice = Browser(http, bare.url)
             status, body = await alice.api(
@@ -356,16 +360,26 @@ async def test_a_password_reset_or_deactivation_gives_the_browser_phone_a_new_pa
 ) -> None:
     async with world.sessions.begin() as session:
         await set_phone(session, "alice", PhoneChoice(VolunteerPhone.BROWSER))
-    first = (await user_named(world.sessions, "alice")).sip_secret
+    secrets = [(await user_named(world.sessions, "alice")).sip_secret]
+    # Her own password change (it ends her other sessions)...
+    alice = await client("alice")
+    new = "a brand new passphrase, long"
+    response = await alice.form(
+        "/account/password",
+        {"current_password": PASSWORD, "new_password": new, "new_password_again": new},
+    )
+    assert response.status in (200, 303)
+    secrets.append((await user_named(world.sessions, "alice")).sip_secret)
+    # ...an administrator's reset, and a deactivation: a new secret each time.
     adam = await client("adam")
     response = await adam.form(f"/ops/users/{world.users['alice']}/password", {"password": ""})
     assert response.status in (200, 303)
-    second = (await user_named(world.sessions, "alice")).sip_secret
-    assert second and second != first
+    secrets.append((await user_named(world.sessions, "alice")).sip_secret)
     response = await adam.form(
         f"/ops/users/{world.users['alice']}/active", {"active": "0", "confirm": "1"}
     )
-    assert (await user_named(world.sessions, "alice")).sip_secret not in (None, second)
+    secrets.append((await user_named(world.sessions, "alice")).sip_secret)
+    assert None not in secrets and len(set(secrets)) == 4
 
 
 async def test_only_an_organizer_of_all_their_teams_changes_a_volunteers_phone(
@@ -390,3 +404,11 @@ async def test_only_an_organizer_of_all_their_teams_changes_a_volunteers_phone(
     form["teams"] = "Montreal, Quebec"
     assert (await adam.form(f"/ops/users/{world.users['bob']}", form)).status == 303
     assert (await user_named(world.sessions, "bob")).own_number == "+15145550199"
+
+
+async def test_check_pbx_looks_up_desk_phones_only_by_default(pg_url: str, world: WebWorld) -> None:
+    """A browser phone registers only while its volunteer works: never a failure."""
+    async with world.sessions.begin() as session:
+        await set_phone(session, "alice", PhoneChoice(VolunteerPhone.BROWSER))
+    settings = Settings(_env_file=None, database_url=SecretStr(pg_url))
+    assert await _user_extensions(settings) == ["1002", "1003", "1009"]

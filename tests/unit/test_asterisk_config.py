@@ -9,6 +9,7 @@ tests read the files with ami_bridge.asterisk_conf (no Asterisk needed).
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import os
 import re
@@ -671,3 +672,14 @@ def test_parser_templates_appends_and_comments() -> None:
 def test_parser_refuses_what_asterisk_refuses(text: str) -> None:
     with pytest.raises(ConfigError):
         parse_config(text)
+
+
+def test_the_browser_phones_view_writes_out_the_webrtc_template(pjsip: ConfigFile) -> None:
+    """Realtime endpoints cannot inherit a template, so migration 0013's
+    ps_endpoints view spells the [webrtc-endpoint] settings out: the two agree."""
+    migration = importlib.import_module("dialer.store.migrations.versions.0013_browser_phones")
+    literal = re.compile(r"'([^']*)'::varchar\(\d+\) AS (\w+)")
+    written = {name: value for value, name in literal.findall(migration.VIEWS["ps_endpoints"])}
+    template = pjsip.section("webrtc-endpoint")
+    expected = {option.key: option.value for option in template.options if option.key != "type"}
+    assert written == expected and written["webrtc"] == "yes"

@@ -22,6 +22,7 @@ from dialer.domain.vocabulary import (
     PhoneType,
     Role,
     TaskStatus,
+    VolunteerPhone,
 )
 from dialer.services.outcomes import SKIP_REASONS
 from web.i18n.translate import _, fmt_datetime
@@ -81,6 +82,15 @@ def volunteer_status(status: str) -> str:
         "offline": _("Offline"),
     }
     return labels.get(status, status)
+
+
+def volunteer_phone(value: VolunteerPhone | str) -> str:
+    labels = {
+        VolunteerPhone.DESK: _("Desk phone (SIP)"),
+        VolunteerPhone.BROWSER: _("Browser"),
+        VolunteerPhone.OWN_NUMBER: _("Their own phone number"),
+    }
+    return labels.get(VolunteerPhone(value), str(value))
 
 
 def role(value: Role | str) -> str:

@@ -51,6 +51,7 @@ from web.deps import config_key, deps_key, templates_key
 from web.errors import PageError
 from web.forms import Reader, parse_id, read_form
 from web.i18n import translate as i18n
+from web.i18n.labels import volunteer_phone
 from web.i18n.translate import _
 from web.input_guard import unstorable
 from web.security import CSRF_HEADER, current_session, not_found, require_staff, safe_next
@@ -888,11 +889,7 @@ def _phone_choice(reader: Reader) -> PhoneChoice | None:
 
 
 def phone_kinds() -> list[tuple[VolunteerPhone, str]]:
-    return [
-        (VolunteerPhone.DESK, _("Desk phone (SIP)")),
-        (VolunteerPhone.BROWSER, _("Browser")),
-        (VolunteerPhone.OWN_NUMBER, _("Their own phone number")),
-    ]
+    return [(kind, volunteer_phone(kind)) for kind in VolunteerPhone]
 
 
 def _team_names(reader: Reader) -> list[str]:

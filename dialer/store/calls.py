@@ -6,7 +6,9 @@ and ended by the worker, or here when nobody dialed it yet
 (``cancel_unclaimed``, ``end_expired_requests``, ``end_call``).  A hang-up
 is a row its worker claims once (``claim_hangup_requests``).  An answered
 call whose outcome the volunteer chose not to record is marked here
-(``skip_outcome``); until then it is "pending" (``pending_outcome_filter``).
+(``skip_outcome``), and so is one whose disposition is stored
+(``sync_outcome_recorded``); until then it is "pending"
+(``pending_outcome_filter``).
 Callers own
 the transaction; every function here sends its SQL before it returns.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -307,7 +309,7 @@ def pending_outcome_filter() -> ColumnElement[bool]:
         CallAttempt.contact_answered_at.is_not(None),
         CallAttempt.outcome.in_(sorted(CONVERSATION_ENDS)),
         CallAttempt.outcome_skipped_at.is_(None),
-        ~exists().where(Disposition.call_attempt_id == CallAttempt.id),
+        CallAttempt.outcome_recorded_at.is_(None),
     )
 
 
@@ -318,6 +320,23 @@ async def pending_outcome(session: AsyncSession, volunteer_id: int) -> CallAttem
         .where(CallAttempt.volunteer_id == volunteer_id, pending_outcome_filter())
         .order_by(CallAttempt.requested_at.desc())
         .limit(1)
+    )
+
+
+async def sync_outcome_recorded(session: AsyncSession, call_ids: Sequence[int]) -> None:
+    """Set the calls' ``outcome_recorded_at`` to their disposition's time (None
+    without one); ``dialer.store.outcomes`` calls it on every disposition it
+    adds or withdraws."""
+    recorded = (
+        select(Disposition.created_at)
+        .where(Disposition.call_attempt_id == CallAttempt.id)
+        .scalar_subquery()
+    )
+    await session.execute(
+        update(CallAttempt)
+        .where(CallAttempt.id.in_(call_ids))
+        .values(outcome_recorded_at=recorded)
+        .execution_options(synchronize_session="fetch")
     )
 
 

@@ -58,6 +58,12 @@ NAMING_CONVENTION = {
 }
 
 LIVE_STATES_SQL = "state <> 'ended'"
+# Calls that may owe an outcome: answered, none recorded, none skipped.
+# Only IS [NOT] NULL tests, so the planner proves a query's filter implies
+# it whatever values the query binds.
+OUTCOME_OWED_SQL = (
+    "contact_answered_at IS NOT NULL AND outcome_recorded_at IS NULL AND outcome_skipped_at IS NULL"
+)
 
 
 def utcnow() -> datetime:
@@ -436,6 +442,15 @@ class CallAttempt(Base):
             postgresql_where=text("ended_at IS NULL"),
             sqlite_where=text("ended_at IS NULL"),
         ),
+        # The answered calls whose outcome nobody has given yet: the one a
+        # volunteer owes is looked up before every call they start (0014).
+        Index(
+            "ix_call_attempts_outcome_owed",
+            "volunteer_id",
+            "requested_at",
+            postgresql_where=text(OUTCOME_OWED_SQL),
+            sqlite_where=text(OUTCOME_OWED_SQL),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -477,6 +492,10 @@ class CallAttempt(Base):
     # An answered call's outcome the volunteer chose not to record, and why
     # (dialer.services.outcomes.SKIP_REASONS): until then it is "pending".
     outcome_skipped_at: Mapped[datetime | None] = mapped_column()
+    # When a disposition was stored for this call (dialer.store.outcomes
+    # keeps it, as the only writer of dispositions): the outcome owed is
+    # then found through a small index instead of a volunteer's whole history.
+    outcome_recorded_at: Mapped[datetime | None] = mapped_column()
     outcome_skip_reason: Mapped[str | None] = mapped_column(String(40))
     outcome_skip_note: Mapped[str | None] = mapped_column(String(500))
     outcome_skipped_by_id: Mapped[int | None] = mapped_column(

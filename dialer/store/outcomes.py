@@ -16,6 +16,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialer.domain.vocabulary import CallOutcome, DispositionOutcome, TaskStatus
+from dialer.store import calls as call_rows
 from dialer.store.models import CallAttempt, Disposition, FollowUpTask
 
 _DISPOSITIONS = cast(Table, Disposition.__table__)
@@ -25,12 +26,16 @@ AUTOMATIC_PREFIX = "auto-"
 async def add_disposition(session: AsyncSession, disposition: Disposition) -> None:
     session.add(disposition)
     await session.flush()
+    if disposition.call_attempt_id is not None:
+        await call_rows.sync_outcome_recorded(session, [disposition.call_attempt_id])
 
 
 async def withdraw_automatic(session: AsyncSession, disposition: Disposition) -> None:
     """Delete an automatic "absent": what the volunteer says takes its place."""
     await session.delete(disposition)
     await session.flush()
+    if disposition.call_attempt_id is not None:
+        await call_rows.sync_outcome_recorded(session, [disposition.call_attempt_id])
 
 
 async def add_task(session: AsyncSession, task: FollowUpTask) -> None:
@@ -60,6 +65,7 @@ async def add_automatic_absents(
             for call, outcome, ended in calls
         ],
     )
+    await call_rows.sync_outcome_recorded(session, [call.id for call, _outcome, _ended in calls])
 
 
 async def set_task_status(

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 import dialer.store.models  # noqa: F401  (registers the web tables)
+from dialer.domain.vocabulary import CallOutcome, CallState, DispositionOutcome, Role
+from dialer.store import calls
 from dialer.store import engine as db
-from dialer.store.models import Base
+from dialer.store.models import Base, CallAttempt, Contact, Disposition, User
 from tests.conftest import PG_SERVER, _dsn
 
 # Every table the models declare, plus Alembic's own bookkeeping.
@@ -142,5 +146,75 @@ async def test_upgrading_and_downgrading_keep_every_row(empty_db: str) -> None:
         await engine.dispose()
         await db.downgrade_async(empty_db, "0012")
         assert await counts() == dict.fromkeys(rows, 1)
+    finally:
+        await engine.dispose()
+
+
+async def test_0014_dates_every_recorded_outcome_and_leaves_the_owed_one_pending(
+    empty_db: str,
+) -> None:
+    """Calls answered before 0014 get their disposition's time; the one without
+    a disposition is still the outcome its volunteer owes."""
+    await db.upgrade_async(empty_db)
+    engine = db.create_engine(empty_db)
+    answered = datetime(2026, 11, 2, 15, 0, tzinfo=UTC)
+    recorded = datetime(2026, 11, 2, 15, 5, tzinfo=UTC)
+    try:
+        async with async_sessionmaker(engine)() as session, session.begin():
+            volunteer = User(
+                username="alice", display_name="Alice", role=Role.VOLUNTEER, password_hash="x"
+            )
+            contact = Contact(first_name="Ada", last_name="Lovelace")
+            session.add_all([volunteer, contact])
+            await session.flush()
+            for number, when in (("1", answered), ("2", answered.replace(minute=30))):
+                session.add(
+                    CallAttempt(
+                        call_id=f"call-{number}",
+                        contact_id=contact.id,
+                        number_e164="+15145550100",
+                        volunteer_id=volunteer.id,
+                        state=CallState.ENDED,
+                        outcome=CallOutcome.COMPLETED,
+                        requested_at=when,
+                        contact_answered_at=when,
+                        ended_at=when,
+                    )
+                )
+            await session.flush()
+            talked = await session.scalar(
+                select(CallAttempt).where(CallAttempt.call_id == "call-2")
+            )
+            assert talked is not None
+            volunteer_id = volunteer.id
+            session.add(
+                Disposition(
+                    submission_id="s-1",
+                    call_attempt_id=talked.id,
+                    contact_id=contact.id,
+                    volunteer_id=volunteer.id,
+                    outcome=DispositionOutcome.ANSWERED,
+                    created_at=recorded,
+                )
+            )
+        await engine.dispose()
+        # As a database written before 0014 would be.
+        await db.downgrade_async(empty_db, "0013")
+        await db.upgrade_async(empty_db)
+        async with async_sessionmaker(engine)() as session:
+            dated = dict(
+                (
+                    await session.execute(
+                        select(CallAttempt.call_id, CallAttempt.outcome_recorded_at)
+                    )
+                )
+                .tuples()
+                .all()
+            )
+            owed = await calls.pending_outcome(session, volunteer_id)
+        assert dated["call-1"] is None
+        assert dated["call-2"] is not None
+        assert dated["call-2"].replace(tzinfo=UTC) == recorded
+        assert owed is not None and owed.call_id == "call-1"
     finally:
         await engine.dispose()

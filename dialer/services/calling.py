@@ -25,7 +25,7 @@ from sqlalchemy.exc import (
     OperationalError,
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 from dialer.domain.calling_windows import check_any_hours
 from dialer.domain.compliance import (
@@ -263,8 +263,21 @@ class CallService:
                 refuse(RefusalCode.NOT_IN_TEAM, "you are not in this campaign's team")
             if campaign.status is not CampaignStatus.ACTIVE:
                 refuse(RefusalCode.CAMPAIGN_NOT_ACTIVE, f"this campaign is {campaign.status.value}")
-        contact = await session.get(Contact, contact_id, options=[selectinload(Contact.phones)])
-        if contact is None or not await can_access_contact(session, volunteer, contact_id, teams):
+        # One round trip for the contact and its numbers: this runs on every click.
+        contact = await session.get(Contact, contact_id, options=[joinedload(Contact.phones)])
+        entry: CallingListEntry | None = None
+        if contact is not None and campaign is not None:
+            entry = await session.scalar(
+                select(CallingListEntry).where(
+                    CallingListEntry.campaign_id == campaign.id,
+                    CallingListEntry.contact_id == contact.id,
+                )
+            )
+        # On the list of a campaign in view is what "in view" means for a
+        # contact (access.can_access_contact): only without one is it asked.
+        if contact is None or (
+            entry is None and not await can_access_contact(session, volunteer, contact_id, teams)
+        ):
             refuse(RefusalCode.NOT_FOUND, "no such contact")
         phone = self._choose_phone(contact, phone_id)
         if phone is None:
@@ -278,12 +291,6 @@ class CallService:
             raise CallRefused(refusal)
 
         if campaign is not None:
-            entry = await session.scalar(
-                select(CallingListEntry).where(
-                    CallingListEntry.campaign_id == campaign.id,
-                    CallingListEntry.contact_id == contact.id,
-                )
-            )
             if entry is None:
                 refuse(RefusalCode.NOT_FOUND, "this contact is not on this campaign's list")
             refusal = self._campaign_refusal(campaign, entry, contact, phone, now)

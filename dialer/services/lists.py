@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Row, Select, and_, case, exists, or_, select, true
+from sqlalchemy import Integer, Row, Select, and_, bindparam, case, exists, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import joinedload
 
@@ -100,8 +100,8 @@ class CallingLists:
             if owner_id not in campaign.allowed:
                 raise NotAllowed("that volunteer is not in this campaign's team")
             hours = _Hours(campaign.row.calling_hours, now, self.fallback_zone)
-            ready = _open_entries(campaign.row, owner_id, now, ready=True)
-            async with aclosing(_candidates(_in_batches(session, ready))) as candidates:
+            params = _list_params(campaign.row, owner_id, now)
+            async with aclosing(_candidates(_in_batches(session, _READY, params))) as candidates:
                 async for candidate in candidates:
                     if not self._callable_now(candidate, hours):
                         continue
@@ -197,8 +197,8 @@ class CallingLists:
     ) -> datetime | None:
         """When the first contact waiting for a retry or a call-back (with a
         number the policy lets through) comes due."""
-        waiting = _open_entries(campaign, owner_id, now, ready=False)
-        async with aclosing(_in_batches(session, waiting)) as rows:
+        params = _list_params(campaign, owner_id, now)
+        async with aclosing(_in_batches(session, _WAITING, params)) as rows:
             async for row in rows:
                 if row.due_at is not None and self.policy.check(row.number) is None:
                     due: datetime = row.due_at
@@ -206,9 +206,10 @@ class CallingLists:
         return None
 
 
-def _open_entries(
-    campaign: Campaign, owner_id: int, now: datetime, *, ready: bool
-) -> Select[tuple[int, int, str | None, bool, datetime | None, str]]:
+_Entries = Select[tuple[int, int, str | None, bool, datetime | None, str]]
+
+
+def _open_entries(*, ready: bool) -> _Entries:
     """The list's open entries, a row per usable number (not flagged wrong or
     do-not-call) of a contact not on the do-not-call list nor being called.
 
@@ -218,9 +219,17 @@ def _open_entries(
     retry; otherwise those waiting for a call-back or a retry, soonest first.
     The order is the one ix_calling_list_next keeps (NULLS LAST is
     callback_at's ascending default).
+
+    The campaign, the list's owner, the campaign's attempts and the time are
+    bound parameters (:func:`_list_params`): the statements are built once,
+    at import, since building and keying one this size took about 3 ms of
+    CPU, twice what the database took to answer it, before every call.
     """
     entry = CallingListEntry
-    attempts_left = and_(entry.callback_at.is_(None), entry.attempts < campaign.max_attempts)
+    now = bindparam("now", type_=entry.callback_at.type)
+    attempts_left = and_(
+        entry.callback_at.is_(None), entry.attempts < bindparam("max_attempts", type_=Integer)
+    )
     due_at = case((entry.callback_at.is_not(None), entry.callback_at), else_=entry.next_attempt_at)
     statement = (
         select(
@@ -241,8 +250,8 @@ def _open_entries(
             ),
         )
         .where(
-            entry.campaign_id == campaign.id,
-            entry.volunteer_id == owner_id,
+            entry.campaign_id == bindparam("campaign_id", type_=Integer),
+            entry.volunteer_id == bindparam("owner_id", type_=Integer),
             ~entry.done,
             Contact.do_not_call.is_(False),
             ~exists().where(
@@ -271,25 +280,42 @@ def _open_entries(
     ).order_by(due_at, entry.id, ContactPhone.id)
 
 
+def _list_params(campaign: Campaign, owner_id: int, now: datetime) -> dict[str, object]:
+    return {
+        "campaign_id": campaign.id,
+        "owner_id": owner_id,
+        "max_attempts": campaign.max_attempts,
+        "now": now,
+    }
+
+
+# (first batch, the rest): the LIMIT is what makes the database plan for the
+# first rows (walking ix_calling_list_next and stopping) rather than for them all.
+_READY: tuple[_Entries, _Entries] = (
+    _open_entries(ready=True).limit(BATCH),
+    _open_entries(ready=True).offset(BATCH),
+)
+_WAITING: tuple[_Entries, _Entries] = (
+    _open_entries(ready=False).limit(BATCH),
+    _open_entries(ready=False).offset(BATCH),
+)
 _Entry = Row[tuple[int, int, str | None, bool, datetime | None, str]]
 
 
 async def _in_batches(
-    session: AsyncSession,
-    statement: Select[tuple[int, int, str | None, bool, datetime | None, str]],
+    session: AsyncSession, statements: tuple[_Entries, _Entries], params: dict[str, object]
 ) -> AsyncGenerator[_Entry, None]:
-    """The rows of ``statement``: a first batch, then the rest only if asked for.
+    """The rows of ``statements``: a first batch, then the rest only if asked for.
 
-    The LIMIT is what makes the database plan for the first rows (walking
-    ix_calling_list_next and stopping) rather than for them all.  The rest
-    is read in a statement of its own, so a list changed meanwhile may show
-    an entry twice or skip one; the list is read again on the next call.
+    The rest is read in a statement of its own, so a list changed meanwhile
+    may show an entry twice or skip one; the list is read again on the next call.
     """
-    first = (await session.execute(statement.limit(BATCH))).all()
+    first_batch, rest = statements
+    first = (await session.execute(first_batch, params)).all()
     for row in first:
         yield row
     if len(first) == BATCH:
-        for row in await session.execute(statement.offset(BATCH)):
+        for row in await session.execute(rest, params):
             yield row
 
 

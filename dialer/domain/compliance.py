@@ -7,18 +7,21 @@ plus a human sentence) or ``None`` when the call may go ahead.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
-from functools import lru_cache
+from functools import cache, lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from phonenumbers import PhoneNumberType
+from phonenumbers import PhoneNumber, PhoneNumberType, phonenumberutil
 from phonenumbers import timezone as phone_timezones
+from phonenumbers.phonemetadata import PhoneMetadata
 
 from dialer.domain.dial_rules import INTERNATIONAL_RATE_AREA_CODES, REASON_SENTENCES, nanp_refusal
+from dialer.domain.numbers import CheckedNumber
 from dialer.domain.survey import CallingHours, TimeWindow
 
 
@@ -121,11 +124,36 @@ class DialingPolicy:
             number = phonenumbers.parse(e164, None)
         except phonenumbers.NumberParseException:
             return Refusal(RefusalCode.INVALID_NUMBER, f"{e164} is not a phone number")
+        # phonenumbers.is_valid_number(number) is exactly this; the region is kept.
+        region = phonenumbers.region_code_for_number(number)
         if (
-            not phonenumbers.is_valid_number(number)
+            region is None
+            or not phonenumbers.is_valid_number_for_region(number, region)
             or phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) != e164
         ):
             return Refusal(RefusalCode.INVALID_NUMBER, f"{e164} is not a valid E.164 number")
+        return self._check_valid(e164, number, region)
+
+    def check_number(self, checked: CheckedNumber) -> Refusal | None:
+        """:meth:`check` of ``checked.e164``, without parsing it again.
+
+        ``checked`` is :func:`dialer.domain.numbers.check_number`'s: valid,
+        and ``e164`` its E.164 form.  ``check`` would parse that form back to
+        the same number (the same country code and national digits, so the
+        same validity, type and region), unless the country's national prefix
+        could be taken off the front of the national digits: those few are
+        checked by ``check`` itself.
+        """
+        country_code = checked.number.country_code
+        if country_code is None or not _reads_back(checked.e164, country_code):
+            return self.check(checked.e164)
+        return self._check_valid(checked.e164, checked.number, checked.region)
+
+    def _check_valid(self, e164: str, number: PhoneNumber, region: str) -> Refusal | None:
+        """The rules, for a valid number in its E.164 form ``e164``, of ``region``
+        (phonenumbers.region_code_for_number)."""
+        country_code = number.country_code
+        assert country_code is not None, "a valid number has a country code"
         for prefix in self.blocked_prefixes:
             if e164.startswith(prefix):
                 return Refusal(
@@ -134,13 +162,13 @@ class DialingPolicy:
                     rule=PolicyRule.BLOCKED_PREFIX,
                     subject=prefix,
                 )
-        if phonenumbers.number_type(number) in _ALWAYS_BLOCKED_TYPES:
+        if _number_type(number, country_code, region) in _ALWAYS_BLOCKED_TYPES:
             return Refusal(
                 RefusalCode.NUMBER_NOT_ALLOWED,
                 "premium-rate and shared-cost numbers may not be dialed",
                 rule=PolicyRule.PREMIUM_TYPE,
             )
-        if number.country_code == 1:
+        if country_code == 1:
             rule = nanp_refusal(e164[1:], self._nanp_regions_allowed())
             if rule is not None:
                 return Refusal(
@@ -149,10 +177,9 @@ class DialingPolicy:
                     rule=PolicyRule.NANP,
                     subject=rule.reason,
                 )
-        region = phonenumbers.region_code_for_number(number)
-        if region in self.allowed or f"+{number.country_code}" in self.allowed:
+        if region in self.allowed or f"+{country_code}" in self.allowed:
             return None
-        destination = region or f"+{number.country_code}"
+        destination = region or f"+{country_code}"
         return Refusal(
             RefusalCode.NUMBER_NOT_ALLOWED,
             f"calls to {destination} are not allowed by the dialing policy",
@@ -165,6 +192,48 @@ class DialingPolicy:
         if "+1" in self.allowed:
             return frozenset(INTERNATIONAL_RATE_AREA_CODES)
         return self.allowed
+
+
+def _number_type(number: PhoneNumber, country_code: int, region: str) -> int:
+    """phonenumbers.number_type(number), its country code and region
+    (region_code_for_number) known: that function's own steps but the
+    region's look-up, the costly one in the +1 zone."""
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
+    if metadata is None:
+        return PhoneNumberType.UNKNOWN
+    # Looked up on the module when called, as number_type does (bulk_numbers replaces it).
+    return phonenumberutil._number_type_helper(
+        phonenumberutil.national_significant_number(number), metadata
+    )
+
+
+# Matches anything: every number of a calling code without metadata is checked by parsing.
+_ANY_PREFIX = re.compile("")
+
+
+@cache
+def _national_prefix(country_code: int) -> re.Pattern[str] | None:
+    """What phonenumbers.parse may take off the front of the national digits
+    after ``+<country_code>``, as the national prefix (None: nothing)."""
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(
+        country_code, phonenumbers.region_code_for_country_code(country_code)
+    )
+    if metadata is None:
+        return _ANY_PREFIX
+    prefix = metadata.national_prefix_for_parsing
+    return re.compile(prefix) if prefix else None
+
+
+def _reads_back(e164: str, country_code: int) -> bool:
+    """Whether phonenumbers.parse reads the E.164 form ``e164`` of a valid
+    number of ``country_code`` back to the same country code and national
+    digits.  The calling codes are a prefix code, so ``+`` and the digits
+    give the country code back; the national digits come back as they are
+    unless parse takes a national prefix off them, which it tries only when
+    the country's prefix pattern matches their start (as here).
+    """
+    prefix = _national_prefix(country_code)
+    return prefix is None or prefix.match(e164[len(str(country_code)) + 1 :]) is None
 
 
 @lru_cache(maxsize=4096)

@@ -136,6 +136,16 @@ def nanp_parts(digits: str) -> tuple[str, str, str] | None:
     return digits[1:4], digits[4:7], digits[7:]
 
 
+# The rules that may refuse a number of each area code, in NANP_RULES' order: those
+# naming that area code and those naming none.  Only a shortcut: the rules are NANP_RULES.
+_RULES_BY_AREA_CODE: dict[str, tuple[NanpRule, ...]] = {
+    area_code: tuple(
+        rule for rule in NANP_RULES if not rule.area_codes or area_code in rule.area_codes
+    )
+    for area_code in map(str, range(200, 1000))
+}
+
+
 def nanp_refusals(digits: str, allowed_regions: Collection[str] = frozenset()) -> list[NanpRule]:
     """Every rule refusing the NANP number ``digits`` (E.164 without the ``+``).
 
@@ -148,12 +158,17 @@ def nanp_refusals(digits: str, allowed_regions: Collection[str] = frozenset()) -
         return []
     return [
         rule
-        for rule in NANP_RULES
+        for rule in _RULES_BY_AREA_CODE[parts[0]]
         if rule.matches(*parts) and (rule.region is None or rule.region not in allowed_regions)
     ]
 
 
 def nanp_refusal(digits: str, allowed_regions: Collection[str] = frozenset()) -> NanpRule | None:
     """The first rule refusing ``digits``, or None (see :func:`nanp_refusals`)."""
-    refusals = nanp_refusals(digits, allowed_regions)
-    return refusals[0] if refusals else None
+    parts = nanp_parts(digits)
+    if parts is None:
+        return None
+    for rule in _RULES_BY_AREA_CODE[parts[0]]:
+        if rule.matches(*parts) and (rule.region is None or rule.region not in allowed_regions):
+            return rule
+    return None

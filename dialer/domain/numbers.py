@@ -9,8 +9,11 @@ otherwise reach a switchboard instead of the person.
 
 from __future__ import annotations
 
+import re
+from typing import NamedTuple
+
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberType
+from phonenumbers import NumberParseException, PhoneNumber, PhoneNumberType
 
 _PARSE_REASONS = {
     NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
@@ -23,6 +26,8 @@ _PARSE_REASONS = {
 
 EXTENSION_REASON = "extensions cannot be dialed"
 LETTERS_REASON = "contains letters"
+# What str.isalpha finds in ASCII text.
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
 
 
 class InvalidPhoneNumber(ValueError):
@@ -35,6 +40,21 @@ class InvalidPhoneNumber(ValueError):
         self.reason = reason
 
 
+class CheckedNumber(NamedTuple):
+    """A number :func:`check_number` accepted, and what checking it learnt.
+
+    The dialing policy's :meth:`~dialer.domain.compliance.DialingPolicy.check_number`
+    takes it as it is, rather than parsing ``e164`` again (the contact
+    import asks both of every number of every row).
+    """
+
+    e164: str
+    # Valid (phonenumbers.is_valid_number), parsed by phonenumbers.parse.
+    number: PhoneNumber
+    # phonenumbers.region_code_for_number: "001" for the non-geographic codes.
+    region: str
+
+
 def to_e164(raw: str, region: str, *, allow_letters: bool = False) -> str:
     """Normalise ``raw`` (national or international form) to ``+CCNNN...``.
 
@@ -44,6 +64,11 @@ def to_e164(raw: str, region: str, *, allow_letters: bool = False) -> str:
     refused unless ``allow_letters`` asks for them to be read as the keypad
     does (``1-800-FLOWERS``); extensions are always refused.
     """
+    return check_number(raw, region, allow_letters=allow_letters).e164
+
+
+def check_number(raw: str, region: str, *, allow_letters: bool = False) -> CheckedNumber:
+    """:func:`to_e164`, keeping the parsed number and its region for the dialing policy."""
     text = raw.strip()
     if not text:
         raise InvalidPhoneNumber(raw, "empty")
@@ -59,13 +84,20 @@ def to_e164(raw: str, region: str, *, allow_letters: bool = False) -> str:
         raise InvalidPhoneNumber(raw, EXTENSION_REASON)
     # A tel: URI's scheme is not part of the number.
     digits_part = text[4:] if text[:4].lower() == "tel:" else text
-    if not allow_letters and any(character.isalpha() for character in digits_part):
+    if not allow_letters and (
+        _ASCII_LETTER.search(digits_part) is not None
+        if digits_part.isascii()
+        else any(character.isalpha() for character in digits_part)
+    ):
         raise InvalidPhoneNumber(raw, LETTERS_REASON)
-    if not phonenumbers.is_valid_number(number):
+    # phonenumbers.is_valid_number(number) is exactly this; the region is kept.
+    number_region = phonenumbers.region_code_for_number(number)
+    if number_region is None or not phonenumbers.is_valid_number_for_region(number, number_region):
         if not phonenumbers.is_possible_number(number):
             raise InvalidPhoneNumber(raw, "wrong number of digits")
         raise InvalidPhoneNumber(raw, "not a valid number in its country")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return CheckedNumber(e164, number, number_region)
 
 
 def is_mobile(e164: str) -> bool:

@@ -5,9 +5,11 @@ thirds of their time in phonenumbers, most of it finding which region a +1
 number belongs to: ``region_code_for_number`` tries the 25 NANP regions in
 turn, and for each one matches the number against up to 11 patterns, one
 Python call and one ``re`` cache look-up at a time; ``to_e164`` and the
-dialing policy's check ask it four times per number.  :func:`install`
-replaces three of the library's internal helpers, in the process that calls
-it, with versions that give the same answers faster:
+dialing policy's check asked it four times per number (the row check now
+asks once: :func:`dialer.domain.numbers.check_number`, then the policy's
+``check_number``).  :func:`install` replaces four of the library's internal
+helpers, in the process that calls it, with versions that give the same
+answers faster:
 
 - ``_region_code_for_number_from_list``: one regular expression per list
   of regions and number length, the regions' patterns as alternatives in
@@ -17,7 +19,16 @@ it, with versions that give the same answers faster:
 - ``_number_type_helper``: one regular expression per region and length,
   the number types as alternatives in the library's order;
 - ``normalize_digits_only``: a regular expression for ASCII text, the
-  library's own loop for anything else.
+  library's own loop for anything else;
+- ``_maybe_strip_extension``: the library searches every number for an
+  extension with one long expression, trying it at each character; text of
+  only ASCII digits, spaces and ``()+-./`` holds none (each of its forms
+  needs a letter, ``#``, ``~``, ``,`` or ``;``) and is answered at once.
+
+It also turns on the library's own cache of compiled patterns
+(``phonenumbers.enable_pattern_cache``), which spares the ``re`` module's
+cache look-up of the international and national prefixes' patterns that
+each ``parse`` compiles.
 
 Each combined expression is built from the library's own patterns, with
 the same rules (a pattern applies only to the lengths it lists; an empty
@@ -36,7 +47,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import phonenumbers
 import phonenumbers.phonenumberutil as util
+import phonenumbers.re_util as re_util
 from phonenumbers import PhoneNumberType
 from phonenumbers.phonemetadata import PhoneMetadata
 
@@ -54,11 +67,17 @@ _SPECIAL_TYPES = (
 _FIXED_LINE = -1  # "fixed line, then ask about mobile" (see _fast_number_type)
 _NON_DIGITS = re.compile(r"[^0-9]+")
 
+# Text in which _EXTN_PATTERN can find no extension (see the module's docstring).
+_NO_EXTENSION = re.compile(r"[0-9 ()+\-./]*")
+
 _ORIGINALS: dict[str, Callable[..., Any]] = {
     "_region_code_for_number_from_list": util._region_code_for_number_from_list,
     "_number_type_helper": util._number_type_helper,
     "normalize_digits_only": util.normalize_digits_only,
+    "_maybe_strip_extension": util._maybe_strip_extension,
 }
+# The library's pattern cache as it was before install() (None: off).
+_patterns_before: dict[str, re.Pattern[str]] | None = None
 
 
 def _pattern(desc: Any, length: int) -> str | None:
@@ -233,17 +252,29 @@ def _fast_normalize_digits_only(number: Any, keep_non_digits: bool = False) -> s
     return str(_ORIGINALS["normalize_digits_only"](text, keep_non_digits))
 
 
+def _fast_strip_extension(number: str) -> tuple[str, str]:
+    if _NO_EXTENSION.fullmatch(number):
+        return "", number
+    extension, rest = _ORIGINALS["_maybe_strip_extension"](number)
+    return str(extension), str(rest)
+
+
 _FAST: dict[str, Callable[..., Any]] = {
     "_region_code_for_number_from_list": _fast_region_code,
     "_number_type_helper": _fast_number_type,
     "normalize_digits_only": _fast_normalize_digits_only,
+    "_maybe_strip_extension": _fast_strip_extension,
 }
 
 
 def install() -> None:
     """Use the faster helpers in this process (the bulk import's workers)."""
+    global _patterns_before
+    if util._maybe_strip_extension is not _fast_strip_extension:
+        _patterns_before = re_util._COMPILED_PATTERNS  # type: ignore[attr-defined]
     for name, function in _FAST.items():
         setattr(util, name, function)
+    phonenumbers.enable_pattern_cache()
 
 
 def uninstall() -> None:
@@ -252,6 +283,7 @@ def uninstall() -> None:
     for name, function in _ORIGINALS.items():
         setattr(util, name, function)
     _last_region = None
+    re_util._COMPILED_PATTERNS = _patterns_before  # type: ignore[attr-defined]
 
 
 @contextmanager

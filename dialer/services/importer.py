@@ -64,7 +64,7 @@ from dialer.domain.dial_rules import NanpReason
 from dialer.domain.i18n import _, ngettext, pgettext
 from dialer.domain.i18n import current as current_locale
 from dialer.domain.number_reasons import phone_reason
-from dialer.domain.numbers import InvalidPhoneNumber, to_e164
+from dialer.domain.numbers import CheckedNumber, InvalidPhoneNumber, check_number
 from dialer.domain.numbers import display as display_number
 from dialer.domain.vocabulary import PhoneType
 from dialer.services import notifications
@@ -95,6 +95,7 @@ MAX_FIELD_LENGTHS = {
     "dnc_reason": 500,
     "notes": 10_000,
 }
+_SHORTEST_LIMIT = min(MAX_FIELD_LENGTHS.values())
 
 # Accepted headers, compared after lower-casing, removing accents and
 # turning spaces and dashes into underscores.  French names are accepted
@@ -161,6 +162,7 @@ _HEADER_TO_FIELD = {alias: name for name, aliases in FIELD_ALIASES.items() for a
 _HEADER_TO_PHONE = {alias: kind for kind, aliases in PHONE_ALIASES.items() for alias in aliases}
 _TRUE = {"1", "yes", "y", "true", "x", "oui", "o", "vrai"}
 _FALSE = {"", "0", "no", "n", "false", "non", "faux"}
+_BOOLEANS = _TRUE | _FALSE
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?\Z")
 _SPLIT_LIST = re.compile(r"[;|,]")
@@ -712,15 +714,10 @@ def parse_row(
 
     With a ``policy``, the numbers it refuses are flagged on the row.
     """
-    parsed = _parse_cells(line, cells, columns, region)
+    parsed = _parse_cells(line, cells, columns, region, policy)
     if isinstance(parsed, RowError):
         return RowError(parsed.line, parsed.reason, tuple(cells))
     parsed.cells = tuple(cells)
-    if policy is not None:
-        for e164, _kind in parsed.phones:
-            refusal = policy.check(e164)
-            if refusal is not None:
-                parsed.flags.append((e164, policy_reason(refusal)))
     return parsed
 
 
@@ -733,7 +730,7 @@ def parse_rows(
 
 
 def _parse_cells(
-    line: int, cells: list[str], columns: ColumnMap, region: str
+    line: int, cells: list[str], columns: ColumnMap, region: str, policy: DialingPolicy | None
 ) -> ParsedRow | RowError:
     if len(cells) > columns.width:
         return RowError(
@@ -744,9 +741,10 @@ def _parse_cells(
                 width=columns.width,
             ),
         )
+    width = len(cells)
     values: dict[str, Any] = {}
     for index, name in columns.fields.items():
-        cell = cells[index].strip() if index < len(cells) else ""
+        cell = cells[index].strip() if index < width else ""
         if "\x00" in cell:
             return RowError(line, _("%(field)s: contains a NUL character", field=field_label(name)))
         if cell:
@@ -756,11 +754,13 @@ def _parse_cells(
     except ValueError as error:
         return RowError(line, str(error))
     phones: list[tuple[str, PhoneType]] = []
+    # The numbers of ``phones``, as checked: the policy takes them without parsing them again.
+    checked: list[CheckedNumber] = []
     for index, kind in columns.phones.items():
-        cell = cells[index].strip() if index < len(cells) else ""
-        for raw in filter(None, (part.strip() for part in _SPLIT_PHONES.split(cell))):
+        cell = cells[index].strip() if index < width else ""
+        for raw in filter(None, map(str.strip, _SPLIT_PHONES.split(cell))):
             try:
-                e164 = to_e164(raw, region)
+                number = check_number(raw, region)
             except InvalidPhoneNumber as error:
                 return RowError(
                     line,
@@ -770,11 +770,19 @@ def _parse_cells(
                         number=repr(raw),
                     ),
                 )
-            if all(e164 != known for known, _kind in phones):
+            e164 = number.e164
+            if not checked or all(e164 != known.e164 for known in checked):
                 phones.append((e164, kind))
+                checked.append(number)
     if not phones:
         return RowError(line, _("no phone number"))
-    return ParsedRow(line, values, phones)
+    flags: list[tuple[str, str]] = []
+    if policy is not None:
+        for number in checked:
+            refusal = policy.check_number(number)
+            if refusal is not None:
+                flags.append((number.e164, policy_reason(refusal)))
+    return ParsedRow(line, values, phones, flags=flags)
 
 
 def _validate(values: dict[str, Any]) -> None:
@@ -782,15 +790,9 @@ def _validate(values: dict[str, Any]) -> None:
     if full_name and "first_name" not in values and "last_name" not in values:
         first, _space, last = full_name.partition(" ")
         values["first_name"], values["last_name"] = first, last.strip()
-    for name, limit in MAX_FIELD_LENGTHS.items():
-        if len(values.get(name, "")) > limit:
-            raise ValueError(
-                _(
-                    "%(field)s is longer than %(limit)s characters",
-                    field=field_label(name),
-                    limit=limit,
-                )
-            )
+    # Each limit in turn only when a value is longer than the shortest of them.
+    if values and max(map(len, values.values())) > _SHORTEST_LIMIT:
+        _check_lengths(values)
     if "email" in values:
         values["email"] = values["email"].lower()
         if not _EMAIL.match(values["email"]):
@@ -806,24 +808,26 @@ def _validate(values: dict[str, Any]) -> None:
         values["language"] = values["language"].lower().replace("_", "-")
     if "support_score" in values:
         raw = values["support_score"]
-        if not raw.isdecimal() or not 1 <= int(raw) <= 5:
+        score = int(raw) if raw.isdecimal() else 0
+        if not 1 <= score <= 5:
             raise ValueError(
                 _(
                     "support score must be a whole number from 1 to 5, not %(value)s",
                     value=repr(raw),
                 )
             )
-        values["support_score"] = int(raw)
+        values["support_score"] = score
     if "do_not_call" in values:
         flag = values["do_not_call"].lower()
-        if flag not in _TRUE | _FALSE:
+        if flag not in _BOOLEANS:
             raise ValueError(
                 _("do_not_call must be yes or no, not %(value)s", value=repr(values["do_not_call"]))
             )
         values["do_not_call"] = flag in _TRUE
     if "tags" in values:
-        tags = [tag.strip() for tag in _SPLIT_LIST.split(values["tags"])]
-        values["tags"] = sorted({tag for tag in tags if tag})
+        tags = set(map(str.strip, _SPLIT_LIST.split(values["tags"])))
+        tags.discard("")
+        values["tags"] = sorted(tags)
     if "timezone" in values:
         try:
             ZoneInfo(values["timezone"])
@@ -834,6 +838,18 @@ def _validate(values: dict[str, Any]) -> None:
                     value=repr(values["timezone"]),
                 )
             ) from None
+
+
+def _check_lengths(values: dict[str, Any]) -> None:
+    for name, limit in MAX_FIELD_LENGTHS.items():
+        if len(values.get(name, "")) > limit:
+            raise ValueError(
+                _(
+                    "%(field)s is longer than %(limit)s characters",
+                    field=field_label(name),
+                    limit=limit,
+                )
+            )
 
 
 @dataclass(slots=True)

@@ -92,3 +92,31 @@ def test_digits_are_normalised_as_the_library_does(text: str, keep: bool) -> Non
     expected = phonenumbers.normalize_digits_only(text, keep)
     with bulk_numbers.installed():
         assert phonenumbers.phonenumberutil.normalize_digits_only(text, keep) == expected
+
+
+def test_extensions_are_stripped_as_the_library_does() -> None:
+    rng = random.Random(5)
+    # The plain characters the shortcut answers at once, and those of every extension form.
+    alphabet = "0123456789 ()+-./" * 3 + "xX#~,;:eEtTnNiI\t\xa0ｘ＃доб٣"  # noqa: RUF001
+    texts = ["(514) 555-0123", "+1 514.555.0123", "514-555-0184 x12", "5145550184#12"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 20))) for _ in range(5000)]
+    strip = phonenumbers.phonenumberutil._maybe_strip_extension
+    expected = [strip(text) for text in texts]
+    with bulk_numbers.installed():
+        fast = phonenumbers.phonenumberutil._maybe_strip_extension
+        assert fast is bulk_numbers._fast_strip_extension
+        assert [fast(text) for text in texts] == expected
+    assert phonenumbers.phonenumberutil._maybe_strip_extension is strip
+    # Both kinds were tried: extensions found, and text the shortcut answers.
+    assert sum(1 for extension, _rest in expected if extension) > 20
+    assert sum(1 for text in texts if bulk_numbers._NO_EXTENSION.fullmatch(text)) > 500
+
+
+def test_the_pattern_cache_is_on_only_while_installed() -> None:
+    from phonenumbers import re_util
+
+    before = re_util._COMPILED_PATTERNS  # type: ignore[attr-defined]
+    with bulk_numbers.installed():
+        assert re_util._COMPILED_PATTERNS is not None  # type: ignore[attr-defined]
+        phonenumbers.parse("(514) 555-0123", "CA")
+    assert re_util._COMPILED_PATTERNS is before  # type: ignore[attr-defined]

@@ -241,6 +241,24 @@ async def test_volunteer_not_in_the_campaign_team(world: World) -> None:
     await refused(world, RefusalCode.NOT_FOUND, volunteer_id=world.users["carol"], campaign_id=None)
 
 
+async def test_another_teams_contact_is_not_found_under_ones_own_campaign(
+    world: World,
+) -> None:
+    """The campaign's list entry is what proves a contact visible, so it is
+    looked for first; without one, a contact of another team is "no such
+    contact", never "not on this campaign's list", which would tell it exists."""
+    message = await refused(world, RefusalCode.NOT_FOUND, contact_id=world.contacts["other_team"])
+    assert message == "no such contact"
+    message = await refused(
+        world,
+        RefusalCode.NOT_FOUND,
+        volunteer_id=world.users["carol"],
+        contact_id=world.contacts["bob_contact"],
+        campaign_id=world.other_campaign_id,
+    )
+    assert message == "no such contact"
+
+
 async def test_caller_id_must_be_allowed(world: World) -> None:
     message = await refused(world, RefusalCode.CALLER_ID_NOT_ALLOWED, caller_id="+15145559999")
     assert message == "+15145559999 is not an allowed caller ID here"

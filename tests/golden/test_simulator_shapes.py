@@ -114,7 +114,14 @@ class LaneBook:
     """Sorts call events into lanes: one per leg, per device, plus the
     OriginateResponse, the bridge and the LocalBridge."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, lane_per_channel: bool = False) -> None:
+        """``lane_per_channel`` gives each channel of a role its own lane
+        (``P``, ``P2``...) instead of one lane per role: two recordings of
+        the real Asterisk interleave two channels of a role (the own-number
+        call's two trunk legs) differently, while the simulator's
+        interleaving need not copy either, and is compared per role."""
+        self.lane_per_channel = lane_per_channel
+        self.lane_of_channel: dict[str, str] = {}
         self.lanes: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
         self.role_by_name: dict[str, tuple[str, str]] = {}
         self.name_by_role: dict[tuple[str, str], str] = {}
@@ -190,13 +197,17 @@ class LaneBook:
                 self.bridge_call[bridge] = call
                 for pending in self.unplaced_bridges.pop(bridge, []):
                     self._put(call, "B", pending)
-            self._put(call, role, signature)
+            self._put(call, self.lane_of_channel.get(channel, role), signature)
 
     def _learn(self, channel: str, call: str, role: str) -> None:
         """Channels are learnt from any event naming them: after a reconnect
         the first one may be a list item or a BridgeLeave."""
         if channel in self.role_by_name:
             return
+        if self.lane_per_channel:
+            same_role = sum(1 for known in self.role_by_name.values() if known == (call, role))
+            if same_role:
+                self.lane_of_channel[channel] = f"{role}{same_role + 1}"
         self.role_by_name[channel] = (call, role)
         self.name_by_role[(call, role)] = channel
         self.device_lane[channel.rsplit("-", 1)[0]] = (call, "device-" + role[0])

@@ -4,7 +4,9 @@ Records every scenario of ``tests.pbx.record_transcripts`` afresh on a real
 Asterisk loaded with today's ``asterisk-config/``, and compares each with its
 committed recording the way ``tests/golden/test_simulator_shapes.py``
 compares the simulator: per call leg, the event names with what tells them
-apart, VarSet runs collapsed.  A change to the shipped dialplan, the phones'
+apart, VarSet runs collapsed; here each channel is a lane of its own, as the
+real Asterisk interleaves two channels of a leg (the own-number call's two
+trunk channels) differently from run to run.  A change to the shipped dialplan, the phones'
 endpoints or the Originate the dialer sends that changes the events fails
 here, naming the recording to make again (see tests/fixtures/ami/README.md).
 """
@@ -31,7 +33,7 @@ pytestmark = pytest.mark.slow
 
 
 def lanes(path: Path) -> dict[str, dict[str, list[str]]]:
-    book = LaneBook()
+    book = LaneBook(lane_per_channel=True)
     for frame in read_transcript(path):
         if frame.direction == "server" and frame.note is None:
             book.feed(server_messages(frame))

@@ -48,7 +48,9 @@ from tests.pbx.product import (
     stored_call,
 )
 
-pytestmark = pytest.mark.slow
+# One xdist worker for the whole module: its module fixture starts its own
+# Asterisk (and waits out ring timeouts), which split tests would do twice.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pbx_browser_phone")]
 
 ANSWERS = "+15145550405"  # ends in 5: the carrier answers after 1 s and stays up
 BUSY = "+15145550401"  # ends in 1: 486 Busy Here

@@ -44,6 +44,10 @@ from tests.e2e.webworld import password_hash
 from tests.pbx.conftest import UNPLUGGED, VOLUNTEER_BUSY, RealPbx, pbx_running, start_pbx
 from tests.pbx.realpbx import AMI_USER, Asterisk, Phone, free_port
 
+# One xdist worker for the whole module: the broken PBX's fixture starts its
+# own Asterisk, which split tests would start twice.
+pytestmark = pytest.mark.xdist_group("pbx_check_broken")
+
 POLICY = DialingPolicy.parse(["CA", "US"], ["+1900", "+1976"])
 DIAL, REFUSE = probe_numbers(POLICY)
 NO_ORIGINATE = "no-originate"

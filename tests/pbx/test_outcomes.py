@@ -40,7 +40,9 @@ from tests.pbx.product import (
 )
 from tests.pbx.realpbx import Dialog
 
-pytestmark = pytest.mark.slow
+# One xdist worker for the whole module: its module fixture starts its own
+# Asterisk (and waits out ring timeouts), which split tests would do twice.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pbx_outcomes")]
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,9 @@ from tests.pbx.product import (
 )
 from tests.support.tcp_proxy import TcpProxy
 
-pytestmark = pytest.mark.slow
+# One xdist worker for the whole module: its module fixture starts its own
+# Asterisk (and waits out ring timeouts), which split tests would do twice.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pbx_resilience")]
 
 
 @pytest.fixture(scope="module")

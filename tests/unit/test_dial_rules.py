@@ -43,6 +43,10 @@ from dialer.domain.dial_rules import (
     nanp_refusals,
 )
 
+# One xdist worker for the whole module: the sweep over every +1 number
+# (seconds of CPU) is a module fixture, which split tests would run twice.
+pytestmark = pytest.mark.xdist_group("dial_rules_sweep")
+
 EXTENSIONS_CONF = Path(__file__).resolve().parents[2] / "asterisk-config" / "extensions.conf"
 OUTBOUND = "dialer-outbound"
 # An ordinary line number, and the one directory assistance answers on.

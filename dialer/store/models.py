@@ -495,6 +495,8 @@ class CallAttempt(Base):
     # When a disposition was stored for this call (dialer.store.outcomes
     # keeps it, as the only writer of dispositions): the outcome owed is
     # then found through a small index instead of a volunteer's whole history.
+    # Migration 0014 dated only the answered, unskipped calls of before it:
+    # a call never answered may have a disposition and no date.
     outcome_recorded_at: Mapped[datetime | None] = mapped_column()
     outcome_skip_reason: Mapped[str | None] = mapped_column(String(40))
     outcome_skip_note: Mapped[str | None] = mapped_column(String(500))

@@ -150,7 +150,7 @@ async def test_upgrading_and_downgrading_keep_every_row(empty_db: str) -> None:
         await engine.dispose()
 
 
-async def test_0014_dates_every_recorded_outcome_and_leaves_the_owed_one_pending(
+async def test_0014_dates_answered_calls_outcomes_and_leaves_the_owed_one_pending(
     empty_db: str,
 ) -> None:
     """Calls answered before 0014 get their disposition's time; the one without
@@ -167,7 +167,11 @@ async def test_0014_dates_every_recorded_outcome_and_leaves_the_owed_one_pending
             contact = Contact(first_name="Ada", last_name="Lovelace")
             session.add_all([volunteer, contact])
             await session.flush()
-            for number, when in (("1", answered), ("2", answered.replace(minute=30))):
+            for number, when, outcome in (
+                ("1", answered, CallOutcome.COMPLETED),
+                ("2", answered.replace(minute=30), CallOutcome.COMPLETED),
+                ("3", answered.replace(minute=40), CallOutcome.CONTACT_NO_ANSWER),
+            ):
                 session.add(
                     CallAttempt(
                         call_id=f"call-{number}",
@@ -175,28 +179,32 @@ async def test_0014_dates_every_recorded_outcome_and_leaves_the_owed_one_pending
                         number_e164="+15145550100",
                         volunteer_id=volunteer.id,
                         state=CallState.ENDED,
-                        outcome=CallOutcome.COMPLETED,
+                        outcome=outcome,
                         requested_at=when,
-                        contact_answered_at=when,
+                        contact_answered_at=when if outcome is CallOutcome.COMPLETED else None,
                         ended_at=when,
                     )
                 )
             await session.flush()
-            talked = await session.scalar(
-                select(CallAttempt).where(CallAttempt.call_id == "call-2")
-            )
-            assert talked is not None
-            volunteer_id = volunteer.id
-            session.add(
-                Disposition(
-                    submission_id="s-1",
-                    call_attempt_id=talked.id,
-                    contact_id=contact.id,
-                    volunteer_id=volunteer.id,
-                    outcome=DispositionOutcome.ANSWERED,
-                    created_at=recorded,
+            for submission, call_id, disposition in (
+                ("s-1", "call-2", DispositionOutcome.ANSWERED),
+                ("s-2", "call-3", DispositionOutcome.ABSENT),
+            ):
+                call = await session.scalar(
+                    select(CallAttempt).where(CallAttempt.call_id == call_id)
                 )
-            )
+                assert call is not None
+                session.add(
+                    Disposition(
+                        submission_id=submission,
+                        call_attempt_id=call.id,
+                        contact_id=contact.id,
+                        volunteer_id=volunteer.id,
+                        outcome=disposition,
+                        created_at=recorded,
+                    )
+                )
+            volunteer_id = volunteer.id
         await engine.dispose()
         # As a database written before 0014 would be.
         await db.downgrade_async(empty_db, "0013")
@@ -215,6 +223,9 @@ async def test_0014_dates_every_recorded_outcome_and_leaves_the_owed_one_pending
         assert dated["call-1"] is None
         assert dated["call-2"] is not None
         assert dated["call-2"].replace(tzinfo=UTC) == recorded
+        # Never answered: it could not owe an outcome, so 0014 leaves it
+        # undated rather than rewrite its row.
+        assert dated["call-3"] is None
         assert owed is not None and owed.call_id == "call-1"
     finally:
         await engine.dispose()

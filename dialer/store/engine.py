@@ -12,7 +12,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import Table, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -124,6 +125,16 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     engine = create_async_engine(url, **kwargs)
     event.listen(engine.sync_engine, "handle_error", _hide_argument_values)
     return engine
+
+
+def insert_on_conflict(session: AsyncSession, table: Table) -> Any:
+    """An INSERT into ``table`` that takes ``on_conflict_do_nothing`` and
+    ``on_conflict_do_update``, on PostgreSQL and SQLite alike: the unique
+    key decides, in the database, so two processes racing on one row add
+    it once."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -12,13 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dialer.store.engine import insert_on_conflict
 from dialer.store.models import User, WorkerHeartbeat
+
+_HEARTBEATS = cast(Table, WorkerHeartbeat.__table__)
 
 # How often a worker says it is alive, and how long a silence means it is not:
 # three beats missed (a stopped, hung or cut-off worker, not a slow commit).
@@ -61,12 +63,8 @@ async def beat(
         "ami_connected": ami_connected,
     }
     changed = {key: value for key, value in values.items() if key != "pbx"}
-    if session.get_bind().dialect.name == "postgresql":
-        upsert = postgresql_insert(WorkerHeartbeat).values(values)
-        await session.execute(upsert.on_conflict_do_update(index_elements=["pbx"], set_=changed))
-    else:
-        lite = sqlite_insert(WorkerHeartbeat).values(values)
-        await session.execute(lite.on_conflict_do_update(index_elements=["pbx"], set_=changed))
+    upsert = insert_on_conflict(session, _HEARTBEATS).values(values)
+    await session.execute(upsert.on_conflict_do_update(index_elements=["pbx"], set_=changed))
 
 
 async def remove(session: AsyncSession, *, pbx: str, host: str, pid: int) -> None:

@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialer.domain.notifications import NotificationKind
+from dialer.store.engine import insert_on_conflict
 from dialer.store.models import Notification, NotificationPreference
 
 _NOTIFICATIONS = cast(Table, Notification.__table__)
@@ -35,14 +35,6 @@ class NewNotification:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def _insert(session: AsyncSession, table: Table) -> Any:
-    # ON CONFLICT DO NOTHING on both backends: the unique key decides, in
-    # the database, so two processes racing on one trigger add one row.
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
 async def add(
     session: AsyncSession, notifications: Sequence[NewNotification], *, at: datetime
 ) -> list[int]:
@@ -50,7 +42,7 @@ async def add(
     if not notifications:
         return []
     statement = (
-        _insert(session, _NOTIFICATIONS)
+        insert_on_conflict(session, _NOTIFICATIONS)
         .values(
             [
                 {
@@ -113,7 +105,7 @@ async def set_email_preference(
     session: AsyncSession, user_id: int, email: bool, *, at: datetime
 ) -> None:
     statement = (
-        _insert(session, _PREFERENCES)
+        insert_on_conflict(session, _PREFERENCES)
         .values(user_id=user_id, email=email, updated_at=at)
         .on_conflict_do_update(index_elements=["user_id"], set_={"email": email, "updated_at": at})
     )

@@ -542,7 +542,15 @@ class CallWorker:
             self.service.sessions, atomic=atomic
         ) as session:
             ids = {snapshot.call_id for snapshot in ordered}
-            rows = await session.scalars(select(CallAttempt).where(CallAttempt.call_id.in_(ids)))
+            current = select(CallAttempt).where(CallAttempt.call_id.in_(ids))
+            if atomic:
+                # Another worker may be storing the same end (two workers on
+                # one PBX, or one resyncing a call): locked, its rows are read
+                # once it has committed, as ended, and the end is neither
+                # counted twice nor refused by the automatic absent's unique
+                # key.  Locked in one order, so two batches never deadlock.
+                current = current.order_by(CallAttempt.id).with_for_update()
+            rows = await session.scalars(current)
             calls = {call.call_id: call for call in rows}
             # Written below by one executemany, not by the unit of work's
             # per-row flush: detached, the rows are not flushed a second time.

@@ -194,6 +194,32 @@ async def test_calls_ending_in_one_batch_get_their_bookkeeping_exactly_once(worl
     assert (untouched.attempts, untouched.last_attempt_at, untouched.done) == (0, None, False)
 
 
+async def test_two_workers_storing_the_same_end_at_once_count_it_once(world: World) -> None:
+    """Two workers that both saw the call end (one on each connection to
+    the PBX, or one resyncing it) store the end together: one stores it,
+    the other finds it stored, neither fails."""
+    now = world.clock.now
+    later = now + timedelta(seconds=30)
+    for call_id, contact, volunteer in (
+        ("busy", "montreal", "alice"),
+        ("other", "vancouver", "dave"),
+    ):
+        await live_call(world, call_id, contact, volunteer)
+    ending = [
+        *dialed("busy", now, 1),
+        *dialed("other", now, 3),
+        ended("busy", later, CallOutcome.CONTACT_BUSY, "BUSY"),
+        ended("other", later, CallOutcome.CONTACT_NO_ANSWER, "NOANSWER"),
+    ]
+    first, second = worker_for(world), worker_for(world)
+    # Reversed in the second: its rows are locked in the other order.
+    stored = await asyncio.gather(first.apply(ending), second.apply(ending[::-1]))
+    assert sorted(call.call_id for batch in stored for call in batch) == ["busy", "other"]
+    assert [d.submission_id for d in await dispositions(world)] == ["auto-busy", "auto-other"]
+    for contact in ("montreal", "vancouver"):
+        assert (await entry_of(world, contact)).attempts == 1, contact
+
+
 async def test_each_row_gets_what_its_snapshots_said(world: World) -> None:
     now = world.clock.now
     later = now + timedelta(seconds=5)

@@ -148,14 +148,9 @@ class CallingLists:
     ) -> _CampaignAccess | None:
         """The campaign, and which of ``user_ids`` may work on it, in one round
         trip: this runs before every call a volunteer makes."""
-        member = exists().where(
-            TeamMember.user_id == User.id, TeamMember.team_id == Campaign.team_id
-        )
         rows = (
             await session.execute(
-                select(Campaign, User, member)
-                .join_from(Campaign, User, true())
-                .where(Campaign.id == campaign_id, User.id.in_(user_ids))
+                _CAMPAIGN_AND_USERS, {"campaign_id": campaign_id, "user_ids": list(user_ids)}
             )
         ).all()
         if not rows:
@@ -204,6 +199,22 @@ class CallingLists:
                     due: datetime = row.due_at
                     return due
         return None
+
+
+# The campaign, each user asked about, and whether that user is in the
+# campaign's team; built once, as _READY is, for the same reason.
+_CAMPAIGN_AND_USERS = (
+    select(
+        Campaign,
+        User,
+        exists().where(TeamMember.user_id == User.id, TeamMember.team_id == Campaign.team_id),
+    )
+    .join_from(Campaign, User, true())
+    .where(
+        Campaign.id == bindparam("campaign_id", type_=Integer),
+        User.id.in_(bindparam("user_ids", expanding=True)),
+    )
+)
 
 
 _Entries = Select[tuple[int, int, str | None, bool, datetime | None, str]]

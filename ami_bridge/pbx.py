@@ -30,6 +30,7 @@ from dialer.domain.ports import (
     OriginateRejected,
     OriginateRequest,
     PbxUnavailable,
+    SpyRequest,
 )
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,51 @@ class AmiPbx:
                 channel,
                 error,
                 extra={"call_id": call_id},
+            )
+            return False
+        return True
+
+    async def spy_on_call(self, request: SpyRequest) -> bool:
+        snapshot = self.tracker.get(request.call_id)
+        if snapshot is None or snapshot.ended or snapshot.volunteer_channel is None:
+            return False
+        # The volunteer's leg as Asterisk named it in the events this
+        # tracker read: whispering to it is heard by the volunteer alone.
+        target = snapshot.volunteer_channel
+        try:
+            await self.client.originate(
+                request.channel,
+                context=request.context,
+                exten=request.mode,
+                caller_id_name=request.caller_id_name,
+                caller_id_num=request.caller_id_number,
+                timeout_ms=request.timeout_ms,
+                # Ends in neither -v nor -o: the tracker must not take the
+                # organizer's leg for a call of its own (see ami_bridge.tracker).
+                channel_id=f"{request.call_id}-spy{request.request_id}",
+                variables={
+                    "DIALER_SPY_CHANNEL": target,
+                    "DIALER_SPY_BEEP": "yes" if request.beep else "no",
+                    # An organizer whose phone is their own number is dialed
+                    # through the outbound context, which wants a caller ID.
+                    "DIALER_CALLERID": request.caller_id_number,
+                },
+                action_id=f"spy-{request.request_id}",
+            )
+        except AmiOriginateUnknown:
+            # Sent: it may be ringing.  Never sent twice.
+            log.warning(
+                "call %s: connection lost while ringing the organizer in",
+                request.call_id,
+                extra={"call_id": request.call_id},
+            )
+        except (AmiError, AmiEncodingError) as error:
+            log.warning(
+                "call %s: %s could not be started: %s",
+                request.call_id,
+                request.mode,
+                error,
+                extra={"call_id": request.call_id},
             )
             return False
         return True

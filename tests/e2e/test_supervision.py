@@ -223,3 +223,19 @@ async def test_a_call_not_answered_yet_cannot_be_joined(
     await _until_state(alice, call_id, "ended")
     status, body = await olivia.api("POST", f"/api/calls/{call_id}/supervise", {"mode": "listen"})
     assert (status, body["error"]["code"]) == (409, "call_not_live")
+
+
+@pytest.mark.parametrize(
+    ("language", "labels"),
+    [("en", ["Listen", "Whisper", "Barge"]), ("fr", ["Écouter", "Souffler", "Intervenir"])],
+)
+async def test_the_live_panel_offers_the_three_buttons_in_each_language(
+    client: ClientFactory, language: str, labels: list[str]
+) -> None:
+    # Olivia reads English, Oscar French (their own choice, over the browser's).
+    organizer = await client("olivia" if language == "en" else "oscar")
+    status, html = await organizer.page("/ops/live")
+    assert status == 200
+    for mode, label in zip(["listen", "whisper", "barge"], labels, strict=True):
+        assert f'data-supervise="{mode}"' in html
+        assert f">{label}</button>" in html

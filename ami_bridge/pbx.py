@@ -35,6 +35,10 @@ from dialer.domain.ports import (
 
 log = logging.getLogger(__name__)
 
+# The Originate variable naming the channel an organizer's phone spies on
+# ([dialer-supervise]); an Originate carrying it is not a call of its own.
+SPY_CHANNEL_VARIABLE = "DIALER_SPY_CHANNEL"
+
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
@@ -185,7 +189,7 @@ class AmiPbx:
                 # organizer's leg for a call of its own (see ami_bridge.tracker).
                 channel_id=f"{request.call_id}-spy{request.request_id}",
                 variables={
-                    "DIALER_SPY_CHANNEL": target,
+                    SPY_CHANNEL_VARIABLE: target,
                     "DIALER_SPY_BEEP": "yes" if request.beep else "no",
                     # An organizer whose phone is their own number is dialed
                     # through the outbound context, which wants a caller ID.

@@ -54,6 +54,8 @@ class SpyCall(Call):
         sim._newexten(v, "Set", "SPY_QUIET=q", priority=3)
         sim._varset(v, "SPY_QUIET", "q")
         sim._newexten(v, "ExecIf", f"{int(not quiet)}?Set(SPY_QUIET=)", priority=4)
+        if not quiet:
+            sim._varset(v, "SPY_QUIET", "")
         sim._newexten(v, "ChanSpy", f"{target},{options}{quiet}", priority=5)
         if not quiet:
             # The real ChanSpy plays `beep` to the organizer first; the
@@ -70,6 +72,9 @@ class SpyCall(Call):
             await sim._watch_hangup(spied).wait()
             self._stop_spying()
         sim._newexten(v, "Return", "", priority=6)
+        # Return() drops the subroutine's arguments and sets its return value.
+        for variable in ("ARGC", "ARG1", "GOSUB_RETVAL"):
+            sim._varset(v, variable, "")
         v.context, v.exten = SUPERVISION_CONTEXT, mode
         sim._newexten(v, "Hangup", "", priority=2)
         self._organizer_leaves(16)

@@ -18,13 +18,14 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer.domain.vocabulary import CampaignStatus, Role
+from dialer.domain.vocabulary import CampaignStatus, Role, VolunteerPhone
 from dialer.store.models import (
     AuditEntry,
     CallingListEntry,
@@ -59,6 +60,10 @@ MODES = {
     "barge": ("1014", "+15145550235", "BESq"),
 }
 OTHER_TEAM_VOLUNTEER = ("victor", "1016", "+15145550245")
+# An organizer whose phone is their own number, rung over the carrier like a
+# contact (ends in 5: answers after 1 s and stays); volunteer 1018's call.
+OWN_NUMBER_ORGANIZER = ("nadia", "+15145550255")
+OWN_NUMBER_CALL = ("1018", "+15145550265")
 
 
 class Observer:
@@ -130,6 +135,7 @@ class Supervised:
     observer: Observer
     dialer_trace: Path
     call_ids: dict[str, str] = field(default_factory=dict)
+    own_number_call_id: str = ""
     other_call_id: str = ""
     other_refusal: tuple[int, object] = (0, None)
     volunteer_refusal: tuple[int, object] = (0, None)
@@ -183,12 +189,31 @@ async def supervised(
     )
     volunteers = {f"v{ext}": ext for ext, _number, _options in MODES.values()}
     contacts = {mode: (number, f"v{ext}") for mode, (ext, number, _opts) in MODES.items()}
+    volunteers[f"v{OWN_NUMBER_CALL[0]}"] = OWN_NUMBER_CALL[0]
+    contacts["own_number"] = (OWN_NUMBER_CALL[1], f"v{OWN_NUMBER_CALL[0]}")
     world = await seed(session_maker, volunteers, contacts)
     async with session_maker.begin() as session:
         organizer = await session.scalar(select(User).where(User.username == ORGANIZER))
         assert organizer is not None
         # The organizer's own desk phone, as a volunteer's is set.
         organizer.sip_extension = ORGANIZER_PHONE
+        username, number = OWN_NUMBER_ORGANIZER
+        nadia = User(
+            username=username,
+            display_name="Nadia",
+            role=Role.ORGANIZER,
+            password_hash=password_hash(),
+            phone=VolunteerPhone.OWN_NUMBER,
+            own_number=number,
+            own_number_approved_at=datetime.now(UTC),
+        )
+        session.add(nadia)
+        await session.flush()
+        team_id = await session.scalar(
+            select(TeamMember.team_id).where(TeamMember.user_id == organizer.id)
+        )
+        assert team_id is not None
+        session.add(TeamMember(team_id=team_id, user_id=nadia.id))
     other_campaign, other_contact = await _other_team(session_maker)
     trace = pbx_folder / "supervision" / "dialer-ami.ami"
     async with (
@@ -238,6 +263,20 @@ async def supervised(
                         status, body = await olivia.api("POST", f"/api/calls/{call_id}/hangup")
                         assert status == 202, body
                         await volunteer.wait_for(call_id, "ended")
+                async with (
+                    Browser.signed_in(dialer.url, f"v{OWN_NUMBER_CALL[0]}") as volunteer,
+                    Browser.signed_in(dialer.url, OWN_NUMBER_ORGANIZER[0]) as nadia,
+                ):
+                    call_id = await volunteer.click_call(world, "own_number")
+                    result.own_number_call_id = call_id
+                    await volunteer.wait_for(call_id, "talking")
+                    status, body = await nadia.api(
+                        "POST", f"/api/calls/{call_id}/supervise", {"mode": "listen"}
+                    )
+                    assert status == 202, body
+                    await observer.spy_of(call_id, "ChanSpyStart", timeout=20)
+                    await nadia.api("POST", f"/api/calls/{call_id}/hangup")
+                    await volunteer.wait_for(call_id, "ended")
                 await victor.api("POST", f"/api/calls/{result.other_call_id}/hangup")
                 await victor.wait_for(result.other_call_id, "ended")
             yield result
@@ -289,6 +328,7 @@ async def test_every_use_is_audited_with_who_which_call_and_when(
     assert olivia is not None
     supervisions = {f"call.{mode}" for mode in MODES}
     used = {entry.entity_id: entry for entry in entries if entry.action in supervisions}
+    assert used.pop(supervised.own_number_call_id).action == "call.listen"
     assert {mode: used[call_id].action for mode, call_id in supervised.call_ids.items()} == {
         mode: f"call.{mode}" for mode in MODES
     }
@@ -322,7 +362,7 @@ async def test_another_teams_call_is_refused_before_anything_reaches_ami(
         for frame in re.split(r"^(?=(?:>>>|<<<) t=)", sent, flags=re.M)
         if frame.startswith(">>>") and "Action: Originate" in frame
     ]
-    assert sum("Context: dialer-supervise" in frame for frame in originates) == len(MODES)
+    assert sum("Context: dialer-supervise" in frame for frame in originates) == len(MODES) + 1
     assert f"{supervised.other_call_id}-spy" not in sent
     assert supervised.observer.spying(supervised.other_call_id, "Newchannel") == []
 
@@ -330,3 +370,23 @@ async def test_another_teams_call_is_refused_before_anything_reaches_ami(
 async def test_the_calls_own_volunteer_may_not_spy_on_it(supervised: Supervised) -> None:
     status, body = supervised.volunteer_refusal
     assert status in (403, 404), body
+
+
+async def test_an_organizer_whose_phone_is_their_own_number_is_called_on_it(
+    supervised: Supervised, session_maker: async_sessionmaker[AsyncSession]
+) -> None:
+    """The same Originate with the organizer's phone as a volunteer's own
+    number is built: a Local channel into the outbound context, which dials
+    it over the carrier with the call's caller ID; its ;1 half spies."""
+    call_id = supervised.own_number_call_id
+    row = await stored_call(session_maker, call_id)
+    start = await supervised.observer.spy_of(call_id, "ChanSpyStart")
+    number = OWN_NUMBER_ORGANIZER[1].removeprefix("+")
+    assert start["SpyerChannel"].startswith(f"Local/{number}@dialer-outbound-")
+    assert start["SpyerChannel"].endswith(";1")
+    assert start["SpyeeChannel"] == row.volunteer_channel
+    mobile = await supervised.pbx.carrier.dialog(number)
+    assert mobile.answered_at is not None
+    # The organizer's phone shows the campaign's number, as a contact's does.
+    assert "sip:15145550000@" in mobile.invite.headers["from"]
+    await supervised.observer.spy_of(call_id, "ChanSpyStop")

@@ -204,15 +204,14 @@ class AmiPbx:
                 request.call_id,
                 extra={"call_id": request.call_id},
             )
-        except (AmiError, AmiEncodingError) as error:
-            log.warning(
-                "call %s: %s could not be started: %s",
-                request.call_id,
-                request.mode,
-                error,
-                extra={"call_id": request.call_id},
-            )
-            return False
+        except (AmiNotConnected, AmiActionTimeout) as error:
+            # AmiActionTimeout reaching here was never sent (no free slot).
+            raise PbxUnavailable(str(error)) from error
+        except AmiActionError as error:
+            # No [dialer-supervise] on this PBX, or the phone's endpoint is missing.
+            raise OriginateRejected(error.message) from error
+        except AmiEncodingError as error:
+            raise OriginateRejected(str(error)) from error
         return True
 
     async def updates(self) -> AsyncIterator[CallUpdate]:

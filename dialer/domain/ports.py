@@ -166,7 +166,9 @@ class CallPbx(PbxPort, Protocol):
 
     async def spy_on_call(self, request: SpyRequest) -> bool:
         """Ring the organizer into the live call; False when the call has no
-        live volunteer leg to spy on (not yet, or no longer)."""
+        live volunteer leg to spy on (not yet, or no longer).  Raises
+        :class:`PbxUnavailable` or :class:`OriginateRejected` as
+        :meth:`originate` does."""
 
     def updates(self) -> AsyncIterator[CallSnapshot]:
         """Every change of every call, in the order the PBX reported them."""

@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import NoReturn
+from typing import Literal, NoReturn
 
 from sqlalchemy import (
     select,
@@ -89,10 +89,15 @@ SUPERVISABLE_STATES = frozenset(
 )
 
 
+# Why a listen/whisper/barge was refused: not one of the three, the call is
+# not answered yet or is over, the organizer has no phone to ring.
+SupervisionRefusal = Literal["bad_mode", "not_live", "no_phone"]
+
+
 class SupervisionRefused(Exception):
     """A listen/whisper/barge that cannot be done now (the user may see the call)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: SupervisionRefusal, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message

@@ -41,6 +41,7 @@ from dialer.domain.ports import (
     OriginateOutcomeUnknown,
     OriginateRejected,
     OriginateRequest,
+    PbxError,
     PbxUnavailable,
     SpyMode,
     SpyRequest,
@@ -522,7 +523,19 @@ class CallWorker:
                 timeout_ms=self.originate_timeout_ms,
                 beep=self.supervision_beep,
             )
-            if not await self.pbx.spy_on_call(request):
+            try:
+                started = await self.pbx.spy_on_call(request)
+            except PbxError as error:
+                log.warning(
+                    "call %s: %s by user %s refused by the PBX: %s",
+                    call_id,
+                    chosen,
+                    actor,
+                    error,
+                    extra={"call_id": call_id},
+                )
+                continue
+            if not started:
                 log.info(
                     "call %s: %s by user %s not started: the call has no live volunteer leg",
                     call_id,

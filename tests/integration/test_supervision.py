@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ami_bridge.client import AmiClient
 from ami_bridge.pbx import AmiPbx
 from ami_bridge.simulator import AmiSimulator
-from dialer.domain.ports import CallPbx, OriginateRequest, SpyRequest
+from dialer.domain.ports import CallPbx, OriginateRejected, OriginateRequest, PbxError, SpyRequest
 from dialer.domain.vocabulary import CallState, Role, VolunteerPhone
 from dialer.services.calling import SupervisionRefused
 from dialer.services.common import NotAllowed
@@ -44,9 +44,12 @@ class SpyRecorder:
     answer: bool = True
     asked: list[SpyRequest] = field(default_factory=list)
     connected: bool = True
+    refusal: PbxError | None = None
 
     async def spy_on_call(self, request: SpyRequest) -> bool:
         self.asked.append(request)
+        if self.refusal is not None:
+            raise self.refusal
         return self.answer
 
 
@@ -225,6 +228,20 @@ async def test_a_request_the_pbx_cannot_serve_is_dropped_not_retried(world: Worl
     assert len(pbx.asked) == 1
 
 
+async def test_a_refusal_by_the_pbx_is_logged_and_the_rest_go_on(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = world.service()
+    await service.supervise(world.users["olivia"], CALL, "listen")
+    await service.supervise(world.users["adam"], CALL, "whisper")
+    pbx = SpyRecorder(refusal=OriginateRejected("Extension does not exist."))
+    worker = CallWorker(service, _port(pbx), originate_timeout_ms=15000)
+    assert await worker.handle_supervision_requests() == 2
+    assert [request.mode for request in pbx.asked] == ["listen", "whisper"]
+    assert "refused by the PBX: Extension does not exist." in caplog.text
+    assert await worker.handle_supervision_requests() == 0
+
+
 async def test_nothing_is_claimed_while_the_pbx_is_down(world: World) -> None:
     service = world.service()
     await service.supervise(world.users["olivia"], CALL, "listen")
@@ -281,6 +298,13 @@ async def test_the_ami_port_spies_on_the_tracked_leg_only(simulator: AmiSimulato
         assert await pbx.spy_on_call(
             SpyRequest(**{**_fields(spy), "call_id": "c-known", "request_id": 2})
         )
+        # A PBX without [dialer-supervise] (not copied from asterisk-config).
+        with pytest.raises(OriginateRejected, match="Extension does not exist"):
+            await pbx.spy_on_call(
+                SpyRequest(
+                    **{**_fields(spy), "call_id": "c-known", "context": "from-phones"}  # type: ignore[arg-type]
+                )
+            )
         [sent] = [a for a in simulator.actions if a.get("Context") == "dialer-supervise"]
         assert sent.get("Channel") == "PJSIP/1007"
         assert sent.get("Exten") == "listen"

@@ -408,6 +408,13 @@ async def api_supervise(request: web.Request) -> web.Response:
             raise ApiError(
                 409, "no_phone", _("You have no phone the dialer can ring; ask an administrator.")
             ) from None
+        if refused.code == "bad_mode":
+            raise ApiError(
+                422,
+                "invalid",
+                _("Choose listen, whisper or barge."),
+                fields={"mode": _("Choose listen, whisper or barge.")},
+            ) from None
         raise ApiError(
             409, "call_not_live", _("Only a call whose volunteer has answered can be joined.")
         ) from None

@@ -277,9 +277,9 @@ async def add_supervision_request(
 
 async def claim_supervision_requests(
     session: AsyncSession, *, pbx: str, at: datetime
-) -> list[tuple[int, str, str, int | None]]:
+) -> list[tuple[int, str, str, int | None, datetime]]:
     """Take the supervisions waiting for ``pbx``, each once: (request id, call
-    id, mode, organizer's id)."""
+    id, mode, organizer's id, when it was asked)."""
     claimed = await session.execute(
         update(SupervisionRequest)
         .where(SupervisionRequest.pbx == pbx, SupervisionRequest.handled_at.is_(None))
@@ -289,9 +289,13 @@ async def claim_supervision_requests(
             SupervisionRequest.call_id,
             SupervisionRequest.mode,
             SupervisionRequest.actor_id,
+            SupervisionRequest.requested_at,
         )
     )
-    return [(row_id, call_id, mode, actor) for row_id, call_id, mode, actor in claimed]
+    return [
+        (row_id, call_id, mode, actor, requested_at)
+        for row_id, call_id, mode, actor, requested_at in claimed
+    ]
 
 
 def copy_snapshot(call: CallAttempt, snapshot: CallSnapshot) -> None:

@@ -481,17 +481,32 @@ class CallWorker:
         """Ring each organizer who asked into the call they chose, once.
 
         Unlike a hang-up, a request the PBX cannot serve now is not kept for
-        later: an organizer rung minutes after the click, into another part
-        of the call, would be a surprise.  They click again.
+        later, and one older than the request expiry (the worker or the PBX
+        was down) is dropped: an organizer rung minutes after the click, into
+        another part of the call, would be a surprise.  They click again.
         """
         if not self.pbx.connected:
             return 0
+        now = self.service.clock()
         async with self.service.sessions.begin() as session:
-            claimed = await call_rows.claim_supervision_requests(
-                session, pbx=self.service.pbx_name, at=self.service.clock()
+            taken = await call_rows.claim_supervision_requests(
+                session, pbx=self.service.pbx_name, at=now
             )
-        if not claimed:
+        if not taken:
             return 0
+        claimed = []
+        for request_id, call_id, mode, actor, requested_at in taken:
+            if requested_at < now - self.request_expiry:
+                log.info(
+                    "call %s: %s by user %s dropped: asked %s ago",
+                    call_id,
+                    mode,
+                    actor,
+                    now - requested_at,
+                    extra={"call_id": call_id},
+                )
+                continue
+            claimed.append((request_id, call_id, mode, actor))
         # Claimed and committed first: a request that fails below is not
         # tried again at every poll.
         async with self.service.sessions() as session:
@@ -543,7 +558,7 @@ class CallWorker:
                     actor,
                     extra={"call_id": call_id},
                 )
-        return len(claimed)
+        return len(taken)
 
     # -- PBX news ------------------------------------------------------------
 

@@ -9,6 +9,7 @@ the channel spied on is always the tracker's, never the request's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
 from pydantic import SecretStr
@@ -239,6 +240,20 @@ async def test_a_refusal_by_the_pbx_is_logged_and_the_rest_go_on(
     assert await worker.handle_supervision_requests() == 2
     assert [request.mode for request in pbx.asked] == ["listen", "whisper"]
     assert "refused by the PBX: Extension does not exist." in caplog.text
+    assert await worker.handle_supervision_requests() == 0
+
+
+async def test_a_request_older_than_the_expiry_rings_nobody(world: World) -> None:
+    """The worker was down: a click from minutes ago is not served late."""
+    service = world.service()
+    await service.supervise(world.users["olivia"], CALL, "listen")
+    world.clock.now += timedelta(minutes=5)
+    pbx = SpyRecorder()
+    worker = CallWorker(
+        service, _port(pbx), originate_timeout_ms=15000, request_expiry=timedelta(seconds=60)
+    )
+    assert await worker.handle_supervision_requests() == 1
+    assert pbx.asked == []
     assert await worker.handle_supervision_requests() == 0
 
 

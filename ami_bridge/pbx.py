@@ -191,6 +191,7 @@ class AmiPbx:
                 variables={
                     SPY_CHANNEL_VARIABLE: target,
                     "DIALER_SPY_BEEP": "yes" if request.beep else "no",
+                    "DIALER_SPY_NOTICE": "yes" if request.notice else "no",
                     # An organizer whose phone is their own number is dialed
                     # through the outbound context, which wants a caller ID.
                     "DIALER_CALLERID": request.caller_id_number,

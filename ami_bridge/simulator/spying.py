@@ -5,7 +5,9 @@ plays them (tests/pbx/test_supervision.py checks the real one).
 The organizer's leg rings and answers like a volunteer's; then ChanSpy()
 attaches to the channel named by ``DIALER_SPY_CHANNEL``: ``ChanSpyStart``,
 and, once that channel hangs up (option ``E``), ``ChanSpyStop`` and the
-organizer's leg hung up with cause 16.  A channel that is not there (the
+organizer's leg hung up with cause 16; with ``DIALER_SPY_NOTICE=yes`` the
+dialplan's Originate of the tones for the volunteer shows, but not the Local
+channel it makes.  A channel that is not there (the
 call ended meanwhile) ends ChanSpy at once (option ``S``): no
 ``ChanSpyStart``, the organizer's leg hung up.  An empty target is refused
 by the dialplan with cause 34 before ChanSpy runs.  No audio is simulated.
@@ -45,9 +47,9 @@ class SpyCall(Call):
         sim._newexten(v, "GotoIf", f"{int(not target)}?notarget", priority=2)
         if not target:
             sim._newexten(
-                v, "Log", "WARNING,dialer supervision without a channel to spy on", priority=7
+                v, "Log", "WARNING,dialer supervision without a channel to spy on", priority=9
             )
-            sim._newexten(v, "Hangup", "34", priority=8)
+            sim._newexten(v, "Hangup", "34", priority=10)
             self._organizer_leaves(34)
             return
         quiet = "" if self.vars.get("DIALER_SPY_BEEP", "").lower() == "yes" else "q"
@@ -56,7 +58,18 @@ class SpyCall(Call):
         sim._newexten(v, "ExecIf", f"{int(not quiet)}?Set(SPY_QUIET=)", priority=4)
         if not quiet:
             sim._varset(v, "SPY_QUIET", "")
-        sim._newexten(v, "ChanSpy", f"{target},{options}{quiet}", priority=5)
+        notice = self.vars.get("DIALER_SPY_NOTICE", "").lower() == "yes"
+        sim._newexten(v, "GotoIf", f"{int(not notice)}?spy", priority=5)
+        if notice:
+            # The tones whispered to the volunteer ([dialer-spy-notice]) go
+            # through a Local channel of their own, which is not simulated.
+            sim._newexten(
+                v,
+                "Originate",
+                f"Local/tone@dialer-spy-notice/n,app,ChanSpy,{target}\\,qwES,,5",
+                priority=6,
+            )
+        sim._newexten(v, "ChanSpy", f"{target},{options}{quiet}", priority=7)
         if not quiet:
             # The real ChanSpy plays `beep` to the organizer first; the
             # shipped PBX has no sound files, and the failed playback ends
@@ -71,7 +84,7 @@ class SpyCall(Call):
             sim._emit("call", "ChanSpyStart", v.block("Spyer") + spied.block("Spyee"))
             await sim._watch_hangup(spied).wait()
             self._stop_spying()
-        sim._newexten(v, "Return", "", priority=6)
+        sim._newexten(v, "Return", "", priority=8)
         # Return() drops the subroutine's arguments and sets its return value.
         for variable in ("ARGC", "ARG1", "GOSUB_RETVAL"):
             sim._varset(v, variable, "")

@@ -57,8 +57,11 @@ class SpyRequest:
     # E.164 digits without '+': what an own-number organizer is called from.
     caller_id_number: str
     timeout_ms: int
-    # Let ChanSpy beep when it starts (DIALER_SUPERVISION_BEEP).
+    # Let ChanSpy beep when it starts (DIALER_SUPERVISION_BEEP): to the organizer.
     beep: bool = False
+    # Play the volunteer two short tones as the organizer joins
+    # (DIALER_SUPERVISION_NOTICE).
+    notice: bool = False
 
 
 class PbxError(Exception):

@@ -239,6 +239,7 @@ def build_runtime(settings: Settings, pbx: CallPbx | None = None, **engine_optio
             request_expiry=timedelta(seconds=settings.request_expiry_seconds),
             supervision_context=settings.supervision_context,
             supervision_beep=settings.supervision_beep,
+            supervision_notice=settings.supervision_notice,
         )
         service.on_request = worker.wake
         service.on_hangup_request = worker.wake_hangups

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # plays it to the organizer, not to the volunteer, and needs the `beep`
     # sound installed (without it ChanSpy hangs up at once): docs/security.md.
     supervision_beep: bool = False
+    # Tell the volunteer when an organizer joins their call: two short tones
+    # only they hear ([dialer-spy-notice]).  Some jurisdictions require it.
+    supervision_notice: bool = False
     default_region: str = "CA"
     originate_timeout_ms: int = Field(default=30000, ge=5000)
     # Dialing policy: ISO regions (CA) or calling codes (+33); empty means

@@ -83,12 +83,14 @@ class CallWorker:
         start_retry_max_delay: float = 5.0,
         supervision_context: str = "dialer-supervise",
         supervision_beep: bool = False,
+        supervision_notice: bool = False,
     ) -> None:
         self.service = service
         self.pbx = pbx
         self.originate_timeout_ms = originate_timeout_ms
         self.supervision_context = supervision_context
         self.supervision_beep = supervision_beep
+        self.supervision_notice = supervision_notice
         self.request_expiry = request_expiry
         self.poll_interval = poll_interval
         self.max_batch = max_batch
@@ -537,6 +539,7 @@ class CallWorker:
                 caller_id_number=(callers.get(call_id) or "").lstrip("+"),
                 timeout_ms=self.originate_timeout_ms,
                 beep=self.supervision_beep,
+                notice=self.supervision_notice,
             )
             try:
                 started = await self.pbx.spy_on_call(request)

@@ -239,3 +239,29 @@ async def test_the_live_panel_offers_the_three_buttons_in_each_language(
     for mode, label in zip(["listen", "whisper", "barge"], labels, strict=True):
         assert f'data-supervise="{mode}"' in html
         assert f">{label}</button>" in html
+
+
+async def test_with_the_notice_on_the_simulator_still_spies(
+    client: ClientFactory, world: WebWorld, served: Served
+) -> None:
+    """DIALER_SUPERVISION_NOTICE: the Originate tells the dialplan to whisper
+    tones to the volunteer; the simulator shows the dialplan step (not the
+    Local channel of the tones) and goes on to ChanSpy."""
+    worker = served.runtime.worker
+    assert worker is not None
+    worker.supervision_notice = True
+    await _give_phone(world, "olivia", ORGANIZER_PHONE)
+    alice, olivia = await client("alice"), await client("olivia")
+    call_id = await _talking_call(alice, world)
+    status, body = await olivia.api("POST", f"/api/calls/{call_id}/supervise", {"mode": "listen"})
+    assert status == 202, body
+    spy = await _spy_channel(served, call_id)
+    assert spy.app_data.endswith(",ESq")
+    [originate] = [
+        a
+        for a in simulator(served).actions
+        if a.get("Action") == "Originate" and a.get("Context") == "dialer-supervise"
+    ]
+    assert "DIALER_SPY_NOTICE=yes" in originate.getall("Variable")
+    await olivia.api("POST", f"/api/calls/{call_id}/hangup")
+    await _until_state(alice, call_id, "ended")

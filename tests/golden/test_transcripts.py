@@ -611,14 +611,14 @@ SCENARIOS: dict[tuple[str, ...], dict[str, Expected]] = {
             fields={
                 "volunteer_channel": "PJSIP/1011-00000000",
                 "contact_channel": "PJSIP/carrier-00000001",
-                "contact_uniqueid": "1796614175.1",
-                "bridge_id": "def92deb-1421-4d1a-897c-7cfcefc72575",
+                "contact_uniqueid": "1796614962.1",
+                "bridge_id": "6b820b68-84ba-4629-bd5d-ac4ab670ecca",
                 "dial_status": "ANSWER",
                 "volunteer_hangup_cause": 16,
                 "contact_hangup_cause": 16,
             },
-            ring_seconds=1.011,
-            talk_seconds=3.53,
+            ring_seconds=1.014,
+            talk_seconds=3.512,
         )
     },
     ("shipped_barge_with_beep.ami",): {
@@ -628,13 +628,13 @@ SCENARIOS: dict[tuple[str, ...], dict[str, Expected]] = {
             fields={
                 "volunteer_channel": "PJSIP/1013-00000003",
                 "contact_channel": "PJSIP/carrier-00000004",
-                "contact_uniqueid": "1796614181.4",
-                "bridge_id": "6fdbdb07-b689-44d1-b51c-f54b8be35107",
+                "contact_uniqueid": "1796614968.4",
+                "bridge_id": "f36270c3-b490-4c8d-acd4-80eff19d00e6",
                 "dial_status": "ANSWER",
                 "volunteer_hangup_cause": 16,
                 "contact_hangup_cause": 16,
             },
-            ring_seconds=1.013,
+            ring_seconds=1.011,
             talk_seconds=3.511,
         )
     },
@@ -1250,7 +1250,7 @@ def _originates(path: Path) -> list[Message]:
 
 SUPERVISION_ORIGINATE_HEADERS = (
     "Action", "Channel", "Context", "Exten", "Priority", "CallerID", "Timeout", "Async",
-    "ChannelId", "Variable", "Variable", "Variable", "ActionID",
+    "ChannelId", "Variable", "Variable", "Variable", "Variable", "ActionID",
 )  # fmt: skip
 
 
@@ -1287,5 +1287,6 @@ def test_a_supervision_originate_names_the_leg_asterisk_reported(
     assert spy.getall("Variable") == [
         f"DIALER_SPY_CHANNEL={leg}",
         f"DIALER_SPY_BEEP={beep}",
+        "DIALER_SPY_NOTICE=no",
         "DIALER_CALLERID=15145550000",
     ]

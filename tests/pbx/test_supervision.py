@@ -222,7 +222,12 @@ async def supervised(
     ):
         await asterisk.wait_for_contacts({"1010": "Avail", ORGANIZER_PHONE: "Avail"})
         async with dialer_running(
-            pg_url, asterisk, pbx_folder, DIALER_AMI_TRACE_FILE=str(trace)
+            pg_url,
+            asterisk,
+            pbx_folder,
+            DIALER_AMI_TRACE_FILE=str(trace),
+            # The volunteer is told: two tones whispered to them alone.
+            DIALER_SUPERVISION_NOTICE="true",
         ) as dialer:
             result = Supervised(pbx, world, observer, trace)
             async with (
@@ -390,3 +395,35 @@ async def test_an_organizer_whose_phone_is_their_own_number_is_called_on_it(
     # The organizer's phone shows the campaign's number, as a contact's does.
     assert "sip:15145550000@" in mobile.invite.headers["from"]
     await supervised.observer.spy_of(call_id, "ChanSpyStop")
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+async def test_the_volunteer_is_told_by_tones_whispered_to_them_alone(
+    supervised: Supervised, session_maker: async_sessionmaker[AsyncSession], mode: str
+) -> None:
+    """DIALER_SUPERVISION_NOTICE: once the organizer answers, [dialer-spy]
+    originates a Local channel whose ;2 half plays tones and whose ;1 half
+    whispers them (ChanSpy qwES) into the volunteer's leg."""
+    call_id = supervised.call_ids[mode]
+    row = await stored_call(session_maker, call_id)
+    observer = supervised.observer
+    [originate] = [
+        e for e in observer.spying(call_id, "Newexten") if e["Application"] == "Originate"
+    ]
+    assert originate["AppData"].startswith("Local/tone@dialer-spy-notice/n,app,ChanSpy,")
+    assert f"{row.volunteer_channel}\\,qwES" in originate["AppData"]
+    [notice] = [
+        e
+        for e in observer.named("ChanSpyStart")
+        if e["SpyeeUniqueid"] == f"{call_id}-v"
+        and e["SpyerChannel"].startswith("Local/tone@dialer-spy-notice-")
+    ]
+    assert notice["SpyerChannel"].endswith(";1")
+    tones = notice["SpyerChannel"][:-1] + "2"
+    assert any(
+        e.get("Channel") == tones and e.get("Application") == "PlayTones"
+        for e in observer.named("Newexten")
+    )
+    # The notice comes as the organizer joins, not while their phone rings.
+    [answered] = [e for e in observer.spying(call_id, "Newstate") if e["ChannelStateDesc"] == "Up"]
+    assert observer.events.index(answered) < observer.events.index(notice)

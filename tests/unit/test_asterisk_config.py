@@ -45,12 +45,18 @@ CONFIG_FILES = sorted(CONFIG_DIR.glob("*.conf"))
 
 # What the dialer's Originate sets on the volunteer's channel (see
 # shared/ami-transcripts/README.md and the least-privilege recording).
-DIALER_VARIABLES = {"DIALER_CALL_ID", "DIALER_CALLERID", "DIALER_SPY_CHANNEL", "DIALER_SPY_BEEP"}
+DIALER_VARIABLES = {
+    "DIALER_CALL_ID",
+    "DIALER_CALLERID",
+    "DIALER_SPY_CHANNEL",
+    "DIALER_SPY_BEEP",
+    "DIALER_SPY_NOTICE",
+}
 # Set by the volunteer's endpoint (pjsip.conf set_var), read by the
 # pre-dial subroutine; the dialer may also pass it per call.
 ENDPOINT_VARIABLES = {"DIALER_AUTOANSWER"}
 # Applications and functions whose arguments reach the SIP wire.
-SINK_APPS = {"dial", "chanspy"}
+SINK_APPS = {"dial", "chanspy", "originate"}
 SINK_FUNCTIONS = ("CALLERID(", "CONNECTEDLINE(", "PJSIP_HEADER(")
 PREDIAL_CONTEXT = "dialer-volunteer-predial"
 REFUSE_CONTEXT = "dialer-refuse"

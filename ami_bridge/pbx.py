@@ -30,9 +30,14 @@ from dialer.domain.ports import (
     OriginateRejected,
     OriginateRequest,
     PbxUnavailable,
+    SpyRequest,
 )
 
 log = logging.getLogger(__name__)
+
+# The Originate variable naming the channel an organizer's phone spies on
+# ([dialer-supervise]); an Originate carrying it is not a call of its own.
+SPY_CHANNEL_VARIABLE = "DIALER_SPY_CHANNEL"
 
 
 def _utcnow() -> datetime:
@@ -163,6 +168,51 @@ class AmiPbx:
                 extra={"call_id": call_id},
             )
             return False
+        return True
+
+    async def spy_on_call(self, request: SpyRequest) -> bool:
+        snapshot = self.tracker.get(request.call_id)
+        if snapshot is None or snapshot.ended or snapshot.volunteer_channel is None:
+            return False
+        # The volunteer's leg as Asterisk named it in the events this
+        # tracker read: whispering to it is heard by the volunteer alone.
+        target = snapshot.volunteer_channel
+        try:
+            await self.client.originate(
+                request.channel,
+                context=request.context,
+                exten=request.mode,
+                caller_id_name=request.caller_id_name,
+                caller_id_num=request.caller_id_number,
+                timeout_ms=request.timeout_ms,
+                # Ends in neither -v nor -o: the tracker must not take the
+                # organizer's leg for a call of its own (see ami_bridge.tracker).
+                channel_id=f"{request.call_id}-spy{request.request_id}",
+                variables={
+                    SPY_CHANNEL_VARIABLE: target,
+                    "DIALER_SPY_BEEP": "yes" if request.beep else "no",
+                    "DIALER_SPY_NOTICE": "yes" if request.notice else "no",
+                    # An organizer whose phone is their own number is dialed
+                    # through the outbound context, which wants a caller ID.
+                    "DIALER_CALLERID": request.caller_id_number,
+                },
+                action_id=f"spy-{request.request_id}",
+            )
+        except AmiOriginateUnknown:
+            # Sent: it may be ringing.  Never sent twice.
+            log.warning(
+                "call %s: connection lost while ringing the organizer in",
+                request.call_id,
+                extra={"call_id": request.call_id},
+            )
+        except (AmiNotConnected, AmiActionTimeout) as error:
+            # AmiActionTimeout reaching here was never sent (no free slot).
+            raise PbxUnavailable(str(error)) from error
+        except AmiActionError as error:
+            # No [dialer-supervise] on this PBX, or the phone's endpoint is missing.
+            raise OriginateRejected(error.message) from error
+        except AmiEncodingError as error:
+            raise OriginateRejected(str(error)) from error
         return True
 
     async def updates(self) -> AsyncIterator[CallUpdate]:

@@ -1,5 +1,6 @@
 """The AMI actions the simulator answers (Login, Logoff, Ping, Events,
-Originate, Hangup, CoreShowChannels, Status, Getvar), with Asterisk's
+Originate (a click-to-call, or an organizer's supervision), Hangup,
+CoreShowChannels, Status, Getvar), with Asterisk's
 checks before any of them: a logged-in user, a known action, and write
 permissions sharing a class with the action's authority.  Originate starts
 a :class:`~ami_bridge.simulator.calls.Call`; the list actions answer from
@@ -23,6 +24,7 @@ from ami_bridge.simulator.calls import Call
 from ami_bridge.simulator.channels import Channel
 from ami_bridge.simulator.exchange import Exchange
 from ami_bridge.simulator.session import Session
+from ami_bridge.simulator.spying import SPY_OPTIONS, SUPERVISION_CONTEXT, SpyCall
 from ami_bridge.simulator.users import AmiUser, parse_event_mask
 
 log = logging.getLogger(__name__)
@@ -168,7 +170,10 @@ class ActionHandlers(Exchange):
             return
         context = message.get("Context") or ""
         exten = message.get("Exten") or ""
-        if not _EXTEN.match(exten) or not context or not self._context_exists(context):
+        # An organizer's phone rung into a live call (ami_bridge.simulator.spying).
+        spying = context == SUPERVISION_CONTEXT
+        known = exten in SPY_OPTIONS if spying else bool(_EXTEN.match(exten))
+        if not known or not context or not self._context_exists(context):
             self._respond(session, action_id, "Error", "Extension does not exist.")
             return
         try:
@@ -215,7 +220,8 @@ class ActionHandlers(Exchange):
 
             asyncio.get_running_loop().call_soon(fail)
             return
-        call = Call(
+        play = SpyCall if spying else Call
+        call = play(
             self,
             request=request,
             resource=resource,

@@ -94,6 +94,10 @@ class Call(ContactDialing):
         sim._dial_end(None, v, "ANSWER")
         self._volunteer_device("INUSE")
         self.v_ringing = False
+        await self._answered()
+
+    async def _answered(self) -> None:
+        """What the answered leg runs: the contact's dialplan, here."""
         if self.shipped:
             if self._run_shipped_dialplan():
                 await self._dial_pjsip()

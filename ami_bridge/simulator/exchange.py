@@ -83,6 +83,8 @@ class Exchange:
     _sessions: set[Session]
     _channels: dict[str, Channel]
     _uniqueids: set[str]
+    # Set when the channel of that name hangs up (a ChanSpy waiting on it).
+    _hangup_watchers: dict[str, asyncio.Event]
     _calls: dict[str, CallHandle]
     _started_at: float
     _epoch: int
@@ -140,6 +142,13 @@ class Exchange:
 
     def _new_uniqueid(self) -> str:
         return f"{self._epoch}.{next(self._uniqueid_seq)}"
+
+    def _watch_hangup(self, channel: Channel) -> asyncio.Event:
+        """An event set when ``channel`` hangs up (at once if it is gone)."""
+        gone = self._hangup_watchers.setdefault(channel.name, asyncio.Event())
+        if channel.name not in self._channels:
+            gone.set()
+        return gone
 
     def _register(self, channel: Channel) -> None:
         self._channels[channel.name] = channel
@@ -229,6 +238,9 @@ class Exchange:
     def _hangup_event(self, channel: Channel, cause: int, tech_cause: int | None = None) -> None:
         self._channels.pop(channel.name, None)
         self._uniqueids.discard(channel.uniqueid)
+        watcher = self._hangup_watchers.pop(channel.name, None)
+        if watcher is not None:
+            watcher.set()
         tech = f"TechCause: {tech_cause}\r\n" if tech_cause else ""
         self._emit(
             "call",

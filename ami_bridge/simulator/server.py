@@ -87,6 +87,7 @@ class AmiSimulator(ActionHandlers):
         self._sessions = set()
         self._channels = {}
         self._uniqueids: set[str] = set()
+        self._hangup_watchers: dict[str, asyncio.Event] = {}
         self._calls = {}
         self._pending_drops = {}
         self._started_at = time.monotonic()

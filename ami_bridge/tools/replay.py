@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ami_bridge.codec import Decoder, Message
+from ami_bridge.pbx import SPY_CHANNEL_VARIABLE
 from ami_bridge.stream import ConnectionLost, Received, Resynced, StreamItem
 from ami_bridge.tools.transcript import Frame, read_transcript
 from ami_bridge.tracker import CallTracker, CallUpdate
@@ -65,6 +66,14 @@ def call_id_of_originate(action: Message) -> str | None:
             return value
     # Hand-written Originates (bad_actions.ami) carry neither.
     return action.action_id
+
+
+def is_supervision(action: Message) -> bool:
+    """Whether an Originate rings an organizer into a call (ami_bridge.pbx.spy_on_call)."""
+    return any(
+        assignment.partition("=")[0] == SPY_CHANNEL_VARIABLE
+        for assignment in action.getall("Variable")
+    )
 
 
 def _duration_seconds(text: str | None) -> int | None:
@@ -169,6 +178,9 @@ def _client_steps(frame: Frame, at: datetime) -> Iterator[ReplayStep]:
     for action in _client_actions(frame):
         name = (action.action or "").lower()
         if name == "originate":
+            if is_supervision(action):
+                # The dialer does not track an organizer's phone as a call.
+                continue
             call_id = call_id_of_originate(action)
             if call_id:
                 yield OriginateSent(

@@ -27,6 +27,43 @@ class OriginateRequest:
     variables: dict[str, str] = field(default_factory=dict)
 
 
+# An organizer on a live call (ChanSpy): silent, heard by the volunteer
+# only, or heard by both sides.
+SpyMode = Literal["listen", "whisper", "barge"]
+SPY_MODES: tuple[SpyMode, ...] = ("listen", "whisper", "barge")
+_SPY_MODES_BY_NAME: dict[object, SpyMode] = {mode: mode for mode in SPY_MODES}
+
+
+def spy_mode(value: object) -> SpyMode | None:
+    """``value`` as a SpyMode, or None when it is not one (typed input, a row)."""
+    return _SPY_MODES_BY_NAME.get(value) if isinstance(value, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class SpyRequest:
+    """Ring an organizer's phone into a live call (``dialer-supervise``).
+
+    No channel to spy on here: the PBX side takes the one it tracks for
+    ``call_id``, so nothing a user sent can name one.
+    """
+
+    request_id: int
+    call_id: str
+    mode: SpyMode
+    # The organizer's dial string, built as a volunteer's is.
+    channel: str
+    context: str
+    caller_id_name: str
+    # E.164 digits without '+': what an own-number organizer is called from.
+    caller_id_number: str
+    timeout_ms: int
+    # Let ChanSpy beep when it starts (DIALER_SUPERVISION_BEEP): to the organizer.
+    beep: bool = False
+    # Play the volunteer two short tones as the organizer joins
+    # (DIALER_SUPERVISION_NOTICE).
+    notice: bool = False
+
+
 class PbxError(Exception):
     """Base of everything the PBX side raises to the service."""
 
@@ -129,6 +166,12 @@ class CallPbx(PbxPort, Protocol):
 
     async def hangup_call(self, call_id: str, by: HangupBy) -> bool:
         """Hang up the live call; False when it has no channel to hang up (yet)."""
+
+    async def spy_on_call(self, request: SpyRequest) -> bool:
+        """Ring the organizer into the live call; False when the call has no
+        live volunteer leg to spy on (not yet, or no longer).  Raises
+        :class:`PbxUnavailable` or :class:`OriginateRejected` as
+        :meth:`originate` does."""
 
     def updates(self) -> AsyncIterator[CallSnapshot]:
         """Every change of every call, in the order the PBX reported them."""

@@ -40,6 +40,7 @@ from dialer.store.notify import (
     CALL_REQUESTS,
     HANGUP_REQUESTS,
     OUTCOMES_SETTLED,
+    SUPERVISION_REQUESTS,
     PgListener,
     asyncpg_dsn,
 )
@@ -236,9 +237,13 @@ def build_runtime(settings: Settings, pbx: CallPbx | None = None, **engine_optio
             pbx,
             originate_timeout_ms=settings.originate_timeout_ms,
             request_expiry=timedelta(seconds=settings.request_expiry_seconds),
+            supervision_context=settings.supervision_context,
+            supervision_beep=settings.supervision_beep,
+            supervision_notice=settings.supervision_notice,
         )
         service.on_request = worker.wake
         service.on_hangup_request = worker.wake_hangups
+        service.on_supervision_request = worker.wake_supervisions
         runtime.worker = worker
         if settings.database_url_value.startswith("postgresql"):
             # Requests made by web processes elsewhere wake this worker at once.
@@ -247,6 +252,7 @@ def build_runtime(settings: Settings, pbx: CallPbx | None = None, **engine_optio
                 {
                     CALL_REQUESTS: worker.wake,
                     HANGUP_REQUESTS: worker.wake_hangups,
+                    SUPERVISION_REQUESTS: worker.wake_supervisions,
                     OUTCOMES_SETTLED: worker.wake_wrap_ups,
                 },
                 pbx=settings.pbx_name,

@@ -142,7 +142,8 @@ async def seed_demo(sessions: async_sessionmaker[AsyncSession]) -> DemoData:
         for username, role, extension in (
             ("alice", Role.VOLUNTEER, "1001"),
             ("bob", Role.VOLUNTEER, "1002"),
-            ("olivia", Role.ORGANIZER, None),
+            # Her own desk phone: Listen, Whisper and Barge on the live panel ring it.
+            ("olivia", Role.ORGANIZER, "1009"),
         ):
             users[username] = await add_user(
                 session,

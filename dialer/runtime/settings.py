@@ -53,6 +53,16 @@ class Settings(BaseSettings):
     worker_http_port: int = Field(default=8081, ge=0, le=65535)
     volunteer_channel: str = "PJSIP/{extension}"
     outbound_context: str = "dialer-outbound"
+    # Where an organizer's phone is sent to listen, whisper or barge
+    # (asterisk-config/extensions.conf, [dialer-supervise]).
+    supervision_context: str = "dialer-supervise"
+    # Let ChanSpy play its beep when an organizer starts listening.  Asterisk
+    # plays it to the organizer, not to the volunteer, and needs the `beep`
+    # sound installed (without it ChanSpy hangs up at once): docs/security.md.
+    supervision_beep: bool = False
+    # Tell the volunteer when an organizer joins their call: two short tones
+    # only they hear ([dialer-spy-notice]).  Some jurisdictions require it.
+    supervision_notice: bool = False
     default_region: str = "CA"
     originate_timeout_ms: int = Field(default=30000, ge=5000)
     # Dialing policy: ISO regions (CA) or calling codes (+33); empty means

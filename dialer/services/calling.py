@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import NoReturn
+from typing import Literal, NoReturn
 
 from sqlalchemy import (
     select,
@@ -37,11 +37,12 @@ from dialer.domain.compliance import (
     check_calling_hours,
     contact_zones,
 )
-from dialer.domain.ports import HangupBy
+from dialer.domain.ports import HangupBy, SpyMode, spy_mode
 from dialer.domain.vocabulary import (
     CallOutcome,
     CallState,
     CampaignStatus,
+    Role,
     VolunteerPhone,
 )
 from dialer.live.broadcaster import Broadcaster
@@ -64,7 +65,7 @@ from dialer.store.models import (
     User,
     utcnow,
 )
-from dialer.store.notify import CALL_REQUESTS, HANGUP_REQUESTS, notify
+from dialer.store.notify import CALL_REQUESTS, HANGUP_REQUESTS, SUPERVISION_REQUESTS, notify
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,27 @@ def caller_id_name(contact: Contact) -> str:
     # later by the AMI encoder anyway.
     cleaned = "".join(ch for ch in contact.full_name if ch.isprintable() and ch not in '"<>\\')
     return cleaned[:40] or "Phone bank"
+
+
+# A volunteer's leg exists and is answered from here on: ChanSpy has a
+# channel to attach to.  Earlier, the organizer would only hear ringing.
+SUPERVISABLE_STATES = frozenset(
+    {CallState.VOLUNTEER_ANSWERED, CallState.RINGING_CONTACT, CallState.TALKING}
+)
+
+
+# Why a listen/whisper/barge was refused: not one of the three, the call is
+# not answered yet or is over, the organizer has no phone to ring.
+SupervisionRefusal = Literal["bad_mode", "not_live", "no_phone"]
+
+
+class SupervisionRefused(Exception):
+    """A listen/whisper/barge that cannot be done now (the user may see the call)."""
+
+    def __init__(self, code: SupervisionRefusal, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 class OutcomePending(Exception):
@@ -111,6 +133,7 @@ class CallService:
         publisher: CallPublisher | None = None,
         on_request: Callable[[str], None] | None = None,
         on_hangup_request: Callable[[], None] | None = None,
+        on_supervision_request: Callable[[], None] | None = None,
         clock: Clock = utcnow,
         fallback_zone: str = "UTC",
     ) -> None:
@@ -125,6 +148,7 @@ class CallService:
         # elsewhere hear of new rows through NOTIFY or their poll.
         self.on_request = on_request
         self.on_hangup_request = on_hangup_request
+        self.on_supervision_request = on_supervision_request
         # Whether a PBX's worker can reach it: True, False, or None (unknown:
         # the request is queued and the worker decides).
         self.pbx_reachable: Callable[[str], bool | None] | None = None
@@ -496,6 +520,66 @@ class CallService:
             self.publisher.publish_call(call)
         elif self.on_hangup_request is not None:
             self.on_hangup_request()
+
+    async def supervise(self, user_id: int, call_id: str, mode: SpyMode) -> None:
+        """Ring ``user_id``'s own phone into a live call: listen, whisper or barge.
+
+        Only an organizer of a team the call belongs to, or an administrator,
+        and never on their own call; every use is in the audit log.  Like a
+        hang-up it is a row for the call's worker, which takes the channel to
+        spy on from what it tracks of the call, never from this request.
+        Raises :class:`NotAllowed` for anyone else (as for a call they may not
+        see), :class:`SupervisionRefused` when it cannot be done now.
+        """
+        if spy_mode(mode) is None:
+            raise SupervisionRefused("bad_mode", "listen, whisper or barge")
+        try:
+            async with self.sessions.begin() as session:
+                user = await session.get(User, user_id)
+                call = await session.scalar(
+                    select(CallAttempt).where(CallAttempt.call_id == call_id)
+                )
+                if user is None or call is None or not user.is_active:
+                    raise NotAllowed("no such call")
+                if user.role not in (Role.ORGANIZER, Role.ADMIN):
+                    raise NotAllowed("no such call")
+                if call.volunteer_id == user.id or not await can_oversee_call(session, user, call):
+                    raise NotAllowed("no such call")
+                if call.state not in SUPERVISABLE_STATES:
+                    raise SupervisionRefused(
+                        "not_live", "only a call whose volunteer has answered can be joined"
+                    )
+                self._check_supervisor_phone(user)
+                request_id = await calls.add_supervision_request(
+                    session, call=call, mode=mode, actor_id=user.id, at=self.clock()
+                )
+                await notify(session, SUPERVISION_REQUESTS, call.pbx)
+                await audit.record(
+                    session,
+                    action=f"call.{mode}",
+                    entity_type="call",
+                    entity_id=call_id,
+                    changes={
+                        "mode": mode,
+                        "request": request_id,
+                        "volunteer_id": call.volunteer_id,
+                    },
+                    actor_id=user.id,
+                )
+        except (OperationalError, InterfaceError, OSError) as error:
+            raise RetryableError("the database is unavailable; try again") from error
+        if self.on_supervision_request is not None:
+            self.on_supervision_request()
+
+    def _check_supervisor_phone(self, user: User) -> None:
+        """The organizer's phone must be one the dialer can ring, as a volunteer's."""
+        if user.phone is VolunteerPhone.OWN_NUMBER:
+            if not user.own_number or self.policy.check(user.own_number) is not None:
+                raise SupervisionRefused(
+                    "no_phone", "the dialing policy does not allow calls to your own number"
+                )
+        elif not user.sip_extension:
+            raise SupervisionRefused("no_phone", "you have no phone; ask an administrator")
 
     async def _cancel_unclaimed(
         self, session: AsyncSession, call: CallAttempt, by: HangupBy

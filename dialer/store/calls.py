@@ -1,10 +1,12 @@
-"""Writes ``call_attempts`` and ``hangup_requests``; nothing else does.
+"""Writes ``call_attempts``, ``hangup_requests`` and ``supervision_requests``;
+nothing else does.
 
 A call row is inserted by a click (``add_request``), claimed by its PBX's
 worker (``claim_requests``), updated as the PBX reports (``store_calls``)
 and ended by the worker, or here when nobody dialed it yet
 (``cancel_unclaimed``, ``end_expired_requests``, ``end_call``).  A hang-up
-is a row its worker claims once (``claim_hangup_requests``).  An answered
+is a row its worker claims once (``claim_hangup_requests``), and so is an
+organizer's listen, whisper or barge (``claim_supervision_requests``).  An answered
 call whose outcome the volunteer chose not to record is marked here
 (``skip_outcome``), and so is one whose disposition is stored
 (``sync_outcome_recorded``); until then it is "pending"
@@ -27,9 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from dialer.domain.ports import CallSnapshot, HangupBy
+from dialer.domain.ports import CallSnapshot, HangupBy, SpyMode
 from dialer.domain.vocabulary import CONVERSATION_ENDS, CallOutcome, CallState
-from dialer.store.models import CallAttempt, Disposition, HangupRequest
+from dialer.store.models import CallAttempt, Disposition, HangupRequest, SupervisionRequest
 
 # What a PBX snapshot carries, column for column.
 _SNAPSHOT_COLUMNS = (
@@ -259,6 +261,41 @@ async def claim_hangup_requests(
         .returning(HangupRequest.call_id, HangupRequest.requested_by)
     )
     return [(call_id, requested_by) for call_id, requested_by in claimed]
+
+
+async def add_supervision_request(
+    session: AsyncSession, *, call: CallAttempt, mode: SpyMode, actor_id: int, at: datetime
+) -> int:
+    """Queue ``actor_id``'s listen/whisper/barge on ``call`` for its PBX's worker."""
+    request = SupervisionRequest(
+        call_id=call.call_id, pbx=call.pbx, mode=mode, actor_id=actor_id, requested_at=at
+    )
+    session.add(request)
+    await session.flush()
+    return request.id
+
+
+async def claim_supervision_requests(
+    session: AsyncSession, *, pbx: str, at: datetime
+) -> list[tuple[int, str, str, int | None, datetime]]:
+    """Take the supervisions waiting for ``pbx``, each once: (request id, call
+    id, mode, organizer's id, when it was asked)."""
+    claimed = await session.execute(
+        update(SupervisionRequest)
+        .where(SupervisionRequest.pbx == pbx, SupervisionRequest.handled_at.is_(None))
+        .values(handled_at=at)
+        .returning(
+            SupervisionRequest.id,
+            SupervisionRequest.call_id,
+            SupervisionRequest.mode,
+            SupervisionRequest.actor_id,
+            SupervisionRequest.requested_at,
+        )
+    )
+    return [
+        (row_id, call_id, mode, actor, requested_at)
+        for row_id, call_id, mode, actor, requested_at in claimed
+    ]
 
 
 def copy_snapshot(call: CallAttempt, snapshot: CallSnapshot) -> None:

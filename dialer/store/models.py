@@ -536,6 +536,37 @@ class HangupRequest(Base):
     handled_at: Mapped[datetime | None] = mapped_column()
 
 
+class SupervisionRequest(Base):
+    """An organizer's listen, whisper or barge on a live call, waiting for its
+    PBX's worker (0015).
+
+    A row for the same reasons as :class:`HangupRequest`: the web process that
+    took the click need not be the worker's, and a restart must not forget it.
+    The channel to spy on is not here: the worker takes it from what it tracks
+    of the call, never from the request.
+    """
+
+    __tablename__ = "supervision_requests"
+    __table_args__ = (
+        Index(
+            "ix_supervision_requests_waiting",
+            "pbx",
+            postgresql_where=text("handled_at IS NULL"),
+            sqlite_where=text("handled_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(64))
+    pbx: Mapped[str] = mapped_column(String(100))
+    # "listen", "whisper" or "barge" (dialer.domain.ports.SpyMode).
+    mode: Mapped[str] = mapped_column(String(20))
+    # Whose phone rings: the organizer's (None once their account is deleted).
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    handled_at: Mapped[datetime | None] = mapped_column()
+
+
 class WorkerHeartbeat(Base):
     """A running worker says, every few seconds, that it serves its PBX.
 

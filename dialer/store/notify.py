@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 CALL_REQUESTS = "dialer_call_requests"
 HANGUP_REQUESTS = "dialer_hangup_requests"
+# An organizer asked to listen, whisper or barge (dialer.services.calling).
+SUPERVISION_REQUESTS = "dialer_supervision_requests"
 # An outcome was recorded or skipped for one of the PBX's calls: its worker,
 # which publishes live state to every process, shows the volunteer available.
 OUTCOMES_SETTLED = "dialer_outcomes_settled"

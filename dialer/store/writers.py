@@ -11,6 +11,7 @@ from __future__ import annotations
 TABLE_WRITERS: dict[str, str] = {
     "call_attempts": "dialer.store.calls",
     "hangup_requests": "dialer.store.calls",
+    "supervision_requests": "dialer.store.calls",
     "dispositions": "dialer.store.outcomes",
     "follow_up_tasks": "dialer.store.outcomes",
     "calling_list_entries": "dialer.store.lists",

@@ -41,7 +41,11 @@ from dialer.domain.ports import (
     OriginateOutcomeUnknown,
     OriginateRejected,
     OriginateRequest,
+    PbxError,
     PbxUnavailable,
+    SpyMode,
+    SpyRequest,
+    spy_mode,
 )
 from dialer.domain.vocabulary import LIVE_CALL_STATES, CallOutcome, CallState, is_behind
 from dialer.services.call_endings import record_call_endings
@@ -53,6 +57,14 @@ from dialer.store.engine import causes, is_schema_missing, is_unavailable
 from dialer.store.models import CallAttempt, Contact, HangupRequest, User
 
 log = logging.getLogger(__name__)
+
+# What the organizer's phone shows when it rings for a supervision: they
+# clicked a moment ago, and this says which call it is for.
+SPY_CALLER_NAMES: dict[SpyMode, str] = {
+    "listen": "Listen",
+    "whisper": "Whisper",
+    "barge": "Barge",
+}
 
 
 class CallWorker:
@@ -69,10 +81,16 @@ class CallWorker:
         on_persisted: Callable[[CallSnapshot, float], None] | None = None,
         heartbeat_interval: float = heartbeats.BEAT_SECONDS,
         start_retry_max_delay: float = 5.0,
+        supervision_context: str = "dialer-supervise",
+        supervision_beep: bool = False,
+        supervision_notice: bool = False,
     ) -> None:
         self.service = service
         self.pbx = pbx
         self.originate_timeout_ms = originate_timeout_ms
+        self.supervision_context = supervision_context
+        self.supervision_beep = supervision_beep
+        self.supervision_notice = supervision_notice
         self.request_expiry = request_expiry
         self.poll_interval = poll_interval
         self.max_batch = max_batch
@@ -82,6 +100,7 @@ class CallWorker:
         self.on_persisted = on_persisted
         self._wakeup = asyncio.Event()
         self._hangup_wakeup = asyncio.Event()
+        self._supervision_wakeup = asyncio.Event()
         self._pending_hangups: dict[str, HangupBy] = {}
         self._last_expiry_sweep: datetime | None = None
         self._counters_due: set[int] = set()
@@ -115,6 +134,10 @@ class CallWorker:
         """A hang-up was requested: look at the requests now rather than at the next poll."""
         self._hangup_wakeup.set()
 
+    def wake_supervisions(self, pbx: str | None = None) -> None:
+        """An organizer asked to listen, whisper or barge: ring them in now."""
+        self._supervision_wakeup.set()
+
     def wake_wrap_ups(self, pbx: str | None = None) -> None:
         """An outcome was recorded or skipped somewhere: its volunteer may be available."""
         self._wrap_up_wakeup.set()
@@ -131,6 +154,7 @@ class CallWorker:
             group.create_task(self._consume_updates(), name="call-updates")
             group.create_task(self._dispatch_loop(), name="outbox")
             group.create_task(self._hangup_loop(), name="hangup-requests")
+            group.create_task(self._supervision_loop(), name="supervision-requests")
             group.create_task(self._counters_loop(), name="campaign-counters")
             group.create_task(self._wrap_up_loop(), name="wrap-ups")
             group.create_task(self._watch_link(), name="pbx-link")
@@ -443,6 +467,101 @@ class CallWorker:
             return
         if not await self.pbx.hangup_call(call_id, by):
             self._pending_hangups[call_id] = by
+
+    # -- supervision ---------------------------------------------------------
+
+    async def _supervision_loop(self) -> None:
+        while True:
+            await _woken(self._supervision_wakeup, self.poll_interval)
+            self._supervision_wakeup.clear()
+            try:
+                await self.handle_supervision_requests()
+            except Exception:
+                log.exception("supervision requests pass failed; retrying at the next poll")
+
+    async def handle_supervision_requests(self) -> int:
+        """Ring each organizer who asked into the call they chose, once.
+
+        Unlike a hang-up, a request the PBX cannot serve now is not kept for
+        later, and one older than the request expiry (the worker or the PBX
+        was down) is dropped: an organizer rung minutes after the click, into
+        another part of the call, would be a surprise.  They click again.
+        """
+        if not self.pbx.connected:
+            return 0
+        now = self.service.clock()
+        async with self.service.sessions.begin() as session:
+            taken = await call_rows.claim_supervision_requests(
+                session, pbx=self.service.pbx_name, at=now
+            )
+        if not taken:
+            return 0
+        claimed = []
+        for request_id, call_id, mode, actor, requested_at in taken:
+            if requested_at < now - self.request_expiry:
+                log.info(
+                    "call %s: %s by user %s dropped: asked %s ago",
+                    call_id,
+                    mode,
+                    actor,
+                    now - requested_at,
+                    extra={"call_id": call_id},
+                )
+                continue
+            claimed.append((request_id, call_id, mode, actor))
+        # Claimed and committed first: a request that fails below is not
+        # tried again at every poll.
+        async with self.service.sessions() as session:
+            actors = {actor for _request, _call, _mode, actor in claimed if actor is not None}
+            organizers = {
+                user.id: user
+                for user in await session.scalars(select(User).where(User.id.in_(actors)))
+            }
+            wanted = {call_id for _request, call_id, _mode, _actor in claimed}
+            rows = await session.execute(
+                select(CallAttempt.call_id, CallAttempt.caller_id).where(
+                    CallAttempt.call_id.in_(wanted)
+                )
+            )
+            callers = {call_id: caller_id for call_id, caller_id in rows}
+        for request_id, call_id, mode, actor in claimed:
+            organizer = organizers.get(actor) if actor is not None else None
+            chosen = spy_mode(mode)
+            if organizer is None or chosen is None:
+                continue
+            request = SpyRequest(
+                request_id=request_id,
+                call_id=call_id,
+                mode=chosen,
+                channel=self.service.volunteer_channel_for(organizer),
+                context=self.supervision_context,
+                caller_id_name=SPY_CALLER_NAMES[chosen],
+                caller_id_number=(callers.get(call_id) or "").lstrip("+"),
+                timeout_ms=self.originate_timeout_ms,
+                beep=self.supervision_beep,
+                notice=self.supervision_notice,
+            )
+            try:
+                started = await self.pbx.spy_on_call(request)
+            except PbxError as error:
+                log.warning(
+                    "call %s: %s by user %s refused by the PBX: %s",
+                    call_id,
+                    chosen,
+                    actor,
+                    error,
+                    extra={"call_id": call_id},
+                )
+                continue
+            if not started:
+                log.info(
+                    "call %s: %s by user %s not started: the call has no live volunteer leg",
+                    call_id,
+                    mode,
+                    actor,
+                    extra={"call_id": call_id},
+                )
+        return len(taken)
 
     # -- PBX news ------------------------------------------------------------
 

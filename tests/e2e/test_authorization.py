@@ -541,6 +541,15 @@ def routes(world: WebWorld, seeded: Seeded) -> list[Route]:
         Route("GET", "/api/live/snapshot", {"alice": 200, "carol": 200, **STAFF}),
         Route("GET", "/api/live/events", {"alice": 200, "carol": 200, **STAFF}),
         Route("GET", "/api/openapi.json", {"anonymous": 200, "alice": 200, "carol": 200, **STAFF}),
+        # Supervision: organizers of the call's team and admins only, never the
+        # call's own volunteer; the call is still requested, so even they are
+        # refused (409), and nobody's refusal writes anything.
+        Route(
+            "POST",
+            f"/api/calls/{call_id}/supervise",
+            {**MAIN_TEAM, "alice": 403, "olivia": 409, "adam": 409},
+            {"mode": "listen"},
+        ),
         # Last: no worker ever claimed the request, so a permitted hang-up
         # cancels it at once (and frees Alice for the routes above).
         Route(

@@ -187,7 +187,9 @@ class LaneBook:
             self._learn(m["DestChannel"], call, role_of(m["DestChannel"], m["DestUniqueid"], call))
             self._put(call, "OD", signature)
         else:
-            prefix = "" if "Channel" in m else "Dest"
+            # ChanSpyStart/Stop name two channels: the event belongs to the
+            # organizer's (the spyer's) lane.
+            prefix = "" if "Channel" in m else "Spyer" if "SpyerChannel" in m else "Dest"
             channel = m[f"{prefix}Channel"]
             call = m[f"{prefix}Linkedid"]
             role = role_of(channel, m[f"{prefix}Uniqueid"], call)
@@ -343,6 +345,8 @@ SCENARIOS = {
             "shipped_hangup_by_operator_during_talk",
             "shipped_refused_by_dialplan",
             "shipped_hangup_by_volunteer_while_contact_rings",
+            "shipped_listen_during_talk",
+            "shipped_barge_with_beep",
         )
     },
 }
@@ -357,6 +361,9 @@ def rebuild(message: Message, sim_book: LaneBook, recorded: LaneBook) -> Action:
             continue
         if key == "Variable":
             name, _, var_value = value.partition("=")
+            if name == "DIALER_SPY_CHANNEL" and var_value in recorded.role_by_name:
+                # The leg to spy on, by the simulator's name for it.
+                var_value = sim_book.name_by_role[recorded.role_by_name[var_value]]
             variables.append((name, var_value))
             continue
         if key == "Channel" and value in recorded.role_by_name:

@@ -24,7 +24,15 @@ import pytest
 
 from ami_bridge.codec import Decoder, Message
 from ami_bridge.stream import ConnectionLost, Received, Resynced
-from ami_bridge.tools.replay import REPLAY_EPOCH, HangupSent, ReplayStep, replay, replay_steps, run
+from ami_bridge.tools.replay import (
+    REPLAY_EPOCH,
+    HangupSent,
+    ReplayStep,
+    is_supervision,
+    replay,
+    replay_steps,
+    run,
+)
 from ami_bridge.tools.transcript import read_transcript
 from ami_bridge.tracker import TRANSITIONS, CallTracker, CallUpdate, Command, Trigger, decide
 from dialer.domain.vocabulary import CallOutcome, CallState
@@ -591,6 +599,43 @@ SCENARIOS: dict[tuple[str, ...], dict[str, Expected]] = {
             },
             ring_seconds=1.013,
             talk_seconds=1.508,
+        )
+    },
+    # An organizer's phone rung into the call ([dialer-supervise]): its
+    # channel (<call id>-spy1, its own Linkedid) is no part of the call, and
+    # the Originate carrying DIALER_SPY_CHANNEL registers no call of its own.
+    ("shipped_listen_during_talk.ami",): {
+        "s0017": Expected(
+            O.HUNG_UP_BY_OPERATOR,
+            outcome_without_hints=O.COMPLETED,
+            fields={
+                "volunteer_channel": "PJSIP/1011-00000000",
+                "contact_channel": "PJSIP/carrier-00000001",
+                "contact_uniqueid": "1796614962.1",
+                "bridge_id": "6b820b68-84ba-4629-bd5d-ac4ab670ecca",
+                "dial_status": "ANSWER",
+                "volunteer_hangup_cause": 16,
+                "contact_hangup_cause": 16,
+            },
+            ring_seconds=1.014,
+            talk_seconds=3.512,
+        )
+    },
+    ("shipped_barge_with_beep.ami",): {
+        "s0018": Expected(
+            O.HUNG_UP_BY_OPERATOR,
+            outcome_without_hints=O.COMPLETED,
+            fields={
+                "volunteer_channel": "PJSIP/1013-00000003",
+                "contact_channel": "PJSIP/carrier-00000004",
+                "contact_uniqueid": "1796614968.4",
+                "bridge_id": "f36270c3-b490-4c8d-acd4-80eff19d00e6",
+                "dial_status": "ANSWER",
+                "volunteer_hangup_cause": 16,
+                "contact_hangup_cause": 16,
+            },
+            ring_seconds=1.011,
+            talk_seconds=3.511,
         )
     },
     ("shipped_refused_by_dialplan.ami",): {
@@ -1175,14 +1220,9 @@ SHIPPED_ORIGINATE_HEADERS = (
 
 @pytest.mark.parametrize("path", sorted(AMI.glob("shipped_*.ami")), ids=lambda path: path.name)
 def test_the_shipped_recordings_originate_as_the_dialer_does(path: Path) -> None:
-    # One Originate per file, shaped by the worker and AmiClient.originate.
-    [originate] = [
-        action
-        for frame in read_transcript(path)
-        if frame.direction == "client" and frame.note is None
-        for action in Decoder(expect_banner=False).feed(frame.data)
-        if action.action == "Originate"
-    ]
+    # One Originate per file for the call, shaped by the worker and
+    # AmiClient.originate (an organizer's supervision is checked below).
+    [originate] = [action for action in _originates(path) if not is_supervision(action)]
     call_id = originate.action_id
     assert call_id is not None
     assert tuple(key for key, _ in originate.pairs) == SHIPPED_ORIGINATE_HEADERS
@@ -1194,5 +1234,59 @@ def test_the_shipped_recordings_originate_as_the_dialer_does(path: Path) -> None
     assert (originate["ChannelId"], originate["OtherChannelId"]) == (f"{call_id}-v", f"{call_id}-o")
     assert originate.getall("Variable") == [
         f"DIALER_CALL_ID={call_id}",
+        "DIALER_CALLERID=15145550000",
+    ]
+
+
+def _originates(path: Path) -> list[Message]:
+    return [
+        action
+        for frame in read_transcript(path)
+        if frame.direction == "client" and frame.note is None
+        for action in Decoder(expect_banner=False).feed(frame.data)
+        if action.action == "Originate"
+    ]
+
+
+SUPERVISION_ORIGINATE_HEADERS = (
+    "Action", "Channel", "Context", "Exten", "Priority", "CallerID", "Timeout", "Async",
+    "ChannelId", "Variable", "Variable", "Variable", "Variable", "ActionID",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "mode", "beep"),
+    [
+        ("shipped_listen_during_talk.ami", "listen", "no"),
+        ("shipped_barge_with_beep.ami", "barge", "yes"),
+    ],
+)
+def test_a_supervision_originate_names_the_leg_asterisk_reported(
+    name: str, mode: str, beep: str
+) -> None:
+    """The channel spied on is the volunteer leg's name from Asterisk's own
+    Newchannel, as the tracker read it, never something the client made up."""
+    path = AMI / name
+    call, spy = _originates(path)
+    assert (is_supervision(call), is_supervision(spy)) == (False, True)
+    assert tuple(key for key, _ in spy.pairs) == SUPERVISION_ORIGINATE_HEADERS
+    call_id = call.action_id
+    assert (spy["Context"], spy["Exten"], spy["ChannelId"], spy.action_id) == (
+        "dialer-supervise",
+        mode,
+        f"{call_id}-spy1",
+        "spy-1",
+    )
+    [leg] = [
+        message["Channel"]
+        for frame in read_transcript(path)
+        if frame.direction == "server" and frame.note is None
+        for message in Decoder(expect_banner=True).feed(frame.data)
+        if message.event == "Newchannel" and message.get("Uniqueid") == f"{call_id}-v"
+    ]
+    assert spy.getall("Variable") == [
+        f"DIALER_SPY_CHANNEL={leg}",
+        f"DIALER_SPY_BEEP={beep}",
+        "DIALER_SPY_NOTICE=no",
         "DIALER_CALLERID=15145550000",
     ]

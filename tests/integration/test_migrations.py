@@ -229,3 +229,29 @@ async def test_0014_dates_answered_calls_outcomes_and_leaves_the_owed_one_pendin
         assert owed is not None and owed.call_id == "call-1"
     finally:
         await engine.dispose()
+
+
+async def test_0015_adds_the_supervision_requests_and_takes_them_away(empty_db: str) -> None:
+    """0015 is one new table with its waiting-requests index; going back to
+    0014 drops both and leaves every other table as it was."""
+    await db.upgrade_async(empty_db, "0014")
+    before = await _tables(empty_db)
+    assert "supervision_requests" not in before
+    await db.upgrade_async(empty_db, "0015")
+    assert await _tables(empty_db) == before | {"supervision_requests"}
+    engine = db.create_engine(empty_db)
+    try:
+        async with engine.connect() as connection:
+            indexes = await connection.run_sync(
+                lambda sync: {i["name"] for i in inspect(sync).get_indexes("supervision_requests")}
+            )
+        assert "ix_supervision_requests_waiting" in indexes
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql(
+                "INSERT INTO supervision_requests (call_id, pbx, mode, requested_at)"
+                " VALUES ('c1', 'default', 'listen', '2026-12-07 03:00:00')"
+            )
+    finally:
+        await engine.dispose()
+    await db.downgrade_async(empty_db, "0014")
+    assert await _tables(empty_db) == before

@@ -45,7 +45,7 @@ from pydantic import SecretStr
 from ami_bridge.client import AmiClient
 from ami_bridge.pbx import AmiPbx
 from ami_bridge.tracker import CallUpdate
-from dialer.domain.ports import HangupBy, OriginateRequest
+from dialer.domain.ports import HangupBy, OriginateRequest, SpyMode, SpyRequest
 from dialer.domain.vocabulary import CallOutcome, CallState
 from tests.pbx.conftest import (
     STANDARD_UAS,
@@ -104,6 +104,10 @@ class Scenario:
     # The volunteer's phone is their own number (E.164 digits), rung over the
     # carrier through the outbound context; ``extension`` is then unused.
     own_number: str | None = None
+    # An organizer listens, whispers or barges from this desk phone once the
+    # call talks (AmiPbx.spy_on_call, as the worker does), before any hang-up;
+    # with ChanSpy's beep or not.
+    spy: tuple[SpyMode, str, bool] | None = None
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -198,6 +202,23 @@ SCENARIOS: tuple[Scenario, ...] = (
         "the volunteer's own number is busy (486 from the carrier)",
         own_number="15145550131",
     ),
+    Scenario(
+        "listen_during_talk", "s0017", "1011", "15145550105",
+        O.HUNG_UP_BY_OPERATOR,
+        "the contact answers and stays; an organizer listens from desk phone 1012 "
+        "([dialer-supervise], ChanSpy ESq); the operator hangs up 3 s later and "
+        "ChanSpy's E ends the organizer's call",
+        hangup=("operator", CallState.TALKING, 3.0),
+        spy=("listen", "1012", False),
+    ),
+    Scenario(
+        "barge_with_beep", "s0018", "1013", "15145550105",
+        O.HUNG_UP_BY_OPERATOR,
+        "as listen_during_talk, barging with ChanSpy's beep (no q): the shipped "
+        "PBX has no `beep` sound, so ChanSpy hangs the organizer up at once",
+        hangup=("operator", CallState.TALKING, 3.0),
+        spy=("barge", "1014", True),
+    ),
 )  # fmt: skip
 
 
@@ -267,11 +288,33 @@ def originate_request(scenario: Scenario) -> OriginateRequest:
     )
 
 
+def spy_request(scenario: Scenario) -> SpyRequest:
+    """What ``dialer.worker.call_worker`` asks of the PBX port for an organizer's phone."""
+    assert scenario.spy is not None
+    mode, phone, beep = scenario.spy
+    return SpyRequest(
+        request_id=1,
+        call_id=scenario.call_id,
+        mode=mode,
+        channel=f"PJSIP/{phone}",
+        context="dialer-supervise",
+        caller_id_name=mode.title(),
+        caller_id_number=CALLER_ID,
+        timeout_ms=ORIGINATE_TIMEOUT_MS,
+        beep=beep,
+    )
+
+
 async def record(scenario: Scenario, port: int, secret: str, work: Path, out: Path) -> CallUpdate:
     trace_dir = work / scenario.name
     trace_dir.mkdir(parents=True)
     async with Recording(port, secret, trace_dir) as recording:
         await recording.pbx.originate(originate_request(scenario))
+        if scenario.spy is not None:
+            reached = await recording.until(scenario.call_id, CallState.TALKING)
+            if not reached.ended:
+                await asyncio.sleep(0.5)
+                await recording.pbx.spy_on_call(spy_request(scenario))
         if scenario.hangup is not None:
             by, state, after = scenario.hangup
             reached = await recording.until(scenario.call_id, state)

@@ -45,12 +45,18 @@ CONFIG_FILES = sorted(CONFIG_DIR.glob("*.conf"))
 
 # What the dialer's Originate sets on the volunteer's channel (see
 # shared/ami-transcripts/README.md and the least-privilege recording).
-DIALER_VARIABLES = {"DIALER_CALL_ID", "DIALER_CALLERID"}
+DIALER_VARIABLES = {
+    "DIALER_CALL_ID",
+    "DIALER_CALLERID",
+    "DIALER_SPY_CHANNEL",
+    "DIALER_SPY_BEEP",
+    "DIALER_SPY_NOTICE",
+}
 # Set by the volunteer's endpoint (pjsip.conf set_var), read by the
 # pre-dial subroutine; the dialer may also pass it per call.
 ENDPOINT_VARIABLES = {"DIALER_AUTOANSWER"}
 # Applications and functions whose arguments reach the SIP wire.
-SINK_APPS = {"dial"}
+SINK_APPS = {"dial", "chanspy", "originate"}
 SINK_FUNCTIONS = ("CALLERID(", "CONNECTEDLINE(", "PJSIP_HEADER(")
 PREDIAL_CONTEXT = "dialer-volunteer-predial"
 REFUSE_CONTEXT = "dialer-refuse"
@@ -683,3 +689,28 @@ def test_the_browser_phones_view_writes_out_the_webrtc_template(pjsip: ConfigFil
     template = pjsip.section("webrtc-endpoint")
     expected = {option.key: option.value for option in template.options if option.key != "type"}
     assert written == expected and written["webrtc"] == "yes"
+
+
+def test_supervision_spies_on_one_named_channel_or_refuses(
+    dialplan: dict[str, Context],
+) -> None:
+    """ChanSpy's first argument is a prefix: empty, it would spy on every
+    channel of the PBX.  [dialer-spy] hangs up instead, before ChanSpy."""
+    steps = dialplan["dialer-spy"].priorities
+    apps = [step.app.lower() for step in steps]
+    assert apps.index("gotoif") < apps.index("chanspy")
+    guard = steps[apps.index("gotoif")]
+    assert guard.data == '$["${SPY_TARGET}" = ""]?notarget'
+    labels = {step.label: step for step in steps if step.label}
+    assert labels["notarget"].app.lower() == "log"
+    # Only the three modes, each with E (stop when the volunteer's leg ends).
+    modes = {
+        step.extension: step.data
+        for step in dialplan["dialer-supervise"].priorities
+        if step.app.lower() == "gosub"
+    }
+    assert modes == {
+        "listen": "dialer-spy,s,1(ES)",
+        "whisper": "dialer-spy,s,1(wES)",
+        "barge": "dialer-spy,s,1(BES)",
+    }

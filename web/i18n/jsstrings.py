@@ -49,6 +49,11 @@ def strings() -> dict[str, object]:
             "leave_warning": _("Leaving this page ends your call."),
         },
         "hang_up": _("Hang up"),
+        "supervise_ringing": {
+            "listen": _("Your phone is ringing: answer it to listen to the call."),
+            "whisper": _("Your phone is ringing: answer it to whisper to the volunteer."),
+            "barge": _("Your phone is ringing: answer it to join the call."),
+        },
         "hanging_up": _("Hanging up…"),
         "calling": _("Calling…"),
         "saving": _("Saving…"),

@@ -15,10 +15,11 @@ from aiohttp import web
 from dialer.domain.numbers import display as display_number
 from dialer.domain.outcomes import parse_submission
 from dialer.domain.passwords import MAX_PASSWORD_LENGTH
+from dialer.domain.ports import spy_mode
 from dialer.domain.vocabulary import CallState, VolunteerPhone
 from dialer.services.accounts import LoginRefusalCode, LoginRefused
 from dialer.services.call_history import PendingOutcome
-from dialer.services.calling import OutcomePending
+from dialer.services.calling import OutcomePending, SupervisionRefused
 from dialer.services.contacts import MAX_NOTE
 from dialer.services.lists import NextContact
 from dialer.services.live_calls import call_payload
@@ -379,6 +380,45 @@ async def api_hang_up(request: web.Request) -> web.Response:
     return web.json_response(
         {"call_id": call.call_id, "hangup_requested": call.state is not CallState.ENDED}, status=202
     )
+
+
+@routes.post("/api/calls/{call_id}/supervise")
+async def api_supervise(request: web.Request) -> web.Response:
+    """Ring the organizer's own phone into a live call: listen, whisper or barge.
+
+    Only the mode comes from the body; which channel is spied on is the
+    worker's to know.  A call the user may not supervise answers as one
+    they cannot see.
+    """
+    user = require_user(request)
+    call, _name = await _visible_call(request, user)
+    body = await read_json(request, limit=1024)
+    mode = spy_mode(body.get("mode"))
+    if mode is None:
+        raise ApiError(
+            422,
+            "invalid",
+            _("Choose listen, whisper or barge."),
+            fields={"mode": _("Choose listen, whisper or barge.")},
+        )
+    try:
+        await request.app[deps_key].service.supervise(user.id, call.call_id, mode)
+    except SupervisionRefused as refused:
+        if refused.code == "no_phone":
+            raise ApiError(
+                409, "no_phone", _("You have no phone the dialer can ring; ask an administrator.")
+            ) from None
+        if refused.code == "bad_mode":
+            raise ApiError(
+                422,
+                "invalid",
+                _("Choose listen, whisper or barge."),
+                fields={"mode": _("Choose listen, whisper or barge.")},
+            ) from None
+        raise ApiError(
+            409, "call_not_live", _("Only a call whose volunteer has answered can be joined.")
+        ) from None
+    return web.json_response({"call_id": call.call_id, "mode": mode, "ringing": True}, status=202)
 
 
 @routes.post("/api/calls/{call_id}/skip-outcome")

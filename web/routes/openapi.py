@@ -406,6 +406,54 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/calls/{call_id}/supervise": {
+                "post": {
+                    "summary": "Listen to, whisper to or barge into a live call (organizers)",
+                    "description": (
+                        "Rings the organizer's own phone into the call: listen is silent, "
+                        "whisper is heard by the volunteer only, barge by both sides. Only "
+                        "organizers of the call's team and administrators, never on their "
+                        "own call. Written to the audit log."
+                    ),
+                    "parameters": [
+                        {
+                            "name": "call_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        *_CSRF,
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["mode"],
+                                    "properties": {
+                                        "mode": {
+                                            "type": "string",
+                                            "enum": ["listen", "whisper", "barge"],
+                                        }
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "202": _json({"type": "object"}, "The organizer's phone is being rung"),
+                        "403": _error("Not an organizer of the call's team"),
+                        "404": _error("No such call (or not yours)"),
+                        "409": _error(
+                            "The call is not answered yet or is over (call_not_live), or the "
+                            "organizer has no phone to ring (no_phone)"
+                        ),
+                        "422": _error("mode is not listen, whisper or barge"),
+                        **_COMMON_ERRORS,
+                    },
+                }
+            },
             "/api/calls/{call_id}/skip-outcome": {
                 "post": {
                     "summary": "Leave an answered call without its outcome, saying why",

@@ -12,6 +12,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const confirmDialog = PB.byId("hangup-confirm");
   // Caller IDs formatted by the server (display_number), keyed by "+digits".
   const callerIds = JSON.parse(PB.byId("caller-ids").textContent || "{}");
+  const SUPERVISABLE = new Set(["volunteer_answered", "ringing_contact", "talking"]);
   const calls = new Map();
   const statuses = new Map();
   let roster = [];
@@ -56,6 +57,9 @@ document.addEventListener("DOMContentLoaded", () => {
         row = rowTemplate.content.firstElementChild.cloneNode(true);
         row.dataset.call = id;
         row.querySelector("[data-hangup]").addEventListener("click", () => confirmHangUp(id, row));
+        row.querySelectorAll("[data-supervise]").forEach((button) => {
+          button.addEventListener("click", () => supervise(id, button));
+        });
         callsBody.appendChild(row);
       }
       const set = (field, text) => { row.querySelector('[data-f="' + field + '"]').textContent = text; };
@@ -66,6 +70,12 @@ document.addEventListener("DOMContentLoaded", () => {
       set("duration", durationOf(call));
       set("caller", callerIdText(call.caller_id));
       row.dataset.state = call.state;
+      // ChanSpy needs the volunteer's answered leg: before that there is
+      // nothing to hear but ringing, and the server would refuse.
+      const joinable = SUPERVISABLE.has(call.state);
+      row.querySelectorAll("[data-supervise]").forEach((button) => {
+        if (!button.dataset.busy) button.disabled = !joinable;
+      });
     }
   }
 
@@ -114,6 +124,24 @@ document.addEventListener("DOMContentLoaded", () => {
       setStatus(error.message, false);
       button.disabled = false;
       button.textContent = S.hang_up;
+    }
+  }
+
+  // The organizer's own phone is rung into the call; the channel it spies
+  // on is the server's to know, only the mode is sent.
+  async function supervise(id, button) {
+    button.dataset.busy = "1";
+    button.disabled = true;
+    try {
+      await PB.api("POST", "/api/calls/" + encodeURIComponent(id) + "/supervise",
+        { mode: button.dataset.supervise });
+      setStatus(S.supervise_ringing[button.dataset.supervise], true);
+    } catch (error) {
+      setStatus(error.message, false);
+    } finally {
+      delete button.dataset.busy;
+      const call = calls.get(id);
+      button.disabled = !call || !SUPERVISABLE.has(call.state);
     }
   }
 

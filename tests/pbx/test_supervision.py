@@ -50,7 +50,9 @@ from tests.pbx.product import (
 )
 from tests.pbx.record_transcripts import RECORDER, recorder_user
 
-pytestmark = pytest.mark.slow
+# One xdist worker for the whole module: its module fixture starts its own
+# Asterisk, which split tests would do twice.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pbx_supervision")]
 
 ORGANIZER_PHONE = "1011"
 # The carrier answers a number ending in 5 and stays up: a call to listen to.

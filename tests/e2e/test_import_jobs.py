@@ -68,9 +68,9 @@ async def test_healthz_answers_throughout_a_million_row_import_and_the_loop_is_n
     loop for 200 ms at a time, and /healthz answers throughout.
 
     /healthz (which queries PostgreSQL) is asked every 50 ms from the moment
-    the upload starts, for 25 seconds: the whole upload, the header check
-    and about a tenth of the rows (this 2-core machine imports 1 M rows in
-    minutes).  What holds the loop is measured in CPU time of its thread
+    the upload starts, for 15 seconds: the whole upload, the header check
+    and the first tens of thousands of rows (this 2-core machine imports
+    1 M rows in minutes).  What holds the loop is measured in CPU time of its thread
     between two ticks, not in the probes' wall time: with the import's
     processes, PostgreSQL and the tests beside this one on two cores, the
     loop is sometimes simply not scheduled for half a second, which says
@@ -112,7 +112,7 @@ async def test_healthz_answers_throughout_a_million_row_import_and_the_loop_is_n
         ticking = asyncio.create_task(ticker())
         sending = asyncio.create_task(upload())
         latencies: list[float] = []
-        deadline = time.monotonic() + 25
+        deadline = time.monotonic() + 15
         try:
             while time.monotonic() < deadline:
                 started = time.monotonic()
@@ -123,9 +123,9 @@ async def test_healthz_answers_throughout_a_million_row_import_and_the_loop_is_n
             probing = False
             await ticking
             assert max(held) < 0.2, sorted(held)[-5:]
-            # Answered throughout: over 200 probes in 25 s, 50 ms apart, is
+            # Answered throughout: over 120 probes in 15 s, 50 ms apart, is
             # under 75 ms a probe on average.  And the upload returned meanwhile.
-            assert len(latencies) > 200, sorted(latencies)[-5:]
+            assert len(latencies) > 120, sorted(latencies)[-5:]
             assert sending.done(), "the upload did not return while the rows were imported"
             status, body = sending.result()
         finally:

@@ -28,7 +28,8 @@ def test_the_scale_bench_runs_at_a_toy_size() -> None:
     database = f"dialer_scale_smoke_{uuid.uuid4().hex[:8]}"
     toy = [
         "--contacts", "3000", "--campaigns", "2", "--volunteers", "4", "--import-rows", "400",
-        "--concurrency", "4", "--duration", "1", "--think", "0.2", "--samples", "2",
+        "--concurrency", "4", "--duration", "1", "--think", "0.2", "--stress-think", "0.1",
+        "--samples", "2",
         "--budget", "1", "--import-timeout", "60", "--database", database, "--drop",
     ]  # fmt: skip
     finished = subprocess.run(

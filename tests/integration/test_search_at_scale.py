@@ -109,6 +109,10 @@ async def seed(sessions: Sessions, count: int = 240) -> Seeded:
         session.add_all([campaign_a, campaign_b])
         await session.flush()
         seeded = Seeded(admin, volunteer, outsider, campaign_a.id, campaign_b.id)
+        # Every draw is made in the order it always was (the data stays the
+        # same); the rows that need a contact's id are added after one flush
+        # of all the contacts, not one flush per contact.
+        planned: list[tuple[Contact, list[str], list[Any], Any]] = []
         for k in range(count):
             first = FIRST_NAMES[k % len(FIRST_NAMES)]
             last = LAST_NAMES[(k // 3) % len(LAST_NAMES)]
@@ -125,10 +129,8 @@ async def seed(sessions: Sessions, count: int = 240) -> Seeded:
             numbers = [f"+1514555{k:04d}"] + ([f"+1438555{k:04d}"] if k % 4 == 0 else [])
             contact.phones = [ContactPhone(e164=number) for number in numbers]
             session.add(contact)
-            await session.flush()
-            seeded.contacts[contact.id] = contact
-            seeded.numbers[contact.id] = numbers
             where = k % 5  # 0: on no list, 1-2: A, 3: B, 4: both
+            entries = []
             for campaign, on, owner, wanted in (
                 (campaign_a, seeded.on_a, volunteer, where in (1, 2, 4)),
                 (campaign_b, seeded.on_b, other, where in (3, 4)),
@@ -139,6 +141,23 @@ async def seed(sessions: Sessions, count: int = 240) -> Seeded:
                     NOW + timedelta(hours=pick.choice([-3, -1, 2])) if pick.random() < 0.2 else None
                 )
                 done = pick.random() < 0.1
+                entries.append((campaign, on, owner, callback, done))
+            call = None
+            if pick.random() < 0.4:
+                campaign_id = pick.choice([campaign_a.id, campaign_b.id, None])
+                author = other if campaign_id == campaign_b.id else volunteer
+                outcomes = []
+                for n in range(pick.randint(0, 2)):
+                    outcome = pick.choice(list(DispositionOutcome))
+                    at = NOW - timedelta(hours=n + pick.randint(0, 3))
+                    outcomes.append((n, outcome, at))
+                call = (k, campaign_id, author, outcomes)
+            planned.append((contact, numbers, entries, call))
+        await session.flush()
+        for contact, numbers, entries, call in planned:
+            seeded.contacts[contact.id] = contact
+            seeded.numbers[contact.id] = numbers
+            for campaign, on, owner, callback, done in entries:
                 session.add(
                     CallingListEntry(
                         campaign_id=campaign.id,
@@ -151,10 +170,11 @@ async def seed(sessions: Sessions, count: int = 240) -> Seeded:
                 on.add(contact.id)
                 if callback is not None and not done:
                     seeded.callbacks[(contact.id, campaign.id)] = callback
-            if pick.random() < 0.4:
-                campaign_id = pick.choice([campaign_a.id, campaign_b.id, None])
-                author = other if campaign_id == campaign_b.id else volunteer
-                call = CallAttempt(
+            if call is None:
+                continue
+            k, campaign_id, author, outcomes = call
+            session.add(
+                CallAttempt(
                     call_id=f"call-{k}",
                     campaign_id=campaign_id,
                     contact_id=contact.id,
@@ -163,22 +183,21 @@ async def seed(sessions: Sessions, count: int = 240) -> Seeded:
                     state=CallState.ENDED,
                     requested_at=NOW - timedelta(days=k % 7),
                 )
-                session.add(call)
-                seeded.called.setdefault(contact.id, []).append(campaign_id)
-                for n in range(pick.randint(0, 2)):
-                    outcome = pick.choice(list(DispositionOutcome))
-                    at = NOW - timedelta(hours=n + pick.randint(0, 3))
-                    session.add(
-                        Disposition(
-                            submission_id=f"sub-{k}-{n}",
-                            contact_id=contact.id,
-                            campaign_id=campaign_id,
-                            volunteer_id=author.id,
-                            outcome=outcome,
-                            created_at=at,
-                        )
+            )
+            seeded.called.setdefault(contact.id, []).append(campaign_id)
+            for n, outcome, at in outcomes:
+                session.add(
+                    Disposition(
+                        submission_id=f"sub-{k}-{n}",
+                        contact_id=contact.id,
+                        campaign_id=campaign_id,
+                        volunteer_id=author.id,
+                        outcome=outcome,
+                        created_at=at,
                     )
-                    seeded.outcomes.setdefault(contact.id, []).append((at, n, campaign_id, outcome))
+                )
+                seeded.outcomes.setdefault(contact.id, []).append((at, n, campaign_id, outcome))
+        await session.flush()
         seeded.order = list(
             await session.scalars(
                 select(Contact.id).order_by(Contact.last_name, Contact.first_name, Contact.id)

@@ -215,6 +215,7 @@ async def check_pbx(
     refuse: Sequence[Probe],
     extensions: list[str],
     volunteer_channel: str = "PJSIP/{extension}",
+    supervision_context: str = "dialer-supervise",
     within: float = 5.0,
 ) -> list[CheckResult]:
     """Check the PBX; ``dial`` and ``refuse`` come from :func:`probe_numbers`."""
@@ -274,6 +275,9 @@ async def check_pbx(
         results += await _check_dialplan(
             connection, outbound_context, dial, refuse, within, no_extension=no_extension
         )
+        supervision = await _check_supervision(connection, supervision_context, within)
+        if supervision is not None:
+            results.append(supervision)
         results.append(await _check_trunk(connection, within))
         endpoint_of = _endpoint_template(volunteer_channel)
         if endpoint_of is not None:
@@ -415,6 +419,51 @@ def _jump_target(data: str, context: str) -> tuple[str, str]:
     parts = [part.strip() for part in place.split(",")]
     target = parts[0] if len(parts) == 3 else context
     return target, arguments.removesuffix(")")
+
+
+SUPERVISION_MODES = ("listen", "whisper", "barge")
+
+
+async def _check_supervision(
+    connection: _Connection, context: str, within: float
+) -> CheckResult | None:
+    """Whether the context that rings an organizer into a call is there.
+
+    A warning, not a failure, when it is not: calls work without it, but
+    Listen, Whisper and Barge on the live panel ring nobody (the worker's
+    Originate is refused and only its log says so).  None when the dialplan
+    cannot be read: the dialplan check says that already.
+    """
+    response, items = await connection.request(
+        Action.build("ShowDialPlan", {"Context": context}), within
+    )
+    fix = (
+        f"add the {context} context from asterisk-config/extensions.conf (with dialer-spy; "
+        "DIALER_SUPERVISION_CONTEXT names it)"
+    )
+    if response.response != "Success":
+        if not (response.get("Message") or "").startswith("Did not find context"):
+            return None
+        return CheckResult(
+            "supervision",
+            True,
+            f"the dialplan context {context!r} is missing, so Listen, Whisper and Barge on "
+            f"the live panel ring nobody: {fix}",
+            warning=True,
+        )
+    found = {item.get("Extension") for item in items}
+    missing = [mode for mode in SUPERVISION_MODES if mode not in found]
+    if missing:
+        return CheckResult(
+            "supervision",
+            True,
+            f"the dialplan context {context!r} has no {', '.join(missing)} extension, so "
+            f"organizers cannot {' or '.join(missing)} from the live panel: {fix}",
+            warning=True,
+        )
+    return CheckResult(
+        "supervision", True, f"[{context}] rings organizers into calls (listen, whisper, barge)"
+    )
 
 
 async def _check_dialplan(

@@ -651,6 +651,7 @@ def check_pbx_command(ctx: click.Context, extensions: tuple[str, ...], number: s
             refuse=refuse,
             extensions=chosen,
             volunteer_channel=settings.volunteer_channel,
+            supervision_context=settings.supervision_context,
         )
     )
     for result in results:

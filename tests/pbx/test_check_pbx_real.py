@@ -64,6 +64,7 @@ async def run_check(
     username: str = AMI_USER,
     secret: str | None = None,
     context: str = "dialer-outbound",
+    supervision_context: str = "dialer-supervise",
     extensions: Sequence[str] = (),
 ) -> dict[str, CheckResult]:
     results = await check_pbx(
@@ -75,6 +76,7 @@ async def run_check(
         dial=DIAL,
         refuse=REFUSE,
         extensions=list(extensions),
+        supervision_context=supervision_context,
         within=5.0,
     )
     return {result.name: result for result in results}
@@ -124,10 +126,14 @@ async def test_the_standard_pbx_passes_and_nothing_rings(pbx: RealPbx) -> None:
         "dialplan",
         *(f"allows {probe.number}" for probe in DIAL),
         *(f"refuses {probe.number}" for probe in REFUSE),
+        "supervision",
         "trunk",
         "phone 1001",
         f"phone {VOLUNTEER_BUSY}",
     ]
+    assert results["supervision"].message == (
+        "[dialer-supervise] rings organizers into calls (listen, whisper, barge)"
+    )
     assert [probe.number for probe in DIAL] == ["+15062345678", "+12015550123"]
     assert results["refuses +18092345678"].message == (
         "international rate (+1 809, the Dominican Republic): extension _1809NXXXXXX goes to "
@@ -391,6 +397,24 @@ async def test_phones_qualify_has_not_judged_pass_with_a_warning(broken: Asteris
         f"phone {NOT_QUALIFIED_YET} has not been qualified yet (Asterisk asks it every 86400 s), "
         "so whether it answers is not known: run check-pbx again in 86400 s"
     )
+
+
+async def test_a_pbx_without_the_supervision_context_passes_with_a_warning(
+    broken: Asterisk,
+) -> None:
+    results = await run_check(broken, supervision_context="no-such-supervise")
+    supervision = results["supervision"]
+    assert supervision.ok and supervision.warning
+    assert str(supervision) == (
+        "warn  supervision: the dialplan context 'no-such-supervise' is missing, so Listen, "
+        "Whisper and Barge on the live panel ring nobody: add the no-such-supervise context "
+        "from asterisk-config/extensions.conf (with dialer-spy; DIALER_SUPERVISION_CONTEXT "
+        "names it)"
+    )
+    # A context that lacks one of the three is named for what it lacks.
+    partial = await run_check(broken, supervision_context="dialer-spy-notice")
+    assert partial["supervision"].warning
+    assert "has no listen, whisper, barge extension" in partial["supervision"].message
 
 
 async def test_a_user_without_originate(broken: Asterisk) -> None:

@@ -11,7 +11,10 @@ Where the time went, profiled on a 100,000-row voter file (the batch path,
 about 8,000 rows/s before the search indexes of migration 0011): CSV
 reading 2%, writing 25%, and 70% the checks of each row, nearly all of it
 phonenumbers (``to_e164`` and the dialing policy's check: about 150 us of
-the 200 us a row took), in one process.  So:
+the 200 us a row took), in one process.  (The row check now parses each
+number once, :func:`dialer.domain.numbers.check_number`: 55-70 us a row in
+a worker, and PostgreSQL's upkeep of the contacts' GIN indexes is what
+bounds this path; see docs/benchmarks.md.)  So:
 
 - **The parent reads, workers check.**  The CSV reader stays in the parent
   (a quoted field may hold line breaks, so the bytes cannot be cut at

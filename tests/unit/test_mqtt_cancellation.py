@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -28,6 +29,9 @@ class SwallowingClient:
     def __init__(self, *_args: Any, **_kwargs: Any) -> None:
         self.pending_calls_threshold = 0
         self.messages: Any = None
+        # paho's client, as far as dialer.live.mqtt.read_every_waiting_packet
+        # reaches into it.
+        self._client = SimpleNamespace(loop_read=lambda max_packets=1: 0, socket=lambda: None)
 
     async def __aenter__(self) -> SwallowingClient:
         SwallowingClient.entered += 1
@@ -58,8 +62,13 @@ async def test_a_swallowed_cancellation_still_stops_the_loop(
     loop: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(mqtt.aiomqtt, "Client", SwallowingClient)
+    # Counted per test: a count left by the case before would let this one
+    # cancel its loop before it ever connects, and prove nothing.
+    monkeypatch.setattr(SwallowingClient, "entered", 0)
     task = asyncio.create_task(LOOPS[loop]())
     while SwallowingClient.entered == 0:
+        # A loop that died before connecting would leave this waiting for ever.
+        assert not task.done(), task
         await asyncio.sleep(0.01)
     task.cancel()
     await asyncio.wait({task}, timeout=3)

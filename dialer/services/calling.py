@@ -260,15 +260,13 @@ class CallService:
         if volunteer is None or not volunteer.is_active:
             refuse(RefusalCode.NOT_FOUND, "unknown user")
         rings = phone_in_use(volunteer, volunteer_phone)
-        if rings is VolunteerPhone.OWN_NUMBER:
-            # Dialed over the trunk like a contact: the same policy, checked
-            # again at each call in case it changed since the number was set.
-            if not volunteer.own_number or self.policy.check(volunteer.own_number) is not None:
-                refuse(
-                    RefusalCode.OWN_NUMBER_NOT_ALLOWED,
-                    "the dialing policy does not allow calls to your own number",
-                )
-        elif not volunteer.sip_extension:
+        unringable = self._unringable(volunteer, rings)
+        if unringable == "own_number":
+            refuse(
+                RefusalCode.OWN_NUMBER_NOT_ALLOWED,
+                "the dialing policy does not allow calls to your own number",
+            )
+        if unringable == "extension":
             refuse(
                 RefusalCode.NO_EXTENSION, "you have no phone extension; ask an organizer to set one"
             )
@@ -573,13 +571,29 @@ class CallService:
 
     def _check_supervisor_phone(self, user: User) -> None:
         """The organizer's phone must be one the dialer can ring, as a volunteer's."""
-        if user.phone is VolunteerPhone.OWN_NUMBER:
-            if not user.own_number or self.policy.check(user.own_number) is not None:
-                raise SupervisionRefused(
-                    "no_phone", "the dialing policy does not allow calls to your own number"
-                )
-        elif not user.sip_extension:
+        unringable = self._unringable(user, user.phone)
+        if unringable == "own_number":
+            raise SupervisionRefused(
+                "no_phone", "the dialing policy does not allow calls to your own number"
+            )
+        if unringable == "extension":
             raise SupervisionRefused("no_phone", "you have no phone; ask an administrator")
+
+    def _unringable(
+        self, user: User, rings: VolunteerPhone
+    ) -> Literal["own_number", "extension"] | None:
+        """Why ``user``'s phone of kind ``rings`` cannot be rung, or None.
+
+        An own number is dialed over the trunk like a contact: the same
+        policy, checked again at each call in case it changed since the
+        number was set.  Any other phone needs an extension.
+        """
+        if rings is VolunteerPhone.OWN_NUMBER:
+            if not user.own_number or self.policy.check(user.own_number) is not None:
+                return "own_number"
+        elif not user.sip_extension:
+            return "extension"
+        return None
 
     async def _cancel_unclaimed(
         self, session: AsyncSession, call: CallAttempt, by: HangupBy

@@ -68,10 +68,32 @@ def _asterisk_env() -> dict[str, str]:
     return env
 
 
+# Ports the PBX's processes listen on come from below the kernel's ephemeral
+# range (32768-60999 here), where nothing binds port 0 and no client
+# connection takes its source port: a port picked there stays free until
+# Asterisk or SIPp binds it, which a port from bind(0) did not always (a test
+# process of the other xdist worker, or a client socket, took it first, and
+# Asterisk's AMI never answered).  Each xdist worker has its own slice.
+_PORTS_FROM = 12000
+_PORTS_PER_WORKER = 1600
+
+
+def _worker_ports() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) if worker.isdigit() else 0
+    start = _PORTS_FROM + (index % 5) * _PORTS_PER_WORKER
+    return range(start, start + _PORTS_PER_WORKER)
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port of this worker's slice that nothing has bound."""
+    ports = _worker_ports()
+    for _ in range(200):
+        port = random.choice(ports)
+        with contextlib.suppress(OSError), socket.socket(socket.AF_INET, kind) as probe:
+            probe.bind(("127.0.0.1", port))
+            return port
+    raise RuntimeError(f"no free port in {ports}")
 
 
 def free_udp_and_tcp_port() -> int:
@@ -504,13 +526,21 @@ class Asterisk:
 
     async def wait_for_ami(self, timeout: float = 30) -> None:
         """Until the AMI user can log in (Asterisk is up and has read manager.conf)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                if self.process is not None and self.process.poll() is not None:
-                    raise RuntimeError(f"Asterisk exited:\n{self.log()[-3000:]}")
-                if await self._login_works():
-                    return
-                await asyncio.sleep(0.2)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    if self.process is not None and self.process.poll() is not None:
+                        raise RuntimeError(f"Asterisk exited:\n{self.log()[-3000:]}")
+                    if await self._login_works():
+                        return
+                    await asyncio.sleep(0.2)
+        except TimeoutError:
+            # Asterisk's own words (a port it could not bind, a module that
+            # failed) are what tells why; the timeout alone does not.
+            raise TimeoutError(
+                f"no AMI login on port {self.ami_port} within {timeout} s; "
+                f"Asterisk's log ends:\n{self.log()[-3000:]}"
+            ) from None
 
     async def _login_works(self) -> bool:
         try:

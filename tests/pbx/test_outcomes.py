@@ -131,33 +131,39 @@ async def batch(
 ) -> AsyncIterator[Batch]:
     volunteers = {f"v{scenario.extension}": scenario.extension for scenario in SCENARIOS.values()}
     contacts = {name: (s.number, f"v{s.extension}") for name, s in SCENARIOS.items()}
-    world = await seed(session_maker, volunteers, contacts)
-    async with dialer_running(
-        pg_url, pbx.asterisk, pbx_folder, DIALER_ALLOWED_DESTINATIONS="CA,US,DO"
-    ) as dialer:
-        live = LiveRecorder()
-        async with live.recording(dialer.url):
-            result = Batch(pbx, world, session_maker, live)
-            async with Browser.signed_in(dialer.url, "olivia") as organizer:
-                plays: list[Callable[[], Awaitable[None]]] = []
-                browsers: list[Any] = []
-                for name, scenario in SCENARIOS.items():
-                    browser = Browser.signed_in(dialer.url, f"v{scenario.extension}")
-                    browsers.append(browser)
-                    volunteer = await browser.__aenter__()
-                    plays.append(
-                        lambda n=name, s=scenario, v=volunteer: _play(n, s, result, v, organizer)
-                    )
-                try:
-                    await asyncio.gather(*(play() for play in plays))
-                    # The panel gets the end a moment after the database.
-                    for call_id in result.call_ids.values():
-                        await live.until(call_id, "ended", timeout=10)
-                finally:
-                    for browser in browsers:
-                        await browser.__aexit__(None, None, None)
-            yield result
-    await truncate_all(session_maker)
+    # Emptied even when setting up fails half-way, or the next module's
+    # users would collide with these.
+    try:
+        world = await seed(session_maker, volunteers, contacts)
+        async with dialer_running(
+            pg_url, pbx.asterisk, pbx_folder, DIALER_ALLOWED_DESTINATIONS="CA,US,DO"
+        ) as dialer:
+            live = LiveRecorder()
+            async with live.recording(dialer.url):
+                result = Batch(pbx, world, session_maker, live)
+                async with Browser.signed_in(dialer.url, "olivia") as organizer:
+                    plays: list[Callable[[], Awaitable[None]]] = []
+                    browsers: list[Any] = []
+                    for name, scenario in SCENARIOS.items():
+                        browser = Browser.signed_in(dialer.url, f"v{scenario.extension}")
+                        browsers.append(browser)
+                        volunteer = await browser.__aenter__()
+                        plays.append(
+                            lambda n=name, s=scenario, v=volunteer: _play(
+                                n, s, result, v, organizer
+                            )
+                        )
+                    try:
+                        await asyncio.gather(*(play() for play in plays))
+                        # The panel gets the end a moment after the database.
+                        for call_id in result.call_ids.values():
+                            await live.until(call_id, "ended", timeout=10)
+                    finally:
+                        for browser in browsers:
+                            await browser.__aexit__(None, None, None)
+                yield result
+    finally:
+        await truncate_all(session_maker)
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))

@@ -193,101 +193,105 @@ async def supervised(
     contacts = {mode: (number, f"v{ext}") for mode, (ext, number, _opts) in MODES.items()}
     volunteers[f"v{OWN_NUMBER_CALL[0]}"] = OWN_NUMBER_CALL[0]
     contacts["own_number"] = (OWN_NUMBER_CALL[1], f"v{OWN_NUMBER_CALL[0]}")
-    world = await seed(session_maker, volunteers, contacts)
-    async with session_maker.begin() as session:
-        organizer = await session.scalar(select(User).where(User.username == ORGANIZER))
-        assert organizer is not None
-        # The organizer's own desk phone, as a volunteer's is set.
-        organizer.sip_extension = ORGANIZER_PHONE
-        username, number = OWN_NUMBER_ORGANIZER
-        nadia = User(
-            username=username,
-            display_name="Nadia",
-            role=Role.ORGANIZER,
-            password_hash=password_hash(),
-            phone=VolunteerPhone.OWN_NUMBER,
-            own_number=number,
-            own_number_approved_at=datetime.now(UTC),
-        )
-        session.add(nadia)
-        await session.flush()
-        team_id = await session.scalar(
-            select(TeamMember.team_id).where(TeamMember.user_id == organizer.id)
-        )
-        assert team_id is not None
-        session.add(TeamMember(team_id=team_id, user_id=nadia.id))
-    other_campaign, other_contact = await _other_team(session_maker)
-    trace = pbx_folder / "supervision" / "dialer-ami.ami"
-    async with (
-        pbx_running(asterisk, agents) as pbx,
-        Observer().watching(asterisk.ami_port, secret) as observer,
-    ):
-        await asterisk.wait_for_contacts({"1010": "Avail", ORGANIZER_PHONE: "Avail"})
-        async with dialer_running(
-            pg_url,
-            asterisk,
-            pbx_folder,
-            DIALER_AMI_TRACE_FILE=str(trace),
-            # The volunteer is told: two tones whispered to them alone.
-            DIALER_SUPERVISION_NOTICE="true",
-        ) as dialer:
-            result = Supervised(pbx, world, observer, trace)
-            async with (
-                Browser.signed_in(dialer.url, ORGANIZER) as olivia,
-                Browser.signed_in(dialer.url, OTHER_TEAM_VOLUNTEER[0]) as victor,
-            ):
-                # Another team's live call: refused, whoever asks from team A.
-                status, body = await victor.api(
-                    "POST",
-                    "/api/calls",
-                    {"contact_id": other_contact, "campaign_id": other_campaign},
-                )
-                assert status == 201, body
-                result.other_call_id = str(body["call_id"])
-                await victor.wait_for(result.other_call_id, "talking")
-                result.other_refusal = await olivia.api(
-                    "POST",
-                    f"/api/calls/{result.other_call_id}/supervise",
-                    {"mode": "listen"},
-                )
-                for mode, (extension, _number, _options) in MODES.items():
-                    async with Browser.signed_in(dialer.url, f"v{extension}") as volunteer:
-                        call_id = await volunteer.click_call(world, mode)
-                        result.call_ids[mode] = call_id
-                        await volunteer.wait_for(call_id, "talking")
-                        if mode == "listen":
-                            # The call's own volunteer may not spy on it.
-                            result.volunteer_refusal = await volunteer.api(
-                                "POST", f"/api/calls/{call_id}/supervise", {"mode": "listen"}
+    # Emptied even when setting up fails half-way, or the next module's
+    # users would collide with these.
+    try:
+        world = await seed(session_maker, volunteers, contacts)
+        async with session_maker.begin() as session:
+            organizer = await session.scalar(select(User).where(User.username == ORGANIZER))
+            assert organizer is not None
+            # The organizer's own desk phone, as a volunteer's is set.
+            organizer.sip_extension = ORGANIZER_PHONE
+            username, number = OWN_NUMBER_ORGANIZER
+            nadia = User(
+                username=username,
+                display_name="Nadia",
+                role=Role.ORGANIZER,
+                password_hash=password_hash(),
+                phone=VolunteerPhone.OWN_NUMBER,
+                own_number=number,
+                own_number_approved_at=datetime.now(UTC),
+            )
+            session.add(nadia)
+            await session.flush()
+            team_id = await session.scalar(
+                select(TeamMember.team_id).where(TeamMember.user_id == organizer.id)
+            )
+            assert team_id is not None
+            session.add(TeamMember(team_id=team_id, user_id=nadia.id))
+        other_campaign, other_contact = await _other_team(session_maker)
+        trace = pbx_folder / "supervision" / "dialer-ami.ami"
+        async with (
+            pbx_running(asterisk, agents) as pbx,
+            Observer().watching(asterisk.ami_port, secret) as observer,
+        ):
+            await asterisk.wait_for_contacts({"1010": "Avail", ORGANIZER_PHONE: "Avail"})
+            async with dialer_running(
+                pg_url,
+                asterisk,
+                pbx_folder,
+                DIALER_AMI_TRACE_FILE=str(trace),
+                # The volunteer is told: two tones whispered to them alone.
+                DIALER_SUPERVISION_NOTICE="true",
+            ) as dialer:
+                result = Supervised(pbx, world, observer, trace)
+                async with (
+                    Browser.signed_in(dialer.url, ORGANIZER) as olivia,
+                    Browser.signed_in(dialer.url, OTHER_TEAM_VOLUNTEER[0]) as victor,
+                ):
+                    # Another team's live call: refused, whoever asks from team A.
+                    status, body = await victor.api(
+                        "POST",
+                        "/api/calls",
+                        {"contact_id": other_contact, "campaign_id": other_campaign},
+                    )
+                    assert status == 201, body
+                    result.other_call_id = str(body["call_id"])
+                    await victor.wait_for(result.other_call_id, "talking")
+                    result.other_refusal = await olivia.api(
+                        "POST",
+                        f"/api/calls/{result.other_call_id}/supervise",
+                        {"mode": "listen"},
+                    )
+                    for mode, (extension, _number, _options) in MODES.items():
+                        async with Browser.signed_in(dialer.url, f"v{extension}") as volunteer:
+                            call_id = await volunteer.click_call(world, mode)
+                            result.call_ids[mode] = call_id
+                            await volunteer.wait_for(call_id, "talking")
+                            if mode == "listen":
+                                # The call's own volunteer may not spy on it.
+                                result.volunteer_refusal = await volunteer.api(
+                                    "POST", f"/api/calls/{call_id}/supervise", {"mode": "listen"}
+                                )
+                            status, body = await olivia.api(
+                                "POST", f"/api/calls/{call_id}/supervise", {"mode": mode}
                             )
-                        status, body = await olivia.api(
-                            "POST", f"/api/calls/{call_id}/supervise", {"mode": mode}
+                            assert status == 202, body
+                            await observer.spy_of(call_id, "ChanSpyStart")
+                            # The organizer heard the call; now the volunteer's
+                            # leg ends, and ChanSpy's E option ends the spying.
+                            status, body = await olivia.api("POST", f"/api/calls/{call_id}/hangup")
+                            assert status == 202, body
+                            await volunteer.wait_for(call_id, "ended")
+                    async with (
+                        Browser.signed_in(dialer.url, f"v{OWN_NUMBER_CALL[0]}") as volunteer,
+                        Browser.signed_in(dialer.url, OWN_NUMBER_ORGANIZER[0]) as nadia,
+                    ):
+                        call_id = await volunteer.click_call(world, "own_number")
+                        result.own_number_call_id = call_id
+                        await volunteer.wait_for(call_id, "talking")
+                        status, body = await nadia.api(
+                            "POST", f"/api/calls/{call_id}/supervise", {"mode": "listen"}
                         )
                         assert status == 202, body
-                        await observer.spy_of(call_id, "ChanSpyStart")
-                        # The organizer heard the call; now the volunteer's
-                        # leg ends, and ChanSpy's E option ends the spying.
-                        status, body = await olivia.api("POST", f"/api/calls/{call_id}/hangup")
-                        assert status == 202, body
+                        await observer.spy_of(call_id, "ChanSpyStart", timeout=20)
+                        await nadia.api("POST", f"/api/calls/{call_id}/hangup")
                         await volunteer.wait_for(call_id, "ended")
-                async with (
-                    Browser.signed_in(dialer.url, f"v{OWN_NUMBER_CALL[0]}") as volunteer,
-                    Browser.signed_in(dialer.url, OWN_NUMBER_ORGANIZER[0]) as nadia,
-                ):
-                    call_id = await volunteer.click_call(world, "own_number")
-                    result.own_number_call_id = call_id
-                    await volunteer.wait_for(call_id, "talking")
-                    status, body = await nadia.api(
-                        "POST", f"/api/calls/{call_id}/supervise", {"mode": "listen"}
-                    )
-                    assert status == 202, body
-                    await observer.spy_of(call_id, "ChanSpyStart", timeout=20)
-                    await nadia.api("POST", f"/api/calls/{call_id}/hangup")
-                    await volunteer.wait_for(call_id, "ended")
-                await victor.api("POST", f"/api/calls/{result.other_call_id}/hangup")
-                await victor.wait_for(result.other_call_id, "ended")
-            yield result
-    await truncate_all(session_maker)
+                    await victor.api("POST", f"/api/calls/{result.other_call_id}/hangup")
+                    await victor.wait_for(result.other_call_id, "ended")
+                yield result
+    finally:
+        await truncate_all(session_maker)
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))

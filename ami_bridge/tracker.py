@@ -859,6 +859,11 @@ class CallTracker:
         if call is not None:
             call.seen_on = self._connection
             self._add_channel(call, uniqueid, message.header("Channel"))
+            if uniqueid == f"{call.call_id}-o":
+                # Only a Local volunteer leg has a ;2 half, and it is the
+                # volunteer's side whatever it runs (their own number, a power
+                # session's conference): its cause never speaks for the contact.
+                call.volunteer_side.add(uniqueid)
         return None
 
     def _on_varset(self, message: Message, at: datetime) -> _Call | None:

@@ -57,26 +57,49 @@ DEFAULT RULE (override per number or extension with ``script_contact`` /
   exist: ``PJSIP/nosuch`` or ``Bogus/1001`` fail with Reason 0 as in
   bad_actions.ami.
 
+Power mode (recorded: shipped_power_session; :mod:`ami_bridge.simulator.power`):
+an Originate of a desk phone into context ``dialer-power``, extension
+``<session>`` (digits, two at least: the context's ``_X.``), rings the phone
+like a click-to-call; once it answers, ``NoOp``, ``Answer`` and
+``ConfBridge`` put it in conference ``dialer-power-<session>`` as its marked
+user (``BridgeCreate`` of a ``softmix`` bridge, ``ConfbridgeStart``,
+``BridgeEnter``, ``ConfbridgeJoin``).  An Originate whose channel is
+``Local/<session>@dialer-power-join/n`` into ``dialer-outbound`` is a
+contact's call: its ;2 half (``OtherChannelId``) answers at once, which
+answers the ;1 half (``ChannelId``), and joins the conference half a second
+later, while the ;1 half runs the shipped dialplan and dials the contact as
+any call; when conference ``<session>`` has no volunteer, the ;2 half logs
+and hangs up (16) and the Originate fails with Reason 0, before anything is
+dialed.  The ;1 half ending takes the ;2 half with it (its cause), and the
+volunteer's leg leaving (the Hangup action, or the phone's own hang-up:
+``hangs_up_after`` counts from its joining) puts every contact's ;2 half
+out, which hangs up its ;1 half and the contact, then ends the conference.
+
 All durations are simulated seconds multiplied by ``time_scale`` (0.01 turns
 a 4 s call into 40 ms).  Fault-injection durations (``stall``,
 ``down_for``) are real seconds, because they are about the client's timers.
 
 Not simulated: an Originate to an application, and a volunteer leg that
-is a Local channel (a volunteer whose phone is their own number); both
-get ``Response: Error``, so the dialer records the call as failed with
-that message.
+is any other Local channel (a volunteer whose phone is their own number);
+both get ``Response: Error``, so the dialer records the call as failed with
+that message.  No audio, no RTCP reports, and no ConfBridge announcer
+channel (only its place in ``BridgeNumChannels`` and its device's state).
 
 Not recorded, so modelled on the nearest recording: the ``local`` trunk's
 unreachable contact, and its contact leg hung up by action while it rings;
 the volunteer's leg hung up by action before it answered, or over a SIP
-trunk while bridged; the refusal for want of a caller ID.
+trunk while bridged; the refusal for want of a caller ID.  In power mode:
+the volunteer's leg leaving while a contact still rings, or before the ;2
+half has joined (it is put out as it joins), the ;2 half hung up by action,
+and a restart during a session.
 
 The modules, each importing only those listed before it: ``users`` (AMI
 users and permissions), ``behaviour`` (what contacts and volunteers do),
 ``dialplan`` (trunks and the shipped dialplan's refusals), ``channels``
 (channels and bridges), ``session`` (one client connection), ``exchange``
 (the PBX state and events calls see), ``legs``, ``dialing`` and ``calls``
-(one Originate's script), ``actions`` (the AMI actions), ``server``
+(one Originate's script), ``spying`` (an organizer's phone) and ``power``
+(power mode's session legs and contacts), ``actions`` (the AMI actions), ``server``
 (:class:`AmiSimulator`), ``cli`` (:func:`run_simulator`); ``raw_client``
 (:class:`RawAmiClient`) stands alone.
 """

@@ -23,6 +23,14 @@ from ami_bridge.codec import Message
 from ami_bridge.simulator.calls import Call
 from ami_bridge.simulator.channels import Channel
 from ami_bridge.simulator.exchange import Exchange
+from ami_bridge.simulator.power import (
+    POWER_CONTEXT,
+    POWER_JOIN_CONTEXT,
+    POWER_SESSION,
+    PowerContactCall,
+    PowerSessionCall,
+    power_join_session,
+)
 from ami_bridge.simulator.session import Session
 from ami_bridge.simulator.spying import SPY_OPTIONS, SUPERVISION_CONTEXT, SpyCall
 from ami_bridge.simulator.users import AmiUser, parse_event_mask
@@ -163,16 +171,25 @@ class ActionHandlers(Exchange):
                 session, action_id, "Error", "Originate to an application is not simulated"
             )
             return
-        if (message.get("Channel") or "").lower().startswith("local/"):
-            # A volunteer's own number (Local/<number>@dialer-outbound/n): no
-            # recording of one yet to imitate; refused plainly, never played wrong.
+        # A power session's contact: its volunteer leg is the session's conference.
+        joins = power_join_session(request)
+        if request.lower().startswith("local/") and joins is None:
+            # A volunteer's own number (Local/<number>@dialer-outbound/n): not
+            # imitated yet; refused plainly, never played wrong.
             self._respond(session, action_id, "Error", "A Local volunteer channel is not simulated")
             return
         context = message.get("Context") or ""
         exten = message.get("Exten") or ""
         # An organizer's phone rung into a live call (ami_bridge.simulator.spying).
         spying = context == SUPERVISION_CONTEXT
-        known = exten in SPY_OPTIONS if spying else bool(_EXTEN.match(exten))
+        # A power session's leg: the volunteer's phone into its conference.
+        powering = context == POWER_CONTEXT
+        if spying:
+            known = exten in SPY_OPTIONS
+        elif powering:
+            known = bool(POWER_SESSION.match(exten))
+        else:
+            known = bool(_EXTEN.match(exten))
         if not known or not context or not self._context_exists(context):
             self._respond(session, action_id, "Error", "Extension does not exist.")
             return
@@ -195,7 +212,9 @@ class ActionHandlers(Exchange):
         cid_num, cid_name = _parse_caller_id(message.get("CallerID"))
         tech, _, resource = request.partition("/")
         channel_id = message.get("ChannelId") or None
-        exists = tech.upper() == "PJSIP" and self._endpoint_exists(resource)
+        exists = (tech.upper() == "PJSIP" and self._endpoint_exists(resource)) or (
+            joins is not None and self._context_exists(POWER_JOIN_CONTEXT)
+        )
         failed_uniqueid = channel_id or "<unknown>"
         # A ChannelId already in use: Asterisk cannot allocate the channel,
         # which fails like a missing endpoint (but under no Uniqueid: the
@@ -220,7 +239,13 @@ class ActionHandlers(Exchange):
 
             asyncio.get_running_loop().call_soon(fail)
             return
-        play = SpyCall if spying else Call
+        play: type[Call] = Call
+        if spying:
+            play = SpyCall
+        elif powering:
+            play = PowerSessionCall
+        elif joins is not None:
+            play = PowerContactCall
         call = play(
             self,
             request=request,
@@ -230,6 +255,7 @@ class ActionHandlers(Exchange):
             priority=priority,
             timeout=timeout_ms / 1000,
             channel_id=channel_id,
+            other_channel_id=message.get("OtherChannelId") or None,
             variables=variables,
             cid=(cid_num, cid_name),
             action_id=action_id,

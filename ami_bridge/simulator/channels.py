@@ -34,9 +34,9 @@ class Channel:
     """One channel of a call, as its events and the list actions show it."""
 
     __slots__ = (
-        "app_data", "application", "bridge_id", "call", "cid_name", "cid_num", "conn_name",
-        "conn_num", "context", "created", "device", "exten", "linkedid", "name", "priority",
-        "state", "tech", "uniqueid",
+        "app_data", "application", "bridge_id", "call", "cause", "cid_name", "cid_num",
+        "conn_name", "conn_num", "context", "created", "device", "exten", "linkedid", "name",
+        "priority", "state", "tech", "uniqueid",
     )  # fmt: skip
 
     def __init__(
@@ -65,6 +65,8 @@ class Channel:
         self.bridge_id = ""
         self.tech = tech
         self.created = created
+        # The cause of its Hangup event, once hung up.
+        self.cause: int | None = None
         # Devices are the channel name without the "-<sequence>" suffix.
         self.device = name.rsplit("-", 1)[0]
 
@@ -82,19 +84,51 @@ class Channel:
 
 
 class Bridge:
-    """A basic bridge joining a call's volunteer and contact legs."""
+    """A basic bridge joining a call's volunteer and contact legs, or a
+    conference's mixing bridge."""
 
-    __slots__ = ("channels", "id", "technology")
+    __slots__ = ("channels", "creator", "hidden", "id", "kind", "name", "technology")
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        technology: str = "simple_bridge",
+        kind: str = "basic",
+        creator: str = "<unknown>",
+        name: str = "<unknown>",
+    ) -> None:
         self.id = str(uuid.uuid4())
-        self.technology = "simple_bridge"
+        self.technology = technology
+        self.kind = kind
+        self.creator = creator
+        self.name = name
         self.channels: list[Channel] = []
+        # Members no event names (ConfBridge's announcer channel), which
+        # BridgeNumChannels still counts.
+        self.hidden = 0
 
     def block(self) -> str:
         return (
-            f"BridgeUniqueid: {self.id}\r\nBridgeType: basic\r\n"
-            f"BridgeTechnology: {self.technology}\r\nBridgeCreator: <unknown>\r\n"
-            f"BridgeName: <unknown>\r\nBridgeNumChannels: {len(self.channels)}\r\n"
+            f"BridgeUniqueid: {self.id}\r\nBridgeType: {self.kind}\r\n"
+            f"BridgeTechnology: {self.technology}\r\nBridgeCreator: {self.creator}\r\n"
+            f"BridgeName: {self.name}\r\n"
+            f"BridgeNumChannels: {len(self.channels) + self.hidden}\r\n"
             "BridgeVideoSourceMode: none\r\n"
         )
+
+
+class Conference:
+    """A ConfBridge conference of power mode: the volunteer's session leg
+    (the marked user) and the ;2 halves of the contacts' calls joined to it."""
+
+    __slots__ = ("bridge", "marked", "members", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.bridge = Bridge(technology="softmix", kind="base", creator="ConfBridge", name=name)
+        self.marked: Channel | None = None
+        self.members: list[Channel] = []
+
+    @property
+    def announcer(self) -> str:
+        return f"CBAnn/{self.name}-00000000;2"

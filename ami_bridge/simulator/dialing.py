@@ -121,23 +121,7 @@ class ContactDialing(CallLegs):
                 sim._varset(p, "BRIDGEPVTCALLID", p_call_id)
         who = await self._talk(behaviour.talk_seconds)
         if who == "volunteer":
-            # The volunteer's phone sends BYE (recorded:
-            # shipped_volunteer_hangs_up_during_talk).
-            sim._qos_bridged(v, p)
-            sim._hangup_request(v, 16)
-            self._clear_bridge_peers(v)
-            self._clear_bridge_peers(p)
-            self._leave(v)
-            self._leave(p)
-            self._destroy_bridge()
-            self._dial_times()
-            sim._soft_hangup_request(v, 16)
-            sim._qos(p)
-            sim._hangup_event(p, 16)
-            sim._hangup_event(v, 16)
-            sim._device_state(p.device, "NOT_INUSE")
-            sim._device_state(v.device, "NOT_INUSE")
-            self._end()
+            self._volunteer_leaves_sip_bridge()
             return
         # The contact sends BYE (recorded: pjsip_contact_answers_then_hangs_up).
         sim._qos_bridged(p, v)
@@ -154,6 +138,28 @@ class ContactDialing(CallLegs):
         sim._device_state(v.device, "NOT_INUSE")
         sim._hangup_event(p, 16)
         sim._device_state(p.device, "NOT_INUSE")
+        self._end()
+
+    def _volunteer_leaves_sip_bridge(self) -> None:
+        """The volunteer's leg hangs up while bridged to the contact's SIP leg
+        (recorded: shipped_volunteer_hangs_up_during_talk, the phone's BYE;
+        shipped_power_session, a power contact's ;1 put out with its ;2)."""
+        sim, v, p = self.sim, self.v, self.p
+        assert p is not None
+        sim._qos_bridged(v, p)
+        sim._hangup_request(v, 16)
+        self._clear_bridge_peers(v)
+        self._clear_bridge_peers(p)
+        self._leave(v)
+        self._leave(p)
+        self._destroy_bridge()
+        self._dial_times()
+        sim._soft_hangup_request(v, 16)
+        sim._qos(p)
+        sim._hangup_event(p, 16)
+        sim._hangup_event(v, 16)
+        sim._device_state(p.device, "NOT_INUSE")
+        sim._device_state(v.device, "NOT_INUSE")
         self._end()
 
     # -- Local channel through the fake-pstn context ----------------------------------

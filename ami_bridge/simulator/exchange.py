@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from ami_bridge.simulator.behaviour import ContactBehaviour, VolunteerBehaviour, number_key
-from ami_bridge.simulator.channels import Bridge, CallHandle, Channel
+from ami_bridge.simulator.channels import Bridge, CallHandle, Channel, Conference
 from ami_bridge.simulator.dialplan import Trunk
 from ami_bridge.simulator.session import Session
 
@@ -86,6 +86,8 @@ class Exchange:
     # Set when the channel of that name hangs up (a ChanSpy waiting on it).
     _hangup_watchers: dict[str, asyncio.Event]
     _calls: dict[str, CallHandle]
+    # Power mode's conferences, by name (dialer-power-<session>).
+    _conferences: dict[str, Conference]
     _started_at: float
     _epoch: int
     _uniqueid_seq: itertools.count[int]
@@ -182,7 +184,8 @@ class Exchange:
             )
 
     def _qos(self, channel: Channel) -> None:
-        if not self.dialplan_events:
+        # A Local channel carries no media of its own: no RTP statistics.
+        if not self.dialplan_events or channel.tech == "Local":
             return
         self._varset(channel, "RTPAUDIOQOS", f"ssrc={random.getrandbits(31)}{_QOS_TAIL}")
         for variable, value in _QOS_VALUES:
@@ -193,7 +196,8 @@ class Exchange:
             return
         first = f"ssrc={random.getrandbits(31)}{_QOS_TAIL}"
         for variable, value in (("RTPAUDIOQOS", first), *_QOS_VALUES):
-            self._varset(contact, variable, value)
+            if contact.tech != "Local":
+                self._varset(contact, variable, value)
             self._varset(volunteer, f"{variable}BRIDGED", value)
 
     def _newcallerid(self, channel: Channel) -> None:
@@ -236,6 +240,7 @@ class Exchange:
         self._emit("call", "SoftHangupRequest", f"{channel.block()}Cause: {cause}\r\n")
 
     def _hangup_event(self, channel: Channel, cause: int, tech_cause: int | None = None) -> None:
+        channel.cause = cause
         self._channels.pop(channel.name, None)
         self._uniqueids.discard(channel.uniqueid)
         watcher = self._hangup_watchers.pop(channel.name, None)
@@ -252,12 +257,20 @@ class Exchange:
     def _bridge_event(self, name: str, bridge: Bridge, channel: Channel | None = None) -> None:
         self._emit("call", name, bridge.block() + (channel.block() if channel else ""))
 
-    def _local_bridge(self, one: Channel, two: Channel, number: str) -> None:
+    def _local_bridge(
+        self,
+        one: Channel,
+        two: Channel,
+        number: str,
+        *,
+        context: str = "fake-pstn",
+        optimization: bool = True,
+    ) -> None:
         self._emit(
             "call",
             "LocalBridge",
-            f"{one.block('LocalOne')}{two.block('LocalTwo')}Context: fake-pstn\r\n"
-            f"Exten: {number}\r\nLocalOptimization: Yes\r\n",
+            f"{one.block('LocalOne')}{two.block('LocalTwo')}Context: {context}\r\n"
+            f"Exten: {number}\r\nLocalOptimization: {'Yes' if optimization else 'No'}\r\n",
         )
 
     def _originate_response(

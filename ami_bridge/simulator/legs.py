@@ -39,6 +39,7 @@ class CallLegs:
         priority: int,
         timeout: float,
         channel_id: str | None,
+        other_channel_id: str | None = None,
         variables: list[tuple[str, str]],
         cid: tuple[str | None, str | None],
         action_id: str | None,
@@ -57,18 +58,10 @@ class CallLegs:
         self.action_id = action_id
         self.sync_session = sync_session
         self.linkedid = channel_id or sim._new_uniqueid()
+        self.other_channel_id = other_channel_id
         self.task: asyncio.Task[None] | None = None
         self.stage: Literal["vol", "ringing", "bridged", "ended"] = "vol"
-        self.v = Channel(
-            self,
-            f"PJSIP/{resource}-{next(sim._pjsip_seq):08x}",
-            self.linkedid,
-            state=0,
-            context="from-phones",
-            exten="s",
-            tech="PJSIP",
-            created=time.monotonic(),
-        )
+        self.v = self._volunteer_channel()
         trunk = self.vars.get("DIALER_TRUNK", sim.default_trunk).lower()
         self.trunk: Trunk = next((t for t in TRUNKS if t == trunk), sim.default_trunk)
         # The shipped dialplan (and its desk phones) rather than the lab one.
@@ -97,6 +90,19 @@ class CallLegs:
         self.dial_started = 0.0
         self.answered = 0.0
         self.waiting_long = False
+
+    def _volunteer_channel(self) -> Channel:
+        """The leg the Originate rings: a desk phone's PJSIP channel."""
+        return Channel(
+            self,
+            f"PJSIP/{self.resource}-{next(self.sim._pjsip_seq):08x}",
+            self.linkedid,
+            state=0,
+            context="from-phones",
+            exten="s",
+            tech="PJSIP",
+            created=time.monotonic(),
+        )
 
     # -- bookkeeping -------------------------------------------------------------
 

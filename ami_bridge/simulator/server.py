@@ -89,6 +89,7 @@ class AmiSimulator(ActionHandlers):
         self._uniqueids: set[str] = set()
         self._hangup_watchers: dict[str, asyncio.Event] = {}
         self._calls = {}
+        self._conferences = {}
         self._pending_drops = {}
         self._started_at = time.monotonic()
         self._epoch = int(time.time())
@@ -230,5 +231,6 @@ class AmiSimulator(ActionHandlers):
         for call in list(self._calls.values()):
             call.cancel_task()
         self._calls.clear()
+        self._conferences.clear()
         self._channels.clear()
         self._uniqueids.clear()

@@ -64,6 +64,18 @@ LIST_EVENTS = frozenset(
 )
 # Events about the PBX rather than a call.
 SYSTEM_EVENTS = frozenset({"FullyBooted", "Shutdown"})
+# Media reports every few seconds of a long-lived channel (a power
+# session's leg): when they fall depends on the clock, not on the call, and
+# the tracker reads nothing of them.
+MEDIA_EVENTS = frozenset({"RTCPSent", "RTCPReceived"})
+# A conference member's ConfBridge events come from the conference's own
+# thread and race the channel's bridge and hangup events (BridgeEnter,
+# ConfbridgeJoin in either order): they are a lane of their own per member.
+CONFERENCE_MEMBER_EVENTS = frozenset({"ConfbridgeJoin", "ConfbridgeLeave"})
+# Everything about a conference as a whole (its softmix bridge, start, end
+# and devices) is one lane, the call "conference": it outlives the calls
+# that join it.
+CONFERENCE = "conference"
 ORIGINATE_DIAL = frozenset({"DialBegin", "DialState", "DialEnd"})
 DISCRIMINATOR = {
     "Newstate": "ChannelStateDesc",
@@ -167,13 +179,27 @@ class LaneBook:
         if name in SYSTEM_EVENTS:
             self.system.append(name)
             return
+        if name in MEDIA_EVENTS:
+            return
         discriminator = DISCRIMINATOR.get(name)
         signature = f"{name}:{m.get(discriminator)}" if discriminator else name
         if name == "OriginateResponse":
             self._put(m["Uniqueid"], "OR", signature)
         elif name == "DeviceStateChange":
-            call, lane = self.device_lane[m["Device"]]
-            self._put(call, lane, signature)
+            device = m["Device"]
+            if device.startswith("CBAnn/"):
+                # ConfBridge's announcer: its device reads INUSE or UNKNOWN
+                # as the conference ends, from one run to the next.
+                return
+            if device.startswith("confbridge:"):
+                self._put(CONFERENCE, "device", signature)
+            else:
+                call, lane = self.device_lane[device]
+                self._put(call, lane, signature)
+        elif name in ("ConfbridgeStart", "ConfbridgeEnd") or (
+            name in ("BridgeCreate", "BridgeDestroy") and m.get("BridgeTechnology") == "softmix"
+        ):
+            self._put(CONFERENCE, "C", signature)
         elif name == "LocalBridge":
             self._put(m["LocalOneLinkedid"], "LocalBridge", signature)
         elif name == "BridgeCreate":
@@ -194,7 +220,10 @@ class LaneBook:
             call = m[f"{prefix}Linkedid"]
             role = role_of(channel, m[f"{prefix}Uniqueid"], call)
             self._learn(channel, call, role)
-            if name in ("BridgeEnter", "BridgeLeave"):
+            if name in CONFERENCE_MEMBER_EVENTS:
+                self._put(call, self.lane_of_channel.get(channel, role) + "-conf", signature)
+                return
+            if name in ("BridgeEnter", "BridgeLeave") and m.get("BridgeTechnology") != "softmix":
                 bridge = m["BridgeUniqueid"]
                 self.bridge_call[bridge] = call
                 for pending in self.unplaced_bridges.pop(bridge, []):
@@ -347,6 +376,7 @@ SCENARIOS = {
             "shipped_hangup_by_volunteer_while_contact_rings",
             "shipped_listen_during_talk",
             "shipped_barge_with_beep",
+            "shipped_power_session",
         )
     },
 }

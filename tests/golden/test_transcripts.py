@@ -27,6 +27,7 @@ from ami_bridge.stream import ConnectionLost, Received, Resynced
 from ami_bridge.tools.replay import (
     REPLAY_EPOCH,
     HangupSent,
+    OriginateSent,
     ReplayStep,
     is_supervision,
     replay,
@@ -57,6 +58,10 @@ CONTACT_NOT_REACHED = [
     S.RINGING_CONTACT,
     S.ENDED,
 ]
+
+# A power session's contact: its Local volunteer leg never rings.
+POWER_PATH = [S.REQUESTED, S.VOLUNTEER_ANSWERED, S.RINGING_CONTACT, S.TALKING, S.ENDED]
+POWER_PATH_NOT_REACHED = [S.REQUESTED, S.VOLUNTEER_ANSWERED, S.RINGING_CONTACT, S.ENDED]
 
 
 @dataclass(frozen=True)
@@ -638,6 +643,99 @@ SCENARIOS: dict[tuple[str, ...], dict[str, Expected]] = {
             talk_seconds=3.511,
         )
     },
+    # Power mode (see the fixtures' README): the session's leg (ps19-s, desk
+    # phone 1015 in ConfBridge dialer-power-19) is no call of the tracker's;
+    # each contact is one, whose volunteer leg is the Local channel into the
+    # conference, answered at once (no volunteer ringing).
+    ("shipped_power_session.ami",): {
+        "s0019": Expected(
+            O.COMPLETED,
+            path=POWER_PATH,
+            fields={
+                "volunteer_channel": "Local/19@dialer-power-join-00000001;1",
+                "volunteer_uniqueid": "s0019-v",
+                "contact_channel": "PJSIP/carrier-00000001",
+                "contact_uniqueid": "1796622631.5",
+                "linkedid": "s0019-v",
+                "bridge_id": "3aba645b-8ade-4125-9525-785eaff23f53",
+                "contact_number": "15145550100",
+                "dial_status": "ANSWER",
+                "volunteer_hangup_cause": 16,
+                "contact_hangup_cause": 16,
+                "originate_reason": 4,
+                "failure_reason": None,
+            },
+            ring_seconds=1.063,
+            talk_seconds=2.95,
+        ),
+        "s0020": Expected(
+            O.CONTACT_BUSY,
+            path=POWER_PATH_NOT_REACHED,
+            fields={
+                "volunteer_channel": "Local/19@dialer-power-join-00000002;1",
+                "contact_channel": "PJSIP/carrier-00000002",
+                "dial_status": "BUSY",
+                "volunteer_hangup_cause": 17,
+                "contact_hangup_cause": 17,
+                "originate_reason": 4,
+            },
+            ring_seconds=0.048,
+        ),
+        "s0021": Expected(
+            O.CONTACT_REJECTED,
+            path=POWER_PATH_NOT_REACHED,
+            fields={
+                "volunteer_channel": "Local/19@dialer-power-join-00000003;1",
+                "contact_channel": "PJSIP/carrier-00000003",
+                "dial_status": "NOANSWER",
+                "volunteer_hangup_cause": 21,
+                "contact_hangup_cause": 21,
+                "contact_hangup_cause_text": "Call Rejected",
+            },
+            ring_seconds=0.006,
+        ),
+        # The volunteer's leg hung up by action while the contact talked:
+        # ConfBridge put the ;2 half out, which hung up the ;1 half and the
+        # contact.  As when a desk phone hangs up mid-talk
+        # (shipped_volunteer_hangs_up_during_talk): the contact talked, the
+        # call completed.  The client's Hangup names the session's channel,
+        # which is no call's, so the replay notes no operator hang-up.
+        "s0022": Expected(
+            O.COMPLETED,
+            path=POWER_PATH,
+            fields={
+                "volunteer_channel": "Local/19@dialer-power-join-00000004;1",
+                "contact_channel": "PJSIP/carrier-00000004",
+                "contact_uniqueid": "1796622638.14",
+                "bridge_id": "acbcfad4-989b-4849-95e7-94703ce9b99a",
+                "dial_status": "ANSWER",
+                "volunteer_hangup_cause": 16,
+                "contact_hangup_cause": 16,
+                "hangup_requested_by": None,
+            },
+            ring_seconds=1.012,
+            talk_seconds=1.506,
+        ),
+        # Dialed after the volunteer left: the ;2 half found no volunteer and
+        # hung up before the ;1 half was answered; the contact was never
+        # dialed, and the ;2 half's cause is the volunteer side's.
+        "s0023": Expected(
+            O.VOLUNTEER_UNREACHABLE,
+            path=[S.REQUESTED, S.ENDED],
+            fields={
+                "volunteer_channel": "Local/19@dialer-power-join-00000005;1",
+                "volunteer_uniqueid": "s0023-v",
+                "contact_channel": None,
+                "contact_uniqueid": None,
+                "dial_status": None,
+                "volunteer_hangup_cause": 16,
+                "contact_hangup_cause": None,
+                "originate_response": "Failure",
+                "originate_reason": 0,
+                "volunteer_answered_at": None,
+            },
+        ),
+    },
     ("shipped_refused_by_dialplan.ami",): {
         # [dialer-refuse] hung the answered volunteer up with cause 34
         # before any Dial(): no contact leg at all.
@@ -705,8 +803,19 @@ PAIRED_FIRST_FILES = {
 }
 
 
+def is_power_session_leg(step: ReplayStep) -> bool:
+    """A power session's Originate of the volunteer's phone into its
+    conference: the dialer tracks the session, not a call (the replay tool
+    takes every Originate for a call)."""
+    return isinstance(step, OriginateSent) and (step.action_id or "").startswith("power-")
+
+
 def _replay(files: tuple[str, ...], *, client_hints: bool) -> dict[str, list[CallUpdate]]:
-    steps = replay_steps([AMI / name for name in files])
+    steps = [
+        step
+        for step in replay_steps([AMI / name for name in files])
+        if not is_power_session_leg(step)
+    ]
     updates: dict[str, list[CallUpdate]] = defaultdict(list)
     tracker = CallTracker()
     for step in steps:
@@ -1222,20 +1331,54 @@ SHIPPED_ORIGINATE_HEADERS = (
 def test_the_shipped_recordings_originate_as_the_dialer_does(path: Path) -> None:
     # One Originate per file for the call, shaped by the worker and
     # AmiClient.originate (an organizer's supervision is checked below).
-    [originate] = [action for action in _originates(path) if not is_supervision(action)]
-    call_id = originate.action_id
-    assert call_id is not None
-    assert tuple(key for key, _ in originate.pairs) == SHIPPED_ORIGINATE_HEADERS
-    assert (originate["Context"], originate["Priority"], originate["Async"]) == (
-        "dialer-outbound",
-        "1",
-        "true",
-    )
-    assert (originate["ChannelId"], originate["OtherChannelId"]) == (f"{call_id}-v", f"{call_id}-o")
-    assert originate.getall("Variable") == [
-        f"DIALER_CALL_ID={call_id}",
-        "DIALER_CALLERID=15145550000",
+    calls = [
+        action
+        for action in _originates(path)
+        if not is_supervision(action) and action["Context"] != "dialer-power"
     ]
+    # A power session dials its contacts one by one, each a call of its own.
+    assert len(calls) == (5 if path.name == "shipped_power_session.ami" else 1)
+    for originate in calls:
+        call_id = originate.action_id
+        assert call_id is not None
+        assert tuple(key for key, _ in originate.pairs) == SHIPPED_ORIGINATE_HEADERS
+        assert (originate["Context"], originate["Priority"], originate["Async"]) == (
+            "dialer-outbound",
+            "1",
+            "true",
+        )
+        assert (originate["ChannelId"], originate["OtherChannelId"]) == (
+            f"{call_id}-v",
+            f"{call_id}-o",
+        )
+        assert originate.getall("Variable") == [
+            f"DIALER_CALL_ID={call_id}",
+            "DIALER_CALLERID=15145550000",
+        ]
+
+
+POWER_SESSION_ORIGINATE_HEADERS = (
+    "Action", "Channel", "Context", "Exten", "Priority", "CallerID", "Timeout", "Async",
+    "ChannelId", "Variable", "ActionID",
+)  # fmt: skip
+
+
+def test_a_power_session_rings_the_volunteer_once_and_dials_contacts_into_its_conference() -> None:
+    session, *contacts = _originates(AMI / "shipped_power_session.ami")
+    assert tuple(key for key, _ in session.pairs) == POWER_SESSION_ORIGINATE_HEADERS
+    assert (
+        session["Channel"],
+        session["Context"],
+        session["Exten"],
+        session["ChannelId"],
+        session.action_id,
+    ) == ("PJSIP/1015", "dialer-power", "19", "ps19-s", "power-19")
+    assert session.getall("Variable") == ["DIALER_CALLERID=15145550000"]
+    assert {contact["Channel"] for contact in contacts} == {"Local/19@dialer-power-join/n"}
+    # The session's leg is no call: its ChannelId ends in neither -v nor -o.
+    assert set(_replay(("shipped_power_session.ami",), client_hints=False)) == {
+        contact.action_id for contact in contacts
+    }
 
 
 def _originates(path: Path) -> list[Message]:

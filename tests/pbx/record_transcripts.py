@@ -17,6 +17,11 @@ the ``Originate`` built exactly as the worker builds it
 (:class:`ami_bridge.pbx.AmiPbx` with an ``OriginateRequest`` shaped like
 ``dialer.worker.call_worker``'s), a ``Hangup`` where someone presses Hang up in the
 app, then the ``Logoff`` a second after the call ended.  Secrets are masked.
+A power session (:class:`PowerSession`) is one connection too: the session
+leg's Originate into ``[dialer-power]``, then each contact's call in turn
+(``Local/<session>@dialer-power-join/n`` into ``[dialer-outbound]``), the
+next once the last one ended, and a ``Hangup`` of the session's channel
+where the volunteer leaves.
 
 Scenarios run one after the other in a fixed order on one fresh Asterisk,
 with fixed call ids, so channel names (``PJSIP/1001-00000003``) come out
@@ -44,7 +49,8 @@ from pydantic import SecretStr
 
 from ami_bridge.client import AmiClient
 from ami_bridge.pbx import AmiPbx
-from ami_bridge.tracker import CallUpdate
+from ami_bridge.stream import Received, StreamItem
+from ami_bridge.tracker import CallTracker, CallUpdate
 from dialer.domain.ports import HangupBy, OriginateRequest, SpyMode, SpyRequest
 from dialer.domain.vocabulary import CallOutcome, CallState
 from tests.pbx.conftest import (
@@ -109,8 +115,46 @@ class Scenario:
     # with ChanSpy's beep or not.
     spy: tuple[SpyMode, str, bool] | None = None
 
+    @property
+    def outcomes(self) -> dict[str, CallOutcome]:
+        return {self.call_id: self.outcome}
 
-SCENARIOS: tuple[Scenario, ...] = (
+
+@dataclass(frozen=True)
+class PowerContact:
+    """One contact dialed on a power session: an ordinary call of the dialer
+    whose volunteer leg is ``Local/<session>@dialer-power-join/n``."""
+
+    call_id: str
+    number: str  # E.164 digits; the carrier acts on the last digit
+    outcome: CallOutcome
+    what: str
+    # The volunteer's session leg is hung up (the Hangup action on its
+    # channel, as the dialer does when the volunteer leaves) this long
+    # after the contact answered.
+    volunteer_leaves_after: float | None = None
+
+
+@dataclass(frozen=True)
+class PowerSession:
+    """A power-mode session: the volunteer's phone rung once into
+    ``[dialer-power]`` (its own ConfBridge), then its contacts one after
+    the other, each once the previous one ended."""
+
+    name: str
+    session: str  # the session id, digits: the conference is dialer-power-<session>
+    extension: str
+    contacts: tuple[PowerContact, ...]
+    what: str
+
+    @property
+    def outcomes(self) -> dict[str, CallOutcome]:
+        return {contact.call_id: contact.outcome for contact in self.contacts}
+
+
+Recorded = Scenario | PowerSession
+
+SCENARIOS: tuple[Recorded, ...] = (
     Scenario(
         "volunteer_unplugged", "s0001", UNPLUGGED, "15145550180",
         O.VOLUNTEER_UNREACHABLE,
@@ -219,7 +263,60 @@ SCENARIOS: tuple[Scenario, ...] = (
         hangup=("operator", CallState.TALKING, 3.0),
         spy=("barge", "1014", True),
     ),
+    PowerSession(
+        "power_session", "19", "1015",
+        (
+            PowerContact(
+                "s0019", "15145550100", O.COMPLETED,
+                "the contact rings 1 s, answers into the conference, talks 3 s and hangs up",
+            ),
+            PowerContact("s0020", "15145550111", O.CONTACT_BUSY, "the carrier answers 486"),
+            PowerContact("s0021", "15145550133", O.CONTACT_REJECTED, "the carrier answers 603"),
+            PowerContact(
+                "s0022", "15145550105", O.COMPLETED,
+                "the contact answers and stays; 1.5 s later the volunteer's session leg is "
+                "hung up (Hangup action): ConfBridge puts the contact's ;2 half out",
+                volunteer_leaves_after=1.5,
+            ),
+            PowerContact(
+                "s0023", "15145550100", O.VOLUNTEER_UNREACHABLE,
+                "dialed after the volunteer left: the ;2 half finds no volunteer in the "
+                "conference and hangs up (16) before anything is dialed, Reason 0",
+            ),
+        ),
+        "desk phone 1015 answers the session's Originate into [dialer-power] and waits "
+        "in ConfBridge dialer-power-19; five contacts are dialed in turn through "
+        "Local/19@dialer-power-join/n",
+    ),
 )  # fmt: skip
+
+# The session leg's Originate, as the power worker sends it: ChannelId
+# ps<session>-s ends in neither -v nor -o, so the tracker takes no call from it.
+POWER_CONTEXT = "dialer-power"
+POWER_JOIN = "dialer-power-join"
+
+
+class SessionWatch(CallTracker):
+    """The product's tracker, noting on the way what it ignores: the power
+    session legs (their channel names, and their joining the conference)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session_channels: dict[str, str] = {}
+        self.joined: set[str] = set()
+        self.session_changed = asyncio.Event()
+
+    def feed(self, item: StreamItem) -> list[CallUpdate]:
+        if isinstance(item, Received):
+            message = item.message
+            uniqueid = message.get("Uniqueid") or ""
+            if uniqueid.endswith("-s"):
+                if message.event == "Newchannel":
+                    self.session_channels[uniqueid] = message.get("Channel") or ""
+                elif message.event == "ConfbridgeJoin":
+                    self.joined.add(uniqueid)
+                self.session_changed.set()
+        return super().feed(item)
 
 
 class Recording:
@@ -235,7 +332,8 @@ class Recording:
             ping_interval=3600,
             trace_file=f"{trace_dir}/",
         )
-        self.pbx = AmiPbx(client)
+        self.watch = SessionWatch()
+        self.pbx = AmiPbx(client, self.watch)
         self.trace_dir = trace_dir
         self.updates: dict[str, CallUpdate] = {}
         self._changed = asyncio.Condition()
@@ -264,6 +362,14 @@ class Recording:
                 if update is not None and (update.state in states or update.ended):
                     return update
                 await self._changed.wait()
+
+    async def session_joined(self, uniqueid: str, timeout: float = 30) -> str:
+        """The session leg's channel name, once it is in its conference."""
+        async with asyncio.timeout(timeout):
+            while uniqueid not in self.watch.joined:
+                self.watch.session_changed.clear()
+                await self.watch.session_changed.wait()
+        return self.watch.session_channels[uniqueid]
 
     def trace(self) -> Path:
         [path] = self.trace_dir.glob("*.ami")
@@ -305,29 +411,83 @@ def spy_request(scenario: Scenario) -> SpyRequest:
     )
 
 
-async def record(scenario: Scenario, port: int, secret: str, work: Path, out: Path) -> CallUpdate:
+def power_contact_request(session: PowerSession, contact: PowerContact) -> OriginateRequest:
+    """A contact of a power session: a click-to-call whose volunteer is the conference."""
+    return OriginateRequest(
+        call_id=contact.call_id,
+        channel=f"Local/{session.session}@{POWER_JOIN}/n",
+        context=CONTEXT,
+        exten=contact.number,
+        caller_id_name="Phone bank",
+        caller_id_number=contact.number,
+        timeout_ms=ORIGINATE_TIMEOUT_MS,
+        variables={"DIALER_CALL_ID": contact.call_id, "DIALER_CALLERID": CALLER_ID},
+    )
+
+
+async def play_power(session: PowerSession, recording: Recording) -> dict[str, CallUpdate]:
+    leg = f"ps{session.session}-s"
+    await recording.pbx.client.originate(
+        f"PJSIP/{session.extension}",
+        context=POWER_CONTEXT,
+        exten=session.session,
+        caller_id_name="Phone bank",
+        caller_id_num=CALLER_ID,
+        timeout_ms=ORIGINATE_TIMEOUT_MS,
+        channel_id=leg,
+        variables={"DIALER_CALLERID": CALLER_ID},
+        action_id=f"power-{session.session}",
+    )
+    channel = await recording.session_joined(leg)
+    finals: dict[str, CallUpdate] = {}
+    for contact in session.contacts:
+        await recording.pbx.originate(power_contact_request(session, contact))
+        if contact.volunteer_leaves_after is not None:
+            reached = await recording.until(contact.call_id, CallState.TALKING)
+            if not reached.ended:
+                await asyncio.sleep(contact.volunteer_leaves_after)
+                await recording.pbx.client.hangup(channel)
+        finals[contact.call_id] = await recording.until(contact.call_id, CallState.ENDED)
+        # The next contact is dialed once the last one's events are all in,
+        # as the worker does after the call's end.
+        await asyncio.sleep(TAIL_SECONDS)
+    return finals
+
+
+async def play(scenario: Scenario, recording: Recording) -> dict[str, CallUpdate]:
+    await recording.pbx.originate(originate_request(scenario))
+    if scenario.spy is not None:
+        reached = await recording.until(scenario.call_id, CallState.TALKING)
+        if not reached.ended:
+            await asyncio.sleep(0.5)
+            await recording.pbx.spy_on_call(spy_request(scenario))
+    if scenario.hangup is not None:
+        by, state, after = scenario.hangup
+        reached = await recording.until(scenario.call_id, state)
+        if not reached.ended:
+            await asyncio.sleep(after)
+            await recording.pbx.hangup_call(scenario.call_id, by)
+    final = await recording.until(scenario.call_id, CallState.ENDED)
+    await asyncio.sleep(TAIL_SECONDS)
+    return {scenario.call_id: final}
+
+
+async def record(
+    scenario: Recorded, port: int, secret: str, work: Path, out: Path
+) -> dict[str, CallUpdate]:
+    """Record ``scenario`` into ``out``; the last update of each of its calls."""
     trace_dir = work / scenario.name
     trace_dir.mkdir(parents=True)
     async with Recording(port, secret, trace_dir) as recording:
-        await recording.pbx.originate(originate_request(scenario))
-        if scenario.spy is not None:
-            reached = await recording.until(scenario.call_id, CallState.TALKING)
-            if not reached.ended:
-                await asyncio.sleep(0.5)
-                await recording.pbx.spy_on_call(spy_request(scenario))
-        if scenario.hangup is not None:
-            by, state, after = scenario.hangup
-            reached = await recording.until(scenario.call_id, state)
-            if not reached.ended:
-                await asyncio.sleep(after)
-                await recording.pbx.hangup_call(scenario.call_id, by)
-        final = await recording.until(scenario.call_id, CallState.ENDED)
-        await asyncio.sleep(TAIL_SECONDS)
+        if isinstance(scenario, PowerSession):
+            finals = await play_power(scenario, recording)
+        else:
+            finals = await play(scenario, recording)
     target = out / f"{PREFIX}{scenario.name}.ami"
     shutil.move(recording.trace(), target)
     # Traces are private to their owner; a fixture is for everyone to read.
     target.chmod(0o644)
-    return final
+    return finals
 
 
 @contextlib.asynccontextmanager
@@ -354,10 +514,10 @@ async def recording_pbx(folder: Path) -> AsyncIterator[tuple[int, str]]:
 
 
 async def record_all(
-    out: Path, folder: Path, scenarios: Sequence[Scenario] = SCENARIOS
-) -> AsyncIterator[tuple[Scenario, CallUpdate]]:
+    out: Path, folder: Path, scenarios: Sequence[Recorded] = SCENARIOS
+) -> AsyncIterator[tuple[Recorded, dict[str, CallUpdate]]]:
     """Record ``scenarios`` in order on one fresh Asterisk kept in ``folder``;
-    yields each with its call's last update as the tracker saw it."""
+    yields each with its calls' last updates (by call id) as the tracker saw them."""
     async with recording_pbx(folder / "pbx") as (port, secret):
         for scenario in scenarios:
             yield scenario, await record(scenario, port, secret, folder / "traces", out)
@@ -365,22 +525,23 @@ async def record_all(
 
 # Roughly how long each scenario keeps its Asterisk busy, in seconds: the
 # ones that wait out a ring timeout dominate.
-_SECONDS = {"contact_no_answer": 32.0, "volunteer_no_answer": 17.0}
+_SECONDS = {"contact_no_answer": 32.0, "volunteer_no_answer": 17.0, "power_session": 16.0}
 _TALKING_SECONDS = 5.0
 _QUICK_SECONDS = 2.5
 
 
-def _cost(scenario: Scenario) -> float:
+def _cost(scenario: Recorded) -> float:
     if scenario.name in _SECONDS:
         return _SECONDS[scenario.name]
-    return _TALKING_SECONDS if scenario.outcome is O.COMPLETED else _QUICK_SECONDS
+    talks = O.COMPLETED in scenario.outcomes.values()
+    return _TALKING_SECONDS if talks else _QUICK_SECONDS
 
 
-def share_out(scenarios: Sequence[Scenario], lanes: int) -> list[list[Scenario]]:
+def share_out(scenarios: Sequence[Recorded], lanes: int) -> list[list[Recorded]]:
     """``scenarios`` in ``lanes`` groups of about equal length (longest first,
     each to the emptiest lane), each group keeping the scenarios' own order."""
     loads = [0.0] * lanes
-    chosen: list[list[Scenario]] = [[] for _ in range(lanes)]
+    chosen: list[list[Recorded]] = [[] for _ in range(lanes)]
     for scenario in sorted(scenarios, key=_cost, reverse=True):
         lane = loads.index(min(loads))
         loads[lane] += _cost(scenario)
@@ -390,23 +551,23 @@ def share_out(scenarios: Sequence[Scenario], lanes: int) -> list[list[Scenario]]
 
 
 async def record_in_parallel(
-    out: Path, folder: Path, scenarios: Sequence[Scenario] = SCENARIOS, *, lanes: int = 3
-) -> dict[str, CallUpdate]:
+    out: Path, folder: Path, scenarios: Sequence[Recorded] = SCENARIOS, *, lanes: int = 3
+) -> dict[str, dict[str, CallUpdate]]:
     """Record ``scenarios`` on ``lanes`` fresh Asterisks at once; each scenario's
-    call's last update, by name.
+    calls' last updates (by call id), by name.
 
     For checking recordings, not for making the committed ones: channel
     names then depend on which Asterisk played which scenario, while the
     events of each call, which the checks compare, do not.
     """
 
-    async def lane(index: int, group: list[Scenario]) -> dict[str, CallUpdate]:
+    async def lane(index: int, group: list[Recorded]) -> dict[str, dict[str, CallUpdate]]:
         return {
-            scenario.name: final
-            async for scenario, final in record_all(out, folder / f"lane{index}", group)
+            scenario.name: finals
+            async for scenario, finals in record_all(out, folder / f"lane{index}", group)
         }
 
-    finals: dict[str, CallUpdate] = {}
+    finals: dict[str, dict[str, CallUpdate]] = {}
     async with asyncio.TaskGroup() as group:
         tasks = [
             group.create_task(lane(index, chunk))
@@ -430,15 +591,18 @@ async def main_async(out: Path, names: Sequence[str], keep: bool) -> int:
     out.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="dialer-record-"))
     try:
-        async for scenario, final in record_all(out, folder, chosen):
-            if final.outcome is not scenario.outcome:
-                print(f"expected {scenario.outcome.value}:", end=" ")
-            print(
-                f"{PREFIX}{scenario.name}.ami: {final.outcome.value if final.outcome else '-'}"
-                f" (dial status {final.dial_status}, volunteer cause "
-                f"{final.volunteer_hangup_cause}, contact cause {final.contact_hangup_cause}, "
-                f"Reason {final.originate_reason})"
-            )
+        async for scenario, finals in record_all(out, folder, chosen):
+            for call_id, expected in scenario.outcomes.items():
+                final = finals[call_id]
+                if final.outcome is not expected:
+                    print(f"expected {expected.value}:", end=" ")
+                print(
+                    f"{PREFIX}{scenario.name}.ami {call_id}: "
+                    f"{final.outcome.value if final.outcome else '-'}"
+                    f" (dial status {final.dial_status}, volunteer cause "
+                    f"{final.volunteer_hangup_cause}, contact cause "
+                    f"{final.contact_hangup_cause}, Reason {final.originate_reason})"
+                )
     finally:
         if keep:
             print(f"Asterisk's folder kept: {folder}")

@@ -22,6 +22,7 @@ from ami_bridge.client import (
 )
 from ami_bridge.client import OriginateOutcomeUnknown as AmiOriginateUnknown
 from ami_bridge.codec import AmiEncodingError
+from ami_bridge.power_legs import SessionLegs, leg_action_id, leg_channel_id
 from ami_bridge.tracker import CallTracker, CallUpdate
 from dialer.domain.ports import (
     AnsweredTimes,
@@ -30,6 +31,8 @@ from dialer.domain.ports import (
     OriginateRejected,
     OriginateRequest,
     PbxUnavailable,
+    SessionLegRequest,
+    SessionLegUpdate,
     SpyRequest,
 )
 
@@ -56,6 +59,8 @@ class AmiPbx:
         self.tracker = tracker or CallTracker()
         self.clock = clock
         self._updates: asyncio.Queue[CallUpdate | None] = asyncio.Queue()
+        self.legs = SessionLegs()
+        self._leg_updates: asyncio.Queue[SessionLegUpdate | None] = asyncio.Queue()
         self._pump: asyncio.Task[None] | None = None
 
     @property
@@ -74,6 +79,7 @@ class AmiPbx:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump
         self._updates.put_nowait(None)
+        self._leg_updates.put_nowait(None)
 
     # -- the port ---------------------------------------------------------------
 
@@ -215,6 +221,59 @@ class AmiPbx:
             raise OriginateRejected(str(error)) from error
         return True
 
+    async def ring_session(self, request: SessionLegRequest) -> None:
+        self.legs.expect(request.session_id)
+        try:
+            await self.client.originate(
+                request.channel,
+                context=request.context,
+                exten=str(request.session_id),
+                caller_id_name=request.caller_id_name,
+                caller_id_num=request.caller_id_number,
+                timeout_ms=request.timeout_ms,
+                # Ends in neither -v nor -o: not a call of the tracker's.
+                channel_id=leg_channel_id(request.session_id),
+                # An own-number volunteer is dialed through the outbound
+                # context, which wants the campaign's caller ID.
+                variables={"DIALER_CALLERID": request.caller_id_number},
+                action_id=leg_action_id(request.session_id),
+            )
+        except AmiOriginateUnknown as error:
+            raise OriginateOutcomeUnknown(str(error)) from error
+        except (AmiNotConnected, AmiActionTimeout) as error:
+            self.legs.forget(request.session_id)
+            raise PbxUnavailable(str(error)) from error
+        except AmiActionError as error:
+            self.legs.forget(request.session_id)
+            raise OriginateRejected(error.message) from error
+        except AmiEncodingError as error:
+            self.legs.forget(request.session_id)
+            raise OriginateRejected(str(error)) from error
+
+    def track_session(self, session_id: int, *, up: bool) -> None:
+        self.legs.adopt(session_id, up=up, at=self.clock())
+
+    async def hangup_session(self, session_id: int) -> bool:
+        channel = self.legs.channel(session_id)
+        if channel is None:
+            return False
+        try:
+            await self.client.hangup(channel)
+        except AmiActionError as error:
+            # "No such channel": gone meanwhile; its Hangup event tells.
+            log.info("power session %s: hangup of %s: %s", session_id, channel, error.message)
+        except AmiError as error:
+            log.warning("power session %s: hangup of %s failed: %s", session_id, channel, error)
+            return False
+        return True
+
+    async def leg_updates(self) -> AsyncIterator[SessionLegUpdate]:
+        while True:
+            update = await self._leg_updates.get()
+            if update is None:
+                return
+            yield update
+
     async def updates(self) -> AsyncIterator[CallUpdate]:
         while True:
             update = await self._updates.get()
@@ -230,6 +289,11 @@ class AmiPbx:
 
     async def _pump_stream(self) -> None:
         async for item in self.client.stream():
+            try:
+                for leg in self.legs.feed(item):
+                    self._leg_updates.put_nowait(leg)
+            except Exception:
+                log.exception("session legs failed on a stream item; ignored")
             try:
                 updates = self.tracker.feed(item)
             except Exception:

@@ -29,6 +29,7 @@ from dialer.services.importer import ImportService
 from dialer.services.lists import CallingLists
 from dialer.services.notifications import NotificationService
 from dialer.services.outcomes import OutcomeService
+from dialer.services.power import PowerService
 from dialer.services.tasks import TaskService
 from dialer.services.teams import TeamService
 from dialer.services.users import UserService
@@ -46,6 +47,8 @@ class WebDeps:
 
     # Starting and hanging up calls.
     service: CallService
+    # Power sessions: start, pause, resume, last call, leave.
+    power: PowerService
     outcomes: OutcomeService
     lists: CallingLists
     accounts: AccountService

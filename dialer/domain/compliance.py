@@ -44,6 +44,10 @@ class RefusalCode(StrEnum):
     NO_CALLER_ID = "no_caller_id"
     NOT_FOUND = "not_found"
     PBX_UNAVAILABLE = "pbx_unavailable"
+    # Power mode (dialer.services.power): the volunteer is in a session (a
+    # click of their own, or a second session), or the campaign has none.
+    IN_POWER_SESSION = "in_power_session"
+    NOT_POWER_MODE = "not_power_mode"
 
 
 class PolicyRule(StrEnum):

@@ -64,6 +64,50 @@ class SpyRequest:
     notice: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class SessionLegRequest:
+    """Call a volunteer's phone once for a power session (``dialer-power``).
+
+    The phone answers into a conference of its own; each contact of the
+    session is then an :class:`OriginateRequest` whose channel is a Local
+    channel into that conference (:func:`power_join_channel`).
+    """
+
+    session_id: int
+    # The volunteer's dial string, built as for a click-to-call.
+    channel: str
+    context: str
+    caller_id_name: str
+    # E.164 digits without '+': what an own-number volunteer is called from.
+    caller_id_number: str
+    timeout_ms: int
+
+
+def power_join_channel(session_id: int, join_context: str) -> str:
+    """The volunteer leg of a power session's call: a Local channel whose
+    other half joins the session's conference (``dialer-power-join``).
+
+    ``/n``: the Local channel stays in place, so the leg the tracker follows
+    lives as long as the call."""
+    return f"Local/{session_id}@{join_context}/n"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLegUpdate:
+    """The volunteer's leg of a power session came up, or went.
+
+    ``up`` False with ``answered_at`` None: the phone was never answered.
+    """
+
+    session_id: int
+    up: bool
+    at: datetime
+    channel: str | None = None
+    answered_at: datetime | None = None
+    # The Q.850 cause of the hang-up, or why the Originate failed.
+    reason: str | None = None
+
+
 class PbxError(Exception):
     """Base of everything the PBX side raises to the service."""
 
@@ -175,3 +219,19 @@ class CallPbx(PbxPort, Protocol):
 
     def updates(self) -> AsyncIterator[CallSnapshot]:
         """Every change of every call, in the order the PBX reported them."""
+
+    async def ring_session(self, request: SessionLegRequest) -> None:
+        """Call the volunteer's phone into their power session's conference.
+
+        Raises :class:`PbxUnavailable`, :class:`OriginateRejected` or
+        :class:`OriginateOutcomeUnknown` as :meth:`originate` does; what
+        happens next comes through :meth:`leg_updates`."""
+
+    def track_session(self, session_id: int, *, up: bool) -> None:
+        """Follow a session leg placed before a restart (the resync settles it)."""
+
+    async def hangup_session(self, session_id: int) -> bool:
+        """Hang the volunteer's session leg up; False when it has none (any more)."""
+
+    def leg_updates(self) -> AsyncIterator[SessionLegUpdate]:
+        """Every session leg coming up or going, in the order the PBX reported them."""

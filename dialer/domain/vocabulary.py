@@ -28,6 +28,33 @@ class VolunteerPhone(StrEnum):
     OWN_NUMBER = "own_number"
 
 
+class DialingMode(StrEnum):
+    """How a campaign's volunteers call."""
+
+    # The volunteer clicks Call for each contact; their phone rings each time.
+    CLICK = "click"
+    # Power (progressive) mode: the volunteer's phone is called once and stays
+    # in a conference of its own; the next contact is dialed for them, one at
+    # a time (dialer.domain.power).
+    POWER = "power"
+
+
+class PowerSessionState(StrEnum):
+    """Where a volunteer's power session is, in the order a session goes."""
+
+    # Their phone is being called.
+    CONNECTING = "connecting"
+    # On the line, no contact dialed: the next one is being chosen, or none
+    # is callable right now.
+    WAITING = "waiting"
+    DIALING = "dialing"
+    TALKING = "talking"
+    # The call ended answered; its outcome is owed before the next contact.
+    WRAP_UP = "wrap_up"
+    PAUSED = "paused"
+    ENDED = "ended"
+
+
 class PhoneType(StrEnum):
     MOBILE = "mobile"
     LANDLINE = "landline"

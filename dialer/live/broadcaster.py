@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-EventKind = Literal["call", "volunteer", "campaign", "health"]
+EventKind = Literal["call", "volunteer", "session", "campaign", "health"]
 
 
 @dataclass(frozen=True, slots=True)

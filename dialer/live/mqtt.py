@@ -195,6 +195,8 @@ class MqttPublisher:
             return f"{self.prefix}/calls/{event.key}"
         if event.kind == "volunteer":
             return f"{self.prefix}/volunteers/{event.key}/status"
+        if event.kind == "session":
+            return f"{self.prefix}/volunteers/{event.key}/session"
         if event.kind == "campaign":
             return f"{self.prefix}/campaigns/{event.key}/counters"
         return f"{self.prefix}/workers/{event.key}/status"
@@ -434,6 +436,9 @@ class MqttLiveFeed:
                 self.broadcaster.publish("call", call_id, data, present=not ended)
             case ["volunteers", volunteer_id, "status"]:
                 self.broadcaster.publish("volunteer", volunteer_id, data)
+            case ["volunteers", volunteer_id, "session"]:
+                ended = data.get("state") == "ended"
+                self.broadcaster.publish("session", volunteer_id, data, present=not ended)
             case ["campaigns", campaign_id, "counters"]:
                 self.broadcaster.publish("campaign", campaign_id, data)
             case ["workers", worker, "status"]:

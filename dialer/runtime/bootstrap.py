@@ -33,6 +33,7 @@ from dialer.services.lists import CallingLists
 from dialer.services.live_calls import CallPublisher
 from dialer.services.notifications import NotificationDispatcher
 from dialer.services.outcomes import OutcomeService
+from dialer.services.power import PowerService
 from dialer.store import engine as db
 from dialer.store import heartbeats
 from dialer.store.heartbeats import WorkerPresence
@@ -40,11 +41,13 @@ from dialer.store.notify import (
     CALL_REQUESTS,
     HANGUP_REQUESTS,
     OUTCOMES_SETTLED,
+    POWER_SESSIONS,
     SUPERVISION_REQUESTS,
     PgListener,
     asyncpg_dsn,
 )
 from dialer.worker.call_worker import CallWorker
+from dialer.worker.power_worker import PowerWorker
 
 if TYPE_CHECKING:
     from aiohttp import web as aiohttp_web
@@ -66,6 +69,8 @@ class Runtime:
     service: CallService
     outcomes: OutcomeService
     lists: CallingLists
+    # Power sessions: started by volunteers, carried out by the worker.
+    power: PowerService | None = None
     worker: CallWorker | None = None
     # The worker publishes live state; a web process without a worker reads it.
     mqtt: MqttPublisher | MqttLiveFeed | None = None
@@ -231,6 +236,8 @@ def build_runtime(settings: Settings, pbx: CallPbx | None = None, **engine_optio
     lists = CallingLists(sessions, policy=settings.dialing_policy)
     runtime = Runtime(settings, engine, sessions, broadcaster, service, outcomes, lists)
     service.pbx_reachable = runtime.pbx_reachable
+    service.power_join_context = settings.power_join_context
+    runtime.power = PowerService(sessions, service, lists)
     if pbx is not None:
         worker = CallWorker(
             service,
@@ -244,6 +251,15 @@ def build_runtime(settings: Settings, pbx: CallPbx | None = None, **engine_optio
         service.on_request = worker.wake
         service.on_hangup_request = worker.wake_hangups
         service.on_supervision_request = worker.wake_supervisions
+        worker.power = PowerWorker(
+            runtime.power,
+            pbx,
+            pbx_name=settings.pbx_name,
+            context=settings.power_context,
+            originate_timeout_ms=settings.originate_timeout_ms,
+            hang_up_call=worker.hang_up_for_session,
+        )
+        runtime.power.on_change = worker.power.wake
         runtime.worker = worker
         if settings.database_url_value.startswith("postgresql"):
             # Requests made by web processes elsewhere wake this worker at once.
@@ -254,6 +270,7 @@ def build_runtime(settings: Settings, pbx: CallPbx | None = None, **engine_optio
                     HANGUP_REQUESTS: worker.wake_hangups,
                     SUPERVISION_REQUESTS: worker.wake_supervisions,
                     OUTCOMES_SETTLED: worker.wake_wrap_ups,
+                    POWER_SESSIONS: worker.power.wake,
                 },
                 pbx=settings.pbx_name,
             )
@@ -375,8 +392,10 @@ def web_deps(runtime: Runtime) -> WebDeps:
     from web.deps import WebDeps
 
     sessions = runtime.sessions
+    assert runtime.power is not None
     return WebDeps(
         service=runtime.service,
+        power=runtime.power,
         outcomes=runtime.outcomes,
         lists=runtime.lists,
         accounts=AccountService(sessions),

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     # Tell the volunteer when an organizer joins their call: two short tones
     # only they hear ([dialer-spy-notice]).  Some jurisdictions require it.
     supervision_notice: bool = False
+    # Power mode (asterisk-config/extensions.conf): where a volunteer's phone
+    # waits in their conference, and where each contact joins it.
+    power_context: str = "dialer-power"
+    power_join_context: str = "dialer-power-join"
     default_region: str = "CA"
     originate_timeout_ms: int = Field(default=30000, ge=5000)
     # Dialing policy: ISO regions (CA) or calling codes (+33); empty means

@@ -53,7 +53,7 @@ from dialer.services.common import Clock, NotAllowed, RetryableError
 from dialer.services.live_calls import CallPublisher
 from dialer.services.teams import manual_call_hours
 from dialer.services.volunteer_phones import phone_in_use, volunteer_channel
-from dialer.store import audit, calls
+from dialer.store import audit, calls, power_sessions
 from dialer.store.access import team_ids
 from dialer.store.calls import LiveClaim
 from dialer.store.models import (
@@ -154,6 +154,8 @@ class CallService:
         self.pbx_reachable: Callable[[str], bool | None] | None = None
         self.clock = clock
         self.fallback_zone = fallback_zone
+        # Where a power session's contact joins its volunteer's conference.
+        self.power_join_context = "dialer-power-join"
 
     @property
     def default_caller_id(self) -> str:
@@ -174,6 +176,7 @@ class CallService:
         campaign_id: int | None = None,
         caller_id: str | None = None,
         volunteer_phone: VolunteerPhone | None = None,
+        power_session_id: int | None = None,
     ) -> CallAttempt:
         """Check every rule, then commit the request; raises :class:`CallRefused`,
         or :class:`OutcomePending` while the volunteer owes an answered call's outcome.
@@ -182,6 +185,8 @@ class CallService:
         under one of those campaigns (:meth:`_campaign_for_call_without_one`).
         ``volunteer_phone`` is the phone the volunteer's session chose (None:
         their usual one; one no longer offered falls back to it too).
+        ``power_session_id``: the call is dialed for that power session
+        (:mod:`dialer.services.power`), into the volunteer's conference.
         """
         now = self.clock()
         try:
@@ -195,6 +200,7 @@ class CallService:
                     campaign_id,
                     caller_id,
                     volunteer_phone,
+                    power_session_id,
                 )
                 await calls.add_request(session, call)
                 await audit.record(
@@ -252,6 +258,7 @@ class CallService:
         campaign_id: int | None,
         caller_id: str | None,
         volunteer_phone: VolunteerPhone | None,
+        power_session_id: int | None = None,
     ) -> CallAttempt:
         def refuse(code: RefusalCode, message: str, retry_at: datetime | None = None) -> NoReturn:
             raise CallRefused(Refusal(code, message, retry_at))
@@ -260,7 +267,7 @@ class CallService:
         if volunteer is None or not volunteer.is_active:
             refuse(RefusalCode.NOT_FOUND, "unknown user")
         rings = phone_in_use(volunteer, volunteer_phone)
-        unringable = self._unringable(volunteer, rings)
+        unringable = self.unringable(volunteer, rings)
         if unringable == "own_number":
             refuse(
                 RefusalCode.OWN_NUMBER_NOT_ALLOWED,
@@ -275,6 +282,15 @@ class CallService:
         pending = await calls.pending_outcome(session, volunteer.id)
         if pending is not None:
             raise OutcomePending(pending.call_id, pending.contact_id, pending.campaign_id)
+        if power_session_id is None and await power_sessions.has_live_session(
+            session, volunteer.id
+        ):
+            # Their phone is in their session's conference: a call of its own
+            # would ring it again, and the session would dial over it.
+            refuse(
+                RefusalCode.IN_POWER_SESSION,
+                "you are in a power session: the next contact is dialed for you",
+            )
         teams = await team_ids(session, volunteer.id)
         campaign: Campaign | None = None
         if campaign_id is not None:
@@ -370,6 +386,7 @@ class CallService:
             pbx=pbx,
             state=CallState.REQUESTED,
             requested_at=now,
+            power_session_id=power_session_id,
         )
 
     def _campaign_refusal(
@@ -571,7 +588,7 @@ class CallService:
 
     def _check_supervisor_phone(self, user: User) -> None:
         """The organizer's phone must be one the dialer can ring, as a volunteer's."""
-        unringable = self._unringable(user, user.phone)
+        unringable = self.unringable(user, user.phone)
         if unringable == "own_number":
             raise SupervisionRefused(
                 "no_phone", "the dialing policy does not allow calls to your own number"
@@ -579,7 +596,7 @@ class CallService:
         if unringable == "extension":
             raise SupervisionRefused("no_phone", "you have no phone; ask an administrator")
 
-    def _unringable(
+    def unringable(
         self, user: User, rings: VolunteerPhone
     ) -> Literal["own_number", "extension"] | None:
         """Why ``user``'s phone of kind ``rings`` cannot be rung, or None.

@@ -17,7 +17,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.survey import CallingHours, SurveyDefinition
-from dialer.domain.vocabulary import CampaignStatus, DispositionOutcome, Role
+from dialer.domain.vocabulary import CampaignStatus, DialingMode, DispositionOutcome, Role
 from dialer.services import notifications
 from dialer.services.access import can_access_campaign, scope_of
 from dialer.services.caller_ids import campaign_caller_ids
@@ -90,6 +90,8 @@ class CampaignChanges:
     max_attempts: int
     retry_delay_minutes: int
     survey: SurveyDefinition
+    # Click-to-call, or power sessions as well (dialer.services.power).
+    dialing_mode: DialingMode = DialingMode.CLICK
 
 
 async def visible_campaigns(session: AsyncSession, user: User) -> list[Campaign]:

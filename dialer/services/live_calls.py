@@ -17,7 +17,7 @@ from dialer.domain.vocabulary import CallOutcome, CallState, outcome_owed
 from dialer.live.broadcaster import Broadcaster
 from dialer.services.common import Clock
 from dialer.store import calls
-from dialer.store.models import CallAttempt, Disposition, utcnow
+from dialer.store.models import CallAttempt, Disposition, PowerSession, utcnow
 
 
 class CallPublisher:
@@ -63,6 +63,15 @@ class CallPublisher:
         if status == WRAP_UP and self._outcome_recorded.get(call.volunteer_id) == call.call_id:
             status = AVAILABLE
         self._publish_status(call.volunteer_id, status, call.call_id)
+
+    def publish_session(self, row: PowerSession) -> None:
+        """Announce a volunteer's power session: its state, since when, how it went."""
+        self.broadcaster.publish(
+            "session",
+            str(row.volunteer_id),
+            session_payload(row),
+            present=row.ended_at is None,
+        )
 
     def publish_outcome_recorded(self, volunteer_id: int, call_id: str, *, ended: bool) -> None:
         """The outcome of ``call_id`` is saved: its volunteer is available again.
@@ -166,6 +175,26 @@ class CallPublisher:
             self.broadcaster.publish("campaign", str(campaign_id), counters)
 
 
+def session_payload(row: PowerSession) -> dict[str, Any]:
+    """A power session as the panels and MQTT show it (docs/mqtt.md)."""
+    return {
+        "session_id": row.id,
+        "volunteer_id": row.volunteer_id,
+        "campaign_id": row.campaign_id,
+        "state": row.state.value,
+        "since": _iso(row.state_since),
+        "started_at": _iso(row.requested_at),
+        "calls": row.calls,
+        "waited_seconds": round(row.waited_seconds, 1),
+        "paused": row.paused_at is not None,
+        "pause_reason": row.pause_reason,
+        "last_call": row.last_call,
+        "waiting_note": row.waiting_note,
+        "ended_at": _iso(row.ended_at),
+        "end_reason": row.end_reason,
+    }
+
+
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
@@ -225,4 +254,6 @@ def call_payload(call: CallAttempt) -> dict[str, Any]:
         "ended_at": _iso(call.ended_at),
         "dial_status": call.dial_status,
         "needs_review": call.needs_review,
+        # Dialed for a power session (dialer.services.power), or None.
+        "power_session_id": call.power_session_id,
     }

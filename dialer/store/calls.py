@@ -350,6 +350,19 @@ def pending_outcome_filter() -> ColumnElement[bool]:
     )
 
 
+async def has_live_call(session: AsyncSession, volunteer_id: int) -> bool:
+    """Whether the volunteer has a call that has not ended."""
+    return bool(
+        await session.scalar(
+            select(
+                exists().where(
+                    CallAttempt.volunteer_id == volunteer_id, CallAttempt.state != CallState.ENDED
+                )
+            )
+        )
+    )
+
+
 async def pending_outcome(session: AsyncSession, volunteer_id: int) -> CallAttempt | None:
     """The volunteer's latest call whose outcome is pending, if any."""
     return await session.scalar(

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -40,8 +41,10 @@ from dialer.domain.vocabulary import (
     CallOutcome,
     CallState,
     CampaignStatus,
+    DialingMode,
     DispositionOutcome,
     PhoneType,
+    PowerSessionState,
     Role,
     TaskStatus,
     VolunteerPhone,
@@ -345,6 +348,10 @@ class Campaign(Base):
     )
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Click-to-call, or power sessions as well (migration 0016).
+    dialing_mode: Mapped[DialingMode] = mapped_column(
+        enum_column(DialingMode, "dialing_mode"), default=DialingMode.CLICK
+    )
 
     team: Mapped[Team | None] = relationship()
 
@@ -442,6 +449,14 @@ class CallAttempt(Base):
             postgresql_where=text("ended_at IS NULL"),
             sqlite_where=text("ended_at IS NULL"),
         ),
+        # A power session's calls: its live one, its latest (0016).
+        Index(
+            "ix_call_attempts_power_session",
+            "power_session_id",
+            "requested_at",
+            postgresql_where=text("power_session_id IS NOT NULL"),
+            sqlite_where=text("power_session_id IS NOT NULL"),
+        ),
         # The answered calls whose outcome nobody has given yet: the one a
         # volunteer owes is looked up before every call they start (0014).
         Index(
@@ -504,6 +519,12 @@ class CallAttempt(Base):
         ForeignKey("users.id", ondelete="SET NULL")
     )
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The power session this call was dialed for (0016): its volunteer leg is
+    # then a Local channel into the session's conference.  No foreign key:
+    # SQLite cannot add one to this table without rebuilding it, which would
+    # drop its counter triggers (0012).  Nothing dangles: a session is only
+    # deleted with its volunteer, whose calls go with them.
+    power_session_id: Mapped[int | None] = mapped_column(Integer)
 
     volunteer: Mapped[User] = relationship(foreign_keys=[volunteer_id])
     contact: Mapped[Contact] = relationship()
@@ -534,6 +555,72 @@ class HangupRequest(Base):
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
     handled_at: Mapped[datetime | None] = mapped_column()
+
+
+class PowerSession(Base):
+    """A volunteer calling in power mode: their phone called once, the next
+    contact dialed for them after each call (dialer.domain.power, 0016).
+
+    ``state`` follows from the other columns and the session's calls
+    (dialer.domain.power.session_state); it is stored for the live panel.
+    """
+
+    __tablename__ = "power_sessions"
+    __table_args__ = (
+        # One session at a time per volunteer, whatever process starts it.
+        Index(
+            "uq_power_sessions_live_volunteer",
+            "volunteer_id",
+            unique=True,
+            postgresql_where=text("ended_at IS NULL"),
+            sqlite_where=text("ended_at IS NULL"),
+        ),
+        # A worker's sessions, every pass.
+        Index(
+            "ix_power_sessions_live_pbx",
+            "pbx",
+            postgresql_where=text("ended_at IS NULL"),
+            sqlite_where=text("ended_at IS NULL"),
+        ),
+        Index("ix_power_sessions_campaign", "campaign_id", "requested_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    volunteer_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # Kept when the campaign is deleted, as its calls are (they name the session).
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
+    pbx: Mapped[str] = mapped_column(String(100), default="default")
+    # What is called for the session: the volunteer's desk, browser or own number.
+    phone: Mapped[VolunteerPhone] = mapped_column(enum_column(VolunteerPhone, "volunteer_phone"))
+    # The campaign's caller ID an own-number volunteer is called from.
+    caller_id: Mapped[str | None] = mapped_column(String(40))
+    state: Mapped[PowerSessionState] = mapped_column(
+        enum_column(PowerSessionState, "power_session_state"),
+        default=PowerSessionState.CONNECTING,
+    )
+    # When ``state`` began: how long a volunteer has waited, on the panel.
+    state_since: Mapped[datetime] = mapped_column(default=utcnow)
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The worker claimed the session and sent the Originate of the leg.
+    leg_sent_at: Mapped[datetime | None] = mapped_column()
+    leg_answered_at: Mapped[datetime | None] = mapped_column()
+    leg_channel: Mapped[str | None] = mapped_column(String(200))
+    paused_at: Mapped[datetime | None] = mapped_column()
+    pause_reason: Mapped[str | None] = mapped_column(String(200))
+    # No contact after the current one: the session ends once it is wrapped up.
+    last_call: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The volunteer asked to leave: the worker hangs their leg up.
+    leave_requested_at: Mapped[datetime | None] = mapped_column()
+    # Why no contact is being dialed while waiting (none callable right now).
+    waiting_note: Mapped[str | None] = mapped_column(String(300))
+    calls: Mapped[int] = mapped_column(Integer, default=0)
+    # Time spent in ``waiting``, summed as the session leaves it.
+    waited_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    ended_at: Mapped[datetime | None] = mapped_column()
+    end_reason: Mapped[str | None] = mapped_column(String(200))
+
+    volunteer: Mapped[User] = relationship(foreign_keys=[volunteer_id])
+    campaign: Mapped[Campaign | None] = relationship()
 
 
 class SupervisionRequest(Base):

@@ -33,6 +33,8 @@ SUPERVISION_REQUESTS = "dialer_supervision_requests"
 # An outcome was recorded or skipped for one of the PBX's calls: its worker,
 # which publishes live state to every process, shows the volunteer available.
 OUTCOMES_SETTLED = "dialer_outcomes_settled"
+# A power session was started, paused, resumed, asked to end (dialer.services.power).
+POWER_SESSIONS = "dialer_power_sessions"
 
 # The payload is the PBX name; a listener acts on its own PBX's only.
 Handler = Callable[[str], None]

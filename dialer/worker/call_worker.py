@@ -45,6 +45,7 @@ from dialer.domain.ports import (
     PbxUnavailable,
     SpyMode,
     SpyRequest,
+    power_join_channel,
     spy_mode,
 )
 from dialer.domain.vocabulary import LIVE_CALL_STATES, CallOutcome, CallState, is_behind
@@ -55,6 +56,7 @@ from dialer.store import calls as call_rows
 from dialer.store import heartbeats
 from dialer.store.engine import causes, is_schema_missing, is_unavailable
 from dialer.store.models import CallAttempt, Contact, HangupRequest, User
+from dialer.worker.power_worker import PowerWorker
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +117,8 @@ class CallWorker:
         # state published carries them, so live panels need no look-up.
         # Calls re-attached after a restart go without (panels look them up).
         self._names: dict[str, dict[str, str]] = {}
+        # Power sessions, when the runtime gives them (dialer.worker.power_worker).
+        self.power: PowerWorker | None = None
         self.heartbeat_interval = heartbeat_interval
         # Set when the PBX link goes up or down: the heartbeat says so at once.
         self._link_changed = asyncio.Event()
@@ -138,15 +142,23 @@ class CallWorker:
         """An organizer asked to listen, whisper or barge: ring them in now."""
         self._supervision_wakeup.set()
 
+    async def hang_up_for_session(self, call_id: str) -> None:
+        """A power session's volunteer left: their session's call goes with them."""
+        await self.hangup(call_id, "volunteer")
+
     def wake_wrap_ups(self, pbx: str | None = None) -> None:
         """An outcome was recorded or skipped somewhere: its volunteer may be available."""
         self._wrap_up_wakeup.set()
+        if self.power is not None:
+            self.power.wake()
 
     async def run(self) -> None:
         # Calls left in flight must be followed before the first resync
         # arrives, or the resync could not settle them: without the database
         # the worker waits rather than dial blind (or exit).
         await self._reconcile_once_the_database_answers()
+        if self.power is not None:
+            await self.power.adopt_live_sessions()
         await self.pbx.start()
         started_at = self.service.clock()
         async with asyncio.TaskGroup() as group:
@@ -158,6 +170,8 @@ class CallWorker:
             group.create_task(self._counters_loop(), name="campaign-counters")
             group.create_task(self._wrap_up_loop(), name="wrap-ups")
             group.create_task(self._watch_link(), name="pbx-link")
+            if self.power is not None:
+                group.create_task(self.power.run(), name="power-sessions")
 
     async def _watch_link(self, interval: float = 0.25) -> None:
         """Tell every process whether this worker can reach its PBX (MQTT carries it),
@@ -315,6 +329,9 @@ class CallWorker:
             self.service.publisher.publish_call(call, names=self._names.get(call.call_id))
 
     def _volunteer_channel(self, call: CallAttempt) -> str:
+        if call.power_session_id is not None:
+            # The volunteer is on the line already, in their conference.
+            return power_join_channel(call.power_session_id, self.service.power_join_context)
         return self.service.volunteer_channel_for(call.volunteer, call.volunteer_phone)
 
     # -- the outbox ----------------------------------------------------------
@@ -710,6 +727,8 @@ class CallWorker:
             # An outcome saved while the call was up, by a web process
             # elsewhere: the end must not leave its volunteer wrapping up.
             self._wrap_up_wakeup.set()
+        if self.power is not None:
+            self.power.calls_stored(changed.values())
         campaigns = {call.campaign_id for call in ended if call.campaign_id is not None}
         if campaigns:
             self._counters_due.update(campaigns)

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 from sqlalchemy import select, text
@@ -326,3 +326,50 @@ class LiveRecorder:
             while state not in self.states.get(call_id, []):
                 await asyncio.sleep(0.05)
         return next(p for p in self.payloads[call_id] if p["state"] == state)
+
+
+class AmiObserver:
+    """Every AMI event, as a user with full read and no filter gets them
+    (``tests.pbx.record_transcripts.recorder_user`` in manager.conf)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, str]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    @contextlib.asynccontextmanager
+    async def watching(self, port: int, secret: str, user: str = "recorder") -> AsyncIterator[Self]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await reader.readline()
+        writer.write(f"Action: Login\r\nUsername: {user}\r\nSecret: {secret}\r\n\r\n".encode())
+        self._task = asyncio.create_task(self._read(reader))
+        try:
+            yield self
+        finally:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            writer.close()
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        while True:
+            block = await reader.readuntil(b"\r\n\r\n")
+            message: dict[str, str] = {}
+            for line in block.decode(errors="replace").split("\r\n"):
+                name, sep, value = line.partition(": ")
+                if sep:
+                    message.setdefault(name, value)
+            self.events.append(message)
+
+    def named(self, name: str, **headers: str) -> list[dict[str, str]]:
+        return [
+            event
+            for event in self.events
+            if event.get("Event") == name
+            and all(event.get(key) == value for key, value in headers.items())
+        ]
+
+    async def until(self, name: str, timeout: float = 15, **headers: str) -> dict[str, str]:
+        async with asyncio.timeout(timeout):
+            while not self.named(name, **headers):
+                await asyncio.sleep(0.05)
+        return self.named(name, **headers)[0]

@@ -12,7 +12,6 @@ before anything reaches AMI: the dialer's wire trace has no Originate for it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import re
 import uuid
@@ -41,6 +40,7 @@ from tests.e2e.webworld import ALL_DAY, CALLER_ID, midday_zone, password_hash
 from tests.pbx.conftest import STANDARD_UAS, RealPbx, pbx_running, standard_phones, start_pbx
 from tests.pbx.product import (
     ORGANIZER,
+    AmiObserver,
     Browser,
     World,
     dialer_running,
@@ -48,7 +48,7 @@ from tests.pbx.product import (
     stored_call,
     truncate_all,
 )
-from tests.pbx.record_transcripts import RECORDER, recorder_user
+from tests.pbx.record_transcripts import recorder_user
 
 # One xdist worker for the whole module: its module fixture starts its own
 # Asterisk, which split tests would do twice.
@@ -68,50 +68,8 @@ OWN_NUMBER_ORGANIZER = ("nadia", "+15145550255")
 OWN_NUMBER_CALL = ("1018", "+15145550265")
 
 
-class Observer:
-    """Every AMI event, as a user with full read and no filter gets them."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, str]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    @contextlib.asynccontextmanager
-    async def watching(self, port: int, secret: str) -> AsyncIterator[Observer]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        await reader.readline()
-        writer.write(f"Action: Login\r\nUsername: {RECORDER}\r\nSecret: {secret}\r\n\r\n".encode())
-        self._task = asyncio.create_task(self._read(reader))
-        try:
-            yield self
-        finally:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            writer.close()
-
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        while True:
-            block = await reader.readuntil(b"\r\n\r\n")
-            message: dict[str, str] = {}
-            for line in block.decode(errors="replace").split("\r\n"):
-                name, sep, value = line.partition(": ")
-                if sep:
-                    message.setdefault(name, value)
-            self.events.append(message)
-
-    def named(self, name: str, **headers: str) -> list[dict[str, str]]:
-        return [
-            event
-            for event in self.events
-            if event.get("Event") == name
-            and all(event.get(key) == value for key, value in headers.items())
-        ]
-
-    async def until(self, name: str, timeout: float = 15, **headers: str) -> dict[str, str]:
-        async with asyncio.timeout(timeout):
-            while not self.named(name, **headers):
-                await asyncio.sleep(0.05)
-        return self.named(name, **headers)[0]
+class Observer(AmiObserver):
+    """Every AMI event, and the organizer's leg's among them."""
 
     def spying(self, call_id: str, name: str) -> list[dict[str, str]]:
         """``name`` events of the organizer's leg for ``call_id`` (ChannelId <call>-spy<n>)."""

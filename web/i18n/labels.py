@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 
+from dialer.domain import power
 from dialer.domain.compliance import Refusal, RefusalCode
 from dialer.domain.numbers import EXTENSION_REASON, LETTERS_REASON
 from dialer.domain.survey import QuestionType
@@ -20,6 +21,7 @@ from dialer.domain.vocabulary import (
     CampaignStatus,
     DispositionOutcome,
     PhoneType,
+    PowerSessionState,
     Role,
     TaskStatus,
     VolunteerPhone,
@@ -71,6 +73,36 @@ def call_outcome(outcome: CallOutcome | str | None) -> str:
         CallOutcome.LOST: _("The call was lost; an organizer will review it"),
     }
     return labels.get(CallOutcome(outcome), str(outcome))
+
+
+def power_state(state: PowerSessionState | str) -> str:
+    labels = {
+        PowerSessionState.CONNECTING: _("Calling your phone…"),
+        PowerSessionState.WAITING: _("Waiting for the next contact"),
+        PowerSessionState.DIALING: _("Dialing a contact"),
+        PowerSessionState.TALKING: _("Talking"),
+        PowerSessionState.WRAP_UP: _("Wrapping up: record the outcome"),
+        PowerSessionState.PAUSED: _("Paused"),
+        PowerSessionState.ENDED: _("Session ended"),
+    }
+    return labels.get(PowerSessionState(state), str(state))
+
+
+def power_end_reason(reason: str | None) -> str:
+    """Why a power session ended, from its stored reason (dialer.domain.power)."""
+    if not reason:
+        return ""
+    code = reason.split(":", 1)[0]
+    labels = {
+        power.END_LEFT: _("You left the session."),
+        power.END_LAST_CALL: _("Your last call is done."),
+        power.END_LEG_DROPPED: _("Your phone hung up, so the session ended."),
+        power.END_NOT_ANSWERED: _("Your phone did not answer, so the session did not start."),
+        power.END_LIST_DONE: _("There is nobody left to call on your list."),
+        power.END_PBX: _("The phone system could not call you; try again in a moment."),
+        power.END_CAMPAIGN: _("This campaign is no longer open to you."),
+    }
+    return labels.get(code, reason)
 
 
 def volunteer_status(status: str) -> str:
@@ -202,6 +234,10 @@ def refusal(value: Refusal) -> str:
         RefusalCode.PBX_UNAVAILABLE: lambda: _(
             "The phone system is not connected; try again shortly."
         ),
+        RefusalCode.IN_POWER_SESSION: lambda: _(
+            "You are in a power session: the next contact is dialed for you."
+        ),
+        RefusalCode.NOT_POWER_MODE: lambda: _("This campaign does not use power mode."),
     }
     make = labels.get(code)
     return make() if make is not None else value.message

@@ -296,9 +296,9 @@ class NameBook:
         if kind in ("call", "campaign") and isinstance(campaign_id, int):
             team_id = self.campaign_teams.get(campaign_id)
             return frozenset() if team_id is None else frozenset((team_id,))
-        if kind in ("call", "volunteer") and isinstance(volunteer_id, int):
+        if kind in ("call", "volunteer", "session") and isinstance(volunteer_id, int):
             return self.user_teams.get(volunteer_id, frozenset())
-        if kind in ("call", "volunteer", "campaign"):
+        if kind in ("call", "volunteer", "session", "campaign"):
             return frozenset()
         return None
 

@@ -20,10 +20,12 @@ from dialer.domain.vocabulary import CallState, VolunteerPhone
 from dialer.services.accounts import LoginRefusalCode, LoginRefused
 from dialer.services.call_history import PendingOutcome
 from dialer.services.calling import OutcomePending, SupervisionRefused
+from dialer.services.common import NotAllowed
 from dialer.services.contacts import MAX_NOTE
 from dialer.services.lists import NextContact
-from dialer.services.live_calls import call_payload
+from dialer.services.live_calls import call_payload, session_payload
 from dialer.services.outcomes import MAX_SKIP_NOTE, SKIP_REASONS, OutcomeAlreadyRecorded
+from dialer.services.power import SessionView
 from dialer.services.volunteer_phones import phone_choices
 from dialer.store.models import CallAttempt, User
 from web.config import ice_urls
@@ -419,6 +421,80 @@ async def api_supervise(request: web.Request) -> web.Response:
             409, "call_not_live", _("Only a call whose volunteer has answered can be joined.")
         ) from None
     return web.json_response({"call_id": call.call_id, "mode": mode, "ringing": True}, status=202)
+
+
+def power_json(view: SessionView | None) -> dict[str, Any]:
+    """A volunteer's power session, as their page and integrations read it."""
+    if view is None:
+        return {"session": None}
+    row = view.session
+    payload = session_payload(row)
+    payload["state_label"] = labels.power_state(row.state)
+    payload["end_reason_label"] = labels.power_end_reason(row.end_reason)
+    call = view.call
+    payload["call"] = (
+        None
+        if call is None
+        else {
+            **call_json(call, call.contact.full_name),
+            "url": pending_url(call.contact_id, call.campaign_id, call.call_id),
+        }
+    )
+    return {"session": payload}
+
+
+@routes.get("/api/power")
+async def api_power_session(request: web.Request) -> web.Response:
+    """The caller's power session: live, else their last one (how it ended)."""
+    user = require_user(request)
+    view = await request.app[deps_key].power.current(user.id)
+    return web.json_response(power_json(view))
+
+
+@routes.post("/api/power")
+async def api_start_power(request: web.Request) -> web.Response:
+    """Start calling in power mode: the caller's phone is called once, then
+    the contacts of their list one after the other."""
+    user = require_user(request)
+    body = await read_json(request, limit=1024)
+    campaign_id = _int(body.get("campaign_id"), "campaign_id") or 0
+    power = request.app[deps_key].power
+    try:
+        await power.start(user.id, campaign_id, phone=session_phone(request))
+    except OutcomePending as pending:
+        raise outcome_pending_error(pending) from None
+    return web.json_response(
+        power_json(await power.current(user.id)), status=201, headers={"Location": "/api/power"}
+    )
+
+
+@routes.post("/api/power/{action:pause|resume|last-call|leave}")
+async def api_power_action(request: web.Request) -> web.Response:
+    """Pause (with a reason) and resume, ask for a last call, or leave."""
+    user = require_user(request)
+    power = request.app[deps_key].power
+    action = request.match_info["action"]
+    try:
+        if action == "pause":
+            body = await read_json(request, limit=1024)
+            reason = body.get("reason", "")
+            if not isinstance(reason, str):
+                raise ApiError(
+                    422,
+                    "invalid",
+                    _("Some answers need fixing."),
+                    fields={"reason": _("Write a few words.")},
+                )
+            await power.pause(user.id, reason)
+        elif action == "resume":
+            await power.resume(user.id)
+        elif action == "last-call":
+            await power.last_call(user.id)
+        else:
+            await power.leave(user.id)
+    except NotAllowed:
+        raise ApiError(409, "no_power_session", _("You are not in a power session.")) from None
+    return web.json_response(power_json(await power.current(user.id)))
 
 
 @routes.post("/api/calls/{call_id}/skip-outcome")

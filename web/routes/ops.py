@@ -27,6 +27,7 @@ from dialer.domain.survey import (
 from dialer.domain.vocabulary import (
     CallOutcome,
     CampaignStatus,
+    DialingMode,
     DispositionOutcome,
     Role,
     VolunteerPhone,
@@ -214,6 +215,7 @@ def _editor_values(campaign: Campaign) -> dict[str, str]:
         "weekend_end": hours.weekend.end.strftime("%H:%M") if hours.weekend else "18:00",
         "max_attempts": str(campaign.max_attempts),
         "retry_delay_minutes": str(campaign.retry_delay_minutes),
+        "dialing_mode": campaign.dialing_mode.value,
         "survey": _survey_text(campaign.survey),
     }
 
@@ -327,6 +329,10 @@ def _parse_changes(reader: Reader, region: str) -> CampaignChanges:
         "retry_delay_minutes", low=0, high=100_000, required=True, default=240
     )
     survey = _parse_survey(reader)
+    mode_raw = reader.raw("dialing_mode")
+    dialing_mode = (
+        DialingMode(mode_raw) if mode_raw in DialingMode._value2member_map_ else DialingMode.CLICK
+    )
     return CampaignChanges(
         title=title,
         brief=brief,
@@ -340,6 +346,7 @@ def _parse_changes(reader: Reader, region: str) -> CampaignChanges:
         max_attempts=max_attempts,
         retry_delay_minutes=retry_delay if retry_delay is not None else 240,
         survey=survey,
+        dialing_mode=dialing_mode,
     )
 
 

@@ -47,10 +47,21 @@ def leg_action_id(session_id: int) -> str:
     return f"power-{session_id}"
 
 
+def is_session_leg_originate(action_id: str | None) -> bool:
+    """Whether an Originate (by its ActionID) calls a session's volunteer in,
+    rather than placing a call of the tracker's."""
+    return _ACTION_ID.match(action_id or "") is not None
+
+
 @dataclass
 class _Leg:
     channel: str | None = None
     answered_at: datetime | None = None
+    # Its channel was seen (or it was adopted after a restart): a resync
+    # that does not list it means it is gone.  One whose Originate has not
+    # made a channel yet is left to its OriginateResponse, or to the
+    # worker's deadline when that was lost with the connection.
+    seen: bool = False
 
 
 class SessionLegs:
@@ -63,7 +74,7 @@ class SessionLegs:
 
     def adopt(self, session_id: int, *, up: bool, at: datetime) -> None:
         """A leg placed before a restart: the next resync settles it."""
-        self._legs.setdefault(session_id, _Leg(answered_at=at if up else None))
+        self._legs.setdefault(session_id, _Leg(answered_at=at if up else None, seen=True))
 
     def forget(self, session_id: int) -> None:
         """Its Originate was never sent: nothing of it will come."""
@@ -105,6 +116,7 @@ class SessionLegs:
             # Not one this worker called or adopted (or already settled).
             return []
         leg.channel = fields.get("Channel") or leg.channel
+        leg.seen = True
         if event == "Hangup":
             cause = fields.get("Cause-txt") or fields.get("Cause") or "hung up"
             return self._gone(session_id, at, cause)
@@ -125,12 +137,13 @@ class SessionLegs:
                 if channel.fields.get("ChannelState") == "6":
                     answered.add(int(found.group(1)))
         updates: list[SessionLegUpdate] = []
-        for session_id in list(self._legs):
-            if session_id not in listed:
+        for session_id, leg in list(self._legs.items()):
+            if session_id not in listed and leg.seen:
                 updates += self._gone(session_id, at, "gone while the PBX link was down")
         for session_id, name in listed.items():
             leg = self._legs.setdefault(session_id, _Leg())
             leg.channel = name or leg.channel
+            leg.seen = True
             if leg.answered_at is None and session_id in answered:
                 # A leg answered while nobody watched.
                 leg.answered_at = at

@@ -216,6 +216,7 @@ async def check_pbx(
     extensions: list[str],
     volunteer_channel: str = "PJSIP/{extension}",
     supervision_context: str = "dialer-supervise",
+    power_contexts: tuple[str, str] = ("dialer-power", "dialer-power-join"),
     within: float = 5.0,
 ) -> list[CheckResult]:
     """Check the PBX; ``dial`` and ``refuse`` come from :func:`probe_numbers`."""
@@ -278,6 +279,9 @@ async def check_pbx(
         supervision = await _check_supervision(connection, supervision_context, within)
         if supervision is not None:
             results.append(supervision)
+        power = await _check_power(connection, power_contexts, within)
+        if power is not None:
+            results.append(power)
         results.append(await _check_trunk(connection, within))
         endpoint_of = _endpoint_template(volunteer_channel)
         if endpoint_of is not None:
@@ -463,6 +467,43 @@ async def _check_supervision(
         )
     return CheckResult(
         "supervision", True, f"[{context}] rings organizers into calls (listen, whisper, barge)"
+    )
+
+
+async def _check_power(
+    connection: _Connection, contexts: tuple[str, str], within: float
+) -> CheckResult | None:
+    """Whether power mode's two contexts are there (a warning when not: click-to-call
+    works without them, but every power session would end as soon as it starts).
+
+    None when the dialplan cannot be read: the dialplan check says that already.
+    """
+    missing: list[str] = []
+    for context in contexts:
+        response, _items = await connection.request(
+            Action.build("ShowDialPlan", {"Context": context}), within
+        )
+        if response.response != "Success":
+            if not (response.get("Message") or "").startswith("Did not find context"):
+                return None
+            missing.append(context)
+    session, join = contexts
+    if missing:
+        return CheckResult(
+            "power mode",
+            True,
+            f"the dialplan context(s) {', '.join(repr(c) for c in missing)} are missing, so "
+            "power sessions end as soon as they start: add [dialer-power] and "
+            "[dialer-power-join] from asterisk-config/extensions.conf and "
+            "asterisk-config/confbridge.conf (DIALER_POWER_CONTEXT and "
+            "DIALER_POWER_JOIN_CONTEXT name them)",
+            warning=True,
+        )
+    return CheckResult(
+        "power mode",
+        True,
+        f"[{session}] and [{join}] keep power-mode volunteers on the line "
+        "(app_confbridge must be loaded: `module show like confbridge`)",
     )
 
 

@@ -26,6 +26,7 @@ from typing import TextIO
 
 from ami_bridge.codec import Decoder, Message
 from ami_bridge.pbx import SPY_CHANNEL_VARIABLE
+from ami_bridge.power_legs import is_session_leg_originate
 from ami_bridge.stream import ConnectionLost, Received, Resynced, StreamItem
 from ami_bridge.tools.transcript import Frame, read_transcript
 from ami_bridge.tracker import CallTracker, CallUpdate
@@ -178,8 +179,9 @@ def _client_steps(frame: Frame, at: datetime) -> Iterator[ReplayStep]:
     for action in _client_actions(frame):
         name = (action.action or "").lower()
         if name == "originate":
-            if is_supervision(action):
-                # The dialer does not track an organizer's phone as a call.
+            if is_supervision(action) or is_session_leg_originate(action.action_id):
+                # The dialer does not track an organizer's phone, or a power
+                # session's volunteer leg, as a call.
                 continue
             call_id = call_id_of_originate(action)
             if call_id:

@@ -652,6 +652,7 @@ def check_pbx_command(ctx: click.Context, extensions: tuple[str, ...], number: s
             extensions=chosen,
             volunteer_channel=settings.volunteer_channel,
             supervision_context=settings.supervision_context,
+            power_contexts=(settings.power_context, settings.power_join_context),
         )
     )
     for result in results:

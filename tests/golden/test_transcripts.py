@@ -27,7 +27,6 @@ from ami_bridge.stream import ConnectionLost, Received, Resynced
 from ami_bridge.tools.replay import (
     REPLAY_EPOCH,
     HangupSent,
-    OriginateSent,
     ReplayStep,
     is_supervision,
     replay,
@@ -803,19 +802,8 @@ PAIRED_FIRST_FILES = {
 }
 
 
-def is_power_session_leg(step: ReplayStep) -> bool:
-    """A power session's Originate of the volunteer's phone into its
-    conference: the dialer tracks the session, not a call (the replay tool
-    takes every Originate for a call)."""
-    return isinstance(step, OriginateSent) and (step.action_id or "").startswith("power-")
-
-
 def _replay(files: tuple[str, ...], *, client_hints: bool) -> dict[str, list[CallUpdate]]:
-    steps = [
-        step
-        for step in replay_steps([AMI / name for name in files])
-        if not is_power_session_leg(step)
-    ]
+    steps = list(replay_steps([AMI / name for name in files]))
     updates: dict[str, list[CallUpdate]] = defaultdict(list)
     tracker = CallTracker()
     for step in steps:

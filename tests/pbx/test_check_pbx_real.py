@@ -65,6 +65,7 @@ async def run_check(
     secret: str | None = None,
     context: str = "dialer-outbound",
     supervision_context: str = "dialer-supervise",
+    power_contexts: tuple[str, str] = ("dialer-power", "dialer-power-join"),
     extensions: Sequence[str] = (),
 ) -> dict[str, CheckResult]:
     results = await check_pbx(
@@ -77,6 +78,7 @@ async def run_check(
         refuse=REFUSE,
         extensions=list(extensions),
         supervision_context=supervision_context,
+        power_contexts=power_contexts,
         within=5.0,
     )
     return {result.name: result for result in results}
@@ -127,6 +129,7 @@ async def test_the_standard_pbx_passes_and_nothing_rings(pbx: RealPbx) -> None:
         *(f"allows {probe.number}" for probe in DIAL),
         *(f"refuses {probe.number}" for probe in REFUSE),
         "supervision",
+        "power mode",
         "trunk",
         "phone 1001",
         f"phone {VOLUNTEER_BUSY}",
@@ -415,6 +418,20 @@ async def test_a_pbx_without_the_supervision_context_passes_with_a_warning(
     partial = await run_check(broken, supervision_context="dialer-spy-notice")
     assert partial["supervision"].warning
     assert "has no listen, whisper, barge extension" in partial["supervision"].message
+
+
+async def test_a_pbx_without_power_modes_contexts_passes_with_a_warning(
+    broken: Asterisk,
+) -> None:
+    results = await run_check(broken, power_contexts=("dialer-power", "no-such-join"))
+    power = results["power mode"]
+    assert power.ok and power.warning
+    assert power.message.startswith(
+        "the dialplan context(s) 'no-such-join' are missing, so power sessions end as soon "
+        "as they start"
+    )
+    standard = await run_check(broken)
+    assert standard["power mode"].ok and not standard["power mode"].warning
 
 
 async def test_a_user_without_originate(broken: Asterisk) -> None:

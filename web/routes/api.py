@@ -7,6 +7,7 @@ every state-changing call carries the ``X-CSRF-Token`` header.  Errors are
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,7 +26,7 @@ from dialer.services.contacts import MAX_NOTE
 from dialer.services.lists import NextContact
 from dialer.services.live_calls import call_payload, session_payload
 from dialer.services.outcomes import MAX_SKIP_NOTE, SKIP_REASONS, OutcomeAlreadyRecorded
-from dialer.services.power import SessionView
+from dialer.services.power import PowerService, SessionView
 from dialer.services.volunteer_phones import phone_choices
 from dialer.store.models import CallAttempt, User
 from web.config import ice_urls
@@ -468,33 +469,48 @@ async def api_start_power(request: web.Request) -> web.Response:
     )
 
 
-@routes.post("/api/power/{action:pause|resume|last-call|leave}")
-async def api_power_action(request: web.Request) -> web.Response:
-    """Pause (with a reason) and resume, ask for a last call, or leave."""
+async def _power_changed(
+    request: web.Request, change: Callable[[PowerService, int], Awaitable[object]]
+) -> web.Response:
     user = require_user(request)
     power = request.app[deps_key].power
-    action = request.match_info["action"]
     try:
-        if action == "pause":
-            body = await read_json(request, limit=1024)
-            reason = body.get("reason", "")
-            if not isinstance(reason, str):
-                raise ApiError(
-                    422,
-                    "invalid",
-                    _("Some answers need fixing."),
-                    fields={"reason": _("Write a few words.")},
-                )
-            await power.pause(user.id, reason)
-        elif action == "resume":
-            await power.resume(user.id)
-        elif action == "last-call":
-            await power.last_call(user.id)
-        else:
-            await power.leave(user.id)
+        await change(power, user.id)
     except NotAllowed:
         raise ApiError(409, "no_power_session", _("You are not in a power session.")) from None
     return web.json_response(power_json(await power.current(user.id)))
+
+
+@routes.post("/api/power/pause")
+async def api_power_pause(request: web.Request) -> web.Response:
+    """No new contact after the current one, until resumed; the reason is kept."""
+    body = await read_json(request, limit=1024)
+    reason = body.get("reason", "")
+    if not isinstance(reason, str):
+        raise ApiError(
+            422,
+            "invalid",
+            _("Some answers need fixing."),
+            fields={"reason": _("Write a few words.")},
+        )
+    return await _power_changed(request, lambda power, user: power.pause(user, reason))
+
+
+@routes.post("/api/power/resume")
+async def api_power_resume(request: web.Request) -> web.Response:
+    return await _power_changed(request, lambda power, user: power.resume(user))
+
+
+@routes.post("/api/power/last-call")
+async def api_power_last_call(request: web.Request) -> web.Response:
+    """The session ends once the current contact is wrapped up."""
+    return await _power_changed(request, lambda power, user: power.last_call(user))
+
+
+@routes.post("/api/power/leave")
+async def api_power_leave(request: web.Request) -> web.Response:
+    """Hang the caller's line up now; the session ends."""
+    return await _power_changed(request, lambda power, user: power.leave(user))
 
 
 @routes.post("/api/calls/{call_id}/skip-outcome")

@@ -7,7 +7,13 @@ from typing import Any
 
 from dialer.domain.compliance import RefusalCode
 from dialer.domain.outcomes import OutcomeSubmission
-from dialer.domain.vocabulary import CallOutcome, CallState, DispositionOutcome, PhoneType
+from dialer.domain.vocabulary import (
+    CallOutcome,
+    CallState,
+    DispositionOutcome,
+    PhoneType,
+    PowerSessionState,
+)
 from dialer.services.outcomes import MAX_SKIP_NOTE, SKIP_REASONS
 
 ERROR_CODES = sorted(
@@ -29,6 +35,7 @@ ERROR_CODES = sorted(
         "internal",
         "outcome_pending",
         "outcome_recorded",
+        "no_power_session",
     }
 )
 
@@ -83,6 +90,42 @@ def openapi_document() -> dict[str, Any]:
                             ),
                         },
                         "retry_at": {"type": "string", "format": "date-time"},
+                    },
+                }
+            },
+        },
+        "PowerSessionReply": {
+            "type": "object",
+            "properties": {
+                "session": {
+                    "type": ["object", "null"],
+                    "properties": {
+                        "session_id": {"type": "integer"},
+                        "volunteer_id": {"type": "integer"},
+                        "campaign_id": {"type": ["integer", "null"]},
+                        "state": {
+                            "type": "string",
+                            "enum": [state.value for state in PowerSessionState],
+                        },
+                        "state_label": {"type": "string"},
+                        "since": {"type": "string", "format": "date-time"},
+                        "started_at": {"type": "string", "format": "date-time"},
+                        "calls": {"type": "integer"},
+                        "waited_seconds": {"type": "number"},
+                        "paused": {"type": "boolean"},
+                        "pause_reason": {"type": ["string", "null"]},
+                        "last_call": {"type": "boolean"},
+                        "waiting_note": {"type": ["string", "null"]},
+                        "ended_at": {"type": ["string", "null"], "format": "date-time"},
+                        "end_reason": {"type": ["string", "null"]},
+                        "end_reason_label": {"type": "string"},
+                        "call": {
+                            "description": (
+                                "The session's call on your screen: live, or its outcome owed "
+                                "(url opens its outcome form)"
+                            ),
+                            "oneOf": [{"$ref": "#/components/schemas/Call"}, {"type": "null"}],
+                        },
                     },
                 }
             },
@@ -385,6 +428,80 @@ def openapi_document() -> dict[str, Any]:
                         **_COMMON_ERRORS,
                     },
                 }
+            },
+            "/api/power": {
+                "get": {
+                    "summary": "Your power session: the live one, else your last (how it ended)",
+                    "responses": {"200": _json(_ref("PowerSessionReply")), **_COMMON_ERRORS},
+                },
+                "post": {
+                    "summary": "Start calling in power mode",
+                    "description": (
+                        "Your phone is called once and stays on the line; the contacts of "
+                        "your list are then dialed for you one at a time, after each call's "
+                        "outcome. The campaign must be in power mode. Every rule of a click "
+                        "applies to each contact."
+                    ),
+                    "parameters": [*_CSRF],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["campaign_id"],
+                                    "properties": {"campaign_id": {"type": "integer"}},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _json(_ref("PowerSessionReply"), "Your phone is being called"),
+                        "409": _error(
+                            "Refused: not_power_mode, in_power_session, volunteer_busy, "
+                            "outcome_pending, no_extension, no_caller_id, campaign_not_active..."
+                        ),
+                        "503": _error("The phone system is unavailable (pbx_unavailable)"),
+                        **_COMMON_ERRORS,
+                    },
+                },
+            },
+            **{
+                f"/api/power/{action}": {
+                    "post": {
+                        "summary": summary,
+                        "parameters": [*_CSRF],
+                        **(
+                            {
+                                "requestBody": {
+                                    "content": {
+                                        "application/json": {
+                                            "schema": {
+                                                "type": "object",
+                                                "properties": {
+                                                    "reason": {"type": "string", "maxLength": 200}
+                                                },
+                                            }
+                                        }
+                                    },
+                                }
+                            }
+                            if action == "pause"
+                            else {}
+                        ),
+                        "responses": {
+                            "200": _json(_ref("PowerSessionReply")),
+                            "409": _error("You are not in a power session (no_power_session)"),
+                            **_COMMON_ERRORS,
+                        },
+                    }
+                }
+                for action, summary in (
+                    ("pause", "Pause: no new contact after the current one (with a reason)"),
+                    ("resume", "Resume a paused session"),
+                    ("last-call", "End the session once the current contact is wrapped up"),
+                    ("leave", "Leave now: your line is hung up"),
+                )
             },
             "/api/calls/{call_id}/hangup": {
                 "post": {

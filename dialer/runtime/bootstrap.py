@@ -258,6 +258,7 @@ def build_runtime(settings: Settings, pbx: CallPbx | None = None, **engine_optio
             context=settings.power_context,
             originate_timeout_ms=settings.originate_timeout_ms,
             hang_up_call=worker.hang_up_for_session,
+            request_expiry=timedelta(seconds=settings.request_expiry_seconds),
         )
         runtime.power.on_change = worker.power.wake
         runtime.worker = worker

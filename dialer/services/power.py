@@ -260,15 +260,29 @@ class PowerService:
 
     # -- the worker --------------------------------------------------------------
 
-    async def claim_new(self, pbx: str) -> list[PowerSession]:
+    async def claim_new(
+        self, pbx: str, *, expiry: timedelta = timedelta(seconds=60)
+    ) -> list[PowerSession]:
         """Sessions whose volunteer is still to be called; marked as called
-        first, so a crash after this never calls anyone twice."""
+        first, so a crash after this never calls anyone twice.
+
+        One asked for longer than ``expiry`` ago (no worker was running) is
+        ended instead: nobody's phone rings minutes after they clicked.
+        """
         now = self.clock()
+        claimed: list[PowerSession] = []
+        expired: list[PowerSession] = []
         async with self.sessions.begin() as session:
-            rows = await power_sessions.claim_unsent(session, pbx)
-            for row in rows:
+            for row in await power_sessions.claim_unsent(session, pbx):
                 row.leg_sent_at = now
-        return list(rows)
+                if now - row.requested_at > expiry:
+                    power_sessions.end(row, power.END_PBX, now)
+                    expired.append(row)
+                else:
+                    claimed.append(row)
+        for row in expired:
+            self._published(row)
+        return claimed
 
     async def live(self, pbx: str) -> list[PowerSession]:
         async with self.sessions() as session:

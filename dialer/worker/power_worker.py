@@ -53,6 +53,7 @@ class PowerWorker:
         context: str,
         originate_timeout_ms: int,
         hang_up_call: Hangup,
+        request_expiry: timedelta = timedelta(seconds=60),
         poll_interval: float = 1.0,
     ) -> None:
         self.service = service
@@ -61,6 +62,7 @@ class PowerWorker:
         self.context = context
         self.originate_timeout_ms = originate_timeout_ms
         self.hang_up_call = hang_up_call
+        self.request_expiry = request_expiry
         self.poll_interval = poll_interval
         self._wakeup = asyncio.Event()
         self._due: set[int] = set()
@@ -121,7 +123,7 @@ class PowerWorker:
     async def run_pass(self) -> None:
         if not self.pbx.connected:
             return
-        for row in await self.service.claim_new(self.pbx_name):
+        for row in await self.service.claim_new(self.pbx_name, expiry=self.request_expiry):
             await self._call_in(row)
         for session_id in await self.service.to_hang_up(self.pbx_name):
             if not await self.pbx.hangup_session(session_id):

@@ -260,3 +260,12 @@ async def test_a_list_with_nobody_left_ends_the_session(world: World) -> None:
     assert result.ended and result.call_id is None
     row = await _row(world, session_id)
     assert row.end_reason == "list_done" and row.leave_requested_at is not None
+
+
+async def test_a_session_no_worker_took_in_time_is_ended_not_called_late(world: World) -> None:
+    service = power(world)
+    row = await service.start(world.users["alice"], world.campaign_id)
+    world.clock.now += timedelta(minutes=5)
+    assert await service.claim_new("default", expiry=timedelta(seconds=60)) == []
+    ended = await _row(world, row.id)
+    assert (ended.state, ended.end_reason) == (S.ENDED, "pbx_unavailable")

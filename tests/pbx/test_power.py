@@ -20,6 +20,7 @@ import random
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,8 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer.domain.vocabulary import CallOutcome, DialingMode
-from dialer.store.models import CallAttempt, Campaign, PowerSession
+from dialer.domain.vocabulary import CallOutcome, DialingMode, VolunteerPhone
+from dialer.store.models import CallAttempt, Campaign, PowerSession, User
 from tests.pbx.conftest import STANDARD_UAS, RealPbx, pbx_running, standard_phones, start_pbx
 from tests.pbx.product import (
     AmiObserver,
@@ -69,6 +70,10 @@ CONTACTS: dict[str, tuple[str, CallOutcome]] = {
 DROPPER = ("dora", "1021")
 RINGS = "+15145550402"
 TALKS = "+15145550415"
+# A volunteer whose phone is their own number (5: the carrier answers and
+# stays), dialed over the trunk once for the session.
+MOBILE_VOLUNTEER = ("omar", "+15145550455")
+MOBILE_CONTACTS = {"m1": "+15145550460", "m2": "+15145550461"}  # completes, busy
 
 
 @dataclass
@@ -375,3 +380,58 @@ async def test_the_volunteers_leg_dropping_ends_the_session_and_the_contacts_cal
         assert dialog.answered_at is not None and dialog.bye_from() == "asterisk"
     leftover = await pbx.asterisk.cli("core show channels concise")
     assert "carrier" not in leftover and f"PJSIP/{extension}-" not in leftover, leftover
+
+
+async def test_a_volunteer_whose_phone_is_their_own_number_is_dialed_once_for_the_session(
+    power_pbx: tuple[RealPbx, str],
+    pg_url: str,
+    pbx_folder: Path,
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    pbx, _secret = power_pbx
+    username, mobile = MOBILE_VOLUNTEER
+    world = await seed(
+        db, {username: ""}, {key: (number, username) for key, number in MOBILE_CONTACTS.items()}
+    )
+    await _power_campaign(db, world.campaign_id)
+    async with db.begin() as session:
+        await session.execute(
+            update(User)
+            .where(User.username == username)
+            .values(
+                sip_extension=None,
+                phone=VolunteerPhone.OWN_NUMBER,
+                own_number=mobile,
+                own_number_approved_at=datetime.now(UTC),
+            )
+        )
+    async with (
+        dialer_running(pg_url, pbx.asterisk, pbx_folder) as dialer,
+        Browser.signed_in(dialer.url, username) as volunteer,
+    ):
+        status, body = await volunteer.api("POST", "/api/power", {"campaign_id": world.campaign_id})
+        assert status == 201, body
+        session_id = body["session"]["session_id"]
+        views = Session(volunteer, world)
+        async with asyncio.timeout(60):
+            while True:
+                session = await views.view()
+                if session["state"] == "wrap_up" and session["call"] is not None:
+                    await _record_outcome(volunteer, session["call"])
+                elif session["state"] == "waiting" and session["calls"] == len(MOBILE_CONTACTS):
+                    break
+                await asyncio.sleep(0.1)
+        status, body = await volunteer.api("POST", "/api/power/leave")
+        assert status == 200, body
+        await views.until("ended", timeout=20)
+    calls = await _session_calls(db, session_id)
+    assert {call.number_e164: call.outcome for call in calls} == {
+        MOBILE_CONTACTS["m1"]: CallOutcome.COMPLETED,
+        MOBILE_CONTACTS["m2"]: CallOutcome.CONTACT_BUSY,
+    }
+    # The mobile was dialed over the carrier once, and hung up by Asterisk
+    # when the volunteer left.
+    [line] = pbx.carrier.dialogs(mobile.lstrip("+"))
+    assert line.answered_at is not None and line.bye_from() == "asterisk"
+    for call in calls:
+        assert line.answered_at <= call.requested_at

@@ -18,7 +18,7 @@ and the dialplan puts the contact out of the conference on its own.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NoReturn
@@ -158,8 +158,7 @@ class PowerService:
                     calls=0,
                     waited_seconds=0.0,
                 )
-                session.add(row)
-                await session.flush()
+                await power_sessions.add(session, row)
                 await audit.record(
                     session,
                     action="power.start",
@@ -182,38 +181,33 @@ class PowerService:
         """No new contact after the current one until :meth:`resume`."""
         reason = " ".join(reason.split())[:PAUSE_REASON_MAX]
 
-        def pause(row: PowerSession, now: datetime) -> None:
-            if row.paused_at is None:
-                row.paused_at = now
-            row.pause_reason = reason or None
+        async def pause(session: AsyncSession, row: PowerSession, now: datetime) -> None:
+            await power_sessions.pause(session, row, reason, now)
 
         return await self._change(volunteer_id, "power.pause", pause, {"reason": reason})
 
     async def resume(self, volunteer_id: int) -> PowerSession:
-        def resume(row: PowerSession, now: datetime) -> None:
-            row.paused_at = None
-            row.pause_reason = None
+        async def resume(session: AsyncSession, row: PowerSession, now: datetime) -> None:
+            await power_sessions.resume(session, row)
 
         return await self._change(volunteer_id, "power.resume", resume)
 
     async def last_call(self, volunteer_id: int) -> PowerSession:
         """The session ends once the current contact is wrapped up (or now, between calls)."""
 
-        def last(row: PowerSession, now: datetime) -> None:
-            row.last_call = True
+        async def last(session: AsyncSession, row: PowerSession, now: datetime) -> None:
+            await power_sessions.ask_last_call(session, row)
 
         return await self._change(volunteer_id, "power.last_call", last)
 
     async def leave(self, volunteer_id: int) -> PowerSession:
         """Hang the volunteer's leg up now (and with it the session's call)."""
 
-        def leave(row: PowerSession, now: datetime) -> None:
-            if row.leave_requested_at is None:
-                row.leave_requested_at = now
-                row.end_reason = power.END_LEFT
+        async def leave(session: AsyncSession, row: PowerSession, now: datetime) -> None:
+            await power_sessions.ask_to_leave(session, row, power.END_LEFT, now)
             if row.leg_sent_at is None:
                 # No worker has called them yet: nothing to hang up.
-                power_sessions.end(row, power.END_LEFT, now)
+                await power_sessions.end(session, row, power.END_LEFT, now)
 
         return await self._change(volunteer_id, "power.leave", leave)
 
@@ -235,7 +229,7 @@ class PowerService:
         self,
         volunteer_id: int,
         action: str,
-        change: Callable[[PowerSession, datetime], None],
+        change: Callable[[AsyncSession, PowerSession, datetime], Awaitable[None]],
         changes: dict[str, object] | None = None,
     ) -> PowerSession:
         now = self.clock()
@@ -243,9 +237,9 @@ class PowerService:
             row = await power_sessions.live_for_volunteer(session, volunteer_id, for_update=True)
             if row is None:
                 raise NotAllowed("you are not in a power session")
-            change(row, now)
+            await change(session, row, now)
             await power_sessions.refresh(session, row, now)
-            self._settle(row, now)
+            await self._settle(session, row, now)
             await audit.record(
                 session,
                 action=action,
@@ -274,9 +268,9 @@ class PowerService:
         expired: list[PowerSession] = []
         async with self.sessions.begin() as session:
             for row in await power_sessions.claim_unsent(session, pbx):
-                row.leg_sent_at = now
+                await power_sessions.claim(session, row, now)
                 if now - row.requested_at > expiry:
-                    power_sessions.end(row, power.END_PBX, now)
+                    await power_sessions.end(session, row, power.END_PBX, now)
                     expired.append(row)
                 else:
                     claimed.append(row)
@@ -297,8 +291,12 @@ class PowerService:
                 return []
             hang_up: list[str] = []
             if update.up:
-                row.leg_answered_at = update.answered_at or update.at
-                row.leg_channel = update.channel
+                await power_sessions.leg_up(
+                    session,
+                    row,
+                    answered_at=update.answered_at or update.at,
+                    channel=update.channel,
+                )
                 await power_sessions.refresh(session, row, now)
             else:
                 if row.leg_answered_at is None:
@@ -307,7 +305,7 @@ class PowerService:
                     reason = row.end_reason or power.END_LEFT
                 else:
                     reason = power.END_LEG_DROPPED
-                power_sessions.end(row, reason, now)
+                await power_sessions.end(session, row, reason, now)
                 # The dialplan puts the contact out of the conference as the
                 # leg goes; this is for a call still on its way to it.
                 hang_up = await power_sessions.live_call_ids(session, row.id)
@@ -320,7 +318,7 @@ class PowerService:
             row = await power_sessions.get_for_update(session, session_id)
             if row is None or row.ended_at is not None:
                 return
-            power_sessions.end(row, reason, now)
+            await power_sessions.end(session, row, reason, now)
         self._published(row)
 
     async def refresh(self, session_ids: set[int]) -> list[PowerSession]:
@@ -334,7 +332,7 @@ class PowerService:
                 if row is None or row.ended_at is not None:
                     continue
                 moved = await power_sessions.refresh(session, row, now)
-                settled = self._settle(row, now)
+                settled = await self._settle(session, row, now)
                 if moved or settled:
                     changed.append(row)
         for row in changed:
@@ -419,8 +417,7 @@ class PowerService:
             row = await power_sessions.get_for_update(session, session_id)
             if row is None:
                 return
-            row.calls += 1
-            row.waiting_note = None
+            await power_sessions.dialed(session, row)
             await power_sessions.refresh(session, row, now)
         self._published(row)
 
@@ -429,7 +426,7 @@ class PowerService:
             row = await power_sessions.get_for_update(session, session_id)
             if row is None or row.waiting_note == note:
                 return
-            row.waiting_note = note[:300]
+            await power_sessions.note(session, row, note)
         self._published(row)
 
     async def _leave_for(self, session_id: int, reason: str) -> None:
@@ -438,24 +435,16 @@ class PowerService:
             row = await power_sessions.get_for_update(session, session_id)
             if row is None or row.ended_at is not None:
                 return
-            if row.leave_requested_at is None:
-                row.leave_requested_at = now
-                row.end_reason = reason
+            await power_sessions.ask_to_leave(session, row, reason, now)
             await notify(session, POWER_SESSIONS, row.pbx)
         self._published(row)
         if self.on_change is not None:
             self.on_change()
 
-    def _settle(self, row: PowerSession, now: datetime) -> bool:
+    async def _settle(self, session: AsyncSession, row: PowerSession, now: datetime) -> bool:
         """A session asked for its last call is over once it would wait again."""
-        if (
-            row.last_call
-            and row.state in (PowerSessionState.WAITING, PowerSessionState.PAUSED)
-            and row.leave_requested_at is None
-        ):
-            row.leave_requested_at = now
-            row.end_reason = power.END_LAST_CALL
-            return True
+        if row.last_call and row.state in (PowerSessionState.WAITING, PowerSessionState.PAUSED):
+            return await power_sessions.ask_to_leave(session, row, power.END_LAST_CALL, now)
         return False
 
     def _published(self, row: PowerSession) -> None:

@@ -1,4 +1,9 @@
-"""The power_sessions table's only writer (dialer.domain.power says what a session is)."""
+"""Writes ``power_sessions``; nothing else does (dialer.domain.power says what a
+session is, dialer.services.power when it changes).
+
+Every function that changes a row flushes before it returns, so the SQL runs
+here and a service's commit has nothing of this table left to write.
+"""
 
 from __future__ import annotations
 
@@ -122,8 +127,7 @@ async def facts(session: AsyncSession, row: PowerSession) -> SessionFacts:
     )
 
 
-def move_to(row: PowerSession, state: PowerSessionState, now: datetime) -> bool:
-    """Put the session in ``state``; False when it already was."""
+def _move_to(row: PowerSession, state: PowerSessionState, now: datetime) -> bool:
     if row.state is state:
         return False
     row.waited_seconds = waited_seconds(row.state, row.state_since, now, row.waited_seconds)
@@ -134,15 +138,78 @@ def move_to(row: PowerSession, state: PowerSessionState, now: datetime) -> bool:
 
 async def refresh(session: AsyncSession, row: PowerSession, now: datetime) -> bool:
     """Bring the stored state in line with the facts; True when it changed."""
-    return move_to(row, session_state(await facts(session, row)), now)
+    moved = _move_to(row, session_state(await facts(session, row)), now)
+    await session.flush()
+    return moved
 
 
-def end(row: PowerSession, reason: str, now: datetime) -> None:
+async def end(session: AsyncSession, row: PowerSession, reason: str, now: datetime) -> None:
     if row.ended_at is not None:
         return
     row.ended_at = now
     row.end_reason = row.end_reason or reason
-    move_to(row, PowerSessionState.ENDED, now)
+    _move_to(row, PowerSessionState.ENDED, now)
+    await session.flush()
+
+
+async def add(session: AsyncSession, row: PowerSession) -> None:
+    session.add(row)
+    await session.flush()
+
+
+async def claim(session: AsyncSession, row: PowerSession, now: datetime) -> None:
+    """The worker is calling the volunteer in: never twice."""
+    row.leg_sent_at = now
+    await session.flush()
+
+
+async def leg_up(
+    session: AsyncSession, row: PowerSession, *, answered_at: datetime, channel: str | None
+) -> None:
+    row.leg_answered_at = answered_at
+    row.leg_channel = channel
+    await session.flush()
+
+
+async def pause(session: AsyncSession, row: PowerSession, reason: str, now: datetime) -> None:
+    if row.paused_at is None:
+        row.paused_at = now
+    row.pause_reason = reason or None
+    await session.flush()
+
+
+async def resume(session: AsyncSession, row: PowerSession) -> None:
+    row.paused_at = None
+    row.pause_reason = None
+    await session.flush()
+
+
+async def ask_last_call(session: AsyncSession, row: PowerSession) -> None:
+    row.last_call = True
+    await session.flush()
+
+
+async def ask_to_leave(
+    session: AsyncSession, row: PowerSession, reason: str, now: datetime
+) -> bool:
+    """The worker is to hang the volunteer's line up; False when it already was asked."""
+    if row.leave_requested_at is not None:
+        return False
+    row.leave_requested_at = now
+    row.end_reason = reason
+    await session.flush()
+    return True
+
+
+async def dialed(session: AsyncSession, row: PowerSession) -> None:
+    row.calls += 1
+    row.waiting_note = None
+    await session.flush()
+
+
+async def note(session: AsyncSession, row: PowerSession, text: str) -> None:
+    row.waiting_note = text[:300]
+    await session.flush()
 
 
 async def live_call_ids(session: AsyncSession, session_id: int) -> list[str]:

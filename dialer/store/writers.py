@@ -12,6 +12,7 @@ TABLE_WRITERS: dict[str, str] = {
     "call_attempts": "dialer.store.calls",
     "hangup_requests": "dialer.store.calls",
     "supervision_requests": "dialer.store.calls",
+    "power_sessions": "dialer.store.power_sessions",
     "dispositions": "dialer.store.outcomes",
     "follow_up_tasks": "dialer.store.outcomes",
     "calling_list_entries": "dialer.store.lists",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Sequence
 
@@ -115,3 +116,13 @@ class SseBody:
                     break
                 self.left = size + 2
         del raw[:position]
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a live child process (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

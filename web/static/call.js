@@ -2,13 +2,22 @@
 // outcome flow.  Everything typed is kept in localStorage under the
 // submission id (made here, so a retry after a failure is the same
 // submission and is stored once).
+//
+// The power session screen (power.js) mounts the same panel for each
+// contact dialed for it: window.PBCall.mount({callId, onlyOwed}) follows that
+// call, and dispose() stops following it before the next one replaces it.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
+  bindPendingSkip(window.PB, window.PB.strings);
+  mountCall({});
+});
+window.PBCall = { mount: mountCall };
+
+function mountCall(options) {
   const PB = window.PB;
   const S = PB.strings;
-  bindPendingSkip(PB, S);
   const app = PB.byId("call-app");
-  if (!app) return;
+  if (!app) return null;
   const form = PB.byId("outcome-form");
   const comments = PB.byId("comments");
   const callForm = PB.byId("call-form");
@@ -186,7 +195,8 @@ document.addEventListener("DOMContentLoaded", () => {
       endedReason.textContent = PB.fill(S.ended_because, { reason });
       if (events) { events.close(); events = null; }
       preselectAutomatic(payload);
-      openWizard();
+      // A power session goes on by itself after a call that owes nothing.
+      if (!options.onlyOwed || isAnswered(payload)) openWizard();
     } else {
       endedReason.textContent = "";
     }
@@ -566,7 +576,8 @@ document.addEventListener("DOMContentLoaded", () => {
     next.href = app.dataset.next;
     next.focus();
     updateControls();
-    refreshTabs();
+    if (options.onDone) options.onDone({ callId, skipped });
+    else refreshTabs();
   }
 
   // Details and History as the server now has them.  Their sections are
@@ -663,12 +674,13 @@ document.addEventListener("DOMContentLoaded", () => {
   // -- start-up: resume a call or a half-filled outcome after a reload --------
   let draft = loadDraft();
   const params = new URLSearchParams(location.search);
-  if (pendingCall && draft && draft.callId && draft.callId !== pendingCall) {
+  const expected = options.callId || pendingCall;
+  if (expected && draft && draft.callId && draft.callId !== expected) {
     // Kept from another call: the outcome owed is this one's.
     draft = null;
     submissionId = null;
   }
-  const resumeCall = app.dataset.liveCall || pendingCall || params.get("call") || (draft && draft.callId);
+  const resumeCall = options.callId || app.dataset.liveCall || pendingCall || params.get("call") || (draft && draft.callId);
   if (draft) {
     restore(draft.values);
     if (draft.step) step = draft.step;
@@ -683,7 +695,14 @@ document.addEventListener("DOMContentLoaded", () => {
   updateControls();
   if (resumeCall) follow(resumeCall);
   else dialOnArrival();
-});
+  return {
+    dispose() {
+      if (events) { events.close(); events = null; }
+      clearInterval(ticking);
+      ticking = null;
+    },
+  };
+}
 
 // The outcome owed on another contact's call, skipped with a reason from the
 // banner (_pending_skip.html): on another contact's page, on the campaign

@@ -4,9 +4,15 @@
 // (SurveyDefinition.skipped).  A hidden question is not asked: its answer is
 // cleared (the server refuses answers to skipped questions) and call.js
 // does not require it (it checks .question[data-required]:not([hidden])).
+//
+// window.PBSurveySkips(root) binds them in a call panel added later (the
+// power session screen loads one per contact).
 "use strict";
-document.addEventListener("DOMContentLoaded", () => {
-  const fieldset = document.querySelector('fieldset[data-step="survey"]');
+document.addEventListener("DOMContentLoaded", () => bindSurveySkips(document));
+window.PBSurveySkips = bindSurveySkips;
+
+function bindSurveySkips(root) {
+  const fieldset = root.querySelector('fieldset[data-step="survey"]');
   if (!fieldset) return;
   const questions = Array.from(fieldset.querySelectorAll(".question[data-question]"));
   if (!questions.some((question) => question.dataset.skip)) return;
@@ -60,4 +66,4 @@ document.addEventListener("DOMContentLoaded", () => {
   form.addEventListener("submit", apply, true);
   form.addEventListener("click", apply, true);
   apply();
-});
+}

@@ -7,12 +7,19 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from dialer.domain.compliance import contact_zones
+from dialer.domain.compliance import CallRefused, RefusalCode, contact_zones
 from dialer.domain.numbers import display as display_number
 from dialer.domain.survey import SurveyDefinition
-from dialer.domain.vocabulary import DispositionOutcome, PhoneType, Role
+from dialer.domain.vocabulary import (
+    DialingMode,
+    DispositionOutcome,
+    PhoneType,
+    Role,
+    VolunteerPhone,
+)
 from dialer.services.accounts import LoginRefusalCode, LoginRefused
 from dialer.services.call_endings import AUTOMATIC_ABSENT
+from dialer.services.calling import OutcomePending
 from dialer.services.contacts import ContactFilter
 from dialer.store.access import STAFF_ROLES
 from dialer.store.models import Campaign, User, utcnow
@@ -21,7 +28,7 @@ from web.forms import parse_id, read_form
 from web.i18n import labels
 from web.i18n import translate as i18n
 from web.i18n.translate import _
-from web.routes.api import pending_url, set_session_cookie
+from web.routes.api import pending_url, power_json, set_session_cookie
 from web.security import (
     DEVICE_COOKIE,
     LANGUAGE_COOKIE,
@@ -32,6 +39,7 @@ from web.security import (
     not_found,
     require_user,
     safe_next,
+    session_phone,
     set_device_cookie,
 )
 from web.templating import render
@@ -188,6 +196,8 @@ async def _campaign_view(
     members, going = found.members, found.attendees
     owner = next((member for member in members if member.id == owner_id), user)
     message = request.query.get("empty", "")
+    view = await request.app[deps_key].power.current(user.id)
+    live = view is not None and view.session.ended_at is None
     return page(
         request,
         template,
@@ -204,6 +214,9 @@ async def _campaign_view(
             "empty_message": labels.empty_list_reason(message, None)
             if message in ("all_done", "empty")
             else "",
+            "power_mode": campaign.dialing_mode is DialingMode.POWER,
+            # Their session in progress, wherever it is: the way back to it.
+            "power_live_campaign": view.session.campaign_id if live and view else None,
         },
     )
 
@@ -222,6 +235,10 @@ async def next_contact(request: web.Request) -> web.StreamResponse:
         call = pending.call
         raise web.HTTPSeeOther(pending_url(call.contact_id, call.campaign_id, call.call_id))
     owner = _query_int(request, "owner")
+    if campaign.dialing_mode is DialingMode.POWER and owner in (None, user.id):
+        # Their own list of a power campaign is dialed for them: "Next
+        # contact" after an outcome leads back to the session screen.
+        raise web.HTTPSeeOther(_power_path(campaign.id))
     if pending is not None:
         # Back to the answered call whose outcome is owed, not on to a new
         # contact; but not to a record they may no longer open (their team
@@ -250,6 +267,116 @@ async def next_contact(request: web.Request) -> web.StreamResponse:
             "owner_part": owner_part,
         },
     )
+
+
+# -- power mode -----------------------------------------------------------------------
+
+
+def _power_path(campaign_id: int) -> str:
+    return f"/campaigns/{campaign_id}/power"
+
+
+def _power_strings() -> dict[str, str]:
+    """What power.js writes, in the viewer's language (placeholders filled there)."""
+    return {
+        "paused_because": _("Paused: %(reason)s. No new contact is dialed until you resume."),
+        "paused": _("Paused. No new contact is dialed until you resume."),
+        "previous": _("Previous contact: %(name)s (%(result)s)"),
+        "previous_plain": _("Previous contact: %(name)s"),
+        "announce_dialing": _("Dialing %(name)s"),
+        "announce_talking": _("Talking with %(name)s"),
+        "announce_wrap_up": _("Call ended: record the outcome for %(name)s"),
+        "announce_ended": _("Session ended: %(reason)s"),
+        "confirm_leave_call": _("Leave the session now? The call in progress is hung up."),
+        "last_call_asked": _("Last call asked"),
+        "calls_made_n": _("Calls made in this session: %(num)s"),
+        "reason_needed": _("Write a few words."),
+        "start_again": _("Start again"),
+        "session_ended": _("Session ended"),
+        "starting": _("Starting…"),
+        "saved_waiting": _("Outcome saved. The next contact is dialed for you."),
+        "ending": _("Ending the session…"),
+        "connecting_hint": _("Your phone is ringing: answer it and stay on the line."),
+        "nobody_now": _("Nobody on your list can be called right now; the dialer keeps trying."),
+        "phone_not_ready": _(
+            "Your browser phone is not connected yet: turn it on at the top of the page, "
+            "then start again."
+        ),
+        "record_it": _("Record it first"),
+    }
+
+
+@routes.get("/campaigns/{campaign_id:\\d{1,9}}/power")
+async def power_page(request: web.Request) -> web.StreamResponse:
+    """The volunteer's power session screen: start, follow, pause, leave.
+
+    A page of its own rather than a panel of the campaign page: it must
+    stay open for the whole session (a browser phone's line lives in it),
+    so it holds nothing that navigates away, and it has an address to come
+    back to after an outcome recorded elsewhere.
+    """
+    user = require_user(request)
+    campaign = await _campaign_for(request, user, int(request.match_info["campaign_id"]))
+    return await _power_view(request, user, campaign, error="")
+
+
+async def _power_view(
+    request: web.Request, user: User, campaign: Campaign, *, error: str, status: int = 200
+) -> web.Response:
+    view = await request.app[deps_key].power.current(user.id)
+    live = view is not None and view.session.ended_at is None
+    elsewhere = (
+        view.session.campaign_id
+        if live and view is not None and view.session.campaign_id != campaign.id
+        else None
+    )
+    if campaign.dialing_mode is not DialingMode.POWER and (not live or elsewhere is not None):
+        raise web.HTTPSeeOther(f"/campaigns/{campaign.id}")
+    # Another campaign's session, or the last one of another campaign: not
+    # this page's to show (its end reason belongs to that campaign).
+    shown = view if view is not None and view.session.campaign_id == campaign.id else None
+    return page(
+        request,
+        "power.html",
+        {
+            "campaign": campaign,
+            "initial": power_json(shown),
+            "elsewhere_campaign_id": elsewhere,
+            "browser_phone": session_phone(request) is VolunteerPhone.BROWSER,
+            "error": error,
+            "power_strings": _power_strings(),
+        },
+        status=status,
+    )
+
+
+@routes.post("/campaigns/{campaign_id:\\d{1,9}}/power")
+async def power_start(request: web.Request) -> web.StreamResponse:
+    """Start a power session from a form (the campaign pages, or without scripts)."""
+    user = require_user(request)
+    runtime = request.app[deps_key]
+    campaign = await _campaign_for(request, user, int(request.match_info["campaign_id"]))
+    form = await read_form(request)
+    phone = session_phone(request)
+    if phone is VolunteerPhone.BROWSER and str(form.get("from", "")) == "campaign":
+        # A browser phone lives in the page: the session must start from the
+        # screen that stays open, once the phone there is ready to answer.
+        raise web.HTTPSeeOther(_power_path(campaign.id))
+    try:
+        await runtime.power.start(user.id, campaign.id, phone=phone)
+    except OutcomePending as pending:
+        raise web.HTTPSeeOther(
+            pending_url(pending.contact_id, pending.campaign_id, pending.call_id)
+        ) from None
+    except CallRefused as refused:
+        if refused.refusal.code is RefusalCode.IN_POWER_SESSION:
+            view = await runtime.power.current(user.id)
+            if view is not None and view.session.campaign_id is not None:
+                raise web.HTTPSeeOther(_power_path(view.session.campaign_id)) from None
+        return await _power_view(
+            request, user, campaign, error=labels.refusal(refused.refusal), status=409
+        )
+    raise web.HTTPSeeOther(_power_path(campaign.id))
 
 
 # -- contacts -----------------------------------------------------------------------

@@ -38,6 +38,7 @@ from dialer.services.campaigns import (
     UnknownVolunteer,
     lacks_caller_id,
 )
+from dialer.services.dashboard import COMPARISON_HOURS
 from dialer.services.export import ExportError
 from dialer.services.importer import (
     UPLOAD_PREFIX,
@@ -173,15 +174,22 @@ async def campaign_create(request: web.Request) -> web.StreamResponse:
 async def dashboard(request: web.Request) -> web.Response:
     campaign = await _campaign(request)
     zone = i18n.current().zone
-    stats = await request.app[deps_key].dashboard.campaign_stats(
-        campaign.id, now=utcnow(), zone=zone
-    )
+    now = utcnow()
+    dashboard = request.app[deps_key].dashboard
+    stats = await dashboard.campaign_stats(campaign.id, now=now, zone=zone)
+    # The comparison's period: one of a few, the chart's 12 hours unless asked.
+    asked = request.query.get("compare", "")
+    hours = int(asked) if asked in {str(h) for h in COMPARISON_HOURS} else COMPARISON_HOURS[0]
+    comparison = await dashboard.mode_comparison(campaign.id, now=now, hours=hours)
     return page(
         request,
         "dashboard.html",
         {
             "campaign": campaign,
             "stats": stats,
+            "comparison": comparison,
+            "comparison_hours": hours,
+            "comparison_periods": COMPARISON_HOURS,
             "disposition_outcomes": list(DispositionOutcome),
             "call_outcomes": list(CallOutcome),
         },

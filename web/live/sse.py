@@ -7,8 +7,9 @@ block the hub: each has a bounded backlog, and a stream that falls behind
 (or a hub whose own subscription overflowed) gets a fresh snapshot instead
 of the events it missed.
 
-Volunteers receive only their own calls and status; organizers and
-admins receive everything.
+Volunteers receive only their own calls, status and power session;
+organizers receive their teams' (a power session follows its volunteer's
+teams), administrators everything.
 
 Fan-out cost is per write, not per byte: the events accepted since the
 last flush go out together, joined once for all staff streams and once
@@ -311,6 +312,7 @@ class NameBook:
             contact_id = payload.get("contact_id")
             if not enriched.get("contact_name") and contact_id is not None:
                 enriched["contact_name"] = self.contacts.get(contact_id, "")
+        if kind in ("call", "session"):
             campaign_id = payload.get("campaign_id")
             enriched["campaign_title"] = (
                 self.campaigns.get(campaign_id, "") if campaign_id is not None else ""

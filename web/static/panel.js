@@ -1,5 +1,5 @@
-// The live panel: every live call and every volunteer's status, from the
-// Server-Sent Events stream (a snapshot first, then changes).
+// The live panel: every live call, every power session and every volunteer's
+// status, from the Server-Sent Events stream (a snapshot first, then changes).
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
   const PB = window.PB;
@@ -10,11 +10,15 @@ document.addEventListener("DOMContentLoaded", () => {
   const count = PB.byId("call-count");
   const rowTemplate = PB.byId("call-row");
   const confirmDialog = PB.byId("hangup-confirm");
+  const sessionsBody = PB.byId("sessions");
+  const sessionCount = PB.byId("session-count");
+  const sessionStrings = JSON.parse(PB.byId("session-strings").textContent || "{}");
   // Caller IDs formatted by the server (display_number), keyed by "+digits".
   const callerIds = JSON.parse(PB.byId("caller-ids").textContent || "{}");
   const SUPERVISABLE = new Set(["volunteer_answered", "ringing_contact", "talking"]);
   const calls = new Map();
   const statuses = new Map();
+  const sessions = new Map(); // power sessions, by volunteer id
   let roster = [];
   let offset = 0; // server clock minus ours, in ms
 
@@ -31,6 +35,9 @@ document.addEventListener("DOMContentLoaded", () => {
       if (item.present) calls.set(item.key, item.payload); else calls.delete(item.key);
     } else if (item.kind === "volunteer") {
       statuses.set(String(item.payload.volunteer_id), item.payload);
+    } else if (item.kind === "session") {
+      // An ended session goes, as an ended call does.
+      if (item.present) sessions.set(item.key, item.payload); else sessions.delete(item.key);
     }
   }
 
@@ -76,6 +83,65 @@ document.addEventListener("DOMContentLoaded", () => {
       row.querySelectorAll("[data-supervise]").forEach((button) => {
         if (!button.dataset.busy) button.disabled = !joinable;
       });
+    }
+  }
+
+  const secondsSince = (iso) => (iso ? Math.max(0, (now() - new Date(iso).getTime()) / 1000) : 0);
+
+  // The stored wait covers the waits the session has left; the one going on
+  // is counted here, so the figure ticks while the volunteer waits.
+  function waitedOf(session) {
+    const going = session.state === "waiting" ? secondsSince(session.since) : 0;
+    return PB.clock((session.waited_seconds || 0) + going);
+  }
+
+  function sessionStateText(session) {
+    if (session.state === "paused" && session.pause_reason) {
+      return PB.fill(sessionStrings.paused_because, { reason: session.pause_reason });
+    }
+    return (sessionStrings.states || {})[session.state] || session.state;
+  }
+
+  function renderSessions() {
+    sessionsBody.querySelectorAll("tr[data-session]").forEach((row) => {
+      if (!sessions.has(row.dataset.session)) row.remove();
+    });
+    const empty = sessionsBody.querySelector("tr.empty");
+    if (empty) empty.hidden = sessions.size > 0;
+    sessionCount.textContent = String(sessions.size);
+    for (const [key, session] of sessions) {
+      let row = sessionsBody.querySelector('tr[data-session="' + CSS.escape(key) + '"]');
+      if (!row) {
+        row = document.createElement("tr");
+        row.dataset.session = key;
+        for (const field of ["volunteer", "campaign", "state", "for", "waited", "calls"]) {
+          const cell = document.createElement("td");
+          cell.dataset.f = field;
+          if (field === "for" || field === "waited") cell.className = "timer";
+          if (field === "calls") cell.className = "num";
+          row.appendChild(cell);
+        }
+        sessionsBody.appendChild(row);
+      }
+      const set = (field, text) => { row.querySelector('[data-f="' + field + '"]').textContent = text; };
+      set("volunteer", session.volunteer_name || "#" + session.volunteer_id);
+      set("campaign", session.campaign_title || "—");
+      set("state", sessionStateText(session));
+      // Why nobody is being dialed (no contact callable right now), on hover.
+      row.querySelector('[data-f="state"]').title = session.state === "waiting" ? session.waiting_note || "" : "";
+      set("for", PB.clock(secondsSince(session.since)));
+      set("waited", waitedOf(session));
+      set("calls", String(session.calls));
+      row.dataset.state = session.state;
+    }
+  }
+
+  function tickSessions() {
+    for (const row of sessionsBody.querySelectorAll("tr[data-session]")) {
+      const session = sessions.get(row.dataset.session);
+      if (!session) continue;
+      row.querySelector('[data-f="for"]').textContent = PB.clock(secondsSince(session.since));
+      row.querySelector('[data-f="waited"]').textContent = waitedOf(session);
     }
   }
 
@@ -154,16 +220,20 @@ document.addEventListener("DOMContentLoaded", () => {
       offset = new Date(data.now).getTime() - Date.now();
       calls.clear();
       statuses.clear();
+      sessions.clear();
       data.items.forEach(apply);
       if (data.roster) roster = data.roster;
       renderCalls();
+      renderSessions();
       renderVolunteers();
       setStatus(S.connected, true);
     });
     events.addEventListener("change", (event) => {
       const item = JSON.parse(event.data);
       apply(item);
-      if (item.kind === "call") renderCalls(); else renderVolunteers();
+      if (item.kind === "call") renderCalls();
+      else if (item.kind === "session") renderSessions();
+      else renderVolunteers();
     });
   }
 
@@ -173,5 +243,6 @@ document.addEventListener("DOMContentLoaded", () => {
       const call = calls.get(row.dataset.call);
       if (call) row.querySelector('[data-f="duration"]').textContent = durationOf(call);
     }
+    tickSessions();
   }, 1000);
 });

@@ -124,7 +124,8 @@ async def test_a_power_session_start_to_end(
     await page.click("#power-pause-confirm")
     paused = page.locator("#power-paused")
     await expect(paused).to_be_visible()
-    reason = wording(language, "Technical problem") + ": headset crackles"
+    technical = wording(language, "Technical problem")
+    reason = wording(language, "%(reason)s: %(words)s", reason=technical, words="headset crackles")
     await expect(paused).to_contain_text(reason)
     await expect(page.locator("#power-resume")).to_be_focused()
     await expect(page.locator("#power-pause")).to_be_hidden()

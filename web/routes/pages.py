@@ -291,6 +291,8 @@ def _power_strings() -> dict[str, str]:
         "last_call_asked": _("Last call asked"),
         "calls_made_n": _("Calls made in this session: %(num)s"),
         "reason_needed": _("Write a few words."),
+        # TRANSLATORS: a pause's reason (Break, Technical problem, Other) and the volunteer's words.
+        "reason_with_words": _("%(reason)s: %(words)s"),
         "start_again": _("Start again"),
         "session_ended": _("Session ended"),
         "starting": _("Starting…"),

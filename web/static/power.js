@@ -356,7 +356,7 @@ document.addEventListener("DOMContentLoaded", () => {
     // Stored as the volunteer wrote it: whoever reads it (an organizer,
     // the audit log) reads words, not a code.
     const label = chosen ? chosen.dataset.label : "";
-    const reason = words ? (label ? label + ": " + words : words) : label;
+    const reason = words ? (label ? PB.fill(S.reason_with_words, { reason: label, words }) : words) : label;
     const confirm = PB.byId("power-pause-confirm");
     confirm.disabled = true;
     const done = await act("pause", { reason }, resumeButton);

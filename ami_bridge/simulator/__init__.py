@@ -59,7 +59,7 @@ DEFAULT RULE (override per number or extension with ``script_contact`` /
 
 Power mode (recorded: shipped_power_session; :mod:`ami_bridge.simulator.power`):
 an Originate of a desk phone into context ``dialer-power``, extension
-``<session>`` (digits, two at least: the context's ``_X.``), rings the phone
+``<session>`` (digits: the context's ``_X!``), rings the phone
 like a click-to-call; once it answers, ``NoOp``, ``Answer`` and
 ``ConfBridge`` put it in conference ``dialer-power-<session>`` as its marked
 user (``BridgeCreate`` of a ``softmix`` bridge, ``ConfbridgeStart``,

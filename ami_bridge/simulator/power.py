@@ -30,9 +30,8 @@ from ami_bridge.simulator.channels import Channel, Conference
 
 POWER_CONTEXT = "dialer-power"
 POWER_JOIN_CONTEXT = "dialer-power-join"
-# The contexts' only pattern, _X.: a digit and at least one more character
-# (a one-digit session matches nothing, so the Originate is refused).
-POWER_SESSION = re.compile(r"[0-9][0-9]+\Z")
+# The contexts' only pattern, _X!: a digit, then any more (a session id).
+POWER_SESSION = re.compile(r"[0-9]+\Z")
 # Local/<session>@dialer-power-join, with or without /n.
 _JOIN_CHANNEL = re.compile(
     rf"Local/(?P<session>[^@/]+)@{re.escape(POWER_JOIN_CONTEXT)}(?P<options>/n)?\Z", re.IGNORECASE

@@ -357,6 +357,7 @@ class MqttLiveFeed:
         return [
             f"{self.prefix}/calls/+",
             f"{self.prefix}/volunteers/+/status",
+            f"{self.prefix}/volunteers/+/session",
             f"{self.prefix}/campaigns/+/counters",
             f"{self.prefix}/workers/+/status",
         ]

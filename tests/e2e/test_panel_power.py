@@ -16,7 +16,7 @@ from datetime import time
 from typing import Any
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import update
 
 from dialer.domain.survey import CallingHours, TimeWindow
 from dialer.domain.vocabulary import DialingMode
@@ -41,9 +41,6 @@ async def power_campaign(world: WebWorld, *, hours: CallingHours) -> None:
             .where(Campaign.id == world.campaign_id)
             .values(dialing_mode=DialingMode.POWER, calling_hours=hours.to_json())
         )
-        # The simulator still refuses a one-digit session (its pattern is
-        # the old _X., where the shipped dialplan now has _X!).
-        await session.execute(text("ALTER SEQUENCE power_sessions_id_seq RESTART WITH 10"))
 
 
 @pytest.fixture

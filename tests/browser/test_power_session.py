@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from playwright.async_api import Page, expect
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 
 from dialer.domain.vocabulary import DialingMode, DispositionOutcome, PowerSessionState
 from dialer.store.models import Campaign, Disposition, PowerSession
@@ -38,9 +38,6 @@ async def live_app(pg_url: str, world: WebWorld) -> AsyncIterator[Served]:
             .where(Campaign.id == world.campaign_id)
             .values(dialing_mode=DialingMode.POWER)
         )
-        # The simulator refuses a one-digit session (its pattern is the old
-        # _X., where the shipped dialplan now has _X!).
-        await session.execute(text("ALTER SEQUENCE power_sessions_id_seq RESTART WITH 10"))
     # Full-length calls: Ada talks 3 s, long enough to see her "talking".
     async with serve(pg_url, with_simulator=True, time_scale=1.0) as running:
         yield running

@@ -267,16 +267,7 @@ class CallService:
         if volunteer is None or not volunteer.is_active:
             refuse(RefusalCode.NOT_FOUND, "unknown user")
         rings = phone_in_use(volunteer, volunteer_phone)
-        unringable = self.unringable(volunteer, rings)
-        if unringable == "own_number":
-            refuse(
-                RefusalCode.OWN_NUMBER_NOT_ALLOWED,
-                "the dialing policy does not allow calls to your own number",
-            )
-        if unringable == "extension":
-            refuse(
-                RefusalCode.NO_EXTENSION, "you have no phone extension; ask an organizer to set one"
-            )
+        self.refuse_unringable(volunteer, rings)
         # Before any other rule: what was said on the last answered call is
         # worth more than the next call, and it is lost once they move on.
         pending = await calls.pending_outcome(session, volunteer.id)
@@ -595,6 +586,25 @@ class CallService:
             )
         if unringable == "extension":
             raise SupervisionRefused("no_phone", "you have no phone; ask an administrator")
+
+    def refuse_unringable(self, user: User, rings: VolunteerPhone) -> None:
+        """Raise :class:`CallRefused` when ``user``'s phone of kind ``rings``
+        cannot be rung (a click, a power session)."""
+        unringable = self.unringable(user, rings)
+        if unringable == "own_number":
+            raise CallRefused(
+                Refusal(
+                    RefusalCode.OWN_NUMBER_NOT_ALLOWED,
+                    "the dialing policy does not allow calls to your own number",
+                )
+            )
+        if unringable == "extension":
+            raise CallRefused(
+                Refusal(
+                    RefusalCode.NO_EXTENSION,
+                    "you have no phone extension; ask an organizer to set one",
+                )
+            )
 
     def unringable(
         self, user: User, rings: VolunteerPhone

@@ -117,17 +117,7 @@ class PowerService:
                 if campaign.dialing_mode is not DialingMode.POWER:
                     refuse(RefusalCode.NOT_POWER_MODE, "this campaign does not use power mode")
                 rings = phone_in_use(volunteer, phone)
-                unringable = self.calls.unringable(volunteer, rings)
-                if unringable == "own_number":
-                    refuse(
-                        RefusalCode.OWN_NUMBER_NOT_ALLOWED,
-                        "the dialing policy does not allow calls to your own number",
-                    )
-                if unringable == "extension":
-                    refuse(
-                        RefusalCode.NO_EXTENSION,
-                        "you have no phone extension; ask an organizer to set one",
-                    )
+                self.calls.refuse_unringable(volunteer, rings)
                 pending = await calls.pending_outcome(session, volunteer.id)
                 if pending is not None:
                     raise OutcomePending(pending.call_id, pending.contact_id, pending.campaign_id)

@@ -97,6 +97,44 @@ class Session:
             self.call_ids.append(call["call_id"])
         return dict(session)
 
+    async def play(
+        self, dialed: int, *, hang_up: str | None = None, timeout: float = 240
+    ) -> list[str]:
+        """Do what the volunteer's screen asks: record each answered call's
+        outcome, end the conversation with ``hang_up`` (a number) a second
+        into it, until ``dialed`` contacts were dialed and nobody is left to
+        call; then leave.  The calls whose outcome was recorded, in order."""
+        recorded: list[str] = []
+        hung_up = False
+        async with asyncio.timeout(timeout):
+            while True:
+                session = await self.view()
+                call = session["call"]
+                if session["state"] == "wrap_up" and call is not None:
+                    if call["call_id"] not in recorded:
+                        recorded.append(call["call_id"])
+                        await _record_outcome(self.volunteer, call)
+                elif (
+                    session["state"] == "talking"
+                    and call is not None
+                    and call["number"] == hang_up
+                    and not hung_up
+                ):
+                    hung_up = True
+                    await asyncio.sleep(1)
+                    status, body = await self.volunteer.api(
+                        "POST", f"/api/calls/{call['call_id']}/hangup"
+                    )
+                    assert status == 202, body
+                elif session["state"] == "waiting" and session["calls"] == dialed:
+                    # Nobody left to call now (retries are hours away).
+                    break
+                await asyncio.sleep(0.1)
+        status, body = await self.volunteer.api("POST", "/api/power/leave")
+        assert status == 200, body
+        await self.until("ended", timeout=20)
+        return recorded
+
     async def until(self, *states: str, timeout: float = 60) -> dict[str, Any]:
         async with asyncio.timeout(timeout):
             while True:
@@ -184,35 +222,7 @@ async def ran(
             assert status == 201, body
             session_id = body["session"]["session_id"]
             views = Session(volunteer, world)
-            recorded: list[str] = []
-            hung_up: set[str] = set()
-            async with asyncio.timeout(240):
-                while True:
-                    session = await views.view()
-                    call = session["call"]
-                    if session["state"] == "wrap_up" and call is not None:
-                        if call["call_id"] not in recorded:
-                            recorded.append(call["call_id"])
-                            await _record_outcome(volunteer, call)
-                    elif (
-                        session["state"] == "talking"
-                        and call is not None
-                        and call["number"] == CONTACTS["c07"][0]
-                        and call["call_id"] not in hung_up
-                    ):
-                        hung_up.add(call["call_id"])
-                        await asyncio.sleep(1)
-                        status, body = await volunteer.api(
-                            "POST", f"/api/calls/{call['call_id']}/hangup"
-                        )
-                        assert status == 202, body
-                    elif session["state"] == "waiting" and session["calls"] == len(CONTACTS):
-                        # Nobody left to call now (the busy ones retry in 10 hours).
-                        break
-                    await asyncio.sleep(0.1)
-            status, body = await volunteer.api("POST", "/api/power/leave")
-            assert status == 200, body
-            await views.until("ended", timeout=20)
+            recorded = await views.play(len(CONTACTS), hang_up=CONTACTS["c07"][0])
         calls = await _session_calls(session_maker, session_id)
         async with session_maker() as session:
             row = await session.get(PowerSession, session_id)
@@ -413,17 +423,7 @@ async def test_a_volunteer_whose_phone_is_their_own_number_is_dialed_once_for_th
         assert status == 201, body
         session_id = body["session"]["session_id"]
         views = Session(volunteer, world)
-        async with asyncio.timeout(60):
-            while True:
-                session = await views.view()
-                if session["state"] == "wrap_up" and session["call"] is not None:
-                    await _record_outcome(volunteer, session["call"])
-                elif session["state"] == "waiting" and session["calls"] == len(MOBILE_CONTACTS):
-                    break
-                await asyncio.sleep(0.1)
-        status, body = await volunteer.api("POST", "/api/power/leave")
-        assert status == 200, body
-        await views.until("ended", timeout=20)
+        await views.play(len(MOBILE_CONTACTS), timeout=60)
     calls = await _session_calls(db, session_id)
     assert {call.number_e164: call.outcome for call in calls} == {
         MOBILE_CONTACTS["m1"]: CallOutcome.COMPLETED,

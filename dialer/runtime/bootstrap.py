@@ -393,10 +393,10 @@ def web_deps(runtime: Runtime) -> WebDeps:
     from web.deps import WebDeps
 
     sessions = runtime.sessions
-    assert runtime.power is not None
     return WebDeps(
         service=runtime.service,
-        power=runtime.power,
+        # A runtime put together by hand (tests) may not have built one.
+        power=runtime.power or PowerService(sessions, runtime.service, runtime.lists),
         outcomes=runtime.outcomes,
         lists=runtime.lists,
         accounts=AccountService(sessions),

@@ -32,6 +32,7 @@ from dialer.domain.vocabulary import CallOutcome, DialingMode, VolunteerPhone
 from dialer.store.models import CallAttempt, Campaign, PowerSession, User
 from tests.pbx.conftest import STANDARD_UAS, RealPbx, pbx_running, standard_phones, start_pbx
 from tests.pbx.product import (
+    ORGANIZER,
     AmiObserver,
     Browser,
     World,
@@ -74,6 +75,10 @@ TALKS = "+15145550415"
 # stays), dialed over the trunk once for the session.
 MOBILE_VOLUNTEER = ("omar", "+15145550455")
 MOBILE_CONTACTS = {"m1": "+15145550460", "m2": "+15145550461"}  # completes, busy
+# An organizer whispers into a power call (5: the contact stays on).
+SUPERVISED = ("sam", "1022")
+SUPERVISED_CONTACT = "+15145550475"
+ORGANIZER_PHONE = "1023"
 
 
 @dataclass
@@ -194,7 +199,14 @@ async def power_pbx(
         appended={"manager.conf": recorder_user(secret)},
     )
     async with pbx_running(asterisk, agents) as running:
-        await asterisk.wait_for_contacts({VOLUNTEER[1]: "Avail", DROPPER[1]: "Avail"})
+        await asterisk.wait_for_contacts(
+            {
+                VOLUNTEER[1]: "Avail",
+                DROPPER[1]: "Avail",
+                SUPERVISED[1]: "Avail",
+                ORGANIZER_PHONE: "Avail",
+            }
+        )
         yield running, secret
 
 
@@ -435,3 +447,44 @@ async def test_a_volunteer_whose_phone_is_their_own_number_is_dialed_once_for_th
     assert line.answered_at is not None and line.bye_from() == "asterisk"
     for call in calls:
         assert line.answered_at <= call.requested_at
+
+
+async def test_an_organizer_whispers_into_a_power_call_through_its_volunteer_leg(
+    power_pbx: tuple[RealPbx, str],
+    pg_url: str,
+    pbx_folder: Path,
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    pbx, secret = power_pbx
+    username, extension = SUPERVISED
+    world = await seed(db, {username: extension}, {"s1": (SUPERVISED_CONTACT, username)})
+    await _power_campaign(db, world.campaign_id)
+    async with db.begin() as session:
+        await session.execute(
+            update(User).where(User.username == ORGANIZER).values(sip_extension=ORGANIZER_PHONE)
+        )
+    async with (
+        AmiObserver().watching(pbx.asterisk.ami_port, secret) as observer,
+        dialer_running(pg_url, pbx.asterisk, pbx_folder) as dialer,
+        Browser.signed_in(dialer.url, username) as volunteer,
+        Browser.signed_in(dialer.url, ORGANIZER) as organizer,
+    ):
+        status, body = await volunteer.api("POST", "/api/power", {"campaign_id": world.campaign_id})
+        assert status == 201, body
+        views = Session(volunteer, world)
+        talking = await views.until("talking", timeout=30)
+        call_id = talking["call"]["call_id"]
+        status, body = await organizer.api(
+            "POST", f"/api/calls/{call_id}/supervise", {"mode": "whisper"}
+        )
+        assert status == 202, body
+        start = await observer.until("ChanSpyStart", timeout=20)
+        await volunteer.api("POST", "/api/power/leave")
+        await views.until("ended", timeout=20)
+    stored = await _session_calls(db, talking["session_id"])
+    # The organizer's phone spies on the session's Local leg: what it
+    # whispers goes to that leg's other half, in the volunteer's conference,
+    # and so to the volunteer alone.
+    assert start["SpyeeChannel"] == stored[0].volunteer_channel
+    assert start["SpyeeChannel"].startswith(f"Local/{talking['session_id']}@dialer-power-join-")
+    assert start["SpyerChannel"].startswith(f"PJSIP/{ORGANIZER_PHONE}-")

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from dialer.domain.vocabulary import CallState, PowerSessionState
+from dialer.domain.vocabulary import CallState, PowerNextCall, PowerSessionState
 
 _BEFORE_TALKING = frozenset(
     {
@@ -37,8 +37,16 @@ class SessionFacts:
     paused: bool
     # The state of the session's call that has not ended, if any.
     live_call: CallState | None
-    # The volunteer owes the outcome of an answered call.
-    outcome_owed: bool
+    # How many answered calls' outcomes the volunteer owes...
+    outcomes_owed: int
+    # ... and how many may be owed while the next contact is dialed
+    # (PowerNextCall: 0 after the outcome, 1 at the call's end).
+    outcomes_allowed: int = 0
+
+
+def outcomes_allowed(next_call: PowerNextCall) -> int:
+    """How many outcomes a volunteer may owe while their next contact is dialed."""
+    return 1 if next_call is PowerNextCall.AT_CALL_END else 0
 
 
 def session_state(facts: SessionFacts) -> PowerSessionState:
@@ -55,7 +63,7 @@ def session_state(facts: SessionFacts) -> PowerSessionState:
         if facts.live_call in _BEFORE_TALKING:
             return PowerSessionState.DIALING
         return PowerSessionState.TALKING
-    if facts.outcome_owed:
+    if facts.outcomes_owed > facts.outcomes_allowed:
         return PowerSessionState.WRAP_UP
     if facts.paused:
         return PowerSessionState.PAUSED

@@ -39,6 +39,16 @@ class DialingMode(StrEnum):
     POWER = "power"
 
 
+class PowerNextCall(StrEnum):
+    """When a power session dials its next contact after an answered call."""
+
+    # Once the volunteer has recorded (or skipped) its outcome.
+    AFTER_OUTCOME = "after_outcome"
+    # As soon as it ends: the volunteer records the outcome while the next
+    # contact rings, and may owe one outcome at most.
+    AT_CALL_END = "at_call_end"
+
+
 class PowerSessionState(StrEnum):
     """Where a volunteer's power session is, in the order a session goes."""
 

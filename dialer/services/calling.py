@@ -177,6 +177,7 @@ class CallService:
         caller_id: str | None = None,
         volunteer_phone: VolunteerPhone | None = None,
         power_session_id: int | None = None,
+        may_owe: int = 0,
     ) -> CallAttempt:
         """Check every rule, then commit the request; raises :class:`CallRefused`,
         or :class:`OutcomePending` while the volunteer owes an answered call's outcome.
@@ -186,7 +187,9 @@ class CallService:
         ``volunteer_phone`` is the phone the volunteer's session chose (None:
         their usual one; one no longer offered falls back to it too).
         ``power_session_id``: the call is dialed for that power session
-        (:mod:`dialer.services.power`), into the volunteer's conference.
+        (:mod:`dialer.services.power`), into the volunteer's conference;
+        ``may_owe`` outcomes may then be owed still (the campaign dials the
+        next contact as a call ends).
         """
         now = self.clock()
         try:
@@ -201,6 +204,7 @@ class CallService:
                     caller_id,
                     volunteer_phone,
                     power_session_id,
+                    may_owe,
                 )
                 await calls.add_request(session, call)
                 await audit.record(
@@ -259,6 +263,7 @@ class CallService:
         caller_id: str | None,
         volunteer_phone: VolunteerPhone | None,
         power_session_id: int | None = None,
+        may_owe: int = 0,
     ) -> CallAttempt:
         def refuse(code: RefusalCode, message: str, retry_at: datetime | None = None) -> NoReturn:
             raise CallRefused(Refusal(code, message, retry_at))
@@ -270,8 +275,9 @@ class CallService:
         self.refuse_unringable(volunteer, rings)
         # Before any other rule: what was said on the last answered call is
         # worth more than the next call, and it is lost once they move on.
-        pending = await calls.pending_outcome(session, volunteer.id)
-        if pending is not None:
+        owed = await calls.pending_outcomes(session, volunteer.id, limit=may_owe + 1)
+        if len(owed) > may_owe:
+            pending = owed[0]
             raise OutcomePending(pending.call_id, pending.contact_id, pending.campaign_id)
         if power_session_id is None and await power_sessions.has_live_session(
             session, volunteer.id

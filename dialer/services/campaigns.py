@@ -17,7 +17,13 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.domain.survey import CallingHours, SurveyDefinition
-from dialer.domain.vocabulary import CampaignStatus, DialingMode, DispositionOutcome, Role
+from dialer.domain.vocabulary import (
+    CampaignStatus,
+    DialingMode,
+    DispositionOutcome,
+    PowerNextCall,
+    Role,
+)
 from dialer.services import notifications
 from dialer.services.access import can_access_campaign, scope_of
 from dialer.services.caller_ids import campaign_caller_ids
@@ -92,6 +98,8 @@ class CampaignChanges:
     survey: SurveyDefinition
     # Click-to-call, or power sessions as well (dialer.services.power).
     dialing_mode: DialingMode = DialingMode.CLICK
+    # In power mode, when the next contact is dialed after an answered call.
+    power_next_call: PowerNextCall = PowerNextCall.AFTER_OUTCOME
 
 
 async def visible_campaigns(session: AsyncSession, user: User) -> list[Campaign]:

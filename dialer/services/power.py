@@ -34,6 +34,7 @@ from dialer.domain.vocabulary import (
     CallState,
     CampaignStatus,
     DialingMode,
+    PowerNextCall,
     PowerSessionState,
     VolunteerPhone,
 )
@@ -67,8 +68,10 @@ class DialResult:
 @dataclass(frozen=True, slots=True)
 class SessionView:
     session: PowerSession
-    # The session's call on the volunteer's screen: live, or its outcome owed.
+    # The session's call on the volunteer's screen: its outcome owed, else live.
     call: CallAttempt | None
+    # The call dialed meanwhile, when ``call`` is one whose outcome is owed.
+    next_call: CallAttempt | None = None
 
 
 class PowerService:
@@ -208,12 +211,20 @@ class PowerService:
             row = await power_sessions.latest_for_volunteer(session, volunteer_id)
             if row is None:
                 return None
-            call = await power_sessions.latest_call(session, row.id)
-            if call is not None and call.state is CallState.ENDED:
-                owed = await calls.pending_outcome(session, volunteer_id)
-                if owed is None or owed.call_id != call.call_id:
-                    call = None
-            return SessionView(row, call)
+            latest = await power_sessions.latest_call(session, row.id)
+            live = latest if latest is not None and latest.state is not CallState.ENDED else None
+            # The oldest outcome owed comes first: its form stays on the
+            # screen while the next contact rings (PowerNextCall.AT_CALL_END).
+            owed = [
+                call
+                for call in await calls.pending_outcomes(
+                    session, volunteer_id, limit=2, with_contact=True
+                )
+                if call.power_session_id == row.id
+            ]
+            if owed:
+                return SessionView(row, owed[-1], live)
+            return SessionView(row, live, None)
 
     async def _change(
         self,
@@ -342,6 +353,10 @@ class PowerService:
             ):
                 return DialResult()
             volunteer_id, campaign_id, phone = row.volunteer_id, row.campaign_id, row.phone
+            next_call = await session.scalar(
+                select(Campaign.power_next_call).where(Campaign.id == campaign_id)
+            )
+        may_owe = power.outcomes_allowed(next_call or PowerNextCall.AFTER_OUTCOME)
         try:
             found = await self.lists.next_contact(volunteer_id, campaign_id)
         except NotAllowed:
@@ -360,6 +375,7 @@ class PowerService:
                 campaign_id=campaign_id,
                 volunteer_phone=phone,
                 power_session_id=session_id,
+                may_owe=may_owe,
             )
         except CallRefused as refused:
             code = refused.refusal.code

@@ -26,7 +26,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Table, and_, bindparam, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from dialer.domain.ports import CallSnapshot, HangupBy, SpyMode
@@ -361,6 +361,21 @@ async def has_live_call(session: AsyncSession, volunteer_id: int) -> bool:
             )
         )
     )
+
+
+async def pending_outcomes(
+    session: AsyncSession, volunteer_id: int, *, limit: int, with_contact: bool = False
+) -> list[CallAttempt]:
+    """The volunteer's latest calls whose outcome is pending, newest first, at most ``limit``."""
+    query = (
+        select(CallAttempt)
+        .where(CallAttempt.volunteer_id == volunteer_id, pending_outcome_filter())
+        .order_by(CallAttempt.requested_at.desc())
+        .limit(limit)
+    )
+    if with_contact:
+        query = query.options(joinedload(CallAttempt.contact))
+    return list(await session.scalars(query))
 
 
 async def pending_outcome(session: AsyncSession, volunteer_id: int) -> CallAttempt | None:

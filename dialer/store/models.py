@@ -44,6 +44,7 @@ from dialer.domain.vocabulary import (
     DialingMode,
     DispositionOutcome,
     PhoneType,
+    PowerNextCall,
     PowerSessionState,
     Role,
     TaskStatus,
@@ -351,6 +352,10 @@ class Campaign(Base):
     # Click-to-call, or power sessions as well (migration 0016).
     dialing_mode: Mapped[DialingMode] = mapped_column(
         enum_column(DialingMode, "dialing_mode"), default=DialingMode.CLICK
+    )
+    # In power mode, when the next contact is dialed after an answered call (0017).
+    power_next_call: Mapped[PowerNextCall] = mapped_column(
+        enum_column(PowerNextCall, "power_next_call"), default=PowerNextCall.AFTER_OUTCOME
     )
 
     team: Mapped[Team | None] = relationship()

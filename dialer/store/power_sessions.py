@@ -15,10 +15,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
-from dialer.domain.power import SessionFacts, session_state, waited_seconds
-from dialer.domain.vocabulary import CallState, PowerSessionState
+from dialer.domain.power import SessionFacts, outcomes_allowed, session_state, waited_seconds
+from dialer.domain.vocabulary import CallState, PowerNextCall, PowerSessionState
 from dialer.store import calls
-from dialer.store.models import CallAttempt, PowerSession
+from dialer.store.models import CallAttempt, Campaign, PowerSession
 
 LIVE_SESSION_INDEX = "uq_power_sessions_live_volunteer"
 
@@ -117,13 +117,18 @@ async def facts(session: AsyncSession, row: PowerSession) -> SessionFacts:
         .where(CallAttempt.power_session_id == row.id, CallAttempt.state != CallState.ENDED)
         .limit(1)
     )
-    owed = await calls.pending_outcome(session, row.volunteer_id)
+    next_call = await session.scalar(
+        select(Campaign.power_next_call).where(Campaign.id == row.campaign_id)
+    )
+    allowed = outcomes_allowed(next_call or PowerNextCall.AFTER_OUTCOME)
+    owed = await calls.pending_outcomes(session, row.volunteer_id, limit=allowed + 1)
     return SessionFacts(
         ended=row.ended_at is not None,
         leg_up=row.leg_answered_at is not None,
         paused=row.paused_at is not None,
         live_call=live_call,
-        outcome_owed=owed is not None,
+        outcomes_owed=len(owed),
+        outcomes_allowed=allowed,
     )
 
 

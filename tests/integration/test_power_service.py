@@ -21,6 +21,7 @@ from dialer.domain.vocabulary import (
     CallOutcome,
     CallState,
     DialingMode,
+    PowerNextCall,
     PowerSessionState,
 )
 from dialer.services.common import NotAllowed
@@ -269,3 +270,35 @@ async def test_a_session_no_worker_took_in_time_is_ended_not_called_late(world: 
     assert await service.claim_new("default", expiry=timedelta(seconds=60)) == []
     ended = await _row(world, row.id)
     assert (ended.state, ended.end_reason) == (S.ENDED, "pbx_unavailable")
+
+
+async def test_a_campaign_may_dial_the_next_contact_as_a_call_ends(world: World) -> None:
+    async with world.sessions.begin() as session:
+        await session.execute(
+            update(Campaign)
+            .where(Campaign.id == world.campaign_id)
+            .values(power_next_call=PowerNextCall.AT_CALL_END)
+        )
+    service = power(world)
+    session_id = await _on_the_line(world, service)
+    first = await service.dial_next(session_id)
+    assert first.call_id is not None
+    await _end_call(world, first.call_id, answered=True)
+    await service.refresh({session_id})
+    # One outcome owed: the next contact is dialed while it is recorded.
+    assert (await _row(world, session_id)).state is S.WAITING
+    second = await service.dial_next(session_id)
+    assert second.call_id is not None
+    view = await service.current(world.users["alice"])
+    assert view is not None and view.call is not None and view.next_call is not None
+    assert (view.call.call_id, view.next_call.call_id) == (first.call_id, second.call_id)
+    # Two owed would be one too many: the session waits for the first.
+    await _end_call(world, second.call_id, answered=True)
+    await service.refresh({session_id})
+    assert (await _row(world, session_id)).state is S.WRAP_UP
+    assert (await service.dial_next(session_id)).call_id is None
+    await world.outcomes().skip_outcome(world.users["alice"], first.call_id, reason="call_cut_off")
+    await service.refresh({session_id})
+    assert (await _row(world, session_id)).state is S.WAITING
+    view = await service.current(world.users["alice"])
+    assert view is not None and view.call is not None and view.call.call_id == second.call_id

@@ -27,7 +27,7 @@ def facts(**changed: object) -> SessionFacts:
         "leg_up": True,
         "paused": False,
         "live_call": None,
-        "outcome_owed": False,
+        "outcomes_owed": 0,
     }
     base.update(changed)
     return SessionFacts(**base)  # type: ignore[arg-type]
@@ -41,11 +41,15 @@ def facts(**changed: object) -> SessionFacts:
         ({"live_call": CallState.REQUESTED}, S.DIALING),
         ({"live_call": CallState.RINGING_CONTACT}, S.DIALING),
         ({"live_call": CallState.TALKING}, S.TALKING),
-        ({"outcome_owed": True}, S.WRAP_UP),
+        ({"outcomes_owed": 1}, S.WRAP_UP),
+        # A campaign that dials the next contact as a call ends: one
+        # outcome may be owed meanwhile, never two.
+        ({"outcomes_owed": 1, "outcomes_allowed": 1}, S.WAITING),
+        ({"outcomes_owed": 2, "outcomes_allowed": 1}, S.WRAP_UP),
         ({"paused": True}, S.PAUSED),
         # A pause takes effect after the call; the outcome is asked for first.
         ({"paused": True, "live_call": CallState.TALKING}, S.TALKING),
-        ({"paused": True, "outcome_owed": True}, S.WRAP_UP),
+        ({"paused": True, "outcomes_owed": 1}, S.WRAP_UP),
         ({"ended": True, "live_call": CallState.TALKING}, S.ENDED),
     ],
 )

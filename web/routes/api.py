@@ -441,6 +441,12 @@ def power_json(view: SessionView | None) -> dict[str, Any]:
             "url": pending_url(call.contact_id, call.campaign_id, call.call_id),
         }
     )
+    # Dialed while ``call``'s outcome is still owed (a campaign that dials
+    # the next contact as a call ends): shown beside the outcome form.
+    following = view.next_call
+    payload["next_call"] = (
+        None if following is None else call_json(following, following.contact.full_name)
+    )
     return {"session": payload}
 
 

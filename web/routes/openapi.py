@@ -121,8 +121,15 @@ def openapi_document() -> dict[str, Any]:
                         "end_reason_label": {"type": "string"},
                         "call": {
                             "description": (
-                                "The session's call on your screen: live, or its outcome owed "
-                                "(url opens its outcome form)"
+                                "The session's call on your screen: the one whose outcome is "
+                                "owed, else the live one (url opens its outcome form)"
+                            ),
+                            "oneOf": [{"$ref": "#/components/schemas/Call"}, {"type": "null"}],
+                        },
+                        "next_call": {
+                            "description": (
+                                "The call dialed while call's outcome is still owed (a campaign "
+                                "that dials the next contact as a call ends)"
                             ),
                             "oneOf": [{"$ref": "#/components/schemas/Call"}, {"type": "null"}],
                         },

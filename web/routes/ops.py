@@ -29,6 +29,7 @@ from dialer.domain.vocabulary import (
     CampaignStatus,
     DialingMode,
     DispositionOutcome,
+    PowerNextCall,
     Role,
     VolunteerPhone,
 )
@@ -224,6 +225,7 @@ def _editor_values(campaign: Campaign) -> dict[str, str]:
         "max_attempts": str(campaign.max_attempts),
         "retry_delay_minutes": str(campaign.retry_delay_minutes),
         "dialing_mode": campaign.dialing_mode.value,
+        "power_next_call": campaign.power_next_call.value,
         "survey": _survey_text(campaign.survey),
     }
 
@@ -341,6 +343,12 @@ def _parse_changes(reader: Reader, region: str) -> CampaignChanges:
     dialing_mode = (
         DialingMode(mode_raw) if mode_raw in DialingMode._value2member_map_ else DialingMode.CLICK
     )
+    next_raw = reader.raw("power_next_call")
+    power_next_call = (
+        PowerNextCall(next_raw)
+        if next_raw in PowerNextCall._value2member_map_
+        else PowerNextCall.AFTER_OUTCOME
+    )
     return CampaignChanges(
         title=title,
         brief=brief,
@@ -355,6 +363,7 @@ def _parse_changes(reader: Reader, region: str) -> CampaignChanges:
         retry_delay_minutes=retry_delay if retry_delay is not None else 240,
         survey=survey,
         dialing_mode=dialing_mode,
+        power_next_call=power_next_call,
     )
 
 

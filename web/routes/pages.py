@@ -305,6 +305,10 @@ def _power_strings() -> dict[str, str]:
             "then start again."
         ),
         "record_it": _("Record it first"),
+        # TRANSLATORS: the next contact's name and the state of their call
+        # (e.g. "Ringing the contact"), shown while the outcome of the
+        # previous call is being recorded.
+        "next_call": _("Next contact, %(name)s: %(state)s"),
     }
 
 

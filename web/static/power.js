@@ -122,6 +122,14 @@ document.addEventListener("DOMContentLoaded", () => {
     resumeButton.disabled = leaving;
     leaveButton.disabled = leaving;
     showContact(next.call);
+    // The next contact rings while this call's outcome is being recorded.
+    const following = PB.byId("power-next");
+    following.hidden = !next.next_call;
+    if (next.next_call) {
+      following.textContent = PB.fill(S.next_call, {
+        name: next.next_call.contact_name || "", state: next.next_call.state_label,
+      });
+    }
     tick();
     if (!quiet && previousState !== next.state) announce(next);
   }

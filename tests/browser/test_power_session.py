@@ -18,7 +18,12 @@ import pytest
 from playwright.async_api import Page, expect
 from sqlalchemy import select, update
 
-from dialer.domain.vocabulary import DialingMode, DispositionOutcome, PowerSessionState
+from dialer.domain.vocabulary import (
+    DialingMode,
+    DispositionOutcome,
+    PowerNextCall,
+    PowerSessionState,
+)
 from dialer.store.models import Campaign, Disposition, PowerSession
 from tests.browser.conftest import Contexts, shot
 from tests.browser.walk import sign_in, switch_language
@@ -159,3 +164,36 @@ async def test_a_power_session_start_to_end(
         world.contacts["ada"]: DispositionOutcome.REFUSED,
         world.contacts["marie"]: DispositionOutcome.ANSWERED,
     }
+
+
+async def test_the_next_contact_rings_while_the_last_ones_outcome_is_recorded(
+    pg_url: str, world: WebWorld, contexts: Contexts
+) -> None:
+    async with world.sessions.begin() as session:
+        await session.execute(
+            update(Campaign)
+            .where(Campaign.id == world.campaign_id)
+            .values(dialing_mode=DialingMode.POWER, power_next_call=PowerNextCall.AT_CALL_END)
+        )
+    async with serve(pg_url, with_simulator=True, time_scale=1.0) as served:
+        page = await contexts.page(phone=True, locale="en-CA")
+        await sign_in(page, served, "alice")
+        await page.goto(f"{served.url}/campaigns/{world.campaign_id}/power")
+        await page.click("#power-start-button")
+        await expect(page.locator("#contact-name")).to_have_text("Ada Lovelace", timeout=15_000)
+        # Ada hangs up: her outcome form stays, and Marie is dialed meanwhile.
+        await expect(page.locator("#outcome-form")).to_be_visible(timeout=15_000)
+        following = page.locator("#power-next")
+        await expect(following).to_contain_text("Marie Curie", timeout=15_000)
+        await expect(page.locator("#contact-name")).to_have_text("Ada Lovelace")
+        await record_outcome(page, DispositionOutcome.REFUSED.value)
+        # Saved: the screen moves on to Marie, already on the line.
+        await expect(page.locator("#contact-name")).to_have_text("Marie Curie", timeout=15_000)
+        await expect(following).to_be_hidden()
+        await expect(page.locator("#power-status")).to_have_attribute(
+            "data-state", "talking", timeout=10_000
+        )
+        await page.click("#power-leave")
+    async with world.sessions() as session:
+        saved = await session.scalar(select(Disposition.outcome))
+    assert saved is DispositionOutcome.REFUSED

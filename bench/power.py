@@ -176,7 +176,9 @@ async def worker_main(url: str, ami_port: int) -> None:
         allowed_destinations="CA",
     )
     pbx = AmiPbx(ami_client(settings))
-    runtime = build_runtime(settings, pbx, pool_size=40)
+    # The production pool (DIALER_DATABASE_POOL_SIZE, 10 + 10 overflow): the
+    # server's 100 connections are shared with the driver and other jobs.
+    runtime = build_runtime(settings, pbx)
     worker = runtime.worker
     assert worker is not None
     talking: dict[str, float] = {}
@@ -236,17 +238,31 @@ async def worker_main(url: str, ami_port: int) -> None:
 
             setattr(service, method, timed)
 
-    def count(*_args: Any) -> None:
+    kinds: dict[str, int] = {}
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         # Only an approximation inside passes: other tasks run meanwhile.
         statements["all"] += 1
         if in_pass:
             statements["in_passes"] += 1
+            kind = " ".join(statement.split())[:90]
+            kinds[kind] = kinds.get(kind, 0) + 1
+
+    lag: list[float] = []
+
+    async def tick() -> None:
+        # How late a 5 ms sleep wakes: the loop busy (a long pass step) or starved.
+        while True:
+            began = time.perf_counter()
+            await asyncio.sleep(0.005)
+            lag.append(time.perf_counter() - began - 0.005)
 
     event.listen(runtime.engine.sync_engine, "before_cursor_execute", count)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     cpu_start = time.process_time()
     task = asyncio.create_task(worker.run())
+    ticker = asyncio.create_task(tick())
     listener = runtime.listener
     listening = asyncio.create_task(listener.run()) if listener is not None else None
     await stop.wait()
@@ -254,6 +270,7 @@ async def worker_main(url: str, ami_port: int) -> None:
     if listening is not None:
         listening.cancel()
     task.cancel()
+    ticker.cancel()
     await pbx.close()
     await runtime.close()
     print(
@@ -264,6 +281,8 @@ async def worker_main(url: str, ami_port: int) -> None:
                 "passes": passes,
                 "statements": statements,
                 "spans": spans,
+                "kinds": sorted(kinds.items(), key=lambda item: -item[1])[:12],
+                "loop_lag": [percentile(lag, 0.5), percentile(lag, 0.99), max(lag, default=0.0)],
                 "cpu": cpu,
                 "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             }
@@ -611,7 +630,9 @@ def _runtime(url: str) -> Any:
         database_url=SecretStr(url),  # type: ignore[call-arg]
         allowed_destinations="CA",
     )
-    return build_runtime(settings, pool_size=40, pool_timeout=300)
+    # 15 + 15 overflow: a stand-in for web processes, kept clear of the
+    # server's connection limit; 200 volunteers at once queue for them.
+    return build_runtime(settings, pool_size=15, pool_timeout=300)
 
 
 def _submission(call_id: str, contact_id: int) -> Any:
@@ -1062,6 +1083,16 @@ def report(options: Options, power: Run, click: Run | None) -> dict[str, Any]:
     print(
         f"power sessions ended: {power.end_reasons}; hung up by the driver: {power.forced_leaves}"
     )
+    for run in (power, click):
+        if run is not None and "loop_lag" in run.worker:
+            p50, p99, worst = run.worker["loop_lag"]
+            print(
+                f"{run.mode.value}: worker event-loop lag (5 ms sleep overshoot) p50 "
+                f"{p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max {worst * 1000:.0f} ms"
+            )
+    print("statements the worker sent during power passes (approximate), most frequent:")
+    for kind, times in power.worker.get("kinds", [])[:10]:
+        print(f"  {times:>7,}  {kind}")
     return {
         "options": options.__dict__,
         "lines": lines,

@@ -325,20 +325,26 @@ class PowerService:
     async def refresh(self, session_ids: set[int]) -> list[PowerSession]:
         """Recompute the state of these sessions (a call of theirs changed, an
         outcome was saved); the ones now waiting for a contact come back."""
-        now = self.clock()
         changed: list[PowerSession] = []
-        async with self.sessions.begin() as session:
-            for session_id in sorted(session_ids):
+        # One short transaction each: a session's lock is never held while
+        # another's facts are read.
+        for session_id in sorted(session_ids):
+            now = self.clock()
+            async with self.sessions.begin() as session:
                 row = await power_sessions.get_for_update(session, session_id)
                 if row is None or row.ended_at is not None:
                     continue
                 moved = await power_sessions.refresh(session, row, now)
                 settled = await self._settle(session, row, now)
-                if moved or settled:
-                    changed.append(row)
-        for row in changed:
-            self._published(row)
+            if moved or settled:
+                changed.append(row)
+                self._published(row)
         return changed
+
+    async def live_states(self, pbx: str) -> list[power_sessions.LiveState]:
+        """Each live session's id, state and whether it is to end: what a pass needs."""
+        async with self.sessions() as session:
+            return await power_sessions.live_states(session, pbx)
 
     async def dial_next(self, session_id: int) -> DialResult:
         """Dial the session's next contact, if it is waiting for one."""

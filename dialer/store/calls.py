@@ -23,7 +23,17 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, exists, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
@@ -376,6 +386,18 @@ async def pending_outcomes(
     if with_contact:
         query = query.options(joinedload(CallAttempt.contact))
     return list(await session.scalars(query))
+
+
+async def count_pending_outcomes(session: AsyncSession, volunteer_id: int, *, up_to: int) -> int:
+    """How many outcomes the volunteer owes, counted no further than ``up_to``
+    (ids only, through the owed-outcome index)."""
+    owed = (
+        select(CallAttempt.id)
+        .where(CallAttempt.volunteer_id == volunteer_id, pending_outcome_filter())
+        .limit(up_to)
+        .subquery()
+    )
+    return int(await session.scalar(select(func.count()).select_from(owed)) or 0)
 
 
 async def pending_outcome(session: AsyncSession, volunteer_id: int) -> CallAttempt | None:

@@ -8,6 +8,7 @@ here and a service's commit has nothing of this table left to write.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import exists, select
@@ -105,6 +106,22 @@ async def claim_unsent(session: AsyncSession, pbx: str) -> Sequence[PowerSession
     return (await session.scalars(query)).unique().all()
 
 
+@dataclass(frozen=True, slots=True)
+class LiveState:
+    session_id: int
+    state: PowerSessionState
+    leaving: bool
+
+
+async def live_states(session: AsyncSession, pbx: str) -> list[LiveState]:
+    rows = await session.execute(
+        select(PowerSession.id, PowerSession.state, PowerSession.leave_requested_at)
+        .where(PowerSession.pbx == pbx, PowerSession.ended_at.is_(None))
+        .order_by(PowerSession.id)
+    )
+    return [LiveState(id_, state, leave is not None) for id_, state, leave in rows]
+
+
 async def get_for_update(session: AsyncSession, session_id: int) -> PowerSession | None:
     return await session.scalar(
         select(PowerSession).where(PowerSession.id == session_id).with_for_update()
@@ -121,13 +138,13 @@ async def facts(session: AsyncSession, row: PowerSession) -> SessionFacts:
         select(Campaign.power_next_call).where(Campaign.id == row.campaign_id)
     )
     allowed = outcomes_allowed(next_call or PowerNextCall.AFTER_OUTCOME)
-    owed = await calls.pending_outcomes(session, row.volunteer_id, limit=allowed + 1)
+    owed = await calls.count_pending_outcomes(session, row.volunteer_id, up_to=allowed + 1)
     return SessionFacts(
         ended=row.ended_at is not None,
         leg_up=row.leg_answered_at is not None,
         paused=row.paused_at is not None,
         live_call=live_call,
-        outcomes_owed=len(owed),
+        outcomes_owed=owed,
         outcomes_allowed=allowed,
     )
 

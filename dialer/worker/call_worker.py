@@ -150,7 +150,7 @@ class CallWorker:
         """An outcome was recorded or skipped somewhere: its volunteer may be available."""
         self._wrap_up_wakeup.set()
         if self.power is not None:
-            self.power.wake()
+            self.power.outcomes_settled()
 
     async def run(self) -> None:
         # Calls left in flight must be followed before the first resync

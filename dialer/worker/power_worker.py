@@ -55,6 +55,8 @@ class PowerWorker:
         hang_up_call: Hangup,
         request_expiry: timedelta = timedelta(seconds=60),
         poll_interval: float = 1.0,
+        wrap_up_poll_interval: float = 2.0,
+        max_dialing: int = 8,
     ) -> None:
         self.service = service
         self.pbx = pbx
@@ -66,11 +68,27 @@ class PowerWorker:
         self.poll_interval = poll_interval
         self._wakeup = asyncio.Event()
         self._due: set[int] = set()
+        # Sessions in wrap-up are looked at again when an outcome is saved
+        # (OUTCOMES_SETTLED), or every wrap_up_poll_interval when that news
+        # is lost (SQLite has no NOTIFY): not every pass.
+        self.wrap_up_poll_interval = wrap_up_poll_interval
+        self._wrap_ups_due = True
+        self._wrap_ups_checked = 0.0
+        # Each waiting session is dialed by a task of its own, so a slow list
+        # never holds up the pass or another volunteer; a bound keeps them
+        # below the database pool.
+        self._dialing: dict[int, asyncio.Task[None]] = {}
+        self._dial_slots = asyncio.Semaphore(max_dialing)
         # The longest a leg may go unheard of after its Originate: the phone
         # rings for the Originate's timeout; the rest is the PBX's slack.
         self.answer_deadline = timedelta(milliseconds=originate_timeout_ms) + timedelta(seconds=30)
 
     def wake(self, _pbx: str | None = None) -> None:
+        self._wakeup.set()
+
+    def outcomes_settled(self) -> None:
+        """An outcome was saved somewhere: a session in wrap-up may go on."""
+        self._wrap_ups_due = True
         self._wakeup.set()
 
     def calls_stored(self, calls: Iterable[CallAttempt]) -> None:
@@ -87,9 +105,14 @@ class PowerWorker:
                 self.pbx.track_session(row.id, up=row.leg_answered_at is not None)
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._legs_loop(), name="power-legs")
-            group.create_task(self._pass_loop(), name="power-sessions")
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._legs_loop(), name="power-legs")
+                group.create_task(self._pass_loop(), name="power-sessions")
+        finally:
+            for task in self._dialing.values():
+                task.cancel()
+            await asyncio.gather(*self._dialing.values(), return_exceptions=True)
 
     async def _legs_loop(self) -> None:
         async for update in self.pbx.leg_updates():
@@ -132,20 +155,33 @@ class PowerWorker:
         for session_id in await self.service.never_answered(self.pbx_name, self.answer_deadline):
             await self.service.end(session_id, power.END_NOT_ANSWERED)
         due, self._due = self._due, set()
-        # An outcome saved in a web process ends a wrap-up: looked at each pass.
-        live = await self.service.live(self.pbx_name)
-        due |= {row.id for row in live if row.state is PowerSessionState.WRAP_UP}
+        states = await self.service.live_states(self.pbx_name)
+        now = asyncio.get_running_loop().time()
+        if self._wrap_ups_due or now - self._wrap_ups_checked >= self.wrap_up_poll_interval:
+            self._wrap_ups_due = False
+            self._wrap_ups_checked = now
+            due |= {s.session_id for s in states if s.state is PowerSessionState.WRAP_UP}
         if due:
             await self.service.refresh(due)
-            live = await self.service.live(self.pbx_name)
-        waiting = [
-            row.id
-            for row in live
-            if row.state is PowerSessionState.WAITING and row.leave_requested_at is None
-        ]
-        # One contact per waiting volunteer, all at once: a slow answer
-        # from one list must not hold up every other volunteer.
-        await asyncio.gather(*(self.service.dial_next(session_id) for session_id in waiting))
+            states = await self.service.live_states(self.pbx_name)
+        for state in states:
+            if (
+                state.state is PowerSessionState.WAITING
+                and not state.leaving
+                and state.session_id not in self._dialing
+            ):
+                self._dialing[state.session_id] = asyncio.create_task(
+                    self._dial(state.session_id), name=f"power-dial-{state.session_id}"
+                )
+
+    async def _dial(self, session_id: int) -> None:
+        try:
+            async with self._dial_slots:
+                await self.service.dial_next(session_id)
+        except Exception:
+            log.exception("power session %s: could not dial its next contact", session_id)
+        finally:
+            del self._dialing[session_id]
 
     async def _call_in(self, row: PowerSession) -> None:
         request = SessionLegRequest(

@@ -71,7 +71,7 @@ from typing import Any, ClassVar
 import asyncpg
 from common import desk_extensions, free_port, percentile, process_cpu
 from pydantic import SecretStr
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select
 
 from ami_bridge.codec import Action, Decoder, Message, encode_action
 from ami_bridge.simulator.behaviour import ContactBehaviour, VolunteerBehaviour, number_key
@@ -570,12 +570,6 @@ async def seed(url: str, mode: DialingMode, numbers: list[list[str]]) -> tuple[i
                 for cid, (uid, _) in zip(contact_ids, flat, strict=True)
             ],
         )
-        # The simulator's [dialer-power] and [dialer-power-join] match two
-        # digits or more (_X.); the shipped dialplan matches one (_X!).  A
-        # fresh database's sessions 1-9 would be refused by the simulator
-        # only: see the report in docs/benchmarks.md.
-        if os.environ.get("DIALER_BENCH_ONE_DIGIT_SESSIONS") != "1":
-            await session.execute(text("SELECT setval('power_sessions_id_seq', 100, false)"))
     await engine.dispose()
     return campaign.id, user_ids
 

@@ -49,16 +49,22 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
-from datetime import time as clock_time
 from typing import Any
 
 import asyncpg
-from common import desk_extensions, free_port, percentile, simulator_command
+from common import (
+    ALWAYS,
+    PG_SERVER,
+    SECRET,
+    desk_extensions,
+    free_port,
+    percentile,
+    simulator_command,
+)
 from pydantic import SecretStr
 from sqlalchemy import insert, select
 
 from dialer.domain.outcomes import parse_submission
-from dialer.domain.survey import CallingHours, TimeWindow
 from dialer.domain.vocabulary import CampaignStatus, Role
 from dialer.store import engine as db
 from dialer.store.models import (
@@ -71,17 +77,11 @@ from dialer.store.models import (
     User,
 )
 
-PG_SERVER = os.environ.get("DIALER_TEST_PG", "postgres@127.0.0.1:5432")
 # Set by --profile / --breakdown for the worker process.
 PROFILE_ENV = "DIALER_BENCH_PROFILE"
 BREAKDOWN_ENV = "DIALER_BENCH_BREAKDOWN"
 WRITERS_ENV = "DIALER_BENCH_WRITERS"
 POLL_ENV = "DIALER_BENCH_POLL"
-SECRET = "bench-secret"
-ALWAYS = CallingHours(
-    weekday=TimeWindow(start=clock_time(0), end=clock_time(23, 59, 59)),
-    weekend=TimeWindow(start=clock_time(0), end=clock_time(23, 59, 59)),
-)
 
 
 # -- the worker process ---------------------------------------------------------

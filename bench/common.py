@@ -5,6 +5,19 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Sequence
+from datetime import time as clock_time
+
+from dialer.domain.survey import CallingHours, TimeWindow
+
+# The local PostgreSQL the benchmarks create their databases on.
+PG_SERVER = os.environ.get("DIALER_TEST_PG", "postgres@127.0.0.1:5432")
+# The AMI secret the benchmarks' simulators and workers share.
+SECRET = "bench-secret"
+# Calling hours that never close: a bench's clock is whatever time it runs at.
+ALWAYS = CallingHours(
+    weekday=TimeWindow(start=clock_time(0), end=clock_time(23, 59, 59)),
+    weekend=TimeWindow(start=clock_time(0), end=clock_time(23, 59, 59)),
+)
 
 
 def free_port() -> int:

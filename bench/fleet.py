@@ -86,11 +86,17 @@ from datetime import time as clock_time
 from pathlib import Path
 from typing import IO, Any
 
-from common import SseBody, desk_extensions, free_port, percentile, simulator_command
+from common import (
+    PG_SERVER,
+    SECRET,
+    SseBody,
+    desk_extensions,
+    free_port,
+    percentile,
+    simulator_command,
+)
 
-PG_SERVER = os.environ.get("DIALER_TEST_PG", "postgres@127.0.0.1:5432")
 MQTT_SERVER = os.environ.get("BENCH_MQTT", "127.0.0.1:1883")
-SECRET = "bench-secret"
 PASSWORD = "bench-password-1"
 CALLER_ID = "+15145550000"
 SESSION_COOKIE = "pb_session"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import tempfile
 import time
@@ -24,6 +23,7 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+from common import PG_SERVER
 from sqlalchemy import select
 
 from dialer.domain.numbers import to_e164
@@ -31,7 +31,6 @@ from dialer.services.importer import import_contacts
 from dialer.store import engine as db
 from dialer.store.models import Contact, ContactPhone
 
-PG_SERVER = os.environ.get("DIALER_TEST_PG", "postgres@127.0.0.1:5432")
 FIRST = ["Ada", "Émile", "Marie", "Tommy", "Grace", "Alan", "Louise", "Jean", "Fatima", "Wei"]
 LAST = ["Lovelace", "Nelligan", "Curie", "Douglas", "Hopper", "Turing", "Arbour", "Tremblay"]
 AREAS = ["514", "438", "450", "604", "416", "613", "819", "418"]

@@ -41,7 +41,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from common import SseBody, percentile
+from common import SECRET, SseBody, percentile
 from pydantic import SecretStr
 
 from ami_bridge.client import AmiClient
@@ -65,7 +65,6 @@ from dialer.store.models import (
 from web.config import WebConfig
 
 PG = os.environ.get("DIALER_TEST_PG", "postgres@127.0.0.1:5432")
-SECRET = "bench-secret"
 WINDOW = 14.0  # seconds of calls measured, from when every client is ready
 GRACE = 3.0  # seconds more the clients listen: a line later than that is missed
 PASSWORD = "bench-password-1"

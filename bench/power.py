@@ -65,18 +65,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from datetime import time as clock_time
 from typing import Any, ClassVar
 
 import asyncpg
-from common import desk_extensions, free_port, percentile, process_cpu
+from common import ALWAYS, PG_SERVER, SECRET, desk_extensions, free_port, percentile, process_cpu
 from pydantic import SecretStr
 from sqlalchemy import insert, select
 
 from ami_bridge.codec import Action, Decoder, Message, encode_action
 from ami_bridge.simulator.behaviour import ContactBehaviour, VolunteerBehaviour, number_key
 from dialer.domain.outcomes import parse_submission
-from dialer.domain.survey import CallingHours, TimeWindow
 from dialer.domain.vocabulary import CampaignStatus, DialingMode, Role
 from dialer.store import engine as db
 from dialer.store.models import (
@@ -91,14 +89,8 @@ from dialer.store.models import (
     User,
 )
 
-PG_SERVER = os.environ.get("DIALER_TEST_PG", "postgres@127.0.0.1:5432")
-SECRET = "bench-secret"
 OBSERVER = "observer"
 OBSERVER_SECRET = "observer-secret"
-ALWAYS = CallingHours(
-    weekday=TimeWindow(start=clock_time(0), end=clock_time(23, 59, 59)),
-    weekend=TimeWindow(start=clock_time(0), end=clock_time(23, 59, 59)),
-)
 TARGET_BRIDGE_P99_MS = 300.0
 # The dialplan's DIALER_RING_TIMEOUT (the simulator's ring_timeout).
 RING_OUT_S = 30.0

@@ -83,13 +83,12 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from datetime import time as clock_time
 from pathlib import Path
 from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 import asyncpg
-from common import percentile
+from common import ALWAYS, PG_SERVER, percentile
 from pydantic import SecretStr
 
 from dialer.domain.compliance import (
@@ -98,10 +97,9 @@ from dialer.domain.compliance import (
     DialingPolicy,
     RefusalCode,
 )
-from dialer.domain.survey import CallingHours, SurveyDefinition, TimeWindow
+from dialer.domain.survey import SurveyDefinition
 from dialer.store import engine as db
 
-PG_SERVER = os.environ.get("DIALER_TEST_PG", "postgres@127.0.0.1:5432")
 # The child processes read the database's URL here rather than on their
 # command line, where `ps` would show a password in it.
 URL_ENV = "DIALER_SCALE_URL"
@@ -129,10 +127,6 @@ SEEDED_TABLES = (
     "dispositions",
 )
 COPY_TABLE = "bench_copy_ceiling"
-ALWAYS = CallingHours(
-    weekday=TimeWindow(start=clock_time(0), end=clock_time(23, 59, 59)),
-    weekend=TimeWindow(start=clock_time(0), end=clock_time(23, 59, 59)),
-)
 
 # The targets.
 IMPORT_ROWS_S = 50_000

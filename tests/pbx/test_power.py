@@ -87,8 +87,16 @@ class Session:
 
     volunteer: Browser
     world: World
+    session_id: int = 0
     states: list[str] = field(default_factory=list)
     call_ids: list[str] = field(default_factory=list)
+
+    @classmethod
+    async def started(cls, volunteer: Browser, world: World) -> Session:
+        """The volunteer clicks Start calling on the campaign's session screen."""
+        status, body = await volunteer.api("POST", "/api/power", {"campaign_id": world.campaign_id})
+        assert status == 201, body
+        return cls(volunteer, world, session_id=body["session"]["session_id"])
 
     async def view(self) -> dict[str, Any]:
         status, body = await self.volunteer.api("GET", "/api/power")
@@ -228,12 +236,8 @@ async def ran(
             dialer_running(pg_url, pbx.asterisk, pbx_folder) as dialer,
             Browser.signed_in(dialer.url, username) as volunteer,
         ):
-            status, body = await volunteer.api(
-                "POST", "/api/power", {"campaign_id": world.campaign_id}
-            )
-            assert status == 201, body
-            session_id = body["session"]["session_id"]
-            views = Session(volunteer, world)
+            views = await Session.started(volunteer, world)
+            session_id = views.session_id
             recorded = await views.play(len(CONTACTS), hang_up=CONTACTS["c07"][0])
         calls = await _session_calls(session_maker, session_id)
         async with session_maker() as session:
@@ -375,10 +379,8 @@ async def test_the_volunteers_leg_dropping_ends_the_session_and_the_contacts_cal
         dialer_running(pg_url, pbx.asterisk, pbx_folder) as dialer,
         Browser.signed_in(dialer.url, username) as volunteer,
     ):
-        status, body = await volunteer.api("POST", "/api/power", {"campaign_id": world.campaign_id})
-        assert status == 201, body
-        session_id = body["session"]["session_id"]
-        views = Session(volunteer, world)
+        views = await Session.started(volunteer, world)
+        session_id = views.session_id
         await views.until(dropped_while, timeout=30)
         if dropped_while == "dialing":
             # The contact's phone is ringing at the carrier.
@@ -431,10 +433,8 @@ async def test_a_volunteer_whose_phone_is_their_own_number_is_dialed_once_for_th
         dialer_running(pg_url, pbx.asterisk, pbx_folder) as dialer,
         Browser.signed_in(dialer.url, username) as volunteer,
     ):
-        status, body = await volunteer.api("POST", "/api/power", {"campaign_id": world.campaign_id})
-        assert status == 201, body
-        session_id = body["session"]["session_id"]
-        views = Session(volunteer, world)
+        views = await Session.started(volunteer, world)
+        session_id = views.session_id
         await views.play(len(MOBILE_CONTACTS), timeout=60)
     calls = await _session_calls(db, session_id)
     assert {call.number_e164: call.outcome for call in calls} == {
@@ -469,9 +469,7 @@ async def test_an_organizer_whispers_into_a_power_call_through_its_volunteer_leg
         Browser.signed_in(dialer.url, username) as volunteer,
         Browser.signed_in(dialer.url, ORGANIZER) as organizer,
     ):
-        status, body = await volunteer.api("POST", "/api/power", {"campaign_id": world.campaign_id})
-        assert status == 201, body
-        views = Session(volunteer, world)
+        views = await Session.started(volunteer, world)
         talking = await views.until("talking", timeout=30)
         call_id = talking["call"]["call_id"]
         status, body = await organizer.api(

@@ -1230,8 +1230,10 @@ async def write_batch(
     window of batches at once in the same order.
     """
     # A concurrent import may insert the same number between our lookup and
-    # our insert; the second attempt sees it and merges instead.
-    for attempt in range(2):
+    # our insert; the next attempt sees it and merges instead.  Several
+    # imports at once (two bulk imports and this one) can each commit a
+    # clashing number in turn, so one retry is not always enough.
+    for attempt in range(_CONFLICT_ATTEMPTS):
         partial = ImportReport()
         # A rolled-back attempt must not count its assignments, nor move the
         # round-robin on: the retry hands out the same contacts again.
@@ -1242,7 +1244,7 @@ async def write_batch(
                 await _write_batch(session, batch, target, partial, candidates)
         except IntegrityError:
             target.assigned, target.next_volunteer = assigned, next_volunteer
-            if attempt == 1:
+            if attempt == _CONFLICT_ATTEMPTS - 1:
                 raise
             continue
         report.absorb(partial)
@@ -1250,6 +1252,10 @@ async def write_batch(
             listed.extend(candidates)
         return
 
+
+# How many times a batch is written before a clash with another import's
+# numbers is an error (each attempt sees what the others committed).
+_CONFLICT_ATTEMPTS = 5
 
 # The contact's columns an imported row may change (see decide_merge).
 _CONTACT_COLUMNS = (

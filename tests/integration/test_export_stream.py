@@ -313,3 +313,21 @@ async def test_an_export_counts_its_rows(db: Sessions) -> None:
         assert isinstance(export, ResultsExport)
         assert await export.write_to(Chunks()) == 7 == export.rows
     assert json.loads(json.dumps(export.header))[-1] == "survey:never"
+
+
+async def test_the_export_leaves_its_transaction_settings_as_it_found_them(
+    sessions: Sessions,
+) -> None:
+    """PostgreSQL: the planner settings made for the COPY do not reach what the
+    same transaction runs after it."""
+    campaign_id = await seed(sessions, calls=5)
+    show = text(
+        "SELECT current_setting('enable_hashjoin'), current_setting('work_mem'),"
+        " current_setting('jit')"
+    )
+    async with sessions() as session:
+        before = tuple((await session.execute(show)).one())
+        export = await open_results(session, campaign_id)
+        assert await export.write_to(Chunks()) == 5
+        assert tuple((await session.execute(show)).one()) == before
+        assert before[0] == "on"

@@ -44,6 +44,26 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pbx_transcripts_fresh")
 DRIFTING = frozenset({"NewCallerid", "NewConnectedLine", "VarSet"})
 
 
+# A power session's contact that is busy or refused at once: the Local
+# channel's ;2 half (the volunteer's side) answers, and then either joins the
+# session's conference or is hung up by the busy first, as the two halves'
+# threads race (a loaded machine changes the order).  Either way the contact
+# never answered and nobody was bridged to it; the join is left out.
+_CONFERENCE_JOIN = ("Newexten:ConfBridge", "BridgeEnter:", "BridgeLeave:")
+
+
+def _without_unanswered_joins(call_lanes: dict[str, list[str]]) -> dict[str, list[str]]:
+    if "P" not in call_lanes or "Newstate:Up" in call_lanes["P"]:
+        return call_lanes
+    return {
+        lane: [s for s in sequence if not s.startswith(_CONFERENCE_JOIN)]
+        if lane.startswith("L2")
+        else sequence
+        for lane, sequence in call_lanes.items()
+        if not lane.endswith("-conf")
+    }
+
+
 def lanes(path: Path) -> dict[str, dict[str, tuple[list[str], Counter[str]]]]:
     """Per lane, its events in order without the drifting ones, and how
     many of each drifting one there are (VarSet, whose runs the lane book
@@ -58,7 +78,7 @@ def lanes(path: Path) -> dict[str, dict[str, tuple[list[str], Counter[str]]]]:
                 [signature for signature in sequence if signature not in DRIFTING],
                 Counter(s for s in sequence if s in DRIFTING and s != "VarSet"),
             )
-            for lane, sequence in call_lanes.items()
+            for lane, sequence in _without_unanswered_joins(call_lanes).items()
         }
         for call, call_lanes in book.plain_lanes().items()
     }

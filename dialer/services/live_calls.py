@@ -190,6 +190,8 @@ def session_payload(row: PowerSession) -> dict[str, Any]:
         "pause_reason": row.pause_reason,
         "last_call": row.last_call,
         "waiting_note": row.waiting_note,
+        "waiting_reason": row.waiting_reason,
+        "waiting_until": _iso(row.waiting_until),
         "ended_at": _iso(row.ended_at),
         "end_reason": row.end_reason,
     }

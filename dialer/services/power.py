@@ -372,7 +372,9 @@ class PowerService:
             if found.empty_reason in _LIST_OVER:
                 await self._leave_for(session_id, power.END_LIST_DONE)
                 return DialResult(note=found.message, ended=True)
-            await self._note(session_id, found.message)
+            await self._note(
+                session_id, found.message, f"list:{found.empty_reason}", found.available_at
+            )
             return DialResult(note=found.message)
         try:
             call = await self.calls.start_call(
@@ -388,8 +390,11 @@ class PowerService:
             if code in (RefusalCode.CAMPAIGN_NOT_ACTIVE, RefusalCode.NOT_IN_TEAM):
                 await self._leave_for(session_id, power.END_CAMPAIGN)
                 return DialResult(ended=True)
-            await self._note(session_id, refused.refusal.message)
-            return DialResult(note=refused.refusal.message)
+            refusal = refused.refusal
+            await self._note(
+                session_id, refusal.message, f"refusal:{refusal.code.value}", refusal.retry_at
+            )
+            return DialResult(note=refusal.message)
         except OutcomePending:
             await self.refresh({session_id})
             return DialResult()
@@ -433,12 +438,16 @@ class PowerService:
             await power_sessions.refresh(session, row, now)
         self._published(row)
 
-    async def _note(self, session_id: int, note: str) -> None:
+    async def _note(self, session_id: int, note: str, reason: str, until: datetime | None) -> None:
         async with self.sessions.begin() as session:
             row = await power_sessions.get_for_update(session, session_id)
-            if row is None or row.waiting_note == note:
+            if row is None or (
+                row.waiting_note == note
+                and row.waiting_reason == reason
+                and row.waiting_until == until
+            ):
                 return
-            await power_sessions.note(session, row, note)
+            await power_sessions.note(session, row, note, reason, until)
         self._published(row)
 
     async def _leave_for(self, session_id: int, reason: str) -> None:

@@ -618,6 +618,10 @@ class PowerSession(Base):
     leave_requested_at: Mapped[datetime | None] = mapped_column()
     # Why no contact is being dialed while waiting (none callable right now).
     waiting_note: Mapped[str | None] = mapped_column(String(300))
+    # The same as codes, for each reader's language: "list:<empty reason>" or
+    # "refusal:<RefusalCode>", and the time it names (None: none).
+    waiting_reason: Mapped[str | None] = mapped_column(String(64))
+    waiting_until: Mapped[datetime | None] = mapped_column()
     calls: Mapped[int] = mapped_column(Integer, default=0)
     # Time spent in ``waiting``, summed as the session leaves it.
     waited_seconds: Mapped[float] = mapped_column(Float, default=0.0)

@@ -225,12 +225,18 @@ async def ask_to_leave(
 
 async def dialed(session: AsyncSession, row: PowerSession) -> None:
     row.calls += 1
-    row.waiting_note = None
+    row.waiting_note = row.waiting_reason = row.waiting_until = None
     await session.flush()
 
 
-async def note(session: AsyncSession, row: PowerSession, text: str) -> None:
+async def note(
+    session: AsyncSession, row: PowerSession, text: str, reason: str, until: datetime | None
+) -> None:
+    """Why nobody is dialed: ``text`` in English, ``reason`` and ``until`` for
+    the pages to word (see PowerSession.waiting_reason)."""
     row.waiting_note = text[:300]
+    row.waiting_reason = reason[:64]
+    row.waiting_until = until
     await session.flush()
 
 

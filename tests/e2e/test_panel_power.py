@@ -80,6 +80,9 @@ async def test_a_session_is_seen_by_its_teams_organizers_only(
     assert waiting["campaign_title"] == "Get out the vote"
     assert waiting["calls"] == 0
     assert waiting["since"] and waiting["waiting_note"]
+    # Why nobody is dialed, as codes each page words in its reader's language.
+    assert waiting["waiting_reason"] == "list:outside_hours"
+    assert waiting["waiting_until"]
     assert key in await sessions_seen(adam)
     # Alice sees her own session; nobody else outside her team's staff does.
     assert key in await sessions_seen(alice)
@@ -114,3 +117,36 @@ async def test_the_dashboard_compares_the_modes_over_the_chosen_period(
         assert f'href="?compare={chosen or 12}#mode-comparison" aria-current="page"' in html
     status, _html = await (await client("oscar")).page(f"/ops/campaigns/{world.campaign_id}")
     assert status == 404
+
+
+async def test_why_nobody_is_dialed_is_said_in_each_readers_language(
+    client: ClientFactory, world: WebWorld
+) -> None:
+    alice = await client("alice")
+    status, body = await alice.api("POST", "/api/power", {"campaign_id": world.campaign_id})
+    assert status == 201, body
+    olivia = await client("olivia")
+    await until_state(olivia, str(world.users["alice"]), "waiting")
+
+    status, english = await alice.api("GET", "/api/power")
+    assert status == 200, english
+    assert english["session"]["waiting_label"].startswith(
+        "The remaining contacts are outside calling hours until "
+    )
+    await alice.form("/lang", {"language": "fr", "next": "/campaigns"})
+    status, french = await alice.api("GET", "/api/power")
+    assert status == 200, french
+    label = french["session"]["waiting_label"]
+    assert label and label != english["session"]["waiting_label"]
+    assert "heures d'appel" in label or "horaires" in label, label
+    # The English note stays, for integrations reading the codes or not.
+    assert french["session"]["waiting_note"] == english["session"]["waiting_note"]
+
+    # The live panel words it in the organizer's language from the codes.
+    await olivia.form("/lang", {"language": "fr", "next": "/ops/live"})
+    status, html = await olivia.page("/ops/live")
+    assert status == 200
+    assert "list:outside_hours" in html
+    assert "hors des heures d'appel jusqu'au %(when)s" in html.replace("\\u0027", "'")
+    status, body = await alice.api("POST", "/api/power/leave")
+    assert status == 200, body

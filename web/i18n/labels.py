@@ -175,8 +175,12 @@ def question_type(value: QuestionType | str) -> str:
     return labels.get(QuestionType(value), str(value))
 
 
-def empty_list_reason(reason: str | None, available_at: datetime | None) -> str:
-    when = fmt_datetime(available_at, "short") if available_at else ""
+def empty_list_reason(
+    reason: str | None, available_at: datetime | None, *, when: str | None = None
+) -> str:
+    """Why a list offers no contact; ``when`` words ``available_at`` another way."""
+    if when is None:
+        when = fmt_datetime(available_at, "short") if available_at else ""
     if reason == "all_done":
         return _("Every contact on this list is done.")
     if reason == "outside_hours":
@@ -189,9 +193,13 @@ def empty_list_reason(reason: str | None, available_at: datetime | None) -> str:
     return _("No contacts are assigned to this list.")
 
 
-def refusal(value: Refusal) -> str:
-    """A call refusal in the viewer's language; the code stays the same."""
-    when = fmt_datetime(value.retry_at, "short") if value.retry_at else ""
+def refusal(value: Refusal, *, when: str | None = None) -> str:
+    """A call refusal in the viewer's language; the code stays the same.
+
+    ``when`` words the time the refusal lifts another way than ``retry_at``.
+    """
+    if when is None:
+        when = fmt_datetime(value.retry_at, "short") if value.retry_at else ""
     code = value.code
     if code is RefusalCode.OUTSIDE_CALLING_HOURS:
         if when:
@@ -319,3 +327,40 @@ def skip_reason(code: str | None) -> str:
 def skip_reasons() -> list[tuple[str, str]]:
     """The reasons a volunteer may choose, as (code, label)."""
     return [(code, skip_reason(code)) for code in SKIP_REASONS]
+
+
+# Why a power session dials nobody: PowerSession.waiting_reason's two kinds.
+_WAITING_LIST, _WAITING_REFUSAL = "list", "refusal"
+_EMPTY_LIST_REASONS = ("all_done", "outside_hours", "waiting_for_retry", "empty")
+_REFUSAL_CODES = frozenset(code.value for code in RefusalCode)
+
+
+def power_waiting(reason: str | None, until: datetime | None) -> str | None:
+    """Why a power session is dialing nobody, in the reader's language; None
+    when it is not waiting for a reason it knows."""
+    kind, _colon, code = (reason or "").partition(":")
+    if kind == _WAITING_LIST and code in _EMPTY_LIST_REASONS:
+        return empty_list_reason(code, until)
+    if kind == _WAITING_REFUSAL and code in _REFUSAL_CODES:
+        return refusal(Refusal(RefusalCode(code), "", retry_at=until))
+    return None
+
+
+def power_waiting_templates() -> dict[str, dict[str, str]]:
+    """:func:`power_waiting` of every reason, for a script to fill in: ``at``
+    with the time left as ``%(when)s`` (for a reason given with a time),
+    ``plain`` without one."""
+    placeholder = "%(when)s"
+    templates = {
+        f"{_WAITING_LIST}:{code}": {
+            "at": empty_list_reason(code, None, when=placeholder),
+            "plain": empty_list_reason(code, None),
+        }
+        for code in _EMPTY_LIST_REASONS
+    }
+    for code in RefusalCode:
+        templates[f"{_WAITING_REFUSAL}:{code.value}"] = {
+            "at": refusal(Refusal(code, ""), when=placeholder),
+            "plain": refusal(Refusal(code, "")),
+        }
+    return templates

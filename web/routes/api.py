@@ -432,6 +432,7 @@ def power_json(view: SessionView | None) -> dict[str, Any]:
     payload = session_payload(row)
     payload["state_label"] = labels.power_state(row.state)
     payload["end_reason_label"] = labels.power_end_reason(row.end_reason)
+    payload["waiting_label"] = labels.power_waiting(row.waiting_reason, row.waiting_until)
     call = view.call
     payload["call"] = (
         None

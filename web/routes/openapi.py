@@ -115,7 +115,26 @@ def openapi_document() -> dict[str, Any]:
                         "paused": {"type": "boolean"},
                         "pause_reason": {"type": ["string", "null"]},
                         "last_call": {"type": "boolean"},
-                        "waiting_note": {"type": ["string", "null"]},
+                        "waiting_note": {
+                            "type": ["string", "null"],
+                            "description": "Why nobody is dialed now, in English",
+                        },
+                        "waiting_reason": {
+                            "type": ["string", "null"],
+                            "description": (
+                                "The same as a code: list:<empty_reason of /next> or "
+                                "refusal:<refusal code>"
+                            ),
+                        },
+                        "waiting_until": {
+                            "type": ["string", "null"],
+                            "format": "date-time",
+                            "description": "When that reason says it ends, if it says",
+                        },
+                        "waiting_label": {
+                            "type": ["string", "null"],
+                            "description": "The same in your language",
+                        },
                         "ended_at": {"type": ["string", "null"], "format": "date-time"},
                         "end_reason": {"type": ["string", "null"]},
                         "end_reason_label": {"type": "string"},

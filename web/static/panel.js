@@ -102,6 +102,15 @@ document.addEventListener("DOMContentLoaded", () => {
     return (sessionStrings.states || {})[session.state] || session.state;
   }
 
+  // In the organizer's language from the session's codes; the English note
+  // for a reason this page does not know.
+  function waitingText(session) {
+    const template = (sessionStrings.waiting || {})[session.waiting_reason];
+    if (!template) return session.waiting_note || "";
+    if (!session.waiting_until) return template.plain;
+    return PB.fill(template.at, { when: PB.formatTime(session.waiting_until) });
+  }
+
   function renderSessions() {
     sessionsBody.querySelectorAll("tr[data-session]").forEach((row) => {
       if (!sessions.has(row.dataset.session)) row.remove();
@@ -128,7 +137,7 @@ document.addEventListener("DOMContentLoaded", () => {
       set("campaign", session.campaign_title || "—");
       set("state", sessionStateText(session));
       // Why nobody is being dialed (no contact callable right now), on hover.
-      row.querySelector('[data-f="state"]').title = session.state === "waiting" ? session.waiting_note || "" : "";
+      row.querySelector('[data-f="state"]').title = session.state === "waiting" ? waitingText(session) : "";
       set("for", PB.clock(secondsSince(session.since)));
       set("waited", waitedOf(session));
       set("calls", String(session.calls));

@@ -97,11 +97,11 @@ document.addEventListener("DOMContentLoaded", () => {
     } else if (next.state === "connecting") {
       note.textContent = S.connecting_hint;
       note.hidden = false;
-    } else if (next.state === "waiting" && next.waiting_note) {
+    } else if (next.state === "waiting" && (next.waiting_label || next.waiting_note)) {
       note.replaceChildren(document.createTextNode(S.nobody_now + " "));
       const detail = document.createElement("span");
       detail.className = "muted";
-      detail.textContent = "(" + next.waiting_note + ")";
+      detail.textContent = "(" + (next.waiting_label || next.waiting_note) + ")";
       note.appendChild(detail);
       note.hidden = false;
     }

@@ -64,6 +64,15 @@ def _without_unanswered_joins(call_lanes: dict[str, list[str]]) -> dict[str, lis
     }
 
 
+# A power session's contacts all have their volunteer leg on one Local
+# device (Local/<session>@dialer-power-join).  Its state changes come from
+# Asterisk's device-state thread, which coalesces them as the calls overlap:
+# their number and which call's events they fall among vary from run to run.
+# The dialer reads no device state (only the simulator writes it), so that
+# lane is left out.
+LOCAL_DEVICE = "device-L"
+
+
 def lanes(path: Path) -> dict[str, dict[str, tuple[list[str], Counter[str]]]]:
     """Per lane, its events in order without the drifting ones, and how
     many of each drifting one there are (VarSet, whose runs the lane book
@@ -79,6 +88,7 @@ def lanes(path: Path) -> dict[str, dict[str, tuple[list[str], Counter[str]]]]:
                 Counter(s for s in sequence if s in DRIFTING and s != "VarSet"),
             )
             for lane, sequence in _without_unanswered_joins(call_lanes).items()
+            if lane != LOCAL_DEVICE
         }
         for call, call_lanes in book.plain_lanes().items()
     }

@@ -91,3 +91,20 @@ END_NOT_ANSWERED = "phone_not_answered"
 END_LIST_DONE = "list_done"
 END_PBX = "pbx_unavailable"
 END_CAMPAIGN = "campaign_not_active"
+
+
+# Why a waiting session dials nobody (PowerSession.waiting_reason): the list
+# has no contact callable now, or the contact it offered was refused.
+WAITING_LIST = "list"
+WAITING_REFUSAL = "refusal"
+
+
+def waiting_reason(kind: str, code: str) -> str:
+    """``kind`` (WAITING_LIST or WAITING_REFUSAL) and its code, as stored."""
+    return f"{kind}:{code}"
+
+
+def read_waiting_reason(reason: str | None) -> tuple[str, str]:
+    """(kind, code) of a stored reason; ("", "") for none."""
+    kind, _colon, code = (reason or "").partition(":")
+    return kind, code

@@ -373,7 +373,10 @@ class PowerService:
                 await self._leave_for(session_id, power.END_LIST_DONE)
                 return DialResult(note=found.message, ended=True)
             await self._note(
-                session_id, found.message, f"list:{found.empty_reason}", found.available_at
+                session_id,
+                found.message,
+                power.waiting_reason(power.WAITING_LIST, str(found.empty_reason)),
+                found.available_at,
             )
             return DialResult(note=found.message)
         try:
@@ -392,7 +395,10 @@ class PowerService:
                 return DialResult(ended=True)
             refusal = refused.refusal
             await self._note(
-                session_id, refusal.message, f"refusal:{refusal.code.value}", refusal.retry_at
+                session_id,
+                refusal.message,
+                power.waiting_reason(power.WAITING_REFUSAL, refusal.code.value),
+                refusal.retry_at,
             )
             return DialResult(note=refusal.message)
         except OutcomePending:

@@ -329,8 +329,6 @@ def skip_reasons() -> list[tuple[str, str]]:
     return [(code, skip_reason(code)) for code in SKIP_REASONS]
 
 
-# Why a power session dials nobody: PowerSession.waiting_reason's two kinds.
-_WAITING_LIST, _WAITING_REFUSAL = "list", "refusal"
 _EMPTY_LIST_REASONS = ("all_done", "outside_hours", "waiting_for_retry", "empty")
 _REFUSAL_CODES = frozenset(code.value for code in RefusalCode)
 
@@ -338,10 +336,10 @@ _REFUSAL_CODES = frozenset(code.value for code in RefusalCode)
 def power_waiting(reason: str | None, until: datetime | None) -> str | None:
     """Why a power session is dialing nobody, in the reader's language; None
     when it is not waiting for a reason it knows."""
-    kind, _colon, code = (reason or "").partition(":")
-    if kind == _WAITING_LIST and code in _EMPTY_LIST_REASONS:
+    kind, code = power.read_waiting_reason(reason)
+    if kind == power.WAITING_LIST and code in _EMPTY_LIST_REASONS:
         return empty_list_reason(code, until)
-    if kind == _WAITING_REFUSAL and code in _REFUSAL_CODES:
+    if kind == power.WAITING_REFUSAL and code in _REFUSAL_CODES:
         return refusal(Refusal(RefusalCode(code), "", retry_at=until))
     return None
 
@@ -352,14 +350,14 @@ def power_waiting_templates() -> dict[str, dict[str, str]]:
     ``plain`` without one."""
     placeholder = "%(when)s"
     templates = {
-        f"{_WAITING_LIST}:{code}": {
+        power.waiting_reason(power.WAITING_LIST, code): {
             "at": empty_list_reason(code, None, when=placeholder),
             "plain": empty_list_reason(code, None),
         }
         for code in _EMPTY_LIST_REASONS
     }
     for code in RefusalCode:
-        templates[f"{_WAITING_REFUSAL}:{code.value}"] = {
+        templates[power.waiting_reason(power.WAITING_REFUSAL, code.value)] = {
             "at": refusal(Refusal(code, ""), when=placeholder),
             "plain": refusal(Refusal(code, "")),
         }

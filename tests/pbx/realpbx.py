@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import random
 import re
@@ -85,15 +86,26 @@ def _worker_ports() -> range:
     return range(start, start + _PORTS_PER_WORKER)
 
 
+def _shuffled_cycle(ports: range) -> Iterator[int]:
+    return itertools.cycle(random.sample(ports, len(ports)))
+
+
+# A port is handed out again only after the whole slice has been: a port
+# picked but not yet bound (an Asterisk still booting binds its ports seconds
+# later, and the unplugged phone's port is never bound) looks free to the
+# probe, and the transcript recorder starts three PBXes at once; a second
+# PBX given the first one's SIP port left its phones unqualified.
+_next_port = _shuffled_cycle(_worker_ports())
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port of this worker's slice that nothing has bound."""
-    ports = _worker_ports()
+    """A port of this worker's slice that nothing has bound nor been given."""
     for _ in range(200):
-        port = random.choice(ports)
+        port = next(_next_port)
         with contextlib.suppress(OSError), socket.socket(socket.AF_INET, kind) as probe:
             probe.bind(("127.0.0.1", port))
             return port
-    raise RuntimeError(f"no free port in {ports}")
+    raise RuntimeError(f"no free port in {_worker_ports()}")
 
 
 def free_udp_and_tcp_port() -> int:
@@ -578,16 +590,30 @@ class Asterisk:
         Asterisk spreads its first qualify of each contact over the whole
         qualify_frequency (30 s for phones); asking for it now takes a second.
         """
-        async with asyncio.timeout(timeout):
-            while True:
-                listing = await self.cli("pjsip show contacts")
-                states = dict(re.findall(r"Contact:\s+(\S+?)/\S+\s+\S+\s+(\w+)", listing))
-                wrong = [aor for aor, state in expected.items() if states.get(aor) != state]
-                if not wrong:
-                    return
-                for aor in wrong:
-                    await self.cli(f"pjsip qualify {aor}")
-                await asyncio.sleep(1)
+        states: dict[str, str] = {}
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    listing = await self.cli("pjsip show contacts")
+                    states = dict(re.findall(r"Contact:\s+(\S+?)/\S+\s+\S+\s+(\w+)", listing))
+                    wrong = [aor for aor, state in expected.items() if states.get(aor) != state]
+                    if not wrong:
+                        return
+                    for aor in wrong:
+                        await self.cli(f"pjsip qualify {aor}")
+                    await asyncio.sleep(1)
+        except TimeoutError:
+            # Which phone, and what Asterisk said (a transport it could not
+            # bind), tell why; the timeout alone does not.
+            wrong_now = {
+                aor: states.get(aor, "absent")
+                for aor, want in expected.items()
+                if states.get(aor) != want
+            }
+            raise TimeoutError(
+                f"contacts not as expected within {timeout} s: {wrong_now} "
+                f"(wanted {expected}); Asterisk's log ends:\n{self.log()[-3000:]}"
+            ) from None
 
     async def restart_now(self) -> None:
         """``core restart now``: hangs every channel up, closes AMI, comes back."""

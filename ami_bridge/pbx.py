@@ -47,6 +47,12 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def spy_channel_id(request: SpyRequest) -> str:
+    """The organizer's leg's uniqueid.  Ends in neither -v nor -o: the
+    tracker must not take it for a call of its own (see ami_bridge.tracker)."""
+    return f"{request.call_id}-spy{request.request_id}"
+
+
 class AmiPbx:
     def __init__(
         self,
@@ -191,9 +197,7 @@ class AmiPbx:
                 caller_id_name=request.caller_id_name,
                 caller_id_num=request.caller_id_number,
                 timeout_ms=request.timeout_ms,
-                # Ends in neither -v nor -o: the tracker must not take the
-                # organizer's leg for a call of its own (see ami_bridge.tracker).
-                channel_id=f"{request.call_id}-spy{request.request_id}",
+                channel_id=spy_channel_id(request),
                 variables={
                     SPY_CHANNEL_VARIABLE: target,
                     "DIALER_SPY_BEEP": "yes" if request.beep else "no",

@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -48,7 +49,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from ami_bridge.client import AmiClient
-from ami_bridge.pbx import AmiPbx
+from ami_bridge.pbx import AmiPbx, spy_channel_id
 from ami_bridge.stream import Received, StreamItem
 from ami_bridge.tracker import CallTracker, CallUpdate
 from dialer.domain.ports import HangupBy, OriginateRequest, SpyMode, SpyRequest
@@ -77,8 +78,9 @@ CONTEXT = "dialer-outbound"
 # The volunteer's phone rings this long (DIALER_ORIGINATE_TIMEOUT_MS), as in
 # the lab recordings.
 ORIGINATE_TIMEOUT_MS = 15_000
-# Events that follow a call's end (the last DeviceStateChange, RTCP) arrive
-# within milliseconds; the lab recordings waited a second too.
+# Events that follow a call's end (the bridge's destruction, the last
+# DeviceStateChange) arrive within milliseconds, or seconds on a loaded
+# machine: a recording ends once Asterisk has said nothing for a second.
 TAIL_SECONDS = 1.0
 
 
@@ -371,6 +373,33 @@ class Recording:
                 await self.watch.session_changed.wait()
         return self.watch.session_channels[uniqueid]
 
+    async def spy_settled(self, spy_uniqueid: str, timeout: float = 30) -> None:
+        """Until the organizer's leg is spying (ChanSpyStart) or has ended.
+
+        Read from the wire trace, which the tracker (it follows calls, not
+        organizers' legs) does not report: the scenario's hang-up must come
+        after the spying began, which a fixed delay did not always on a
+        loaded machine (the organizer's phone answered late, and ChanSpy
+        found the call already over)."""
+        # read_text turns the wire's CRLF into \n.
+        started = f"Event: ChanSpyStart\n(?:.+\n)*?SpyerUniqueid: {spy_uniqueid}\n"
+        ended = f"Event: Hangup\n(?:.+\n)*?Uniqueid: {spy_uniqueid}\n"
+        settled = re.compile(f"{started}|{ended}")
+        async with asyncio.timeout(timeout):
+            while not any(
+                settled.search(path.read_text(errors="replace"))
+                for path in self.trace_dir.glob("*.ami")
+            ):
+                await asyncio.sleep(0.1)
+
+    async def quiet(self, seconds: float, timeout: float = 15) -> None:
+        """Until the wire trace has not grown for ``seconds``."""
+        async with asyncio.timeout(timeout):
+            size = -1
+            while (now := sum(p.stat().st_size for p in self.trace_dir.glob("*.ami"))) != size:
+                size = now
+                await asyncio.sleep(seconds)
+
     def trace(self) -> Path:
         [path] = self.trace_dir.glob("*.ami")
         return path
@@ -450,7 +479,7 @@ async def play_power(session: PowerSession, recording: Recording) -> dict[str, C
         finals[contact.call_id] = await recording.until(contact.call_id, CallState.ENDED)
         # The next contact is dialed once the last one's events are all in,
         # as the worker does after the call's end.
-        await asyncio.sleep(TAIL_SECONDS)
+        await recording.quiet(TAIL_SECONDS)
     return finals
 
 
@@ -461,6 +490,7 @@ async def play(scenario: Scenario, recording: Recording) -> dict[str, CallUpdate
         if not reached.ended:
             await asyncio.sleep(0.5)
             await recording.pbx.spy_on_call(spy_request(scenario))
+            await recording.spy_settled(spy_channel_id(spy_request(scenario)))
     if scenario.hangup is not None:
         by, state, after = scenario.hangup
         reached = await recording.until(scenario.call_id, state)
@@ -468,7 +498,7 @@ async def play(scenario: Scenario, recording: Recording) -> dict[str, CallUpdate
             await asyncio.sleep(after)
             await recording.pbx.hangup_call(scenario.call_id, by)
     final = await recording.until(scenario.call_id, CallState.ENDED)
-    await asyncio.sleep(TAIL_SECONDS)
+    await recording.quiet(TAIL_SECONDS)
     return {scenario.call_id: final}
 
 

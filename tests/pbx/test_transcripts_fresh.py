@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from ami_bridge.codec import Message
 from ami_bridge.tools.transcript import read_transcript
 from ami_bridge.tracker import CallUpdate
 from tests.golden.test_simulator_shapes import CONFERENCE, LaneBook, server_messages
@@ -73,6 +74,45 @@ def _without_unanswered_joins(call_lanes: dict[str, list[str]]) -> dict[str, lis
 LOCAL_DEVICE = "device-L"
 
 
+# What Asterisk says of a phone's reachability: on a loaded machine a
+# phone's answer to qualify comes late now and then, and Asterisk says the
+# phone went unreachable and came back, whichever call is being recorded
+# (the recorder waits for every phone to be judged before it starts, so a
+# committed recording has none of these).
+QUALIFY_EVENTS = frozenset({"PeerStatus", "ContactStatus"})
+
+
+def _qualify_noise(book: LaneBook, message: Message) -> bool:
+    """Qualify's reports, and the device state of a phone no channel of
+    the recording uses (which changes with them)."""
+    if message.event in QUALIFY_EVENTS:
+        return True
+    if message.event != "DeviceStateChange":
+        return False
+    device = message["Device"]
+    return device.startswith("PJSIP/") and device not in book.device_lane
+
+
+# What a SIP provisional response makes Asterisk report.  On a loaded
+# machine Asterisk's INVITE is retransmitted before the 180 reaches it, the
+# phone or carrier answers the copy with another 180, and Asterisk reports
+# ringing twice in a row; SIPp's trace shows both INVITEs.
+PROVISIONAL_ECHOES = frozenset({"DialState:RINGING", "DialState:PROGRESS"})
+
+
+def _in_order(sequence: list[str]) -> list[str]:
+    """The lane's events whose order holds: the drifting ones left out, and
+    a provisional response's report repeated at once counted once."""
+    ordered: list[str] = []
+    for signature in sequence:
+        if signature in DRIFTING:
+            continue
+        if ordered and signature == ordered[-1] and signature in PROVISIONAL_ECHOES:
+            continue
+        ordered.append(signature)
+    return ordered
+
+
 def lanes(path: Path) -> dict[str, dict[str, tuple[list[str], Counter[str]]]]:
     """Per lane, its events in order without the drifting ones, and how
     many of each drifting one there are (VarSet, whose runs the lane book
@@ -80,11 +120,11 @@ def lanes(path: Path) -> dict[str, dict[str, tuple[list[str], Counter[str]]]]:
     book = LaneBook(lane_per_channel=True)
     for frame in read_transcript(path):
         if frame.direction == "server" and frame.note is None:
-            book.feed(server_messages(frame))
+            book.feed(m for m in server_messages(frame) if not _qualify_noise(book, m))
     return {
         call: {
             lane: (
-                [signature for signature in sequence if signature not in DRIFTING],
+                _in_order(sequence),
                 Counter(s for s in sequence if s in DRIFTING and s != "VarSet"),
             )
             for lane, sequence in _without_unanswered_joins(call_lanes).items()

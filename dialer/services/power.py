@@ -349,19 +349,26 @@ class PowerService:
     async def dial_next(self, session_id: int) -> DialResult:
         """Dial the session's next contact, if it is waiting for one."""
         async with self.sessions() as session:
-            row = await session.get(PowerSession, session_id)
+            # The session and its campaign's rule in one round trip: every
+            # waiting session is asked this on every pass.
+            found_row = (
+                await session.execute(
+                    select(PowerSession, Campaign.power_next_call)
+                    .join(Campaign, Campaign.id == PowerSession.campaign_id)
+                    .where(PowerSession.id == session_id)
+                )
+            ).first()
+            if found_row is None:
+                return DialResult()
+            row, next_call = found_row
             if (
-                row is None
-                or row.ended_at is not None
+                row.ended_at is not None
                 or row.state is not PowerSessionState.WAITING
                 or row.leave_requested_at is not None
                 or row.campaign_id is None
             ):
                 return DialResult()
             volunteer_id, campaign_id, phone = row.volunteer_id, row.campaign_id, row.phone
-            next_call = await session.scalar(
-                select(Campaign.power_next_call).where(Campaign.id == campaign_id)
-            )
         may_owe = power.outcomes_allowed(next_call or PowerNextCall.AFTER_OUTCOME)
         try:
             found = await self.lists.next_contact(volunteer_id, campaign_id)

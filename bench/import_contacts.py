@@ -8,6 +8,12 @@ Prints rows/second for:
 - floor: PostgreSQL COPY of the same raw rows into an unindexed table, the
   fastest the server can take the bytes, for scale.
 
+Then, unless ``--rows-per-file 0``, the two import paths side by side on
+files of a few thousand to 50,000 rows, into one more fresh database: the
+batch path (``bulk=False``, the baseline) against the bulk path (worker
+processes and ``COPY``), and which of them ``DIALER_IMPORT_BULK_MIN_BYTES``
+(``dialer.services.importer.BULK_MIN_BYTES``) picks for each file.
+
 Run: .venv/bin/python bench/import_contacts.py [--rows 100000]
 Uses a fresh database on DIALER_TEST_PG (default postgres@127.0.0.1:5432).
 """
@@ -27,7 +33,7 @@ from common import PG_SERVER
 from sqlalchemy import select
 
 from dialer.domain.numbers import to_e164
-from dialer.services.importer import import_contacts
+from dialer.services.importer import BULK_MIN_BYTES, import_contacts
 from dialer.store import engine as db
 from dialer.store.models import Contact, ContactPhone
 
@@ -36,12 +42,15 @@ LAST = ["Lovelace", "Nelligan", "Curie", "Douglas", "Hopper", "Turing", "Arbour"
 AREAS = ["514", "438", "450", "604", "416", "613", "819", "418"]
 
 
-def generate_csv(path: Path, rows: int, seed: int = 1) -> None:
+def generate_csv(
+    path: Path, rows: int, seed: int = 1, numbers: range = range(2_000_000, 9_999_999)
+) -> None:
+    """``rows`` people, each with a number of its own drawn from ``numbers``."""
     rng = random.Random(seed)
-    numbers = rng.sample(range(2_000_000, 9_999_999), rows)
+    drawn = rng.sample(numbers, rows)
     with path.open("w", encoding="utf-8") as handle:
         handle.write("first_name,last_name,phone,email,language,tags,pointage\n")
-        for index, number in enumerate(numbers):
+        for index, number in enumerate(drawn):
             digits = f"{rng.choice(AREAS)}{number:07d}"
             first, last = rng.choice(FIRST), rng.choice(LAST)
             handle.write(
@@ -107,11 +116,55 @@ async def copy_floor(name: str, path: Path) -> None:
     await connection.close()
 
 
+async def compare_paths(tmp: Path, sizes: list[int]) -> None:
+    """The batch and the bulk path on the same sizes of file, one fresh
+    database for all (each file's numbers are its own: every row is new)."""
+    name, url = await fresh_database()
+    lines = []
+    try:
+        engine = db.create_engine(url)
+        sessions = db.session_factory(engine)
+        for index, rows in enumerate(sizes):
+            seconds: dict[bool, float] = {}
+            for bulk in (False, True):
+                path = tmp / f"paths-{rows}-{bulk}.csv"
+                # Two disjoint millions of numbers per file and path.
+                first = 2_000_000 + (2 * index + bulk) * 1_000_000
+                generate_csv(path, rows, seed=index, numbers=range(first, first + 1_000_000))
+                started = time.perf_counter()
+                report = await import_contacts(sessions, path, region="CA", bulk=bulk)
+                seconds[bulk] = time.perf_counter() - started
+                assert report.imported == rows, (report.imported, report.errors[:3])
+            megabytes = path.stat().st_size / 1024 / 1024
+            chosen = "bulk" if path.stat().st_size >= BULK_MIN_BYTES else "batch"
+            faster = "bulk" if seconds[True] < seconds[False] else "batch"
+            lines.append((rows, megabytes, seconds[False], seconds[True], faster, chosen))
+        await engine.dispose()
+    finally:
+        await drop_database(name)
+    print(
+        f"\n{'rows':>8} {'MB':>6} {'batch s':>8} {'bulk s':>8} {'bulk vs batch':>14}"
+        f" {'faster':>7} {'picked':>7}"
+    )
+    for rows, megabytes, batch, bulk, faster, chosen in lines:
+        print(
+            f"{rows:>8} {megabytes:>6.1f} {batch:>8.2f} {bulk:>8.2f} {batch / bulk:>13.1f}x"
+            f" {faster:>7} {chosen:>7}"
+        )
+    print(f"picked: by DIALER_IMPORT_BULK_MIN_BYTES, default {BULK_MIN_BYTES / 1024 / 1024:g} MB")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--baseline-rows", type=int, default=5_000)
+    parser.add_argument(
+        "--rows-per-file",
+        default="5000,10000,20000,50000",
+        help="file sizes for the batch-against-bulk table (0: none)",
+    )
     args = parser.parse_args()
+    path_sizes = [int(n) for n in args.rows_per_file.split(",") if int(n) > 0]
     results: list[tuple[str, int, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "contacts.csv"
@@ -153,6 +206,9 @@ async def main() -> None:
         rate = rows / seconds
         print(f"{label:<28} {rows:>8} {seconds:>8.2f} {rate:>10.0f} {rate / baseline:>11.1f}x")
     print(f"\n{args.rows} rows imported in {args.rows / ours:.1f} s")
+    if path_sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            await compare_paths(Path(tmp), path_sizes)
 
 
 if __name__ == "__main__":

@@ -90,8 +90,9 @@ class Settings(BaseSettings):
     smtp_starttls: bool = True
     # CSV imports of files this large (bytes) or larger take the bulk path on
     # PostgreSQL (worker processes, COPY; dialer.services.bulk_import): below
-    # about 5 MB (50,000 rows) starting its processes costs more than it saves.
-    import_bulk_min_bytes: int = Field(default=5 * 1024 * 1024, ge=0)
+    # about 1 MB (10,000-20,000 rows) starting its processes costs more than
+    # it saves (bench/import_contacts.py compares the two paths by size).
+    import_bulk_min_bytes: int = Field(default=1024 * 1024, ge=0)
 
     @field_validator("default_region")
     @classmethod

@@ -5,7 +5,7 @@ batches of 2,000 rows, each merged in Python and written in its
 transaction), at a multiple of its speed.  :func:`importer.import_stream
 <dialer.services.importer.import_stream>` takes this path when asked
 (``bulk=True``) or, by default, on PostgreSQL for files of
-``import_bulk_min_bytes`` (5 MB) or more; SQLite, the demo, keeps the batches.
+``import_bulk_min_bytes`` (1 MB) or more; SQLite, the demo, keeps the batches.
 
 Where the time went, profiled on a 100,000-row voter file (the batch path,
 about 8,000 rows/s before the search indexes of migration 0011): CSV

@@ -85,7 +85,7 @@ from dialer.store.models import (
 BATCH_SIZE = 2000
 # Files this large or larger take the bulk path on PostgreSQL unless told otherwise
 # (import_stream's ``bulk``); the setting import_bulk_min_bytes passes its own.
-BULK_MIN_BYTES = 5 * 1024 * 1024
+BULK_MIN_BYTES = 1024 * 1024
 MAX_FIELD_LENGTHS = {
     "first_name": 200,
     "last_name": 200,

@@ -681,6 +681,16 @@ async def vacuum(database: str, tables: Sequence[str]) -> None:
     await asyncio.gather(lane(), lane())
 
 
+async def server_setting(database: str, name: str) -> str:
+    """A PostgreSQL setting, as SHOW gives it: the searches' times depend on
+    how much of the contacts' tables and indexes ``shared_buffers`` holds."""
+    connection = await asyncpg.connect(asyncpg_dsn(database))
+    try:
+        return str(await connection.fetchval("SELECT current_setting($1)", name))
+    finally:
+        await connection.close()
+
+
 async def restore(database: str, seeded: Seeded) -> int:
     """Put the database back as seeded: no live call, no campaign or contact added since.
 
@@ -1417,6 +1427,7 @@ async def main(args: argparse.Namespace) -> None:
         raise SystemExit(f"--skip takes {', '.join(PHASES)}")
     exchanges = await asyncio.to_thread(dialable_exchanges)
     seeded = await prepare_database(args.database, sizes, exchanges, reuse=args.reuse)
+    shared_buffers = await server_setting(args.database, "shared_buffers")
     await restore(args.database, seeded)
     table = Table()
     if seeded.reused:
@@ -1479,7 +1490,8 @@ async def main(args: argparse.Namespace) -> None:
         print(
             f"\nbench/scale.py: {sizes.contacts:,} contacts, {sizes.campaigns} campaigns, "
             f"{sizes.volunteers} volunteers; {args.import_rows:,}-row import file; "
-            f"{os.cpu_count()} CPUs; {minutes:.1f} min\n"
+            f"{os.cpu_count()} CPUs; PostgreSQL shared_buffers {shared_buffers}; "
+            f"{minutes:.1f} min\n"
         )
         print(table.render())
 

@@ -387,6 +387,28 @@ def test_only_asterisk_and_the_dialer_share_the_ami_network(model: dict[str, Any
     assert members == {"asterisk", "dialer"}
 
 
+def _postgres_model(env: Mapping[str, str], tmp_path: Path) -> dict[str, Any]:
+    if COMPOSE is None:
+        service: dict[str, Any] = _fallback_model(env)["services"]["postgres"]
+        return service
+    result = _run_compose(["config", "--format", "json"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    parsed: dict[str, Any] = json.loads(result.stdout)["services"]["postgres"]
+    return parsed
+
+
+def test_postgres_memory_is_postgres_default_unless_the_operator_sizes_it(
+    tmp_path: Path,
+) -> None:
+    """docs/deploy.md (Sizing): a voter file of millions wants more shared_buffers."""
+    default = _postgres_model(REQUIRED_SECRETS, tmp_path)
+    assert default["command"] == ["postgres", "-c", "shared_buffers=128MB"]
+    sized = _postgres_model({**REQUIRED_SECRETS, "POSTGRES_SHARED_BUFFERS": "2GB"}, tmp_path)
+    assert sized["command"] == ["postgres", "-c", "shared_buffers=2GB"]
+    # Docker's 64 MB /dev/shm is too small for parallel queries' shared memory.
+    assert default["shm_size"] in ("256mb", "268435456")
+
+
 def test_postgres_and_mosquitto_are_internal(model: dict[str, Any]) -> None:
     for name in ("postgres", "mosquitto"):
         for network in model["services"][name]["networks"]:

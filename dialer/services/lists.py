@@ -41,10 +41,14 @@ from dialer.store.models import (
 BATCH = 50
 
 
+# Why a list offers no contact (NextContact.empty_reason).
+EMPTY_REASONS = ("all_done", "outside_hours", "waiting_for_retry", "empty")
+
+
 @dataclass(frozen=True, slots=True)
 class NextContact:
     contact: Contact | None
-    # Why the list is empty: all_done, outside_hours, waiting_for_retry, empty.
+    # Why the list is empty: one of EMPTY_REASONS.
     empty_reason: str | None = None
     message: str = ""
     available_at: datetime | None = None

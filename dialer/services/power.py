@@ -351,24 +351,24 @@ class PowerService:
         async with self.sessions() as session:
             # The session and its campaign's rule in one round trip: every
             # waiting session is asked this on every pass.
+            # (A session whose campaign was deleted has none: nothing to dial.)
             found_row = (
                 await session.execute(
-                    select(PowerSession, Campaign.power_next_call)
+                    select(PowerSession, Campaign.id, Campaign.power_next_call)
                     .join(Campaign, Campaign.id == PowerSession.campaign_id)
                     .where(PowerSession.id == session_id)
                 )
             ).first()
             if found_row is None:
                 return DialResult()
-            row, next_call = found_row
+            row, campaign_id, next_call = found_row
             if (
                 row.ended_at is not None
                 or row.state is not PowerSessionState.WAITING
                 or row.leave_requested_at is not None
-                or row.campaign_id is None
             ):
                 return DialResult()
-            volunteer_id, campaign_id, phone = row.volunteer_id, row.campaign_id, row.phone
+            volunteer_id, phone = row.volunteer_id, row.phone
         may_owe = power.outcomes_allowed(next_call or PowerNextCall.AFTER_OUTCOME)
         try:
             found = await self.lists.next_contact(volunteer_id, campaign_id)

@@ -50,6 +50,13 @@ async def served(pg_url: str, world: WebWorld) -> AsyncIterator[Served]:
         yield running
 
 
+async def alice_starts_a_session(client: ClientFactory, world: WebWorld) -> Browser:
+    alice = await client("alice")
+    status, body = await alice.api("POST", "/api/power", {"campaign_id": world.campaign_id})
+    assert status == 201, body
+    return alice
+
+
 async def sessions_seen(browser: Browser) -> dict[str, dict[str, Any]]:
     status, snapshot = await browser.api("GET", "/api/live/snapshot")
     assert status == 200, snapshot
@@ -68,9 +75,7 @@ async def until_state(browser: Browser, key: str, state: str) -> dict[str, Any]:
 async def test_a_session_is_seen_by_its_teams_organizers_only(
     client: ClientFactory, world: WebWorld
 ) -> None:
-    alice = await client("alice")
-    status, body = await alice.api("POST", "/api/power", {"campaign_id": world.campaign_id})
-    assert status == 201, body
+    alice = await alice_starts_a_session(client, world)
     key = str(world.users["alice"])
     olivia, adam = await client("olivia"), await client("adam")
     oscar, bob, carol = await client("oscar"), await client("bob"), await client("carol")
@@ -122,9 +127,7 @@ async def test_the_dashboard_compares_the_modes_over_the_chosen_period(
 async def test_why_nobody_is_dialed_is_said_in_each_readers_language(
     client: ClientFactory, world: WebWorld
 ) -> None:
-    alice = await client("alice")
-    status, body = await alice.api("POST", "/api/power", {"campaign_id": world.campaign_id})
-    assert status == 201, body
+    alice = await alice_starts_a_session(client, world)
     olivia = await client("olivia")
     await until_state(olivia, str(world.users["alice"]), "waiting")
 

@@ -26,6 +26,7 @@ from dialer.domain.vocabulary import (
     TaskStatus,
     VolunteerPhone,
 )
+from dialer.services.lists import EMPTY_REASONS
 from dialer.services.outcomes import SKIP_REASONS
 from web.i18n.translate import _, fmt_datetime
 
@@ -329,7 +330,6 @@ def skip_reasons() -> list[tuple[str, str]]:
     return [(code, skip_reason(code)) for code in SKIP_REASONS]
 
 
-_EMPTY_LIST_REASONS = ("all_done", "outside_hours", "waiting_for_retry", "empty")
 _REFUSAL_CODES = frozenset(code.value for code in RefusalCode)
 
 
@@ -337,7 +337,7 @@ def power_waiting(reason: str | None, until: datetime | None) -> str | None:
     """Why a power session is dialing nobody, in the reader's language; None
     when it is not waiting for a reason it knows."""
     kind, code = power.read_waiting_reason(reason)
-    if kind == power.WAITING_LIST and code in _EMPTY_LIST_REASONS:
+    if kind == power.WAITING_LIST and code in EMPTY_REASONS:
         return empty_list_reason(code, until)
     if kind == power.WAITING_REFUSAL and code in _REFUSAL_CODES:
         return refusal(Refusal(RefusalCode(code), "", retry_at=until))
@@ -354,7 +354,7 @@ def power_waiting_templates() -> dict[str, dict[str, str]]:
             "at": empty_list_reason(code, None, when=placeholder),
             "plain": empty_list_reason(code, None),
         }
-        for code in _EMPTY_LIST_REASONS
+        for code in EMPTY_REASONS
     }
     for code in RefusalCode:
         templates[power.waiting_reason(power.WAITING_REFUSAL, code.value)] = {

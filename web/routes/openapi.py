@@ -14,6 +14,7 @@ from dialer.domain.vocabulary import (
     PhoneType,
     PowerSessionState,
 )
+from dialer.services.lists import EMPTY_REASONS
 from dialer.services.outcomes import MAX_SKIP_NOTE, SKIP_REASONS
 
 ERROR_CODES = sorted(
@@ -259,7 +260,7 @@ def openapi_document() -> dict[str, Any]:
                 },
                 "empty_reason": {
                     "type": ["string", "null"],
-                    "enum": ["all_done", "outside_hours", "waiting_for_retry", "empty", None],
+                    "enum": [*EMPTY_REASONS, None],
                 },
                 "message": {"type": "string"},
                 "available_at": {"type": ["string", "null"], "format": "date-time"},

@@ -18,8 +18,11 @@ whether it was met:
 - import rows/s of a generated 1 M-row CSV, each into a fresh campaign of the
   seeded database and each in its own process (so the peak memory shown is
   that process's, and its workers'): the batch path (``bulk=False``), the bulk
-  path (``bulk=True``), and the ceiling, raw ``COPY`` of the same file into a
-  scratch table;
+  path (``bulk=True``), and two ceilings: raw ``COPY`` of the same file into a
+  scratch table (the database's), and the bulk path's worker processes
+  checking every row and writing its staging line with no database at all
+  (the workers', on every core of the machine: the import can go no faster,
+  since PostgreSQL's share of the cores comes on top);
 - p50/p95 of the contact search (name fragments, digits) and of the filtered
   list (tags, score, language, never called, call-back due), as an
   administrator and as a volunteer of the statewide campaign's team (the
@@ -65,9 +68,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import hashlib
+import itertools
 import json
+import multiprocessing
 import os
 import random
 import re
@@ -98,6 +104,7 @@ from dialer.domain.compliance import (
     RefusalCode,
 )
 from dialer.domain.survey import SurveyDefinition
+from dialer.services.bulk_import import worker_count
 from dialer.store import engine as db
 
 # The child processes read the database's URL here rather than on their
@@ -127,6 +134,8 @@ SEEDED_TABLES = (
     "dispositions",
 )
 COPY_TABLE = "bench_copy_ceiling"
+# The import's ceilings, each measured in a child process: the job, and its memory line.
+CEILINGS = {"copy": "raw COPY process", "checks": "workers-alone process"}
 
 # The issue's targets.
 IMPORT_ROWS_S = 50_000
@@ -882,6 +891,8 @@ def child_main(args: argparse.Namespace) -> None:
             result = asyncio.run(child_export(url, args.campaign, sink))
     elif args.child == "copy":
         result = asyncio.run(child_copy(url, Path(args.csv)))
+    elif args.child == "checks":
+        result = child_checks(Path(args.csv))
     else:
         result = asyncio.run(child_import(url, Path(args.csv), args.campaign, args.bulk, progress))
     write(result)
@@ -928,6 +939,55 @@ async def child_copy(url: str, path: Path) -> dict[str, Any]:
     finally:
         await connection.close()
     return {"rows": rows, "seconds": seconds}
+
+
+def child_checks(path: Path) -> dict[str, Any]:
+    """The bulk path's worker processes alone, on the whole file, with no database:
+    its reader hands every batch to the same pool, which checks the rows
+    (phonenumbers) and writes their staging lines.  The import can go no
+    faster than this on the machine however little PostgreSQL takes, since
+    PostgreSQL's share of the cores is on top of it."""
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+    from dialer.domain import i18n
+    from dialer.services import bulk_import, importer
+
+    # The bulk path's own worker set-up and job (module-private: this is
+    # that path with the database left out, not a second implementation).
+    with path.open("rb") as stream:
+        parsed = importer.parse_stream(stream, region="CA")
+        setup = bulk_import._Setup(parsed.columns, "CA", None, i18n.current().language)
+        started = time.perf_counter()
+        with ProcessPoolExecutor(
+            max_workers=bulk_import.worker_count(),
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=bulk_import._start_worker,
+            initargs=(setup,),
+        ) as pool:
+            # As many batches in flight as the bulk path keeps: memory stays flat.
+            checks: collections.deque[Future[tuple[bytes, list[importer.RowError]]]]
+            checks = collections.deque()
+            staged = rejected = 0
+
+            def collect() -> None:
+                nonlocal staged, rejected
+                data, errors = checks.popleft().result()
+                staged += data.count(b"\n")
+                rejected += len(errors)
+
+            for batch in itertools.count():
+                rows = list(itertools.islice(parsed.raw, importer.BATCH_SIZE))
+                if not rows:
+                    break
+                good = [row for row in rows if not isinstance(row, importer.RowError)]
+                rejected += len(rows) - len(good)
+                checks.append(pool.submit(bulk_import._check_batch, batch, good))
+                if len(checks) >= bulk_import.CHUNKS_AHEAD:
+                    collect()
+            while checks:
+                collect()
+        seconds = time.perf_counter() - started
+    return {"rows": staged + rejected, "seconds": seconds, "rejected": rejected}
 
 
 async def child_export(url: str, campaign_id: int, sink: BinaryIO) -> dict[str, Any]:
@@ -1039,13 +1099,14 @@ async def measure_imports(
         size_mb = path.stat().st_size / 1024 / 1024
         say(f"import file: {rows:,} rows, {size_mb:.0f} MB in {time.perf_counter() - began:.1f} s")
         jobs: list[tuple[str, str]] = [("raw COPY into a scratch table (ceiling)", "copy")]
+        jobs.append((f"the bulk path's {worker_count()} workers alone, no database", "checks"))
         jobs.append(("batch path (bulk=False)", "false"))
         jobs.append(("bulk path (bulk=True)", "true"))
         for label, mode in jobs:
             try:
-                if mode == "copy":
+                if mode in CEILINGS:
                     say(f"import: {label}")
-                    run = await asyncio.to_thread(run_child, database, "copy", "--csv", str(path))
+                    run = await asyncio.to_thread(run_child, database, mode, "--csv", str(path))
                 else:
                     campaign = await new_campaign(database, f"Import bench: {label}")
                     say(f"import: {label} into campaign {campaign}")
@@ -1062,7 +1123,7 @@ async def measure_imports(
                         timeout=time_limit,
                     )
                 result = run.result
-                target = None if mode == "copy" else float(IMPORT_ROWS_S)
+                target = None if mode in CEILINGS else float(IMPORT_ROWS_S)
                 shown = label + (" (stopped, timed out)" if result.get("partial") else "")
                 table.rate("import", shown, int(result["rows"]), float(result["seconds"]), target)
                 if result.get("partial"):
@@ -1072,11 +1133,12 @@ async def measure_imports(
                     )
                 if result.get("rejected"):
                     table.notes.append(f"{label}: {result['rejected']:,} rows rejected")
-                if mode != "copy" and not result.get("partial") and result["added_to_list"] != rows:
+                listed = result.get("added_to_list", rows)
+                if mode not in CEILINGS and not result.get("partial") and listed != rows:
                     table.notes.append(
                         f"{label}: {result.get('added_to_list')} of {rows:,} rows added to the list"
                     )
-                memory_label = "raw COPY process" if mode == "copy" else f"import process, {label}"
+                memory_label = CEILINGS.get(mode, f"import process, {label}")
                 table.memory(memory_label, run.rss_kb)
                 if run.children_rss_kb:
                     table.memory("  its largest worker process", run.children_rss_kb)
@@ -1547,7 +1609,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drop", action="store_true", help="drop the database at the end")
     parser.add_argument("--skip", default="", help=f"phases to leave out: {','.join(PHASES)}")
     # One measured job in a child process (see run_child).
-    parser.add_argument("--child", choices=("import", "copy", "export"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", choices=("import", "copy", "checks", "export"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--csv", help=argparse.SUPPRESS)
     parser.add_argument("--campaign", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--bulk", choices=("true", "false"), help=argparse.SUPPRESS)

@@ -23,6 +23,7 @@ from ami_bridge.client import (
 from ami_bridge.client import OriginateOutcomeUnknown as AmiOriginateUnknown
 from ami_bridge.codec import AmiEncodingError
 from ami_bridge.power_legs import SessionLegs, leg_action_id, leg_channel_id
+from ami_bridge.spy_legs import SpyLegs, spy_action_id, spy_channel_id
 from ami_bridge.tracker import CallTracker, CallUpdate
 from dialer.domain.ports import (
     AnsweredTimes,
@@ -34,6 +35,7 @@ from dialer.domain.ports import (
     SessionLegRequest,
     SessionLegUpdate,
     SpyRequest,
+    SpyStart,
 )
 
 log = logging.getLogger(__name__)
@@ -41,16 +43,13 @@ log = logging.getLogger(__name__)
 # The Originate variable naming the channel an organizer's phone spies on
 # ([dialer-supervise]); an Originate carrying it is not a call of its own.
 SPY_CHANNEL_VARIABLE = "DIALER_SPY_CHANNEL"
+# How long an organizer's leg may take to go, hung up for another mode,
+# before their phone is rung again anyway (seconds).
+SPY_LEG_HANGUP_WAIT = 5.0
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def spy_channel_id(request: SpyRequest) -> str:
-    """The organizer's leg's uniqueid.  Ends in neither -v nor -o: the
-    tracker must not take it for a call of its own (see ami_bridge.tracker)."""
-    return f"{request.call_id}-spy{request.request_id}"
 
 
 class AmiPbx:
@@ -66,6 +65,9 @@ class AmiPbx:
         self.clock = clock
         self._updates: asyncio.Queue[CallUpdate | None] = asyncio.Queue()
         self.legs = SessionLegs()
+        self.spies = SpyLegs()
+        # Organizer legs being hung up before their phone is rung in another mode.
+        self._spy_legs_gone: dict[int, asyncio.Event] = {}
         self._leg_updates: asyncio.Queue[SessionLegUpdate | None] = asyncio.Queue()
         self._pump: asyncio.Task[None] | None = None
 
@@ -182,13 +184,28 @@ class AmiPbx:
             return False
         return True
 
-    async def spy_on_call(self, request: SpyRequest) -> bool:
+    def _spied_on(self, call_id: str) -> bool:
+        snapshot = self.tracker.get(call_id)
+        return snapshot is not None and not snapshot.ended
+
+    async def spy_on_call(self, request: SpyRequest) -> SpyStart:
+        self.spies.keep_calls(self._spied_on)
         snapshot = self.tracker.get(request.call_id)
         if snapshot is None or snapshot.ended or snapshot.volunteer_channel is None:
-            return False
+            return "no_live_leg"
         # The volunteer's leg as Asterisk named it in the events this
         # tracker read: whispering to it is heard by the volunteer alone.
         target = snapshot.volunteer_channel
+        on_it = self.spies.on_call(request.call_id, request.channel)
+        if on_it is not None:
+            if on_it.mode == request.mode:
+                return "already_on"
+            # Another mode: the organizer's phone leaves the call and is
+            # rung back into it in that mode (ChanSpy's mode is set when it
+            # starts).  Never two legs on one phone: a desk phone with one
+            # line would refuse the new one as busy.
+            await self._end_spy_leg(request.call_id, on_it.request_id, on_it.channel)
+        self.spies.expect(request)
         try:
             await self.client.originate(
                 request.channel,
@@ -206,7 +223,7 @@ class AmiPbx:
                     # through the outbound context, which wants a caller ID.
                     "DIALER_CALLERID": request.caller_id_number,
                 },
-                action_id=f"spy-{request.request_id}",
+                action_id=spy_action_id(request),
             )
         except AmiOriginateUnknown:
             # Sent: it may be ringing.  Never sent twice.
@@ -217,13 +234,49 @@ class AmiPbx:
             )
         except (AmiNotConnected, AmiActionTimeout) as error:
             # AmiActionTimeout reaching here was never sent (no free slot).
+            self.spies.forget(request.request_id)
             raise PbxUnavailable(str(error)) from error
         except AmiActionError as error:
             # No [dialer-supervise] on this PBX, or the phone's endpoint is missing.
+            self.spies.forget(request.request_id)
             raise OriginateRejected(error.message) from error
         except AmiEncodingError as error:
+            self.spies.forget(request.request_id)
             raise OriginateRejected(str(error)) from error
-        return True
+        return "rung"
+
+    async def _end_spy_leg(self, call_id: str, request_id: int, channel: str | None) -> None:
+        """Hang an organizer's leg up and wait (a few seconds at most) for
+        Asterisk to report it gone: its ``Hangup`` event comes once the
+        phone has been sent its BYE, which may be after the action's reply."""
+        self.spies.forget(request_id)
+        if channel is None:
+            # Not made yet: nothing to hang up (its phone was never rung).
+            return
+        gone = self._spy_legs_gone.setdefault(request_id, asyncio.Event())
+        try:
+            await self.client.hangup(channel)
+            async with asyncio.timeout(SPY_LEG_HANGUP_WAIT):
+                await gone.wait()
+        except AmiActionError as error:
+            # "No such channel": the organizer hung up meanwhile.
+            log.info(
+                "call %s: hangup of the organizer's %s: %s",
+                call_id,
+                channel,
+                error.message,
+                extra={"call_id": call_id},
+            )
+        except (AmiError, TimeoutError) as error:
+            log.warning(
+                "call %s: hangup of the organizer's %s not confirmed: %s",
+                call_id,
+                channel,
+                str(error) or "no Hangup event",
+                extra={"call_id": call_id},
+            )
+        finally:
+            self._spy_legs_gone.pop(request_id, None)
 
     async def ring_session(self, request: SessionLegRequest) -> None:
         self.legs.expect(request.session_id)
@@ -298,6 +351,12 @@ class AmiPbx:
                     self._leg_updates.put_nowait(leg)
             except Exception:
                 log.exception("session legs failed on a stream item; ignored")
+            try:
+                for request_id in self.spies.feed(item):
+                    if (gone := self._spy_legs_gone.get(request_id)) is not None:
+                        gone.set()
+            except Exception:
+                log.exception("supervision legs failed on a stream item; ignored")
             try:
                 updates = self.tracker.feed(item)
             except Exception:

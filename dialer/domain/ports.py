@@ -34,6 +34,14 @@ SPY_MODES: tuple[SpyMode, ...] = ("listen", "whisper", "barge")
 _SPY_MODES_BY_NAME: dict[object, SpyMode] = {mode: mode for mode in SPY_MODES}
 
 
+# What became of a supervision request on the PBX: the organizer's phone is
+# rung into the call ("rung"; for another mode than the one they were on,
+# that leg is hung up first), the call has no live volunteer leg to spy on
+# ("no_live_leg"), or their phone is already ringing into it or on it in
+# that mode, and is not rung again ("already_on").
+SpyStart = Literal["rung", "no_live_leg", "already_on"]
+
+
 def spy_mode(value: object) -> SpyMode | None:
     """``value`` as a SpyMode, or None when it is not one (typed input, a row)."""
     return _SPY_MODES_BY_NAME.get(value) if isinstance(value, str) else None
@@ -211,10 +219,9 @@ class CallPbx(PbxPort, Protocol):
     async def hangup_call(self, call_id: str, by: HangupBy) -> bool:
         """Hang up the live call; False when it has no channel to hang up (yet)."""
 
-    async def spy_on_call(self, request: SpyRequest) -> bool:
-        """Ring the organizer into the live call; False when the call has no
-        live volunteer leg to spy on (not yet, or no longer).  Raises
-        :class:`PbxUnavailable` or :class:`OriginateRejected` as
+    async def spy_on_call(self, request: SpyRequest) -> SpyStart:
+        """Ring the organizer into the live call, once: see :data:`SpyStart`.
+        Raises :class:`PbxUnavailable` or :class:`OriginateRejected` as
         :meth:`originate` does."""
 
     def updates(self) -> AsyncIterator[CallSnapshot]:

@@ -570,9 +570,17 @@ class CallWorker:
                     extra={"call_id": call_id},
                 )
                 continue
-            if not started:
+            if started == "no_live_leg":
                 log.info(
                     "call %s: %s by user %s not started: the call has no live volunteer leg",
+                    call_id,
+                    mode,
+                    actor,
+                    extra={"call_id": call_id},
+                )
+            elif started == "already_on":
+                log.info(
+                    "call %s: %s by user %s: their phone is already on the call in that mode",
                     call_id,
                     mode,
                     actor,

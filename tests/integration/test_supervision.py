@@ -8,6 +8,7 @@ the channel spied on is always the tracker's, never the request's.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -19,7 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ami_bridge.client import AmiClient
 from ami_bridge.pbx import AmiPbx
 from ami_bridge.simulator import AmiSimulator
-from dialer.domain.ports import CallPbx, OriginateRejected, OriginateRequest, PbxError, SpyRequest
+from dialer.domain.ports import (
+    CallPbx,
+    OriginateRejected,
+    OriginateRequest,
+    PbxError,
+    SpyRequest,
+    SpyStart,
+)
 from dialer.domain.vocabulary import CallState, Role, VolunteerPhone
 from dialer.services.calling import SupervisionRefused
 from dialer.services.common import NotAllowed
@@ -42,12 +50,12 @@ CALL = "c-supervised"
 class SpyRecorder:
     """The PBX port, reduced to what supervision asks of it."""
 
-    answer: bool = True
+    answer: SpyStart = "rung"
     asked: list[SpyRequest] = field(default_factory=list)
     connected: bool = True
     refusal: PbxError | None = None
 
-    async def spy_on_call(self, request: SpyRequest) -> bool:
+    async def spy_on_call(self, request: SpyRequest) -> SpyStart:
         self.asked.append(request)
         if self.refusal is not None:
             raise self.refusal
@@ -222,7 +230,7 @@ async def test_the_worker_rings_the_organizers_own_phone_once(world: World) -> N
 async def test_a_request_the_pbx_cannot_serve_is_dropped_not_retried(world: World) -> None:
     service = world.service()
     await service.supervise(world.users["olivia"], CALL, "listen")
-    pbx = SpyRecorder(answer=False)
+    pbx = SpyRecorder(answer="no_live_leg")
     worker = CallWorker(service, _port(pbx), originate_timeout_ms=15000)
     assert await worker.handle_supervision_requests() == 1
     assert await worker.handle_supervision_requests() == 0
@@ -290,7 +298,7 @@ async def test_the_ami_port_spies_on_the_tracked_leg_only(simulator: AmiSimulato
         )
         # A call the tracker does not follow: nothing is sent at all.
         before = simulator.action_counts["Originate"]
-        assert await pbx.spy_on_call(spy) is False
+        assert await pbx.spy_on_call(spy) == "no_live_leg"
         assert simulator.action_counts["Originate"] == before
         await pbx.originate(
             OriginateRequest(
@@ -310,14 +318,22 @@ async def test_the_ami_port_spies_on_the_tracked_leg_only(simulator: AmiSimulato
                 leg = update.volunteer_channel
                 break
         assert leg is not None and leg.startswith("PJSIP/1001-")
-        assert await pbx.spy_on_call(
-            SpyRequest(**{**_fields(spy), "call_id": "c-known", "request_id": 2})
+        assert (
+            await pbx.spy_on_call(
+                SpyRequest(**{**_fields(spy), "call_id": "c-known", "request_id": 2})
+            )
+            == "rung"
         )
         # A PBX without [dialer-supervise] (not copied from asterisk-config).
         with pytest.raises(OriginateRejected, match="Extension does not exist"):
             await pbx.spy_on_call(
                 SpyRequest(
-                    **{**_fields(spy), "call_id": "c-known", "context": "from-phones"}  # type: ignore[arg-type]
+                    **{  # type: ignore[arg-type]
+                        **_fields(spy),
+                        "call_id": "c-known",
+                        "context": "from-phones",
+                        "channel": "PJSIP/1009",
+                    }
                 )
             )
         [sent] = [a for a in simulator.actions if a.get("Context") == "dialer-supervise"]
@@ -335,3 +351,91 @@ async def test_the_ami_port_spies_on_the_tracked_leg_only(simulator: AmiSimulato
 
 def _fields(request: SpyRequest) -> dict[str, object]:
     return {name: getattr(request, name) for name in SpyRequest.__slots__}
+
+
+async def _talking(pbx: AmiPbx, call_id: str, volunteer: str) -> str:
+    """Place ``call_id`` from ``volunteer``'s phone; its volunteer leg once it talks."""
+    await pbx.originate(
+        OriginateRequest(
+            call_id=call_id,
+            channel=volunteer,
+            context="dialer-outbound",
+            exten="15145550184",
+            caller_id_name="Ada",
+            caller_id_number="15145550184",
+            timeout_ms=5000,
+            variables={"DIALER_CALL_ID": call_id, "DIALER_CALLERID": "15145550000"},
+        )
+    )
+    async with asyncio.timeout(10):
+        async for update in pbx.updates():
+            if update.call_id == call_id and update.state is CallState.TALKING:
+                assert update.volunteer_channel is not None
+                return update.volunteer_channel
+    raise AssertionError(f"{call_id} never talked")
+
+
+async def _leg_up(pbx: AmiPbx, call_id: str, phone: str) -> str:
+    """The organizer's leg's channel, once Asterisk made it."""
+    async with asyncio.timeout(10):
+        while (leg := pbx.spies.on_call(call_id, phone)) is None or leg.channel is None:
+            await asyncio.sleep(0.01)
+    return leg.channel
+
+
+async def test_an_organizer_on_the_call_is_not_rung_again_and_another_mode_replaces_the_leg(
+    simulator: AmiSimulator,
+) -> None:
+    client = AmiClient("127.0.0.1", simulator.port, "dialer", SecretStr(SECRET), action_timeout=2.0)
+    pbx = AmiPbx(client)
+    await pbx.start(wait=True)
+    olivia = "PJSIP/1007"
+    try:
+        await _talking(pbx, "c-watched", "PJSIP/1001")
+        base = SpyRequest(
+            request_id=10,
+            call_id="c-watched",
+            mode="listen",
+            channel=olivia,
+            context="dialer-supervise",
+            caller_id_name="Listen",
+            caller_id_number="15145550000",
+            timeout_ms=5000,
+        )
+
+        def asked(request_id: int, **changes: object) -> SpyRequest:
+            return SpyRequest(**{**_fields(base), "request_id": request_id, **changes})  # type: ignore[arg-type]
+
+        def originates() -> list[str]:
+            return [
+                f"{a.get('ChannelId')} {a.get('Exten')}"
+                for a in simulator.actions
+                if a.get("Context") == "dialer-supervise"
+            ]
+
+        assert await pbx.spy_on_call(asked(10)) == "rung"
+        # Clicked again while the phone still rings, and once on the call.
+        assert await pbx.spy_on_call(asked(11)) == "already_on"
+        listening = await _leg_up(pbx, "c-watched", olivia)
+        assert await pbx.spy_on_call(asked(12)) == "already_on"
+        assert originates() == ["c-watched-spy10 listen"]
+        # Another organizer's phone is rung in beside it.
+        assert await pbx.spy_on_call(asked(13, channel="PJSIP/1009")) == "rung"
+        # Barge instead: the listening leg is hung up, then the phone rung back in.
+        hangups_before = simulator.action_counts["Hangup"]
+        assert await pbx.spy_on_call(asked(14, mode="barge")) == "rung"
+        assert simulator.action_counts["Hangup"] == hangups_before + 1
+        [hung_up] = [a for a in simulator.actions if a.get("Action") == "Hangup"][-1:]
+        assert hung_up.get("Channel") == listening
+        assert originates()[-1] == "c-watched-spy14 barge"
+        barging = await _leg_up(pbx, "c-watched", olivia)
+        assert barging != listening
+        # The organizer hangs up: the next click rings them in again.
+        await client.hangup(barging)
+        async with asyncio.timeout(10):
+            while pbx.spies.on_call("c-watched", olivia) is not None:
+                await asyncio.sleep(0.01)
+        assert await pbx.spy_on_call(asked(15)) == "rung"
+        assert originates()[-1] == "c-watched-spy15 listen"
+    finally:
+        await pbx.close()

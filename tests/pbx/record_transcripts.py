@@ -49,7 +49,8 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from ami_bridge.client import AmiClient
-from ami_bridge.pbx import AmiPbx, spy_channel_id
+from ami_bridge.pbx import AmiPbx
+from ami_bridge.spy_legs import spy_channel_id
 from ami_bridge.stream import Received, StreamItem
 from ami_bridge.tracker import CallTracker, CallUpdate
 from dialer.domain.ports import HangupBy, OriginateRequest, SpyMode, SpyRequest

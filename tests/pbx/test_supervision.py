@@ -66,6 +66,8 @@ OTHER_TEAM_VOLUNTEER = ("victor", "1016", "+15145550245")
 # contact (ends in 5: answers after 1 s and stays); volunteer 1018's call.
 OWN_NUMBER_ORGANIZER = ("nadia", "+15145550255")
 OWN_NUMBER_CALL = ("1018", "+15145550265")
+# The organizer clicks Listen twice on volunteer 1020's call, then Barge.
+CLICKED_AGAIN_CALL = ("1020", "+15145550275")
 
 
 class Observer(AmiObserver):
@@ -96,6 +98,7 @@ class Supervised:
     dialer_trace: Path
     call_ids: dict[str, str] = field(default_factory=dict)
     own_number_call_id: str = ""
+    clicked_again_call_id: str = ""
     other_call_id: str = ""
     other_refusal: tuple[int, object] = (0, None)
     volunteer_refusal: tuple[int, object] = (0, None)
@@ -151,6 +154,8 @@ async def supervised(
     contacts = {mode: (number, f"v{ext}") for mode, (ext, number, _opts) in MODES.items()}
     volunteers[f"v{OWN_NUMBER_CALL[0]}"] = OWN_NUMBER_CALL[0]
     contacts["own_number"] = (OWN_NUMBER_CALL[1], f"v{OWN_NUMBER_CALL[0]}")
+    volunteers[f"v{CLICKED_AGAIN_CALL[0]}"] = CLICKED_AGAIN_CALL[0]
+    contacts["clicked_again"] = (CLICKED_AGAIN_CALL[1], f"v{CLICKED_AGAIN_CALL[0]}")
     # Emptied even when setting up fails half-way, or the next module's
     # users would collide with these.
     try:
@@ -231,6 +236,29 @@ async def supervised(
                             status, body = await olivia.api("POST", f"/api/calls/{call_id}/hangup")
                             assert status == 202, body
                             await volunteer.wait_for(call_id, "ended")
+                    async with Browser.signed_in(
+                        dialer.url, f"v{CLICKED_AGAIN_CALL[0]}"
+                    ) as volunteer:
+                        call_id = await volunteer.click_call(world, "clicked_again")
+                        result.clicked_again_call_id = call_id
+                        await volunteer.wait_for(call_id, "talking")
+                        for _click in range(2):
+                            status, body = await olivia.api(
+                                "POST", f"/api/calls/{call_id}/supervise", {"mode": "listen"}
+                            )
+                            assert status == 202, body
+                        await observer.spy_of(call_id, "ChanSpyStart")
+                        await _handled(session_maker, call_id, 2)
+                        status, body = await olivia.api(
+                            "POST", f"/api/calls/{call_id}/supervise", {"mode": "barge"}
+                        )
+                        assert status == 202, body
+                        async with asyncio.timeout(20):
+                            while len(observer.spying(call_id, "ChanSpyStart")) < 2:
+                                await asyncio.sleep(0.05)
+                        await olivia.api("POST", f"/api/calls/{call_id}/hangup")
+                        await volunteer.wait_for(call_id, "ended")
+                        await observer.spy_of(call_id, "ChanSpyStop")
                     async with (
                         Browser.signed_in(dialer.url, f"v{OWN_NUMBER_CALL[0]}") as volunteer,
                         Browser.signed_in(dialer.url, OWN_NUMBER_ORGANIZER[0]) as nadia,
@@ -250,6 +278,24 @@ async def supervised(
                 yield result
     finally:
         await truncate_all(session_maker)
+
+
+async def _handled(sessions: async_sessionmaker[AsyncSession], call_id: str, count: int) -> None:
+    """Wait until the worker has taken ``count`` supervision requests for ``call_id``."""
+    async with asyncio.timeout(20):
+        while True:
+            async with sessions() as session:
+                handled = list(
+                    await session.scalars(
+                        select(SupervisionRequest.id).where(
+                            SupervisionRequest.call_id == call_id,
+                            SupervisionRequest.handled_at.is_not(None),
+                        )
+                    )
+                )
+            if len(handled) >= count:
+                return
+            await asyncio.sleep(0.1)
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
@@ -282,8 +328,55 @@ async def test_the_organizers_phone_is_rung_into_the_call_with_the_right_spy(
     # SIPp's trace: the organizer's desk phone got the call and answered it.
     dialogs = supervised.pbx.ua_of(ORGANIZER_PHONE).dialogs(ORGANIZER_PHONE)
     answered = [d for d in dialogs if d.answered_at is not None]
-    assert len(answered) == len(MODES)
+    # One call per mode, and two for the call clicked on again (Listen once, then Barge).
+    assert len(answered) == len(MODES) + 2
     assert all(d.bye_from() == "asterisk" for d in answered)
+
+
+async def test_listen_clicked_twice_rings_once_and_barge_replaces_the_leg(
+    supervised: Supervised, session_maker: async_sessionmaker[AsyncSession]
+) -> None:
+    call_id = supervised.clicked_again_call_id
+    row = await stored_call(session_maker, call_id)
+    observer = supervised.observer
+    # Two organizer legs for three clicks: Listen (the second Listen rang
+    # nothing), then Barge.
+    legs = [e["Uniqueid"] for e in observer.spying(call_id, "Newchannel")]
+    assert len(legs) == 2, legs
+    listening, barging = observer.spying(call_id, "ChanSpyStart")
+    assert (listening["SpyerUniqueid"], barging["SpyerUniqueid"]) == tuple(legs)
+    assert listening["SpyeeChannel"] == barging["SpyeeChannel"] == row.volunteer_channel
+    options = [
+        e["AppData"] for e in observer.spying(call_id, "Newexten") if e["Application"] == "ChanSpy"
+    ]
+    assert options == [f"{row.volunteer_channel},ESq", f"{row.volunteer_channel},BESq"]
+    # The listening leg was hung up before the barging one was rung.
+    [listening_ended] = [e for e in observer.spying(call_id, "Hangup") if e["Uniqueid"] == legs[0]]
+    [barging_made] = [e for e in observer.spying(call_id, "Newchannel") if e["Uniqueid"] == legs[1]]
+    assert observer.events.index(listening_ended) < observer.events.index(barging_made)
+    # SIPp's trace: the organizer's phone was sent its BYE before the new INVITE
+    # (the call clicked on again is the fourth and fifth to ring it).
+    dialogs = sorted(
+        supervised.pbx.ua_of(ORGANIZER_PHONE).dialogs(ORGANIZER_PHONE),
+        key=lambda dialog: dialog.invite.at,
+    )
+    listened, barged = dialogs[len(MODES) : len(MODES) + 2]
+    assert listened.bye_from() == "asterisk"
+    assert listened.ended_at is not None and listened.ended_at <= barged.invite.at
+    assert barged.answered_at is not None
+    # All three clicks are in the audit log.
+    async with session_maker() as session:
+        actions = list(
+            await session.scalars(
+                select(AuditEntry.action)
+                .where(
+                    AuditEntry.entity_id == call_id,
+                    AuditEntry.action.in_([f"call.{mode}" for mode in MODES]),
+                )
+                .order_by(AuditEntry.id)
+            )
+        )
+    assert actions == ["call.listen", "call.listen", "call.barge"]
 
 
 async def test_every_use_is_audited_with_who_which_call_and_when(
@@ -325,13 +418,14 @@ async def test_another_teams_call_is_refused_before_anything_reaches_ami(
         path.read_text(errors="replace")
         for path in supervised.dialer_trace.parent.glob(f"{supervised.dialer_trace.stem}*")
     )
-    # The dialer's own wire trace: three supervisions went out, none for it.
+    # The dialer's own wire trace: the supervisions went out, none for it.
     originates = [
         frame
         for frame in re.split(r"^(?=(?:>>>|<<<) t=)", sent, flags=re.M)
         if frame.startswith(">>>") and "Action: Originate" in frame
     ]
-    assert sum("Context: dialer-supervise" in frame for frame in originates) == len(MODES) + 1
+    # (one per mode, the own-number organizer's, and two for the call clicked on again)
+    assert sum("Context: dialer-supervise" in frame for frame in originates) == len(MODES) + 3
     assert f"{supervised.other_call_id}-spy" not in sent
     assert supervised.observer.spying(supervised.other_call_id, "Newchannel") == []
 

@@ -61,13 +61,18 @@ _FIRST_TIME_COLUMNS = frozenset({"volunteer_answered_at", "contact_answered_at",
 # Every column a snapshot can change.  A batch stores its changed rows with
 # this one statement sent as a single executemany, whatever each row's
 # changes: the new values are the row read at the start of the transaction
-# with the snapshots applied in order (only the worker of a call's PBX
-# writes its states, and a call is in one transaction at a time).
+# with the snapshots applied in order (a call is in one transaction of its
+# worker at a time).  An ended row is never written: two workers on one
+# PBX both follow its calls, and a batch in which no call ends reads its
+# rows unlocked, so without the guard it could put a call another worker
+# has just ended, with its automatic outcome, back to "talking"; that
+# worker's later end of it would then never be stored (the outcome's
+# unique key refusing it at every retry).
 _STORED_COLUMNS = (*_SNAPSHOT_COLUMNS, "state", "outcome", "failure_reason", "needs_review")
 _CALLS = cast(Table, CallAttempt.__table__)
 _STORE_CALL = (
     update(_CALLS)
-    .where(_CALLS.c.id == bindparam("row_id"))
+    .where(_CALLS.c.id == bindparam("row_id"), _CALLS.c.state != CallState.ENDED)
     .values({name: bindparam(f"new_{name}", type_=_CALLS.c[name].type) for name in _STORED_COLUMNS})
 )
 CANCELLED_BEFORE_DIALING = "cancelled before it was dialed"

@@ -13,8 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ami_bridge.simulator import AmiSimulator, VolunteerBehaviour, VolunteerOutcome
 from dialer.domain.outcomes import parse_submission
 from dialer.domain.vocabulary import CallOutcome, CallState, DispositionOutcome
+from dialer.store import calls as call_rows
 from dialer.store.models import CallingListEntry, Disposition
 from tests.integration.pbx_harness import Harness, running_worker
+from tests.integration.test_dashboard_counters import Snapshot
 from tests.integration.world import build_world
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -169,6 +171,40 @@ async def test_nothing_is_dialed_twice_by_two_workers(
     assert simulator.action_counts["Originate"] == 2
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Disposition)) == 1
+
+
+async def test_another_workers_stale_batch_never_reopens_an_ended_call(
+    harness: Harness, sessions: Sessions
+) -> None:
+    """Two workers on one PBX both follow a call.  One stores its end (and
+    the automatic "absent" of a busy contact); the other, whose batch read
+    the row unlocked a moment before, writes the state it had seen: the
+    ended row stays ended, and storing the end again is a no-op, not a
+    unique-key refusal at every retry."""
+    call_id = await harness.call("vancouver", "bob")  # busy: an automatic "absent"
+    ended = await harness.wait_for(call_id, CallState.ENDED)
+    assert ended.state is CallState.ENDED
+    stale = await harness.row(call_id)
+    stale.state, stale.outcome, stale.ended_at = CallState.RINGING_CONTACT, None, None
+    async with sessions.begin() as session:
+        await call_rows.store_calls(session, [stale])
+    kept = await harness.row(call_id)
+    assert (kept.state, kept.outcome) == (CallState.ENDED, ended.outcome)
+    assert kept.ended_at == ended.ended_at
+    assert ended.ended_at is not None
+    again = Snapshot(
+        call_id=call_id,
+        at=ended.ended_at,
+        state=CallState.ENDED,
+        outcome=ended.outcome,
+        contact_answered_at=None,
+        ended_at=ended.ended_at,
+        dial_status=ended.dial_status,
+    )
+    assert await harness.worker.apply([again]) == []
+    async with sessions() as session:
+        count = select(func.count()).select_from(Disposition)
+        assert await session.scalar(count.where(Disposition.call_attempt_id == ended.id)) == 1
 
 
 @pytest.mark.parametrize("writers", [1, 2])
